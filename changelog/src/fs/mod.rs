@@ -1,0 +1,202 @@
+//! The file-system seam.
+//!
+//! Every byte Varve reads or writes goes through [`FileSystem`] and [`File`].
+//! Production code uses [`StdFs`]; tests use [`MemFs`](crate::fs::MemFs), an
+//! in-memory file system that can simulate power loss (dropping, keeping or
+//! tearing every write that was not synced, and forgetting unsynced creates,
+//! renames and removes), flip bits, and fail chosen calls with an I/O error.
+//!
+//! The seam is deliberately small: positioned reads and writes, `fdatasync`,
+//! length changes, and the handful of directory operations a log-structured
+//! engine needs. Files are shared (`Arc<dyn File>`) and all methods take
+//! `&self`, so one handle can serve concurrent positioned readers.
+
+mod mem;
+mod std_fs;
+
+use std::fmt::Debug;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use mem::{CrashMode, FaultKind, MemFs};
+pub use std_fs::StdFs;
+
+/// How [`FileSystem::open_file`] opens a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Open an existing file for reading only.
+    Read,
+    /// Open an existing file for reading and writing.
+    ReadWrite,
+    /// Create a new file for reading and writing; fails with
+    /// [`io::ErrorKind::AlreadyExists`] if it exists.
+    CreateNew,
+    /// Create the file if it is missing, or open it for reading and writing
+    /// if it exists (its contents are kept).
+    CreateOrOpen,
+}
+
+/// An open file. All I/O is positioned, so a handle can be shared between
+/// threads without a cursor.
+#[allow(clippy::len_without_is_empty)]
+pub trait File: Send + Sync + Debug {
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many were read
+    /// (0 at or past the end of the file).
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+
+    /// Writes all of `buf` at `offset`, extending the file if needed.
+    ///
+    /// # Errors
+    /// The underlying I/O error; some bytes may have been written.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+
+    /// Makes the file's data (and the metadata needed to read it, such as
+    /// its length) durable: `fdatasync`.
+    ///
+    /// # Errors
+    /// The underlying I/O error. After a failed sync the state of unsynced
+    /// data is unknown; callers must not retry as if nothing happened.
+    fn sync_data(&self) -> io::Result<()>;
+
+    /// The file's current length in bytes.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn len(&self) -> io::Result<u64>;
+
+    /// Truncates or extends (with zeros) the file to `len_bytes`.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn set_len(&self, len_bytes: u64) -> io::Result<()>;
+
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::UnexpectedEof`] if the file ends first, or the
+    /// underlying I/O error.
+    fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = self.read_at(buf, offset)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file ended before the requested range",
+                ));
+            }
+            buf = &mut buf[n..];
+            offset += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// A held directory lock; released when dropped.
+pub trait DirLock: Send + Sync + Debug {}
+
+/// The file-system operations Varve uses.
+pub trait FileSystem: Send + Sync + Debug {
+    /// Opens (or creates) the file at `path` according to `mode`.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`], [`io::ErrorKind::AlreadyExists`] or the
+    /// underlying I/O error.
+    fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn File>>;
+
+    /// Creates a directory and any missing parents.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+
+    /// The names of the entries of a directory, sorted.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] or the underlying I/O error.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+
+    /// Removes a file.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] or the underlying I/O error.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+
+    /// Removes an empty directory.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] or the underlying I/O error.
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// Atomically renames `from` to `to`, replacing `to` if it exists.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// Creates `to` as a hard link to `from`.
+    ///
+    /// # Errors
+    /// The underlying I/O error ([`io::ErrorKind::Unsupported`] where the
+    /// file system cannot link; callers fall back to copying).
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// Makes the directory's entries (creates, renames, removes) durable.
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// Whether `path` exists and is a directory (`Some(true)`), a file
+    /// (`Some(false)`), or does not exist (`None`).
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn kind(&self, path: &Path) -> io::Result<Option<bool>>;
+
+    /// Takes an exclusive advisory lock on the file `path` (created if
+    /// missing). Fails with [`io::ErrorKind::WouldBlock`] if another holder
+    /// (in this or another process) has it.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::WouldBlock`] or the underlying I/O error.
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>>;
+}
+
+/// Writes `data` to `path` atomically and durably: a temporary file is
+/// written and synced, renamed over `path`, and the directory is synced.
+///
+/// # Errors
+/// The underlying I/O error; `path` then holds either its old or its new
+/// contents.
+pub fn write_file_atomic(fs: &dyn FileSystem, path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = Path::new(&tmp_name);
+    if fs.kind(tmp)?.is_some() {
+        fs.remove_file(tmp)?;
+    }
+    let file = fs.open_file(tmp, OpenMode::CreateNew)?;
+    file.write_all_at(data, 0)?;
+    file.sync_data()?;
+    drop(file);
+    fs.rename(tmp, path)?;
+    fs.sync_dir(dir)
+}
+
+/// Reads a whole file into memory.
+///
+/// # Errors
+/// The underlying I/O error.
+pub fn read_file(fs: &dyn FileSystem, path: &Path) -> io::Result<Vec<u8>> {
+    let file = fs.open_file(path, OpenMode::Read)?;
+    let len = usize::try_from(file.len()?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large"))?;
+    let mut buf = vec![0; len];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
+}

@@ -1,0 +1,275 @@
+//! Reading the log: Kafka-style fetches of whole batches, and a record
+//! cursor across segments.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::batch::{Batch, BatchHeader};
+use crate::error::{Error, Result};
+use crate::log::{Inner, Log};
+use crate::record::StoredRecord;
+use crate::segment::Segment;
+
+/// Bytes a [`LogReader`] fetches per read.
+const READER_FETCH_BYTES: usize = 1 << 20;
+
+/// The answer to a [`Log::read`]: whole batches.
+#[derive(Clone, Debug)]
+pub struct FetchResult {
+    /// The batches, in offset order. The first may start before the
+    /// requested offset (it is the batch that contains it).
+    pub batches: Vec<Batch>,
+    /// The offset after the last returned batch (where to fetch next).
+    pub next_fetch_offset: u64,
+    /// The log end offset when the fetch was served.
+    pub log_end_offset: u64,
+    /// The log start offset when the fetch was served.
+    pub log_start_offset: u64,
+}
+
+impl Log {
+    /// Fetches whole, CRC-checked batches starting with the one that holds
+    /// `from`: as many as fit in `max_bytes`, but at least one (as Kafka's
+    /// fetch does). Reading at the log end returns no batches.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] below the log start or past the end,
+    /// [`Error::Corruption`] for a damaged batch, I/O errors.
+    pub fn read(&self, from: u64, max_bytes: usize) -> Result<FetchResult> {
+        let inner = &self.inner;
+        let (start, end) = self.check_range(from)?;
+        let mut result = FetchResult {
+            batches: Vec::new(),
+            next_fetch_offset: from,
+            log_end_offset: end,
+            log_start_offset: start,
+        };
+        let Some((segment, position)) = inner.locate(from)? else {
+            return Ok(result);
+        };
+        let (bytes, _) = segment.read_batches(position, max_bytes)?;
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let header = crate::batch::parse_header(&bytes[pos..]).map_err(|e| {
+                Error::corruption(&segment.path, position + pos as u64, format!("{e:?}"))
+            })?;
+            let len = header.length as usize;
+            let batch = Batch::from_bytes(bytes.slice(pos..pos + len)).map_err(|e| {
+                Error::corruption(&segment.path, position + pos as u64, format!("{e:?}"))
+            })?;
+            result.next_fetch_offset = header.next_offset();
+            result.batches.push(batch);
+            pos += len;
+        }
+        Ok(result)
+    }
+
+    /// A cursor over the records at offsets `>= from`, in offset order,
+    /// across segments. It ends at the log end as of each call to `next`;
+    /// use [`Log::wait_for`] to tail.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] if `from` is outside the log.
+    pub fn reader(&self, from: u64) -> Result<LogReader<'_>> {
+        self.check_range(from)?;
+        Ok(LogReader {
+            log: self,
+            from,
+            next_offset: from,
+            cursor: None,
+            pending: VecDeque::new(),
+            failed: false,
+        })
+    }
+
+    /// The first offset whose record timestamp is `>= timestamp_ms`, or
+    /// `None` if every record is older.
+    ///
+    /// # Errors
+    /// Corruption or I/O errors while scanning.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<u64>> {
+        let start = self.log_start_offset();
+        for segment in self.inner.segments_snapshot().iter() {
+            if segment.next_offset() <= start
+                || segment.max_timestamp_ms().is_none_or(|m| m < timestamp_ms)
+            {
+                continue;
+            }
+            let rel = segment.state().index.lookup_time(timestamp_ms);
+            let from = (segment.base_offset + u64::from(rel)).max(start);
+            let mut reader = self.reader(from)?;
+            while let Some(rec) = reader.next() {
+                let rec = rec?;
+                if rec.record.timestamp_ms >= timestamp_ms {
+                    return Ok(Some(rec.offset));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn check_range(&self, from: u64) -> Result<(u64, u64)> {
+        let start = self.log_start_offset();
+        let end = self.next_offset();
+        if from < start || from > end {
+            return Err(Error::OffsetOutOfRange {
+                requested: from,
+                log_start_offset: start,
+                next_offset: end,
+            });
+        }
+        Ok((start, end))
+    }
+
+    /// Waits up to `timeout` for records at `offset` and returns a reader
+    /// from there (for followers). Returns `None` on timeout.
+    ///
+    /// # Errors
+    /// As [`Log::reader`].
+    pub fn tail(&self, offset: u64, timeout: Duration) -> Result<Option<LogReader<'_>>> {
+        if self.wait_for(offset, timeout) {
+            self.reader(offset).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+impl Inner {
+    /// The segment and byte position of the batch holding `offset` (or the
+    /// first batch after it).
+    pub(crate) fn locate(&self, offset: u64) -> Result<Option<(Arc<Segment>, u64)>> {
+        let segments = self.segments_snapshot();
+        let first = segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        for segment in &segments[first..] {
+            if let Some(position) = segment.locate(offset)? {
+                return Ok(Some((segment.clone(), position)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A cursor over a log's records; see [`Log::reader`].
+#[derive(Debug)]
+pub struct LogReader<'a> {
+    log: &'a Log,
+    from: u64,
+    next_offset: u64,
+    cursor: Option<(Arc<Segment>, u64)>,
+    pending: VecDeque<StoredRecord>,
+    failed: bool,
+}
+
+impl LogReader<'_> {
+    /// The offset of the next record this reader will return (or the log
+    /// end it will wait at).
+    pub fn position(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// Reads the next whole batch, header and records, skipping records
+    /// below the reader's start. `None` at the log end.
+    ///
+    /// # Errors
+    /// Corruption or I/O errors.
+    pub fn next_batch(&mut self) -> Result<Option<(BatchHeader, Vec<StoredRecord>)>> {
+        loop {
+            let Some((segment, position)) = self.cursor_or_locate()? else {
+                return Ok(None);
+            };
+            if position >= segment.size_bytes() {
+                if !self.advance_segment(&segment)? {
+                    return Ok(None);
+                }
+                continue;
+            }
+            let (bytes, _) = segment.read_batches(position, READER_FETCH_BYTES.min(64 << 10))?;
+            let header = crate::batch::parse_header(&bytes)
+                .map_err(|e| Error::corruption(&segment.path, position, format!("{e:?}")))?;
+            let len = header.length as usize;
+            let batch = Batch::from_bytes(bytes.slice(..len))
+                .map_err(|e| Error::corruption(&segment.path, position, format!("{e:?}")))?;
+            self.cursor = Some((segment.clone(), position + len as u64));
+            let records = decode_records(&segment, position, &batch, self.from)?;
+            self.next_offset = self.next_offset.max(header.next_offset());
+            return Ok(Some((header, records)));
+        }
+    }
+
+    fn cursor_or_locate(&mut self) -> Result<Option<(Arc<Segment>, u64)>> {
+        if let Some(c) = &self.cursor {
+            return Ok(Some(c.clone()));
+        }
+        let found = self.log.inner.locate(self.next_offset)?;
+        self.cursor.clone_from(&found);
+        Ok(found)
+    }
+
+    /// Moves the cursor to the segment after `current`; false if none.
+    fn advance_segment(&mut self, current: &Arc<Segment>) -> Result<bool> {
+        let segments = self.log.inner.segments_snapshot();
+        let next = segments
+            .iter()
+            .find(|s| s.base_offset > current.base_offset)
+            .cloned();
+        match next {
+            Some(seg) => {
+                self.cursor = Some((seg, 0));
+                Ok(true)
+            }
+            None => {
+                // Still the active segment: the cursor stays to pick up appends.
+                Ok(false)
+            }
+        }
+    }
+
+    fn fill(&mut self) -> Result<bool> {
+        while self.pending.is_empty() {
+            let Some((_, records)) = self.next_batch()? else {
+                return Ok(false);
+            };
+            self.pending.extend(records);
+        }
+        Ok(true)
+    }
+}
+
+fn decode_records(
+    segment: &Segment,
+    position: u64,
+    batch: &Batch,
+    from: u64,
+) -> Result<Vec<StoredRecord>> {
+    let mut out = Vec::with_capacity(batch.header().record_count as usize);
+    for item in batch.records() {
+        let (offset, record) =
+            item.map_err(|e| Error::corruption(&segment.path, position, format!("{e:?}")))?;
+        if offset >= from {
+            out.push(StoredRecord { offset, record });
+        }
+    }
+    Ok(out)
+}
+
+impl Iterator for LogReader<'_> {
+    type Item = Result<StoredRecord>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.fill() {
+            Ok(true) => self.pending.pop_front().map(Ok),
+            Ok(false) => None,
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
