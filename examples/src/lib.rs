@@ -1,0 +1,1 @@
+//! Runnable examples of Varve; see the binaries in `src/bin/`.
