@@ -163,7 +163,9 @@ fn check_header_fields(h: &BatchHeader) -> Result<(), DecodeError> {
             h.record_count, h.last_offset_delta
         )));
     }
-    if h.attributes & ATTR_COMPACTED == 0 && h.record_count != h.last_offset_delta + 1 {
+    if h.attributes & ATTR_COMPACTED == 0
+        && u64::from(h.record_count) != u64::from(h.last_offset_delta) + 1
+    {
         return Err(DecodeError::Invalid(
             "uncompacted batch with offset gaps".into(),
         ));

@@ -57,6 +57,14 @@ impl SegmentIndex {
         }
     }
 
+    /// The last entry at or before `relative_offset`, if any.
+    pub fn lookup_entry(&self, relative_offset: u32) -> Option<OffsetEntry> {
+        let i = self
+            .offsets
+            .partition_point(|e| e.relative_offset <= relative_offset);
+        i.checked_sub(1).map(|i| self.offsets[i])
+    }
+
     /// The relative offset to start scanning from to find the first record
     /// with a timestamp `>= timestamp_ms`.
     pub fn lookup_time(&self, timestamp_ms: i64) -> u32 {
@@ -88,17 +96,16 @@ impl SegmentIndex {
                 position,
             });
         }
-        if let Some(ts) = max_timestamp_before_ms {
-            if self
+        if let Some(ts) = max_timestamp_before_ms
+            && self
                 .times
                 .last()
                 .is_none_or(|e| ts > e.timestamp_ms && relative_offset > e.relative_offset)
-            {
-                self.times.push(TimeEntry {
-                    timestamp_ms: ts,
-                    relative_offset,
-                });
-            }
+        {
+            self.times.push(TimeEntry {
+                timestamp_ms: ts,
+                relative_offset,
+            });
         }
     }
 
@@ -138,7 +145,9 @@ impl SegmentIndex {
         segment_size_bytes: u64,
         relative_end: u64,
     ) -> Option<SegmentIndex> {
-        if offsets.len() % OFFSET_ENTRY_SIZE != 0 || times.len() % TIME_ENTRY_SIZE != 0 {
+        if !offsets.len().is_multiple_of(OFFSET_ENTRY_SIZE)
+            || !times.len().is_multiple_of(TIME_ENTRY_SIZE)
+        {
             return None;
         }
         let mut index = SegmentIndex::default();

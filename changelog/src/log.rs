@@ -64,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) positions: Mutex<BTreeMap<String, u64>>,
     /// Serializes retention, cleaning and meta writes.
     pub(crate) maintenance: Mutex<()>,
+    /// One writer of `log.meta` at a time.
+    meta_lock: Mutex<()>,
     _lock: Box<dyn DirLock>,
 }
 
@@ -149,6 +151,7 @@ impl Log {
             closed: AtomicBool::new(false),
             positions: Mutex::new(positions),
             maintenance: Mutex::new(()),
+            meta_lock: Mutex::new(()),
             dir,
             _lock: lock,
         });
@@ -462,6 +465,7 @@ impl Inner {
     /// Rewrites `log.meta` with the current log start offset and, if given,
     /// a new recovery point.
     pub(crate) fn write_meta(&self, recovery_point: Option<u64>) -> Result<()> {
+        let _one_writer = self.meta_lock.lock();
         let path = self.dir.join(META_FILE);
         let old = LogMeta::read(self.fs.as_ref(), &path)?;
         let log_start_offset = self.log_start_offset.load(Ordering::Acquire);

@@ -98,8 +98,8 @@ impl Log {
             }
             let rel = segment.state().index.lookup_time(timestamp_ms);
             let from = (segment.base_offset + u64::from(rel)).max(start);
-            let mut reader = self.reader(from)?;
-            while let Some(rec) = reader.next() {
+            let reader = self.reader(from)?;
+            for rec in reader {
                 let rec = rec?;
                 if rec.record.timestamp_ms >= timestamp_ms {
                     return Ok(Some(rec.offset));

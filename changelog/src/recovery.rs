@@ -64,7 +64,9 @@ pub(crate) fn prepare_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Box<dyn Dir
                 reason: "unexpected file in a changelog directory".into(),
             });
         }
-        if !has_meta && name != LOCK_FILE {
+        let leftover_meta =
+            name.starts_with(META_FILE) && parse_file_name(name) == Some(FileKind::Leftover);
+        if !has_meta && name != LOCK_FILE && !leftover_meta {
             return Err(Error::NotALog {
                 path: dir.to_owned(),
                 reason: format!("{name} is present but log.meta is missing"),
@@ -139,6 +141,17 @@ pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, opts: &LogOptions) -> Res
         .ok_or_else(|| Error::corruption(dir, 0, "no segments"))?;
     last.sync()?;
     report.next_offset = last.next_offset();
+    if report.next_offset < meta.recovery_point && report.truncated_at.is_none() {
+        let what = format!(
+            "the log ends at offset {} but records up to {} were synced",
+            report.next_offset, meta.recovery_point
+        );
+        if opts.recovery == RecoveryMode::Strict {
+            return Err(Error::corruption(&last.path, last.size_bytes(), what));
+        }
+        report.truncated_at = Some((last.path.clone(), last.size_bytes()));
+        report.truncation_reason = Some(what);
+    }
     let log_start_offset = meta
         .log_start_offset
         .max(first_base)
@@ -170,17 +183,17 @@ fn recover_segments(
         let is_last = i + 1 == bases.len();
         let next_base = bases.get(i + 1).copied();
         let segment = Segment::open(fs, dir, base, true)?;
-        if let Some(prev) = segments.last() {
-            if prev.next_offset() > base {
-                return Err(Error::corruption(
-                    &segment.path,
-                    0,
-                    format!(
-                        "segment overlaps the previous one, which ends at offset {}",
-                        prev.next_offset()
-                    ),
-                ));
-            }
+        if let Some(prev) = segments.last()
+            && prev.next_offset() > base
+        {
+            return Err(Error::corruption(
+                &segment.path,
+                0,
+                format!(
+                    "segment overlaps the previous one, which ends at offset {}",
+                    prev.next_offset()
+                ),
+            ));
         }
         let below_recovery_point = next_base.is_some_and(|nb| nb <= meta.recovery_point);
         let stop = if below_recovery_point && !is_last {

@@ -61,10 +61,10 @@ impl Log {
         let _m = self.inner.maintenance.lock();
         let opts = &self.inner.opts;
         let mut limit = keep_from;
-        if opts.retain_for_consumers {
-            if let Some(min) = self.inner.positions.lock().values().min() {
-                limit = limit.min(*min);
-            }
+        if opts.retain_for_consumers
+            && let Some(min) = self.inner.positions.lock().values().min()
+        {
+            limit = limit.min(*min);
         }
         let segments = self.inner.segments_snapshot();
         let closed = &segments[..segments.len().saturating_sub(1)];
@@ -98,6 +98,9 @@ impl Log {
         if offset <= report.log_start_offset {
             return Ok(report);
         }
+        // The recovery point follows the start offset, so everything below
+        // it must be durable first.
+        inner.sync_to(offset)?;
         inner.log_start_offset.store(offset, Ordering::Release);
         inner.write_meta(None)?;
         report.log_start_offset = offset;

@@ -241,11 +241,11 @@ impl Segment {
             .file
             .len()
             .map_err(|e| Error::io("stat segment", &self.path, e))?;
-        if let Some(index) = self.read_index_files(fs, size) {
-            if let Some(state) = self.state_from_index(index, size)? {
-                *self.state.write() = state;
-                return Ok(ScanStop::Clean);
-            }
+        if let Some(index) = self.read_index_files(fs, size)
+            && let Some(state) = self.state_from_index(index, size)?
+        {
+            *self.state.write() = state;
+            return Ok(ScanStop::Clean);
         }
         let stop = self.recover(index_interval_bytes)?;
         if stop == ScanStop::Clean {
@@ -421,7 +421,7 @@ impl Segment {
     /// batch after it, if the cleaner removed it). Returns `None` if the
     /// segment holds nothing at or past `offset`.
     pub(crate) fn locate(&self, offset: u64) -> Result<Option<u64>> {
-        let (start, size) = {
+        let (entry, size) = {
             let st = self.state.read();
             if offset >= st.next_offset {
                 return Ok(None);
@@ -429,19 +429,40 @@ impl Segment {
             let rel = offset
                 .saturating_sub(self.base_offset)
                 .min(u64::from(u32::MAX)) as u32;
-            (u64::from(st.index.lookup(rel)), st.size_bytes)
+            (st.index.lookup_entry(rel), st.size_bytes)
         };
-        match self.scan_headers(start, size, offset) {
-            Ok(found) => Ok(found),
-            Err(_) if start > 0 => self.scan_headers(0, size, offset),
-            Err(e) => Err(e),
+        if let Some(e) = entry {
+            // An index entry is a hint: use it only if the batch it points
+            // at really starts at the offset it claims.
+            let expected = self.base_offset + u64::from(e.relative_offset);
+            if let Ok(found) =
+                self.scan_headers(u64::from(e.position), size, offset, Some(expected))
+            {
+                return Ok(found);
+            }
+            tracing::warn!(segment = %self.path.display(), "index entry does not match the segment; scanning");
         }
+        self.scan_headers(0, size, offset, None)
     }
 
-    fn scan_headers(&self, mut pos: u64, size: u64, offset: u64) -> Result<Option<u64>> {
+    fn scan_headers(
+        &self,
+        mut pos: u64,
+        size: u64,
+        offset: u64,
+        first_base: Option<u64>,
+    ) -> Result<Option<u64>> {
+        let mut first = true;
         while pos < size {
             let head = self.read_range(pos, BATCH_HEADER_SIZE)?;
             let h = batch::parse_header(&head).map_err(|e| self.corruption(pos, e))?;
+            if first && first_base.is_some_and(|b| b != h.base_offset) {
+                return Err(self.corruption(
+                    pos,
+                    DecodeError::Invalid("index entry names the wrong batch".into()),
+                ));
+            }
+            first = false;
             if h.next_offset() > offset {
                 return Ok(Some(pos));
             }

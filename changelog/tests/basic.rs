@@ -1,4 +1,5 @@
 //! Append, read, roll, reopen, and the errors for bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
 //! Several appenders and a tailing reader at once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,5 @@
 //! One test per kind of damage to a changelog directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::OpenOptions;
 use std::io::Write;

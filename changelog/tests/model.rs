@@ -1,4 +1,5 @@
 //! Model test: random operation sequences against a `Vec` model of the log.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
 use varve_changelog::{Log, LogOptions, Record};
@@ -140,7 +141,7 @@ fn run(ops: Vec<Op>) {
             }
             Op::Clean => apply_clean(l, &mut model),
             Op::Reopen => {
-                log = None;
+                drop(log.take());
                 log = Some(Log::open(dir.path(), opts()).unwrap());
             }
         }

@@ -114,7 +114,11 @@ impl fmt::Display for Error {
                 write!(f, "I/O error during {op} of {}: {source}", path.display())
             }
             Error::Corruption { path, offset, what } => {
-                write!(f, "corruption in {} at byte {offset}: {what}", path.display())
+                write!(
+                    f,
+                    "corruption in {} at byte {offset}: {what}",
+                    path.display()
+                )
             }
             Error::UnsupportedVersion {
                 path,
@@ -129,7 +133,10 @@ impl fmt::Display for Error {
             Error::KeyTooLarge {
                 size_bytes,
                 max_bytes,
-            } => write!(f, "key of {size_bytes} bytes exceeds the maximum of {max_bytes} bytes"),
+            } => write!(
+                f,
+                "key of {size_bytes} bytes exceeds the maximum of {max_bytes} bytes"
+            ),
             Error::ValueTooLarge {
                 size_bytes,
                 max_bytes,

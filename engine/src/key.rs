@@ -128,9 +128,19 @@ mod tests {
     #[test]
     fn encode_decode_roundtrip_and_order() {
         let mut a = Vec::new();
-        InternalKeyRef { user_key: b"a", seqno: SeqNo(5), kind: ValueKind::Delete }.encode_into(&mut a);
+        InternalKeyRef {
+            user_key: b"a",
+            seqno: SeqNo(5),
+            kind: ValueKind::Delete,
+        }
+        .encode_into(&mut a);
         let mut b = Vec::new();
-        InternalKeyRef { user_key: b"ab", seqno: SeqNo(7), kind: ValueKind::Put }.encode_into(&mut b);
+        InternalKeyRef {
+            user_key: b"ab",
+            seqno: SeqNo(7),
+            kind: ValueKind::Put,
+        }
+        .encode_into(&mut b);
         let da = InternalKeyRef::decode(&a).unwrap();
         assert_eq!(da.user_key, b"a");
         assert_eq!(da.seqno, SeqNo(5));

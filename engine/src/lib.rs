@@ -1,14 +1,46 @@
 //! Varve: an embedded, ordered key-value store whose write-ahead log is a
 //! Kafka-style changelog ([`varve_changelog`]).
 //!
-//! The engine is being built; this crate currently holds its building
-//! blocks (internal keys, memtable, tables, manifest).
+//! Every write is appended once, to the changelog; its offset is the
+//! write's sequence number. The memtable is flushed to sorted tables
+//! (SSTs), and the manifest records the changelog offset below which
+//! everything is in tables, so recovery = open the tables + replay the
+//! changelog from there.
+//!
+//! ```
+//! # fn main() -> varve::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! use varve::{Db, Options, WriteBatch, WriteOptions};
+//! let db = Db::open(dir.path(), Options::default())?;
+//! let mut batch = WriteBatch::new();
+//! batch.put("order:1", "NEW").put("order:2", "NEW");
+//! db.write(batch, WriteOptions { sync: true })?; // durable on return
+//! assert_eq!(db.get("order:1")?.as_deref(), Some(&b"NEW"[..]));
+//! # Ok(()) }
+//! ```
 
+mod batch;
+mod db;
 pub mod error;
+mod flush;
 pub mod iter;
 pub mod key;
 pub mod memtable;
+mod open;
+mod options;
+mod snapshot;
 pub mod sst;
+mod state;
 pub mod version;
+mod write;
 
+pub use batch::WriteBatch;
+pub use db::Db;
 pub use error::{Error, Result};
+pub use iter::db_iter::{Iter, KeyValue};
+pub use open::{CHANGELOG_DIR, LOCK_FILE};
+pub use options::{
+    ChangelogRetention, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES, Options, WriteOptions,
+};
+pub use snapshot::Snapshot;
+pub use varve_changelog;

@@ -1,5 +1,8 @@
 //! Iterators over internal entries, shared by memtables, tables and merges.
 
+pub(crate) mod db_iter;
+pub(crate) mod merge;
+
 use bytes::Bytes;
 
 use crate::error::Result;

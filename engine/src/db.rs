@@ -1,0 +1,356 @@
+//! [`Db`]: the handle of an open store.
+
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use varve_changelog::Log;
+use varve_changelog::fs::{FileSystem, StdFs};
+
+use crate::batch::{WriteBatch, check_key};
+use crate::error::{Error, Result};
+use crate::iter::InternalIterator;
+use crate::iter::db_iter::{Cursor, Iter};
+use crate::iter::merge::MergeCursor;
+use crate::key::{InternalKeyRef, SeqNo, ValueKind};
+use crate::options::{Options, WriteOptions};
+use crate::snapshot::Snapshot;
+use crate::state::DbInner;
+
+/// An open Varve store: an ordered key-value map on disk whose
+/// write-ahead log is a [`varve_changelog::Log`].
+///
+/// `Db` is `Send + Sync`; share it with an `Arc`. Keys and values are
+/// bytes; keys sort in unsigned byte order.
+///
+/// # Examples
+/// ```
+/// # fn main() -> varve::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let db = varve::Db::open(dir.path(), varve::Options::default())?;
+/// db.put("fruit:apple", "red")?;
+/// db.put("fruit:kiwi", "green")?;
+/// db.delete("fruit:apple")?;
+/// assert_eq!(db.get("fruit:kiwi")?.as_deref(), Some(&b"green"[..]));
+/// let keys: Vec<_> = db.prefix("fruit:").map(|kv| kv.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+/// assert_eq!(keys, vec![bytes::Bytes::from("fruit:kiwi")]);
+/// db.close()?;
+/// # Ok(()) }
+/// ```
+pub struct Db {
+    inner: Arc<DbInner>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Opens the store in `path`, creating it if the directory is missing
+    /// or empty (unless `create_if_missing` is off). Recovery replays the
+    /// changelog from the manifest's flushed offset.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if the store is open elsewhere,
+    /// [`Error::NotAStore`] if the directory holds something else (it is
+    /// not modified), [`Error::Corruption`], [`Error::InvalidArgument`] for
+    /// bad options, I/O errors.
+    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        Db::open_with_fs(Arc::new(StdFs), path, opts)
+    }
+
+    /// Opens the store through the file-system seam `fs` (for tests with
+    /// [`varve_changelog::fs::MemFs`]).
+    ///
+    /// # Errors
+    /// As [`Db::open`].
+    pub fn open_with_fs(
+        fs: Arc<dyn FileSystem>,
+        path: impl AsRef<Path>,
+        opts: Options,
+    ) -> Result<Db> {
+        let inner = Arc::new(crate::open::open_inner(fs, path.as_ref(), opts)?);
+        let flusher = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("varve-flush".into())
+                .spawn(move || inner.flush_loop())
+                .map_err(|e| Error::io("spawn flush thread", path.as_ref(), e))?
+        };
+        Ok(Db {
+            inner,
+            flusher: Some(flusher),
+        })
+    }
+
+    /// The value of `key`, or `None` if it is absent or deleted.
+    ///
+    /// # Errors
+    /// I/O or corruption errors from the tables.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let seqno = self.inner.visible();
+        self.inner.get_at(key.as_ref(), seqno)
+    }
+
+    /// Looks up several keys at one consistent point; the result has one
+    /// entry per key, in order.
+    ///
+    /// # Errors
+    /// As [`Db::get`].
+    pub fn get_all<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
+        let seqno = self.inner.visible();
+        keys.iter()
+            .map(|k| self.inner.get_at(k.as_ref(), seqno))
+            .collect()
+    }
+
+    /// Whether `key` has a value.
+    ///
+    /// # Errors
+    /// As [`Db::get`].
+    pub fn contains(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    /// Sets `key` to `value` (not synced; see [`Db::write`]).
+    ///
+    /// # Errors
+    /// [`Error::KeyTooLarge`], [`Error::ValueTooLarge`],
+    /// [`Error::ReadOnly`] after a failed sync, I/O errors.
+    pub fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.put(key, value);
+        self.write(batch, WriteOptions::default())
+    }
+
+    /// Deletes `key` (not synced; see [`Db::write`]).
+    ///
+    /// # Errors
+    /// As [`Db::put`].
+    pub fn delete(&self, key: impl Into<Bytes>) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.delete(key);
+        self.write(batch, WriteOptions::default())
+    }
+
+    /// Applies `batch` atomically. With `sync: true` the batch survives
+    /// power loss once this returns; concurrent writers are committed as
+    /// one changelog append and share one `fdatasync` (group commit).
+    ///
+    /// # Errors
+    /// As [`Db::put`]; after a failed sync every waiting writer gets
+    /// [`Error::ReadOnly`] and the store refuses writes from then on.
+    pub fn write(&self, batch: WriteBatch, opts: WriteOptions) -> Result<()> {
+        self.inner.write(batch, opts.sync)
+    }
+
+    /// The entries whose keys lie in `range` (any Rust range of byte
+    /// strings), in key order; `.rev()` for reverse order.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
+        let (lower, upper) = bounds_of(&range);
+        let snapshot = Snapshot::new(self.inner.clone());
+        let seqno = SeqNo(snapshot.seqno());
+        self.inner.iter_at(lower, upper, seqno).holding(snapshot)
+    }
+
+    /// The entries whose keys start with `prefix`, in key order.
+    pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
+        let (lower, upper) = prefix_bounds(prefix.as_ref());
+        let snapshot = Snapshot::new(self.inner.clone());
+        let seqno = SeqNo(snapshot.seqno());
+        self.inner.iter_at(lower, upper, seqno).holding(snapshot)
+    }
+
+    /// Every entry, in key order.
+    pub fn all(&self) -> Iter {
+        self.range::<&[u8], _>(..)
+    }
+
+    /// A consistent read view as of now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(self.inner.clone())
+    }
+
+    /// Writes the memtable to a table and syncs the changelog: everything
+    /// written before the call is durable when it returns.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] after a failed sync, I/O errors.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.check_writable()?;
+        self.inner
+            .with_write_leadership(|| self.inner.switch_memtable());
+        while !self.inner.super_version().imm.is_empty() {
+            self.inner
+                .flush_oldest_immutable()
+                .map_err(|e| self.inner.fail(&e))?;
+        }
+        self.inner.sync_log()
+    }
+
+    /// The store's changelog (read access, consumer positions, tailing).
+    pub fn changelog(&self) -> &Log {
+        &self.inner.log
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The sequence number (changelog offset) of the newest visible write.
+    pub fn latest_seqno(&self) -> u64 {
+        self.inner.visible().0
+    }
+
+    /// Syncs the changelog and closes the store (dropping does the same,
+    /// ignoring errors). Acknowledged writes are never lost by closing.
+    ///
+    /// # Errors
+    /// The sync error, or the failure that made the store read-only.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if self.inner.closing.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        {
+            let _g = self.inner.flush_mutex.lock();
+            self.inner.flush_cv.notify_all();
+        }
+        if let Some(handle) = self.flusher.take() {
+            let _ = handle.join();
+        }
+        if let Some(cause) = self.inner.failure.lock().clone() {
+            return Err(Error::ReadOnly { cause });
+        }
+        self.inner.log.flush().map_err(Error::from)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::warn!(store = %self.inner.path.display(), error = %e, "close failed");
+        }
+    }
+}
+
+impl DbInner {
+    /// The newest version of `key` visible at `seqno`.
+    pub(crate) fn get_at(&self, key: &[u8], seqno: SeqNo) -> Result<Option<Bytes>> {
+        check_key(key)?;
+        let sv = self.super_version();
+        for mem in std::iter::once(&sv.mem).chain(sv.imm.iter()) {
+            if let Some((_, kind, value)) = mem.get(key, seqno) {
+                return Ok((kind == ValueKind::Put).then(|| Bytes::copy_from_slice(value)));
+            }
+        }
+        for (_, meta) in sv.version.tables_for_key(key) {
+            let table = self.table(meta.number)?;
+            if let Some((_, kind, value)) = table.get(key, seqno)? {
+                return Ok((kind == ValueKind::Put).then_some(value));
+            }
+        }
+        Ok(None)
+    }
+
+    /// An iterator over `[lower, upper]` at `seqno`.
+    pub(crate) fn iter_at(
+        self: &Arc<Self>,
+        lower: Bound<Bytes>,
+        upper: Bound<Bytes>,
+        seqno: SeqNo,
+    ) -> Iter {
+        let front = Cursor::new(MergeCursor::new(self.children(), true), seqno, true);
+        let inner = self.clone();
+        let make_back =
+            Box::new(move || Cursor::new(MergeCursor::new(inner.children(), false), seqno, false));
+        Iter::new(lower, upper, front, make_back)
+    }
+
+    /// One internal iterator per memtable and table of the current view.
+    fn children(&self) -> Vec<Box<dyn InternalIterator>> {
+        let sv = self.super_version();
+        let mut children: Vec<Box<dyn InternalIterator>> = vec![Box::new(sv.mem.iter())];
+        children.extend(
+            sv.imm
+                .iter()
+                .map(|m| Box::new(m.iter()) as Box<dyn InternalIterator>),
+        );
+        for level in crate::version::Level::all() {
+            for meta in sv.version.tables(level) {
+                match self.table(meta.number) {
+                    Ok(t) => children.push(Box::new(t.iter())),
+                    Err(e) => children.push(Box::new(ErrorIter(e))),
+                }
+            }
+        }
+        children
+    }
+}
+
+/// A child iterator that only reports an error (a table that failed to open).
+struct ErrorIter(Error);
+
+impl InternalIterator for ErrorIter {
+    fn valid(&self) -> bool {
+        false
+    }
+    fn seek_to_first(&mut self) {}
+    fn seek_to_last(&mut self) {}
+    fn seek(&mut self, _: &InternalKeyRef<'_>) {}
+    fn seek_for_prev(&mut self, _: &InternalKeyRef<'_>) {}
+    fn next(&mut self) {}
+    fn prev(&mut self) {}
+    fn key(&self) -> InternalKeyRef<'_> {
+        InternalKeyRef::seek_key(&[], SeqNo(0))
+    }
+    fn value(&self) -> &[u8] {
+        &[]
+    }
+    fn status(&self) -> Result<()> {
+        Err(self.0.clone())
+    }
+}
+
+fn to_bound<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<Bytes> {
+    match b {
+        Bound::Included(k) => Bound::Included(Bytes::copy_from_slice(k.as_ref())),
+        Bound::Excluded(k) => Bound::Excluded(Bytes::copy_from_slice(k.as_ref())),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+pub(crate) fn bounds_of<K: AsRef<[u8]>, R: RangeBounds<K>>(
+    range: &R,
+) -> (Bound<Bytes>, Bound<Bytes>) {
+    (to_bound(range.start_bound()), to_bound(range.end_bound()))
+}
+
+/// `[prefix, successor(prefix))`; unbounded above if the prefix is all
+/// `0xff` bytes (or empty).
+pub(crate) fn prefix_bounds(prefix: &[u8]) -> (Bound<Bytes>, Bound<Bytes>) {
+    let lower = Bound::Included(Bytes::copy_from_slice(prefix));
+    let mut upper = prefix.to_vec();
+    while let Some(&last) = upper.last() {
+        if last == 0xff {
+            upper.pop();
+        } else {
+            let n = upper.len();
+            upper[n - 1] = last + 1;
+            return (lower, Bound::Excluded(Bytes::from(upper)));
+        }
+    }
+    (lower, Bound::Unbounded)
+}

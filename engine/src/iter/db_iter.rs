@@ -1,0 +1,253 @@
+//! [`Iter`]: the user-facing ordered iterator over a consistent view.
+
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+use crate::error::Result;
+use crate::iter::merge::MergeCursor;
+use crate::key::{InternalKeyRef, SeqNo, ValueKind};
+
+/// A key and its value.
+pub type KeyValue = (Bytes, Bytes);
+
+/// One direction of an [`Iter`].
+pub(crate) struct Cursor {
+    merge: MergeCursor,
+    snapshot: SeqNo,
+    forward: bool,
+    started: bool,
+    done: bool,
+}
+
+impl Cursor {
+    pub(crate) fn new(merge: MergeCursor, snapshot: SeqNo, forward: bool) -> Self {
+        Cursor {
+            merge,
+            snapshot,
+            forward,
+            started: false,
+            done: false,
+        }
+    }
+
+    fn start(&mut self, lower: &Bound<Bytes>, upper: &Bound<Bytes>) {
+        self.started = true;
+        let bound = if self.forward { lower } else { upper };
+        match bound {
+            Bound::Unbounded => self.merge.seek_to_end(),
+            Bound::Included(k) | Bound::Excluded(k) => {
+                let target = if self.forward {
+                    InternalKeyRef::seek_key(k, SeqNo::MAX)
+                } else {
+                    InternalKeyRef {
+                        user_key: k,
+                        seqno: SeqNo(0),
+                        kind: ValueKind::Delete,
+                    }
+                };
+                self.merge.seek(&target);
+            }
+        }
+    }
+
+    /// The next visible entry in this cursor's direction within bounds.
+    fn next_entry(
+        &mut self,
+        lower: &Bound<Bytes>,
+        upper: &Bound<Bytes>,
+    ) -> Option<Result<KeyValue>> {
+        if self.done {
+            return None;
+        }
+        if !self.started {
+            self.start(lower, upper);
+        }
+        loop {
+            let found = if self.forward {
+                self.next_forward()
+            } else {
+                self.next_backward()
+            };
+            let Some((key, kind, value)) = found else {
+                self.done = true;
+                return self.merge.status().err().map(Err);
+            };
+            if !self.within(&key, lower, upper) {
+                if self.past_end(&key, lower, upper) {
+                    self.done = true;
+                    return None;
+                }
+                continue;
+            }
+            if kind == ValueKind::Put {
+                return Some(Ok((key, value)));
+            }
+        }
+    }
+
+    /// Forward: the newest visible version of the next user key.
+    fn next_forward(&mut self) -> Option<(Bytes, ValueKind, Bytes)> {
+        while let Some(k) = self.merge.key() {
+            if k.seqno > self.snapshot {
+                self.merge.advance();
+                continue;
+            }
+            let user_key = Bytes::copy_from_slice(k.user_key);
+            let kind = k.kind;
+            let value = self.merge.value_bytes();
+            self.merge.advance();
+            while self
+                .merge
+                .key()
+                .is_some_and(|k| k.user_key == &user_key[..])
+            {
+                self.merge.advance();
+            }
+            return Some((user_key, kind, value));
+        }
+        None
+    }
+
+    /// Backward: versions of a user key come oldest first; the last visible
+    /// one seen is the newest.
+    fn next_backward(&mut self) -> Option<(Bytes, ValueKind, Bytes)> {
+        loop {
+            let k = self.merge.key()?;
+            let user_key = Bytes::copy_from_slice(k.user_key);
+            let mut newest: Option<(ValueKind, Bytes)> = None;
+            while let Some(k) = self.merge.key() {
+                if k.user_key != &user_key[..] {
+                    break;
+                }
+                if k.seqno <= self.snapshot {
+                    newest = Some((k.kind, self.merge.value_bytes()));
+                }
+                self.merge.advance();
+            }
+            if let Some((kind, value)) = newest {
+                return Some((user_key, kind, value));
+            }
+        }
+    }
+
+    fn within(&self, key: &[u8], lower: &Bound<Bytes>, upper: &Bound<Bytes>) -> bool {
+        let above_lower = match lower {
+            Bound::Unbounded => true,
+            Bound::Included(l) => key >= &l[..],
+            Bound::Excluded(l) => key > &l[..],
+        };
+        let below_upper = match upper {
+            Bound::Unbounded => true,
+            Bound::Included(u) => key <= &u[..],
+            Bound::Excluded(u) => key < &u[..],
+        };
+        above_lower && below_upper
+    }
+
+    /// Whether `key` (outside the bounds) is past the far end, so the
+    /// cursor can stop; otherwise it is before the near end and skipped.
+    fn past_end(&self, key: &[u8], lower: &Bound<Bytes>, upper: &Bound<Bytes>) -> bool {
+        if self.forward {
+            match upper {
+                Bound::Unbounded => false,
+                Bound::Included(u) => key > &u[..],
+                Bound::Excluded(u) => key >= &u[..],
+            }
+        } else {
+            match lower {
+                Bound::Unbounded => false,
+                Bound::Included(l) => key < &l[..],
+                Bound::Excluded(l) => key <= &l[..],
+            }
+        }
+    }
+}
+
+/// An ordered iterator over `(key, value)` pairs of a consistent view of
+/// the store (the moment it was created, or a [`Snapshot`](crate::Snapshot)).
+/// Keys are in unsigned byte order; `rev()` walks backwards. It does not
+/// block writers.
+///
+/// # Errors
+/// Yields `Err` (and then ends) if a table cannot be read.
+pub struct Iter {
+    lower: Bound<Bytes>,
+    upper: Bound<Bytes>,
+    front: Cursor,
+    back: Option<Cursor>,
+    make_back: Option<Box<dyn FnOnce() -> Cursor + Send>>,
+    front_last: Option<Bytes>,
+    back_last: Option<Bytes>,
+    _holding: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl Iter {
+    pub(crate) fn new(
+        lower: Bound<Bytes>,
+        upper: Bound<Bytes>,
+        front: Cursor,
+        make_back: Box<dyn FnOnce() -> Cursor + Send>,
+    ) -> Self {
+        Iter {
+            lower,
+            upper,
+            front,
+            back: None,
+            make_back: Some(make_back),
+            front_last: None,
+            back_last: None,
+            _holding: None,
+        }
+    }
+
+    /// Keeps `guard` (a snapshot registration) alive as long as the iterator.
+    pub(crate) fn holding(mut self, guard: impl std::any::Any + Send) -> Self {
+        self._holding = Some(Box::new(guard));
+        self
+    }
+}
+
+impl std::fmt::Debug for Iter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iter")
+            .field("lower", &self.lower)
+            .field("upper", &self.upper)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Iterator for Iter {
+    type Item = Result<KeyValue>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.front.next_entry(&self.lower, &self.upper)?;
+        if let Ok((k, _)) = &item {
+            if self.back_last.as_ref().is_some_and(|b| k >= b) {
+                self.front.done = true;
+                return None;
+            }
+            self.front_last = Some(k.clone());
+        }
+        Some(item)
+    }
+}
+
+impl DoubleEndedIterator for Iter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.back.is_none() {
+            let make = self.make_back.take()?;
+            self.back = Some(make());
+        }
+        let back = self.back.as_mut()?;
+        let item = back.next_entry(&self.lower, &self.upper)?;
+        if let Ok((k, _)) = &item {
+            if self.front_last.as_ref().is_some_and(|f| k <= f) {
+                back.done = true;
+                return None;
+            }
+            self.back_last = Some(k.clone());
+        }
+        Some(item)
+    }
+}

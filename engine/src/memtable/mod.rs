@@ -1,0 +1,672 @@
+//! The memtable: recent writes, in memory, in internal-key order.
+//!
+//! A [`MemTable`] is a concurrent skiplist ([`skiplist`]) of internal
+//! entries (user key, sequence number, kind, value). One write at a time
+//! goes in (inserts take an internal mutex); any number of readers and
+//! iterators run alongside without locks and never block the writer.
+//! Entries are never removed: a memtable is filled, frozen, flushed to a
+//! table, and dropped whole.
+
+mod arena;
+mod skiplist;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::error::Result;
+use crate::iter::InternalIterator;
+use crate::key::{InternalKeyRef, SeqNo, ValueKind};
+use skiplist::{SkipList, SkipListIter};
+
+/// `min_seqno` before the first insert.
+const NO_MIN_SEQNO: u64 = u64::MAX;
+
+/// An in-memory, ordered, multi-version table of recent writes.
+///
+/// Safe to share between threads (`Send + Sync`): inserts are serialised
+/// internally; reads and iterators never wait. Each `(user_key, seqno)`
+/// pair may be inserted once.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use varve::iter::InternalIterator;
+/// use varve::key::{SeqNo, ValueKind};
+/// use varve::memtable::MemTable;
+///
+/// let table = Arc::new(MemTable::new(1));
+/// table.insert(b"apple", SeqNo(1), ValueKind::Put, b"red");
+/// table.insert(b"apple", SeqNo(5), ValueKind::Put, b"green");
+/// table.insert(b"pear", SeqNo(7), ValueKind::Delete, b"");
+///
+/// // The newest version visible at a snapshot.
+/// let (seqno, kind, value) = table.get(b"apple", SeqNo(4)).unwrap();
+/// assert_eq!((seqno, kind, &value[..]), (SeqNo(1), ValueKind::Put, &b"red"[..]));
+/// assert_eq!(table.get(b"apple", SeqNo(9)).unwrap().2, &b"green"[..]);
+/// assert_eq!(table.get(b"pear", SeqNo(9)).unwrap().1, ValueKind::Delete);
+/// assert!(table.get(b"plum", SeqNo(9)).is_none());
+///
+/// // Every version, newest first within a key.
+/// let mut iter = table.iter();
+/// iter.seek_to_first();
+/// let mut seen = Vec::new();
+/// while iter.valid() {
+///     seen.push((iter.key().user_key.to_vec(), iter.key().seqno));
+///     iter.next();
+/// }
+/// assert_eq!(
+///     seen,
+///     [(b"apple".to_vec(), SeqNo(5)), (b"apple".to_vec(), SeqNo(1)), (b"pear".to_vec(), SeqNo(7))]
+/// );
+/// assert_eq!(table.len(), 3);
+/// assert_eq!((table.min_seqno(), table.max_seqno()), (Some(SeqNo(1)), Some(SeqNo(7))));
+/// ```
+pub struct MemTable {
+    id: u64,
+    list: Arc<SkipList>,
+    size_bytes: AtomicUsize,
+    /// Smallest seqno inserted, or `NO_MIN_SEQNO`.
+    min_seqno: AtomicU64,
+    /// Largest seqno inserted plus one, or 0 before the first insert.
+    /// (Seqnos are at most 56 bits, so the `+ 1` cannot overflow.)
+    max_seqno_end: AtomicU64,
+}
+
+impl MemTable {
+    /// An empty memtable named `id` (chosen by the caller, e.g. to order
+    /// memtables or name the table it is flushed to).
+    pub fn new(id: u64) -> MemTable {
+        MemTable {
+            id,
+            list: Arc::new(SkipList::new(id)),
+            size_bytes: AtomicUsize::new(0),
+            min_seqno: AtomicU64::new(NO_MIN_SEQNO),
+            max_seqno_end: AtomicU64::new(0),
+        }
+    }
+
+    /// The id given to [`MemTable::new`].
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Inserts one version of `user_key`. `value` should be empty for a
+    /// [`ValueKind::Delete`].
+    ///
+    /// Waits for a concurrent insert, never for readers. The seqno bounds
+    /// are updated before the entry becomes visible, so every entry a
+    /// reader sees lies within [`min_seqno`](Self::min_seqno) ..=
+    /// [`max_seqno`](Self::max_seqno); the size and length are updated just
+    /// after.
+    ///
+    /// # Panics
+    /// If `seqno` exceeds [`SeqNo::MAX`], or if a version of `user_key`
+    /// with this `seqno` is already present (seqnos are unique).
+    pub fn insert(&self, user_key: &[u8], seqno: SeqNo, kind: ValueKind, value: &[u8]) {
+        assert!(
+            seqno <= SeqNo::MAX,
+            "seqno {} exceeds the maximum {}",
+            seqno.0,
+            SeqNo::MAX.0
+        );
+        self.min_seqno.fetch_min(seqno.0, Ordering::Relaxed);
+        self.max_seqno_end.fetch_max(seqno.0 + 1, Ordering::Relaxed);
+        let key = InternalKeyRef {
+            user_key,
+            seqno,
+            kind,
+        };
+        let entry_size_bytes = self.list.insert(&key, value);
+        self.size_bytes
+            .fetch_add(entry_size_bytes, Ordering::Relaxed);
+    }
+
+    /// The newest version of `user_key` with a seqno `<= snapshot`, as
+    /// `(seqno, kind, value)`; the value is empty for a delete.
+    pub fn get(&self, user_key: &[u8], snapshot: SeqNo) -> Option<(SeqNo, ValueKind, &[u8])> {
+        let node = self
+            .list
+            .find_greater_or_equal(&InternalKeyRef::seek_key(user_key, snapshot))?;
+        let key = node.key();
+        (key.user_key == user_key).then(|| (key.seqno, key.kind, node.value()))
+    }
+
+    /// Memory taken by the entries, in bytes: keys, values and per-node
+    /// overhead. Grows with every insert.
+    pub fn approximate_size_bytes(&self) -> usize {
+        self.size_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Number of entries (versions, not distinct keys).
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether nothing has been inserted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The smallest seqno inserted, or `None` if empty.
+    pub fn min_seqno(&self) -> Option<SeqNo> {
+        let min = self.min_seqno.load(Ordering::Relaxed);
+        (min != NO_MIN_SEQNO).then_some(SeqNo(min))
+    }
+
+    /// The largest seqno inserted, or `None` if empty.
+    pub fn max_seqno(&self) -> Option<SeqNo> {
+        let end = self.max_seqno_end.load(Ordering::Relaxed);
+        end.checked_sub(1).map(SeqNo)
+    }
+
+    /// An iterator over every entry, unpositioned. It shares ownership of
+    /// the entries, so it may outlive `self` and move between threads; it
+    /// sees entries inserted after it was made as it reaches them.
+    pub fn iter(self: &Arc<Self>) -> MemTableIterator {
+        MemTableIterator {
+            cursor: SkipListIter::new(Arc::clone(&self.list)),
+        }
+    }
+}
+
+/// An [`InternalIterator`] over a [`MemTable`], made by [`MemTable::iter`].
+///
+/// `next` is O(1); `prev` is a search (O(log n)), as entries have no back
+/// links. It never fails: [`status`](InternalIterator::status) is always
+/// `Ok`.
+pub struct MemTableIterator {
+    cursor: SkipListIter,
+}
+
+impl MemTableIterator {
+    fn current(&self) -> skiplist::Node<'_> {
+        match self.cursor.current() {
+            Some(node) => node,
+            None => panic!("MemTableIterator read while not positioned at an entry"),
+        }
+    }
+}
+
+impl InternalIterator for MemTableIterator {
+    fn valid(&self) -> bool {
+        self.cursor.current().is_some()
+    }
+
+    fn seek_to_first(&mut self) {
+        self.cursor.seek_to_first();
+    }
+
+    fn seek_to_last(&mut self) {
+        self.cursor.seek_to_last();
+    }
+
+    fn seek(&mut self, target: &InternalKeyRef<'_>) {
+        self.cursor.seek(target);
+    }
+
+    fn seek_for_prev(&mut self, target: &InternalKeyRef<'_>) {
+        self.cursor.seek_for_prev(target);
+    }
+
+    /// Moves to the next entry; if not positioned, stays so.
+    fn next(&mut self) {
+        self.cursor.next();
+    }
+
+    /// Moves to the previous entry; if not positioned, stays so.
+    fn prev(&mut self) {
+        self.cursor.prev();
+    }
+
+    /// # Panics
+    /// If the iterator is not [`valid`](InternalIterator::valid).
+    fn key(&self) -> InternalKeyRef<'_> {
+        self.current().key()
+    }
+
+    /// # Panics
+    /// If the iterator is not [`valid`](InternalIterator::valid).
+    fn value(&self) -> &[u8] {
+        self.current().value()
+    }
+
+    fn status(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cmp::Reverse;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicBool;
+    use std::thread;
+    use std::time::Instant;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Entries as `(user_key, seqno, kind, value)`.
+    type Entry = (Vec<u8>, u64, ValueKind, Vec<u8>);
+
+    fn table_with(entries: &[(&[u8], u64, ValueKind, &[u8])]) -> Arc<MemTable> {
+        let table = Arc::new(MemTable::new(7));
+        for &(user_key, seqno, kind, value) in entries {
+            table.insert(user_key, SeqNo(seqno), kind, value);
+        }
+        table
+    }
+
+    fn entry(iter: &MemTableIterator) -> Entry {
+        let key = iter.key();
+        (
+            key.user_key.to_vec(),
+            key.seqno.0,
+            key.kind,
+            iter.value().to_vec(),
+        )
+    }
+
+    fn collect_forward(iter: &mut MemTableIterator) -> Vec<Entry> {
+        let mut out = Vec::new();
+        iter.seek_to_first();
+        while iter.valid() {
+            out.push(entry(iter));
+            iter.next();
+        }
+        out
+    }
+
+    fn collect_backward(iter: &mut MemTableIterator) -> Vec<Entry> {
+        let mut out = Vec::new();
+        iter.seek_to_last();
+        while iter.valid() {
+            out.push(entry(iter));
+            iter.prev();
+        }
+        out
+    }
+
+    fn put(user_key: &[u8], seqno: u64, value: &[u8]) -> Entry {
+        (user_key.to_vec(), seqno, ValueKind::Put, value.to_vec())
+    }
+
+    fn sample() -> Arc<MemTable> {
+        table_with(&[
+            (b"b", 3, ValueKind::Put, b"b3"),
+            (b"a", 1, ValueKind::Put, b"a1"),
+            (b"b", 8, ValueKind::Delete, b""),
+            (b"a", 5, ValueKind::Put, b"a5"),
+            (b"c", 2, ValueKind::Put, b"c2"),
+        ])
+    }
+
+    #[test]
+    fn get_returns_newest_version_visible_at_snapshot() {
+        let table = sample();
+        let get = |user_key: &[u8], snapshot| {
+            table
+                .get(user_key, SeqNo(snapshot))
+                .map(|(seqno, kind, value)| (seqno.0, kind, value.to_vec()))
+        };
+        assert_eq!(get(b"a", 0), None);
+        assert_eq!(get(b"a", 1), Some((1, ValueKind::Put, b"a1".to_vec())));
+        assert_eq!(get(b"a", 4), Some((1, ValueKind::Put, b"a1".to_vec())));
+        assert_eq!(get(b"a", 5), Some((5, ValueKind::Put, b"a5".to_vec())));
+        assert_eq!(
+            get(b"a", u64::MAX),
+            Some((5, ValueKind::Put, b"a5".to_vec()))
+        );
+        assert_eq!(get(b"b", 7), Some((3, ValueKind::Put, b"b3".to_vec())));
+        assert_eq!(get(b"b", 8), Some((8, ValueKind::Delete, Vec::new())));
+        assert_eq!(get(b"c", 1), None);
+        assert_eq!(get(b"", 9), None);
+        assert_eq!(get(b"ab", 9), None);
+        assert_eq!(get(b"d", 9), None);
+    }
+
+    #[test]
+    fn iterates_forward_and_backward_in_internal_key_order() {
+        let table = sample();
+        let expected = vec![
+            put(b"a", 5, b"a5"),
+            put(b"a", 1, b"a1"),
+            (b"b".to_vec(), 8, ValueKind::Delete, Vec::new()),
+            put(b"b", 3, b"b3"),
+            put(b"c", 2, b"c2"),
+        ];
+        let mut iter = table.iter();
+        assert!(!iter.valid());
+        assert_eq!(collect_forward(&mut iter), expected);
+        let mut backward = collect_backward(&mut iter);
+        backward.reverse();
+        assert_eq!(backward, expected);
+        assert!(iter.status().is_ok());
+    }
+
+    #[test]
+    fn empty_table_iterates_nothing() {
+        let table = Arc::new(MemTable::new(0));
+        let mut iter = table.iter();
+        assert!(collect_forward(&mut iter).is_empty());
+        assert!(collect_backward(&mut iter).is_empty());
+        iter.seek(&InternalKeyRef::seek_key(b"a", SeqNo(1)));
+        assert!(!iter.valid());
+        iter.seek_for_prev(&InternalKeyRef::seek_key(b"a", SeqNo(1)));
+        assert!(!iter.valid());
+        assert!(table.is_empty());
+        assert_eq!(table.approximate_size_bytes(), 0);
+        assert_eq!((table.min_seqno(), table.max_seqno()), (None, None));
+    }
+
+    #[test]
+    fn seek_finds_first_entry_at_or_after_target() {
+        let table = sample();
+        let mut iter = table.iter();
+        let seek = |iter: &mut MemTableIterator, user_key: &[u8], seqno| {
+            iter.seek(&InternalKeyRef::seek_key(user_key, SeqNo(seqno)));
+            iter.valid()
+                .then(|| (iter.key().user_key.to_vec(), iter.key().seqno.0))
+        };
+        assert_eq!(seek(&mut iter, b"", 0), Some((b"a".to_vec(), 5)));
+        assert_eq!(seek(&mut iter, b"a", 9), Some((b"a".to_vec(), 5)));
+        assert_eq!(seek(&mut iter, b"a", 5), Some((b"a".to_vec(), 5)));
+        assert_eq!(seek(&mut iter, b"a", 4), Some((b"a".to_vec(), 1)));
+        assert_eq!(seek(&mut iter, b"a", 0), Some((b"b".to_vec(), 8)));
+        assert_eq!(seek(&mut iter, b"bb", 9), Some((b"c".to_vec(), 2)));
+        assert_eq!(seek(&mut iter, b"c", 1), None);
+        // The kind breaks ties: Put sorts before Delete at equal seqno.
+        let delete_b8 = InternalKeyRef {
+            user_key: b"b",
+            seqno: SeqNo(8),
+            kind: ValueKind::Delete,
+        };
+        iter.seek(&delete_b8);
+        assert_eq!(iter.key(), delete_b8);
+    }
+
+    #[test]
+    fn seek_for_prev_finds_last_entry_at_or_before_target() {
+        let table = sample();
+        let mut iter = table.iter();
+        let seek_for_prev = |iter: &mut MemTableIterator, user_key: &[u8], seqno| {
+            iter.seek_for_prev(&InternalKeyRef::seek_key(user_key, SeqNo(seqno)));
+            iter.valid()
+                .then(|| (iter.key().user_key.to_vec(), iter.key().seqno.0))
+        };
+        assert_eq!(seek_for_prev(&mut iter, b"a", 9), None);
+        assert_eq!(seek_for_prev(&mut iter, b"a", 5), Some((b"a".to_vec(), 5)));
+        assert_eq!(seek_for_prev(&mut iter, b"a", 2), Some((b"a".to_vec(), 5)));
+        assert_eq!(seek_for_prev(&mut iter, b"a", 1), Some((b"a".to_vec(), 1)));
+        assert_eq!(seek_for_prev(&mut iter, b"b", 9), Some((b"a".to_vec(), 1)));
+        // (b, 8, Put) sorts just before (b, 8, Delete).
+        assert_eq!(seek_for_prev(&mut iter, b"b", 8), Some((b"a".to_vec(), 1)));
+        assert_eq!(seek_for_prev(&mut iter, b"b", 7), Some((b"b".to_vec(), 8)));
+        assert_eq!(seek_for_prev(&mut iter, b"z", 0), Some((b"c".to_vec(), 2)));
+        iter.prev();
+        assert_eq!(
+            (iter.key().user_key, iter.key().seqno),
+            (&b"b"[..], SeqNo(3))
+        );
+        iter.next();
+        iter.next();
+        assert!(!iter.valid());
+        iter.next();
+        assert!(!iter.valid());
+    }
+
+    #[test]
+    fn tracks_len_size_and_seqno_bounds() {
+        let table = sample();
+        assert_eq!(table.len(), 5);
+        assert!(!table.is_empty());
+        assert_eq!(table.id(), 7);
+        assert_eq!(
+            (table.min_seqno(), table.max_seqno()),
+            (Some(SeqNo(1)), Some(SeqNo(8)))
+        );
+        let data_bytes = 5 + 2 + 2 + 2 + 2;
+        assert!(table.approximate_size_bytes() > data_bytes + 5 * 16);
+        let before = table.approximate_size_bytes();
+        table.insert(&[0; 100], SeqNo(0), ValueKind::Put, &[1; 1000]);
+        assert!(table.approximate_size_bytes() >= before + 1100);
+        assert_eq!(table.min_seqno(), Some(SeqNo(0)));
+        table.insert(b"max", SeqNo::MAX, ValueKind::Put, b"");
+        assert_eq!(table.max_seqno(), Some(SeqNo::MAX));
+    }
+
+    #[test]
+    fn iterator_outlives_the_table_handle() {
+        let table = table_with(&[(b"k", 1, ValueKind::Put, b"value")]);
+        let mut iter = table.iter();
+        iter.seek_to_first();
+        assert_eq!(iter.value_bytes(), &b"value"[..]);
+        drop(table);
+        // The iterator keeps the entries alive.
+        assert_eq!(iter.value(), b"value");
+    }
+
+    #[test]
+    #[should_panic(expected = "already holds a version")]
+    fn inserting_the_same_seqno_twice_panics() {
+        let table = table_with(&[(b"k", 1, ValueKind::Put, b"v")]);
+        table.insert(b"k", SeqNo(1), ValueKind::Delete, b"");
+    }
+
+    #[test]
+    #[should_panic(expected = "exceeds the maximum")]
+    fn seqno_beyond_max_panics() {
+        MemTable::new(0).insert(b"k", SeqNo(SeqNo::MAX.0 + 1), ValueKind::Put, b"");
+    }
+
+    #[test]
+    #[should_panic(expected = "not positioned")]
+    fn reading_an_unpositioned_iterator_panics() {
+        let table = Arc::new(MemTable::new(0));
+        let _ = table.iter().key();
+    }
+
+    #[test]
+    fn is_send_sync_and_iterator_is_static_send() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        fn assert_static_send<T: Send + 'static>() {}
+        assert_send_sync::<MemTable>();
+        assert_static_send::<MemTableIterator>();
+    }
+
+    // ---- model test ------------------------------------------------------
+
+    type Model = BTreeMap<(Vec<u8>, Reverse<u64>), (ValueKind, Vec<u8>)>;
+
+    fn model_entries<'a>(
+        iter: impl Iterator<Item = (&'a (Vec<u8>, Reverse<u64>), &'a (ValueKind, Vec<u8>))>,
+    ) -> Vec<Entry> {
+        iter.map(|((user_key, Reverse(seqno)), (kind, value))| {
+            (user_key.clone(), *seqno, *kind, value.clone())
+        })
+        .collect()
+    }
+
+    fn model_get(
+        model: &Model,
+        user_key: &[u8],
+        snapshot: u64,
+    ) -> Option<(u64, ValueKind, Vec<u8>)> {
+        let ((found, Reverse(seqno)), (kind, value)) = model
+            .range((user_key.to_vec(), Reverse(snapshot))..)
+            .next()?;
+        (found == user_key).then(|| (*seqno, *kind, value.clone()))
+    }
+
+    fn small_key() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop::sample::select(vec![0u8, 1, b'a', 0xff]), 0..4)
+    }
+
+    fn kind() -> impl Strategy<Value = ValueKind> {
+        prop::sample::select(vec![ValueKind::Put, ValueKind::Delete])
+    }
+
+    /// Writes with distinct seqnos, inserted in a random seqno order.
+    fn writes() -> impl Strategy<Value = Vec<Entry>> {
+        (0usize..120).prop_flat_map(|count| {
+            let seqnos = Just((0..count as u64).map(|s| s * 3).collect::<Vec<_>>()).prop_shuffle();
+            let rows = prop::collection::vec(
+                (
+                    small_key(),
+                    kind(),
+                    prop::collection::vec(any::<u8>(), 0..6),
+                ),
+                count,
+            );
+            (seqnos, rows).prop_map(|(seqnos, rows)| {
+                seqnos
+                    .into_iter()
+                    .zip(rows)
+                    .map(|(seqno, (user_key, kind, value))| (user_key, seqno, kind, value))
+                    .collect()
+            })
+        })
+    }
+
+    fn build(writes: &[Entry]) -> (Arc<MemTable>, Model) {
+        let table = Arc::new(MemTable::new(3));
+        let mut model = Model::new();
+        for (user_key, seqno, kind, value) in writes {
+            table.insert(user_key, SeqNo(*seqno), *kind, value);
+            model.insert((user_key.clone(), Reverse(*seqno)), (*kind, value.clone()));
+        }
+        (table, model)
+    }
+
+    fn probes() -> impl Strategy<Value = Vec<(Vec<u8>, u64)>> {
+        prop::collection::vec((small_key(), 0u64..400), 0..40)
+    }
+
+    proptest! {
+        #[test]
+        fn matches_btreemap_model(writes in writes(), probes in probes()) {
+            let (table, model) = build(&writes);
+            let mut iter = table.iter();
+            prop_assert_eq!(collect_forward(&mut iter), model_entries(model.iter()));
+            prop_assert_eq!(collect_backward(&mut iter), model_entries(model.iter().rev()));
+            prop_assert_eq!(table.len(), model.len());
+
+            for (user_key, snapshot) in &probes {
+                let got = table
+                    .get(user_key, SeqNo(*snapshot))
+                    .map(|(seqno, kind, value)| (seqno.0, kind, value.to_vec()));
+                prop_assert_eq!(got, model_get(&model, user_key, *snapshot));
+
+                // seek to (k, s, Put): the first entry with (k', s') >= (k, s).
+                let bound = (user_key.clone(), Reverse(*snapshot));
+                iter.seek(&InternalKeyRef::seek_key(user_key, SeqNo(*snapshot)));
+                let expected = model_entries(model.range(bound.clone()..).take(1));
+                prop_assert_eq!(iter.valid().then(|| entry(&iter)), expected.into_iter().next());
+
+                // seek_for_prev to (k, s, Delete): the last with (k', s') <= (k, s).
+                iter.seek_for_prev(&InternalKeyRef {
+                    user_key,
+                    seqno: SeqNo(*snapshot),
+                    kind: ValueKind::Delete,
+                });
+                let expected = model_entries(model.range(..=bound).rev().take(1));
+                prop_assert_eq!(iter.valid().then(|| entry(&iter)), expected.into_iter().next());
+            }
+        }
+    }
+
+    // ---- concurrency -----------------------------------------------------
+
+    /// A deterministic key for write `i`, spread over the key space.
+    fn scattered_key(i: u64) -> [u8; 8] {
+        i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes()
+    }
+
+    /// Scans forward, checks order, and returns the number of entries.
+    fn scan_sorted(table: &Arc<MemTable>) -> usize {
+        let mut iter = table.iter();
+        iter.seek_to_first();
+        let mut count = 0;
+        let mut last: Option<(Vec<u8>, SeqNo)> = None;
+        while iter.valid() {
+            let key = iter.key();
+            if let Some((user_key, seqno)) = &last {
+                let before = InternalKeyRef::seek_key(user_key, *seqno);
+                assert_eq!(before.cmp_internal(&key), std::cmp::Ordering::Less);
+            }
+            last = Some((key.user_key.to_vec(), key.seqno));
+            count += 1;
+            iter.next();
+        }
+        count
+    }
+
+    #[test]
+    fn readers_see_a_sorted_growing_table_while_one_writer_inserts() {
+        const WRITES: u64 = if cfg!(miri) { 300 } else { 50_000 };
+        let table = Arc::new(MemTable::new(11));
+        let done = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let table = Arc::clone(&table);
+                let done = Arc::clone(&done);
+                thread::spawn(move || {
+                    let mut last_count = 0;
+                    let mut scans = 0;
+                    while !done.load(Ordering::Acquire) {
+                        let count = scan_sorted(&table);
+                        assert!(
+                            count >= last_count,
+                            "count fell from {last_count} to {count}"
+                        );
+                        last_count = count;
+                        scans += 1;
+                    }
+                    assert_eq!(scan_sorted(&table), WRITES as usize);
+                    scans
+                })
+            })
+            .collect();
+        for i in 0..WRITES {
+            // Every 4th write adds a newer version of an earlier key.
+            let user_key = scattered_key(if i % 4 == 3 { i / 2 } else { i });
+            table.insert(&user_key, SeqNo(i), ValueKind::Put, &i.to_le_bytes());
+        }
+        done.store(true, Ordering::Release);
+        for reader in readers {
+            assert!(reader.join().expect("reader panicked") >= 1);
+        }
+        assert_eq!(table.len(), WRITES as usize);
+    }
+
+    // ---- micro benchmark -------------------------------------------------
+
+    /// Not a benchmark harness, just a rough number in the test output
+    /// (`cargo test --release -p varve micro -- --nocapture`).
+    #[test]
+    fn micro_insert_get_scan_timing() {
+        const ENTRIES: u64 = if cfg!(miri) { 100 } else { 100_000 };
+        let table = Arc::new(MemTable::new(5));
+        let started = Instant::now();
+        for i in 0..ENTRIES {
+            table.insert(&scattered_key(i), SeqNo(i), ValueKind::Put, &[0; 16]);
+        }
+        let insert_ns = started.elapsed().as_nanos() / u128::from(ENTRIES);
+        let started = Instant::now();
+        for i in 0..ENTRIES {
+            assert!(table.get(&scattered_key(i), SeqNo::MAX).is_some());
+        }
+        let get_ns = started.elapsed().as_nanos() / u128::from(ENTRIES);
+        let started = Instant::now();
+        assert_eq!(scan_sorted(&table), ENTRIES as usize);
+        let scan_ns = started.elapsed().as_nanos() / u128::from(ENTRIES);
+        println!(
+            "memtable, {ENTRIES} entries of 8+16 bytes: insert {insert_ns} ns, get {get_ns} ns, \
+             scan {scan_ns} ns per entry; {} bytes charged per entry",
+            table.approximate_size_bytes() / ENTRIES as usize
+        );
+    }
+}

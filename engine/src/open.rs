@@ -1,0 +1,187 @@
+//! Opening a store: checking the directory, loading the manifest, and
+//! replaying the changelog from the flushed offset.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use varve_changelog::fs::{DirLock, FileSystem};
+use varve_changelog::{Log, LogOptions, SyncPolicy};
+
+use crate::error::{Error, Result};
+use crate::memtable::MemTable;
+use crate::options::{ChangelogRetention, Options};
+use crate::state::{DbInner, SuperVersion};
+use crate::version::{FileKind, VersionSet, parse_file_name};
+use crate::write::{WriteQueue, insert_all};
+
+/// The changelog's directory inside a store.
+pub const CHANGELOG_DIR: &str = "changelog";
+/// The store's lock file.
+pub const LOCK_FILE: &str = "LOCK";
+
+pub(crate) fn open_inner(fs: Arc<dyn FileSystem>, path: &Path, opts: Options) -> Result<DbInner> {
+    opts.validate()?;
+    let exists = check_dir(fs.as_ref(), path, &opts)?;
+    let lock = take_lock(fs.as_ref(), path)?;
+    let versions = if exists {
+        VersionSet::open(fs.clone(), path)?
+    } else {
+        VersionSet::create_new(fs.clone(), path)?
+    };
+    let log = Log::open_with_fs(fs.clone(), path.join(CHANGELOG_DIR), log_options(&opts))?;
+    let version = versions.current();
+    let flushed = version.flushed_offset();
+    if flushed < log.log_start_offset() || flushed > log.next_offset() {
+        return Err(Error::corruption(
+            path.join(CHANGELOG_DIR),
+            0,
+            format!(
+                "the manifest's flushed offset {flushed} is outside the changelog's range [{}, {}]",
+                log.log_start_offset(),
+                log.next_offset()
+            ),
+        ));
+    }
+    let mem = Arc::new(MemTable::new(0));
+    let mut replayed = 0u64;
+    for record in log.reader(flushed)? {
+        let record = record?;
+        insert_all(&mem, std::slice::from_ref(&record.record), record.offset);
+        replayed += 1;
+    }
+    tracing::info!(store = %path.display(), flushed, replayed, next = log.next_offset(), "store opened");
+    let visible = log
+        .next_offset()
+        .max(version.last_seqno().0 + 1)
+        .saturating_sub(1);
+    let inner = DbInner {
+        path: path.to_owned(),
+        fs,
+        current: RwLock::new(Arc::new(SuperVersion {
+            mem,
+            imm: Vec::new(),
+            version,
+        })),
+        visible_seqno: AtomicU64::new(visible),
+        writes: Mutex::new(WriteQueue::default()),
+        writes_cv: Condvar::new(),
+        flush_mutex: Mutex::new(()),
+        flush_cv: Condvar::new(),
+        flush_job: Mutex::new(()),
+        tables: Mutex::new(HashMap::new()),
+        snapshots: Mutex::new(BTreeMap::new()),
+        next_memtable_id: AtomicU64::new(1),
+        failure: Mutex::new(None),
+        failed: AtomicBool::new(false),
+        closing: AtomicBool::new(false),
+        versions: Mutex::new(versions),
+        log,
+        opts,
+        _lock: lock,
+    };
+    inner.delete_obsolete_files()?;
+    Ok(inner)
+}
+
+fn log_options(opts: &Options) -> LogOptions {
+    let mut log = LogOptions {
+        segment_size_bytes: opts.changelog_segment_size_bytes,
+        sync_policy: opts
+            .sync_interval_ms
+            .map_or(SyncPolicy::Manual, SyncPolicy::IntervalMs),
+        // Sync writes are rare enough in bulk loads and common in
+        // transactional use; preallocating helps the latter.
+        preallocate_bytes: Some(1 << 20),
+        ..LogOptions::default()
+    };
+    match &opts.changelog_retention {
+        ChangelogRetention::UntilFlushed => {}
+        ChangelogRetention::UntilShipped => log.retain_for_consumers = true,
+        ChangelogRetention::Compact {
+            tombstone_retention_ms,
+        } => log.tombstone_retention_ms = *tombstone_retention_ms,
+    }
+    log
+}
+
+/// Whether `path` holds a store; refuses anything that is neither a store
+/// nor empty, without modifying it.
+fn check_dir(fs: &dyn FileSystem, path: &Path, opts: &Options) -> Result<bool> {
+    let not_a_store = |reason: String| Error::NotAStore {
+        path: path.to_owned(),
+        reason,
+    };
+    match fs.kind(path).map_err(|e| Error::io("stat", path, e))? {
+        Some(false) => return Err(not_a_store("it is a file".into())),
+        None if opts.create_if_missing => {
+            fs.create_dir_all(path)
+                .map_err(|e| Error::io("create directory", path, e))?;
+            return Ok(false);
+        }
+        None => {
+            return Err(not_a_store(
+                "the directory does not exist and create_if_missing is off".into(),
+            ));
+        }
+        Some(true) => {}
+    }
+    if VersionSet::exists(fs, path)? {
+        return Ok(true);
+    }
+    let names = fs
+        .list_dir(path)
+        .map_err(|e| Error::io("list directory", path, e))?;
+    if names.iter().any(|n| n != LOCK_FILE) {
+        return Err(not_a_store(format!(
+            "it holds {} entries but no CURRENT file",
+            names.len()
+        )));
+    }
+    if !opts.create_if_missing {
+        return Err(not_a_store(
+            "the directory is empty and create_if_missing is off".into(),
+        ));
+    }
+    Ok(false)
+}
+
+fn take_lock(fs: &dyn FileSystem, path: &Path) -> Result<Box<dyn DirLock>> {
+    fs.lock(&path.join(LOCK_FILE)).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => Error::Locked {
+            path: path.to_owned(),
+        },
+        _ => Error::io("lock", path.join(LOCK_FILE), e),
+    })
+}
+
+impl DbInner {
+    /// Deletes tables and manifests the current version no longer needs,
+    /// and temporary files left by a crash.
+    pub(crate) fn delete_obsolete_files(&self) -> Result<()> {
+        let live = self.versions.lock().live_files();
+        let names = self
+            .fs
+            .list_dir(&self.path)
+            .map_err(|e| Error::io("list directory", &self.path, e))?;
+        for name in names {
+            let obsolete = match parse_file_name(&name) {
+                Some(FileKind::Table(n)) => live.tables.binary_search(&n).is_err(),
+                Some(FileKind::Manifest(n)) => n != live.manifest,
+                Some(FileKind::Temp) => true,
+                _ => false,
+            };
+            if obsolete {
+                let p = self.path.join(&name);
+                tracing::info!(file = %p.display(), "deleting obsolete file");
+                self.tables.lock().retain(|_, t| t.path() != p);
+                self.fs
+                    .remove_file(&p)
+                    .map_err(|e| Error::io("remove obsolete file", &p, e))?;
+            }
+        }
+        Ok(())
+    }
+}

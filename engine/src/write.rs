@@ -1,0 +1,225 @@
+//! Group commit: concurrent writers are gathered by a leader into one
+//! changelog append (and one `fdatasync` if any of them asked for sync).
+//!
+//! Sequence numbers are the changelog offsets the append assigns, so the
+//! memtable entries and the log agree by construction, and nothing is
+//! written twice. Visibility follows offset order: the leader publishes a
+//! group's last sequence number only after the whole group is in the
+//! memtable.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use varve_changelog::Record;
+
+use crate::batch::{BatchOp, WriteBatch};
+use crate::error::{Error, Result};
+use crate::key::{SeqNo, ValueKind};
+use crate::memtable::MemTable;
+use crate::state::{DbInner, SuperVersion};
+
+/// The most bytes of key and value one group gathers.
+const MAX_GROUP_BYTES: usize = 4 << 20;
+
+struct Pending {
+    id: u64,
+    batch: WriteBatch,
+    sync: bool,
+}
+
+/// Writers waiting for a leader, and the results handed back to them.
+#[derive(Default)]
+pub(crate) struct WriteQueue {
+    next_id: u64,
+    pending: VecDeque<Pending>,
+    results: HashMap<u64, Result<()>>,
+    leader_active: bool,
+}
+
+impl DbInner {
+    /// Applies `batch` atomically; with `sync`, durably.
+    pub(crate) fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        batch.validate()?;
+        if batch.is_empty() {
+            return if sync { self.sync_log() } else { Ok(()) };
+        }
+        self.check_writable()?;
+        let mut q = self.writes.lock();
+        let id = q.next_id;
+        q.next_id += 1;
+        q.pending.push_back(Pending { id, batch, sync });
+        loop {
+            if let Some(result) = q.results.remove(&id) {
+                return result;
+            }
+            if !q.leader_active && q.pending.iter().any(|p| p.id == id) {
+                break;
+            }
+            self.writes_cv.wait(&mut q);
+        }
+        // Lead groups until the queue is empty (our own write is in the first).
+        q.leader_active = true;
+        while !q.pending.is_empty() {
+            let group = take_group(&mut q.pending);
+            drop(q);
+            let result = self.commit_group(&group);
+            q = self.writes.lock();
+            for p in &group {
+                q.results.insert(p.id, result.clone());
+            }
+            self.writes_cv.notify_all();
+        }
+        q.leader_active = false;
+        self.writes_cv.notify_all();
+        q.results.remove(&id).unwrap_or(Err(Error::Closed))
+    }
+
+    fn commit_group(&self, group: &[Pending]) -> Result<()> {
+        self.check_writable()?;
+        self.make_room()?;
+        let records = to_records(group);
+        let info = self
+            .log
+            .append(&records)
+            .map_err(|e| self.write_error(e.into()))?;
+        if group.iter().any(|p| p.sync) {
+            self.log.flush().map_err(|e| self.write_error(e.into()))?;
+        }
+        let sv = self.super_version();
+        insert_all(&sv.mem, &records, info.base_offset);
+        self.visible_seqno
+            .store(info.last_offset, Ordering::Release);
+        Ok(())
+    }
+
+    /// A changelog failure during a write: sync failures make the store
+    /// read-only; other errors are returned as they are.
+    fn write_error(&self, e: Error) -> Error {
+        match &e {
+            Error::Changelog(inner)
+                if matches!(**inner, varve_changelog::Error::ReadOnly { .. }) =>
+            {
+                self.fail(&e)
+            }
+            _ => e,
+        }
+    }
+
+    pub(crate) fn sync_log(&self) -> Result<()> {
+        self.log.flush().map_err(|e| self.write_error(e.into()))
+    }
+
+    /// Switches a full memtable to immutable and holds the writer while too
+    /// many immutable memtables wait for the flush thread (a write stall).
+    fn make_room(&self) -> Result<()> {
+        loop {
+            let sv = self.super_version();
+            if sv.mem.approximate_size_bytes() < self.opts.memtable_size_bytes {
+                return Ok(());
+            }
+            if sv.imm.len() < self.opts.max_immutable_memtables {
+                self.switch_memtable();
+                return Ok(());
+            }
+            let mut g = self.flush_mutex.lock();
+            self.check_writable()?;
+            if self.super_version().imm.len() >= self.opts.max_immutable_memtables {
+                self.flush_cv.notify_all();
+                self.flush_cv
+                    .wait_for(&mut g, std::time::Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Makes the active memtable immutable and starts a new one.
+    pub(crate) fn switch_memtable(&self) {
+        let mut current = self.current.write();
+        if current.mem.is_empty() {
+            return;
+        }
+        let id = self.next_memtable_id.fetch_add(1, Ordering::Relaxed);
+        let mut imm = vec![current.mem.clone()];
+        imm.extend(current.imm.iter().cloned());
+        *current = Arc::new(SuperVersion {
+            mem: Arc::new(MemTable::new(id)),
+            imm,
+            version: current.version.clone(),
+        });
+        drop(current);
+        let _g = self.flush_mutex.lock();
+        self.flush_cv.notify_all();
+    }
+}
+
+fn take_group(pending: &mut VecDeque<Pending>) -> Vec<Pending> {
+    let mut group = Vec::new();
+    let mut bytes = 0;
+    while let Some(p) = pending.front() {
+        if !group.is_empty() && bytes + p.batch.size_bytes() > MAX_GROUP_BYTES {
+            break;
+        }
+        bytes += p.batch.size_bytes();
+        if let Some(p) = pending.pop_front() {
+            group.push(p);
+        }
+    }
+    group
+}
+
+fn to_records(group: &[Pending]) -> Vec<Record> {
+    let now = varve_changelog::now_ms();
+    let mut records = Vec::with_capacity(group.iter().map(|p| p.batch.len()).sum());
+    for p in group {
+        for op in &p.batch.ops {
+            let record = match op {
+                BatchOp::Put(k, v) => Record {
+                    key: k.clone(),
+                    value: Some(v.clone()),
+                    timestamp_ms: now,
+                    headers: Vec::new(),
+                },
+                BatchOp::Delete(k) => Record {
+                    key: k.clone(),
+                    value: None,
+                    timestamp_ms: now,
+                    headers: Vec::new(),
+                },
+            };
+            records.push(record);
+        }
+    }
+    records
+}
+
+/// Inserts changelog records into a memtable; record `i` gets sequence
+/// number `base_offset + i`.
+pub(crate) fn insert_all(mem: &MemTable, records: &[Record], base_offset: u64) {
+    for (i, r) in records.iter().enumerate() {
+        let seqno = SeqNo(base_offset + i as u64);
+        match &r.value {
+            Some(v) => mem.insert(&r.key, seqno, ValueKind::Put, v),
+            None => mem.insert(&r.key, seqno, ValueKind::Delete, &[]),
+        }
+    }
+}
+
+impl DbInner {
+    /// Runs `f` while holding the write leadership, so no group is being
+    /// committed meanwhile (used to switch memtables from outside writes).
+    pub(crate) fn with_write_leadership<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut q = self.writes.lock();
+        while q.leader_active {
+            self.writes_cv.wait(&mut q);
+        }
+        q.leader_active = true;
+        drop(q);
+        let out = f();
+        let mut q = self.writes.lock();
+        q.leader_active = false;
+        // Writers that queued meanwhile need a leader: wake them.
+        self.writes_cv.notify_all();
+        drop(q);
+        out
+    }
+}
