@@ -29,9 +29,12 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A key and its value (`None` for a tombstone).
+type Entry = (Vec<u8>, Option<Vec<u8>>);
+
 /// The model: every offset ever assigned, `None` once removed.
 struct Model {
-    records: Vec<Option<(Vec<u8>, Option<Vec<u8>>)>>,
+    records: Vec<Option<Entry>>,
     start: u64,
 }
 
@@ -84,10 +87,10 @@ fn apply_clean(log: &Log, model: &mut Model) {
         if (o as u64) < model.start {
             continue;
         }
-        if let Some((k, _)) = r {
-            if latest.get(k) != Some(&o) {
-                *r = None;
-            }
+        if let Some((k, _)) = r
+            && latest.get(k) != Some(&o)
+        {
+            *r = None;
         }
     }
     log.clean().unwrap();
