@@ -40,6 +40,9 @@ const READ_DATA_BYTES: usize = 64 << 20;
 const FETCH_BYTES: usize = 1 << 20;
 
 fn main() {
+    // Parse the arguments first: `--help` or a bad argument exits the
+    // process, which would leave the scratch directory behind.
+    let mut c = Criterion::default().configure_from_args();
     let scratch = bench_dir(Path::new(env!("CARGO_TARGET_TMPDIR"))).expect("create scratch dir");
     let fs = file_system_of(scratch.path()).map_or_else(
         || "unknown file system".to_owned(),
@@ -53,7 +56,6 @@ fn main() {
         eprintln!("varve-bench: WARNING: tmpfs makes fdatasync free; set VARVE_BENCH_DIR");
     }
     let dir = scratch.path();
-    let mut c = Criterion::default().configure_from_args();
     append_nosync(&mut c, dir);
     read_sequential(&mut c, dir);
     append_sync(&mut c, dir);
@@ -117,7 +119,10 @@ fn time_log_appends(
     while remaining > 0 {
         let dir = fresh_dir(parent);
         let log = open_log(dir.path(), sync_policy, preallocate_bytes);
-        let mut written = 0u64;
+        // Untimed first append: it pays for the new file (and, under
+        // `Always`, for syncing its first preallocated chunk), a cost that
+        // recurs once per segment, not once per sample.
+        let mut written = log.append(batch).expect("append").size_bytes as u64;
         let start = Instant::now();
         while remaining > 0 && written < REPLACE_AFTER_BYTES {
             let info = log.append(black_box(batch)).expect("append");
@@ -141,7 +146,14 @@ fn time_plain_writes(parent: &Path, batch: &[Record], sync: bool, iters: u64) ->
     while remaining > 0 {
         let dir = fresh_dir(parent);
         let mut file = create_file(dir.path());
-        let mut written = 0u64;
+        // Untimed first write, as for the log.
+        buf.clear();
+        varve_bench::frame_records(&mut buf, batch);
+        file.write_all(&buf).expect("write");
+        if sync {
+            file.sync_data().expect("fdatasync");
+        }
+        let mut written = buf.len() as u64;
         let start = Instant::now();
         while remaining > 0 && written < REPLACE_AFTER_BYTES {
             buf.clear();
@@ -331,7 +343,7 @@ fn append_sync(c: &mut Criterion, dir: &Path) {
     let record = records(0, 1);
     let mut g = c.benchmark_group("append_sync");
     g.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(4))
         .sample_size(10)
         .throughput(Throughput::Elements(1));
     // The log preallocates 1 MiB ahead under `Always` by default.
@@ -356,6 +368,8 @@ fn time_group_commit(parent: &Path, record: &[Record], threads: u64, iters: u64)
     let per_thread = iters.div_ceil(threads);
     let dir = fresh_dir(parent);
     let log = open_log(dir.path(), SyncPolicy::Always, None);
+    // Untimed first append, as in `time_log_appends`.
+    log.append(record).expect("append");
     let barrier = Barrier::new(threads as usize + 1);
     let elapsed = std::thread::scope(|s| {
         for _ in 0..threads {
@@ -381,7 +395,7 @@ fn group_commit(c: &mut Criterion, dir: &Path) {
     let record = records(0, 1);
     let mut g = c.benchmark_group("group_commit");
     g.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(4))
         .sample_size(10)
         .throughput(Throughput::Elements(1));
     for threads in [1u64, 4, 16] {

@@ -394,6 +394,12 @@ impl Batch {
         Ok(Batch { header, bytes })
     }
 
+    /// Wraps bytes already validated by [`check_batch`] (no second CRC).
+    pub(crate) fn from_checked(header: BatchHeader, bytes: Bytes) -> Batch {
+        debug_assert_eq!(header.length as usize, bytes.len());
+        Batch { header, bytes }
+    }
+
     /// The batch header.
     pub fn header(&self) -> &BatchHeader {
         &self.header

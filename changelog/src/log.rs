@@ -62,7 +62,7 @@ pub(crate) struct Inner {
     failed: AtomicBool,
     closed: AtomicBool,
     pub(crate) positions: Mutex<BTreeMap<String, u64>>,
-    /// Serializes retention, cleaning and meta writes.
+    /// Serializes retention and cleaning.
     pub(crate) maintenance: Mutex<()>,
     /// One writer of `log.meta` at a time.
     meta_lock: Mutex<()>,

@@ -74,6 +74,7 @@ impl Log {
     pub fn reader(&self, from: u64) -> Result<LogReader<'_>> {
         self.check_range(from)?;
         Ok(LogReader {
+            buffer: None,
             log: self,
             from,
             next_offset: from,
@@ -153,9 +154,19 @@ impl Inner {
     }
 }
 
+/// Batches fetched by one read and not yet handed out.
+#[derive(Debug)]
+struct Buffered {
+    segment: Arc<Segment>,
+    bytes: bytes::Bytes,
+    start: u64,
+    pos: usize,
+}
+
 /// A cursor over a log's records; see [`Log::reader`].
 #[derive(Debug)]
 pub struct LogReader<'a> {
+    buffer: Option<Buffered>,
     log: &'a Log,
     from: u64,
     next_offset: u64,
@@ -178,6 +189,9 @@ impl LogReader<'_> {
     /// Corruption or I/O errors.
     pub fn next_batch(&mut self) -> Result<Option<(BatchHeader, Vec<StoredRecord>)>> {
         loop {
+            if let Some(found) = self.next_buffered()? {
+                return Ok(Some(found));
+            }
             let Some((segment, position)) = self.cursor_or_locate()? else {
                 return Ok(None);
             };
@@ -187,17 +201,37 @@ impl LogReader<'_> {
                 }
                 continue;
             }
-            let (bytes, _) = segment.read_batches(position, READER_FETCH_BYTES.min(64 << 10))?;
-            let header = crate::batch::parse_header(&bytes)
-                .map_err(|e| Error::corruption(&segment.path, position, format!("{e:?}")))?;
-            let len = header.length as usize;
-            let batch = Batch::from_bytes(bytes.slice(..len))
-                .map_err(|e| Error::corruption(&segment.path, position, format!("{e:?}")))?;
-            self.cursor = Some((segment.clone(), position + len as u64));
-            let records = decode_records(&segment, position, &batch, self.from)?;
-            self.next_offset = self.next_offset.max(header.next_offset());
-            return Ok(Some((header, records)));
+            // One read fetches (and CRC-checks) many batches; they are then
+            // handed out one at a time from the buffer.
+            let (bytes, end) = segment.read_batches(position, READER_FETCH_BYTES)?;
+            self.buffer = Some(Buffered {
+                segment: segment.clone(),
+                bytes,
+                start: position,
+                pos: 0,
+            });
+            self.cursor = Some((segment, end));
         }
+    }
+
+    /// The next batch of the buffered fetch, if any is left.
+    fn next_buffered(&mut self) -> Result<Option<(BatchHeader, Vec<StoredRecord>)>> {
+        let Some(buf) = self.buffer.as_mut() else {
+            return Ok(None);
+        };
+        if buf.pos >= buf.bytes.len() {
+            self.buffer = None;
+            return Ok(None);
+        }
+        let position = buf.start + buf.pos as u64;
+        let header = crate::batch::parse_header(&buf.bytes[buf.pos..])
+            .map_err(|e| Error::corruption(&buf.segment.path, position, format!("{e:?}")))?;
+        let len = header.length as usize;
+        let batch = Batch::from_checked(header, buf.bytes.slice(buf.pos..buf.pos + len));
+        buf.pos += len;
+        let records = decode_records(&buf.segment, position, &batch, self.from)?;
+        self.next_offset = self.next_offset.max(header.next_offset());
+        Ok(Some((header, records)))
     }
 
     fn cursor_or_locate(&mut self) -> Result<Option<(Arc<Segment>, u64)>> {
