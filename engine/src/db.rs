@@ -206,7 +206,8 @@ impl Db {
         &self.inner.path
     }
 
-    /// The sequence number (changelog offset) of the newest visible write.
+    /// The sequence number of the newest visible write: the changelog offset
+    /// of that write plus one (0 for an empty store).
     pub fn latest_seqno(&self) -> u64 {
         self.inner.visible().0
     }

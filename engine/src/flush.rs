@@ -55,7 +55,7 @@ impl DbInner {
         let number = self.versions.lock().new_file_number();
         let meta = self.write_table(&mem, number)?;
         let edit = VersionEdit {
-            flushed_offset: Some(max_seqno.0 + 1),
+            flushed_offset: Some(max_seqno.0),
             last_seqno: Some(max_seqno),
             added: vec![(Level(0), meta)],
             ..VersionEdit::default()
@@ -79,7 +79,7 @@ impl DbInner {
             let _g = self.flush_mutex.lock();
             self.flush_cv.notify_all();
         }
-        self.after_flush(max_seqno.0 + 1);
+        self.after_flush(max_seqno.0);
         Ok(())
     }
 
@@ -131,7 +131,17 @@ impl DbInner {
                 .log
                 .apply_retention_at(varve_changelog::now_ms(), flushed_offset)
                 .map(|_| ()),
-            ChangelogRetention::Compact { .. } => self.log.clean().map(|_| ()),
+            ChangelogRetention::Compact { .. } => {
+                // The cleaner drops expired tombstones; recovery replays
+                // everything at or above the flushed offset, so only clean
+                // once every closed segment lies below it.
+                let active_base = self.log.segment_base_offsets().last().copied().unwrap_or(0);
+                if flushed_offset >= active_base {
+                    self.log.clean().map(|_| ())
+                } else {
+                    Ok(())
+                }
+            }
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "changelog retention failed");

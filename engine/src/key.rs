@@ -1,8 +1,8 @@
 //! Internal keys: a user key with the sequence number and kind of the write.
 //!
 //! Every version of a user key stored in a memtable or a table is identified
-//! by `(user_key, seqno, kind)`. Sequence numbers are the changelog offsets
-//! of the writes, so they are unique and grow with time. Entries are ordered
+//! by `(user_key, seqno, kind)`. A sequence number is the changelog offset of
+//! the write plus one, so they are unique and grow with time. Entries are ordered
 //! by user key ascending (unsigned bytes), then by sequence number
 //! *descending*, so that the newest version of a key comes first.
 //!
@@ -11,7 +11,8 @@
 
 use std::cmp::Ordering;
 
-/// A sequence number: the changelog offset of the write that made an entry.
+/// A sequence number: the changelog offset of the write that made an entry,
+/// plus one (so that 0 means "before every write").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct SeqNo(pub u64);
 

@@ -53,10 +53,7 @@ pub(crate) fn open_inner(fs: Arc<dyn FileSystem>, path: &Path, opts: Options) ->
         replayed += 1;
     }
     tracing::info!(store = %path.display(), flushed, replayed, next = log.next_offset(), "store opened");
-    let visible = log
-        .next_offset()
-        .max(version.last_seqno().0 + 1)
-        .saturating_sub(1);
+    let visible = log.next_offset().max(version.last_seqno().0);
     let inner = DbInner {
         path: path.to_owned(),
         fs,
@@ -134,7 +131,16 @@ fn check_dir(fs: &dyn FileSystem, path: &Path, opts: &Options) -> Result<bool> {
     let names = fs
         .list_dir(path)
         .map_err(|e| Error::io("list directory", path, e))?;
-    if names.iter().any(|n| n != LOCK_FILE) {
+    // A crash while creating a store can leave a manifest or temporary
+    // file without CURRENT: creation never finished, so it starts over.
+    let unfinished = |n: &String| {
+        n == LOCK_FILE
+            || matches!(
+                parse_file_name(n),
+                Some(FileKind::Manifest(_) | FileKind::Temp | FileKind::Lock)
+            )
+    };
+    if !names.iter().all(unfinished) {
         return Err(not_a_store(format!(
             "it holds {} entries but no CURRENT file",
             names.len()

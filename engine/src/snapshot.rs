@@ -49,7 +49,8 @@ impl Snapshot {
         Snapshot { inner, seqno }
     }
 
-    /// The sequence number (changelog offset) the snapshot reads at.
+    /// The sequence number the snapshot reads at: it sees the writes at
+    /// changelog offsets below this number.
     pub fn seqno(&self) -> u64 {
         self.seqno.0
     }

@@ -1,9 +1,10 @@
 //! Group commit: concurrent writers are gathered by a leader into one
 //! changelog append (and one `fdatasync` if any of them asked for sync).
 //!
-//! Sequence numbers are the changelog offsets the append assigns, so the
-//! memtable entries and the log agree by construction, and nothing is
-//! written twice. Visibility follows offset order: the leader publishes a
+//! Sequence numbers follow the changelog offsets the append assigns (the
+//! record at offset `o` has sequence number `o + 1`, so that 0 means "before
+//! any write"), so the memtable entries and the log agree by construction,
+//! and nothing is written twice. Visibility follows offset order: the leader publishes a
 //! group's last sequence number only after the whole group is in the
 //! memtable.
 
@@ -89,7 +90,7 @@ impl DbInner {
         let sv = self.super_version();
         insert_all(&sv.mem, &records, info.base_offset);
         self.visible_seqno
-            .store(info.last_offset, Ordering::Release);
+            .store(info.last_offset + 1, Ordering::Release);
         Ok(())
     }
 
@@ -192,11 +193,11 @@ fn to_records(group: &[Pending]) -> Vec<Record> {
     records
 }
 
-/// Inserts changelog records into a memtable; record `i` gets sequence
-/// number `base_offset + i`.
+/// Inserts changelog records into a memtable; record `i` (at offset
+/// `base_offset + i`) gets sequence number `base_offset + i + 1`.
 pub(crate) fn insert_all(mem: &MemTable, records: &[Record], base_offset: u64) {
     for (i, r) in records.iter().enumerate() {
-        let seqno = SeqNo(base_offset + i as u64);
+        let seqno = SeqNo(base_offset + i as u64 + 1);
         match &r.value {
             Some(v) => mem.insert(&r.key, seqno, ValueKind::Put, v),
             None => mem.insert(&r.key, seqno, ValueKind::Delete, &[]),

@@ -170,8 +170,8 @@ fn reopen_recovers_flushed_and_unflushed_writes() {
     db.put("new", "write").unwrap();
     assert_eq!(
         db.latest_seqno(),
-        2_101,
-        "sequence numbers continue from the changelog"
+        2_102,
+        "sequence numbers continue from the changelog (offset + 1)"
     );
 }
 

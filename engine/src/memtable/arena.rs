@@ -59,13 +59,12 @@ impl Arena {
         if size_bytes > LARGE_ALLOCATION_BYTES {
             return self.new_chunk(size_bytes);
         }
-        if size_bytes > self.free_len_bytes {
-            self.free_start = Some(self.new_chunk(CHUNK_SIZE_BYTES));
-            self.free_len_bytes = CHUNK_SIZE_BYTES;
-        }
         let start = match self.free_start {
-            Some(start) => start,
-            None => unreachable!("a chunk was just made"),
+            Some(start) if size_bytes <= self.free_len_bytes => start,
+            _ => {
+                self.free_len_bytes = CHUNK_SIZE_BYTES;
+                self.new_chunk(CHUNK_SIZE_BYTES)
+            }
         };
         self.free_len_bytes -= size_bytes;
         // SAFETY: `start .. start + size_bytes` lies within the current
