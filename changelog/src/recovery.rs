@@ -220,11 +220,10 @@ fn recover_segments(
                 ));
             }
             tracing::warn!(segment = %segment.path.display(), position, tail_bytes, %what, "truncating the changelog");
-            segment.truncate_file(position)?;
-            report.truncated_at = Some((segment.path.clone(), position));
-            report.truncation_reason = Some(what);
-            report.truncated_bytes = tail_bytes;
-            for &later in &bases[i + 1..] {
+            // Later segments go first (newest first), then the cut: a crash
+            // in between leaves the damaged segment for the next recovery,
+            // never a cut segment followed by later records (a hole).
+            for &later in bases[i + 1..].iter().rev() {
                 Segment::open(fs, dir, later, true)?.delete_files(fs)?;
                 report.segments_removed += 1;
             }
@@ -232,6 +231,10 @@ fn recover_segments(
                 fs.sync_dir(dir)
                     .map_err(|e| Error::io("sync directory", dir, e))?;
             }
+            segment.truncate_file(position)?;
+            report.truncated_at = Some((segment.path.clone(), position));
+            report.truncation_reason = Some(what);
+            report.truncated_bytes = tail_bytes;
             segments.push(Arc::new(segment));
             break;
         }
