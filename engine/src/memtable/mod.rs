@@ -1,11 +1,12 @@
 //! The memtable: recent writes, in memory, in internal-key order.
 //!
-//! A [`MemTable`] is a concurrent skiplist ([`skiplist`]) of internal
-//! entries (user key, sequence number, kind, value). One write at a time
-//! goes in (inserts take an internal mutex); any number of readers and
-//! iterators run alongside without locks and never block the writer.
-//! Entries are never removed: a memtable is filled, frozen, flushed to a
-//! table, and dropped whole.
+//! A [`MemTable`] is a concurrent skiplist (`skiplist.rs`, LevelDB's
+//! design) of internal entries: user key, sequence number, kind, value. One
+//! write at a time goes in (inserts take an internal mutex); any number of
+//! readers and iterators run alongside without locks and never block the
+//! writer. Entries are never removed: a memtable is filled, frozen, flushed
+//! to a table, and dropped whole, so its nodes live in an arena
+//! (`arena.rs`) that is freed all at once.
 
 mod arena;
 mod skiplist;
@@ -43,7 +44,7 @@ const NO_MIN_SEQNO: u64 = u64::MAX;
 ///
 /// // The newest version visible at a snapshot.
 /// let (seqno, kind, value) = table.get(b"apple", SeqNo(4)).unwrap();
-/// assert_eq!((seqno, kind, &value[..]), (SeqNo(1), ValueKind::Put, &b"red"[..]));
+/// assert_eq!((seqno, kind, value), (SeqNo(1), ValueKind::Put, &b"red"[..]));
 /// assert_eq!(table.get(b"apple", SeqNo(9)).unwrap().2, &b"green"[..]);
 /// assert_eq!(table.get(b"pear", SeqNo(9)).unwrap().1, ValueKind::Delete);
 /// assert!(table.get(b"plum", SeqNo(9)).is_none());
@@ -102,8 +103,9 @@ impl MemTable {
     /// after.
     ///
     /// # Panics
-    /// If `seqno` exceeds [`SeqNo::MAX`], or if a version of `user_key`
-    /// with this `seqno` is already present (seqnos are unique).
+    /// If `seqno` exceeds [`SeqNo::MAX`], if a version of `user_key` with
+    /// this `seqno` is already present (seqnos are unique), or if the key or
+    /// the value is 4 GiB or longer.
     pub fn insert(&self, user_key: &[u8], seqno: SeqNo, kind: ValueKind, value: &[u8]) {
         assert!(
             seqno <= SeqNo::MAX,
@@ -124,7 +126,8 @@ impl MemTable {
     }
 
     /// The newest version of `user_key` with a seqno `<= snapshot`, as
-    /// `(seqno, kind, value)`; the value is empty for a delete.
+    /// `(seqno, kind, value)`; the value is empty for a delete and is
+    /// borrowed from the table, not copied.
     pub fn get(&self, user_key: &[u8], snapshot: SeqNo) -> Option<(SeqNo, ValueKind, &[u8])> {
         let node = self
             .list
@@ -134,7 +137,9 @@ impl MemTable {
     }
 
     /// Memory taken by the entries, in bytes: keys, values and per-node
-    /// overhead. Grows with every insert.
+    /// overhead (a 24-byte header and 8 bytes per skiplist level, rounded
+    /// up to 8 bytes). Grows with every insert. Leaves out the unused tails
+    /// of the arena's 64 KiB chunks.
     pub fn approximate_size_bytes(&self) -> usize {
         self.size_bytes.load(Ordering::Relaxed)
     }
@@ -447,6 +452,24 @@ mod tests {
         drop(table);
         // The iterator keeps the entries alive.
         assert_eq!(iter.value(), b"value");
+    }
+
+    #[test]
+    fn large_entries_round_trip() {
+        let big_key = vec![0xab; 70_000];
+        let big_value: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let table = table_with(&[
+            (b"small", 1, ValueKind::Put, b"s"),
+            (&big_key, 2, ValueKind::Put, &big_value),
+            (b"tail", 3, ValueKind::Put, b"t"),
+        ]);
+        let (_, _, value) = table.get(&big_key, SeqNo(9)).expect("big entry");
+        assert_eq!(value, &big_value[..]);
+        assert_eq!(
+            table.get(b"tail", SeqNo(9)).map(|found| found.2),
+            Some(&b"t"[..])
+        );
+        assert!(table.approximate_size_bytes() > big_key.len() + big_value.len());
     }
 
     #[test]

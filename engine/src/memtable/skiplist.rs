@@ -22,9 +22,12 @@
 //! tower := next:AtomicPtr * height          next node at each level, or null
 //! ```
 //!
-//! One block per node keeps a search to one cache miss per node visited;
-//! separately boxed nodes, towers and keys took three and made gets about
-//! three times slower on a million entries.
+//! One block per node means one cache miss per node a search visits, where
+//! separately boxed nodes, towers and keys cost up to three. Measured on
+//! 100,000 random inserts, gets and a scan (cachegrind, 2 MiB last-level
+//! cache): 36% fewer instructions and 60% fewer last-level misses than the
+//! boxed layout. On a million entries (wall clock, busy machine) inserts
+//! and scans ran about twice as fast and gets 1.6 times as fast.
 //!
 //! All `unsafe` of the memtable lives in this file and `arena.rs`.
 
@@ -226,8 +229,8 @@ impl SkipList {
         self.len.load(Ordering::Acquire)
     }
 
-    /// Inserts an entry and returns the memory its node takes, in bytes
-    /// (header, tower, key and value).
+    /// Inserts an entry and returns the arena memory its node takes, in
+    /// bytes (header, tower, key and value, rounded up to the alignment).
     ///
     /// Waits for any concurrent insert; never waits for readers.
     ///
@@ -261,7 +264,7 @@ impl SkipList {
                 .store(start.as_ptr(), Ordering::Release);
         }
         self.len.fetch_add(1, Ordering::Release);
-        node_size_bytes(height, key.user_key.len() + value.len())
+        node_size_bytes(height, key.user_key.len() + value.len()).next_multiple_of(ARENA_ALIGN)
     }
 
     fn assert_not_present(
