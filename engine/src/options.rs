@@ -46,7 +46,8 @@ pub struct Options {
     /// Bloom filter bits per key (0 disables filters). Default 10 (about 1%
     /// false positives).
     pub bloom_bits_per_key: u32,
-    /// Block cache capacity. Default 64 MiB.
+    /// Block cache capacity. Default 64 MiB. Reserved: the block cache is
+    /// not built yet, so this has no effect today.
     pub cache_size_bytes: usize,
     /// Background sync of the changelog every so many milliseconds for
     /// writes without `sync: true`; `None` (the default) syncs only on
