@@ -191,23 +191,15 @@ fn for_each_batch(
     let mut position = 0;
     let mut records = Vec::new();
     while position < size {
-        let (bytes, next) = segment.read_batches(position, 1 << 20)?;
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let at = position + pos as u64;
-            let header = crate::batch::parse_header(&bytes[pos..])
-                .map_err(|e| Error::corruption(&segment.path, at, format!("{e:?}")))?;
-            let len = header.length as usize;
-            let batch = crate::batch::Batch::from_bytes(bytes.slice(pos..pos + len))
-                .map_err(|e| Error::corruption(&segment.path, at, format!("{e:?}")))?;
+        let (batches, next) = segment.read_batches(position, 1 << 20)?;
+        for (at, batch) in batches {
             records.clear();
             for item in batch.records() {
                 records.push(
                     item.map_err(|e| Error::corruption(&segment.path, at, format!("{e:?}")))?,
                 );
             }
-            f(&header, &records)?;
-            pos += len;
+            f(batch.header(), &records)?;
         }
         position = next;
     }

@@ -48,19 +48,10 @@ impl Log {
         let Some((segment, position)) = inner.locate(from)? else {
             return Ok(result);
         };
-        let (bytes, _) = segment.read_batches(position, max_bytes)?;
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let header = crate::batch::parse_header(&bytes[pos..]).map_err(|e| {
-                Error::corruption(&segment.path, position + pos as u64, format!("{e:?}"))
-            })?;
-            let len = header.length as usize;
-            let batch = Batch::from_bytes(bytes.slice(pos..pos + len)).map_err(|e| {
-                Error::corruption(&segment.path, position + pos as u64, format!("{e:?}"))
-            })?;
-            result.next_fetch_offset = header.next_offset();
-            result.batches.push(batch);
-            pos += len;
+        let (batches, _) = segment.read_batches(position, max_bytes)?;
+        result.batches = batches.into_iter().map(|(_, batch)| batch).collect();
+        if let Some(last) = result.batches.last() {
+            result.next_fetch_offset = last.header().next_offset();
         }
         Ok(result)
     }
@@ -97,7 +88,7 @@ impl Log {
             {
                 continue;
             }
-            let rel = segment.state().index.lookup_time(timestamp_ms);
+            let rel = segment.lookup_time(timestamp_ms);
             let from = (segment.base_offset + u64::from(rel)).max(start);
             let reader = self.reader(from)?;
             for rec in reader {
@@ -158,9 +149,8 @@ impl Inner {
 #[derive(Debug)]
 struct Buffered {
     segment: Arc<Segment>,
-    bytes: bytes::Bytes,
-    start: u64,
-    pos: usize,
+    /// Checked batches with their byte positions.
+    batches: VecDeque<(u64, Batch)>,
 }
 
 /// A cursor over a log's records; see [`Log::reader`].
@@ -203,12 +193,10 @@ impl LogReader<'_> {
             }
             // One read fetches (and CRC-checks) many batches; they are then
             // handed out one at a time from the buffer.
-            let (bytes, end) = segment.read_batches(position, READER_FETCH_BYTES)?;
+            let (batches, end) = segment.read_batches(position, READER_FETCH_BYTES)?;
             self.buffer = Some(Buffered {
                 segment: segment.clone(),
-                bytes,
-                start: position,
-                pos: 0,
+                batches: batches.into(),
             });
             self.cursor = Some((segment, end));
         }
@@ -219,16 +207,11 @@ impl LogReader<'_> {
         let Some(buf) = self.buffer.as_mut() else {
             return Ok(None);
         };
-        if buf.pos >= buf.bytes.len() {
+        let Some((position, batch)) = buf.batches.pop_front() else {
             self.buffer = None;
             return Ok(None);
-        }
-        let position = buf.start + buf.pos as u64;
-        let header = crate::batch::parse_header(&buf.bytes[buf.pos..])
-            .map_err(|e| Error::corruption(&buf.segment.path, position, format!("{e:?}")))?;
-        let len = header.length as usize;
-        let batch = Batch::from_checked(header, buf.bytes.slice(buf.pos..buf.pos + len));
-        buf.pos += len;
+        };
+        let header = *batch.header();
         let records = decode_records(&buf.segment, position, &batch, self.from)?;
         self.next_offset = self.next_offset.max(header.next_offset());
         Ok(Some((header, records)))

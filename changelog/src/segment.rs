@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use crate::batch::{self, BATCH_HEADER_SIZE, BatchHeader, DecodeError};
+use crate::batch::{self, BATCH_HEADER_SIZE, Batch, BatchHeader, DecodeError};
 use crate::error::{Error, Result};
 use crate::filename::{INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_path};
 use crate::fs::{self, File, FileSystem, OpenMode};
@@ -95,17 +95,7 @@ pub(crate) struct Segment {
 impl Segment {
     /// Creates a new, empty segment file (the caller syncs the directory).
     pub(crate) fn create(fs: &dyn FileSystem, dir: &Path, base_offset: u64) -> Result<Segment> {
-        let path = segment_path(dir, base_offset, LOG_SUFFIX);
-        let file = fs
-            .open_file(&path, OpenMode::CreateNew)
-            .map_err(|e| Error::io("create segment", &path, e))?;
-        Ok(Segment {
-            base_offset,
-            path,
-            dir: dir.to_owned(),
-            file,
-            state: RwLock::new(SegmentState::empty(base_offset)),
-        })
+        Segment::with_mode(fs, dir, base_offset, OpenMode::CreateNew, "create segment")
     }
 
     /// Opens a segment file without reading it yet.
@@ -115,15 +105,25 @@ impl Segment {
         base_offset: u64,
         writable: bool,
     ) -> Result<Segment> {
-        let path = segment_path(dir, base_offset, LOG_SUFFIX);
         let mode = if writable {
             OpenMode::ReadWrite
         } else {
             OpenMode::Read
         };
+        Segment::with_mode(fs, dir, base_offset, mode, "open segment")
+    }
+
+    fn with_mode(
+        fs: &dyn FileSystem,
+        dir: &Path,
+        base_offset: u64,
+        mode: OpenMode,
+        op: &'static str,
+    ) -> Result<Segment> {
+        let path = segment_path(dir, base_offset, LOG_SUFFIX);
         let file = fs
             .open_file(&path, mode)
-            .map_err(|e| Error::io("open segment", &path, e))?;
+            .map_err(|e| Error::io(op, &path, e))?;
         Ok(Segment {
             base_offset,
             path,
@@ -133,9 +133,10 @@ impl Segment {
         })
     }
 
-    /// A copy of the current state.
-    pub(crate) fn state(&self) -> SegmentState {
-        self.state.read().clone()
+    /// Where to start scanning for the first record at or after
+    /// `timestamp_ms` (a relative offset, from the time index).
+    pub(crate) fn lookup_time(&self, timestamp_ms: i64) -> u32 {
+        self.state.read().index.lookup_time(timestamp_ms)
     }
 
     pub(crate) fn size_bytes(&self) -> u64 {
@@ -472,19 +473,28 @@ impl Segment {
     }
 
     /// Reads whole, CRC-checked batches starting at `position`: as many as
-    /// fit in `max_bytes`, but always at least one. Returns the bytes and
-    /// the position after them.
-    pub(crate) fn read_batches(&self, position: u64, max_bytes: usize) -> Result<(Bytes, u64)> {
+    /// fit in `max_bytes`, but always at least one. Returns each batch with
+    /// its byte position, and the position after the last one. The batches
+    /// share one buffer and are checked once, here.
+    pub(crate) fn read_batches(
+        &self,
+        position: u64,
+        max_bytes: usize,
+    ) -> Result<(Vec<(u64, Batch)>, u64)> {
         let size = self.size_bytes();
         if position >= size {
-            return Ok((Bytes::new(), position));
+            return Ok((Vec::new(), position));
         }
         let avail = (size - position) as usize;
         let mut buf = self.read_range(position, max_bytes.max(BATCH_HEADER_SIZE).min(avail))?;
         let mut pos = 0usize;
+        let mut headers = Vec::new();
         loop {
             match batch::check_batch(&buf[pos..]) {
-                Ok(h) => pos += h.length as usize,
+                Ok(h) => {
+                    headers.push((pos, h));
+                    pos += h.length as usize;
+                }
                 Err(DecodeError::Incomplete { needed_bytes })
                     if pos == 0 && needed_bytes > 0 && needed_bytes <= avail =>
                 {
@@ -504,7 +514,17 @@ impl Segment {
             }
         }
         buf.truncate(pos);
-        Ok((Bytes::from(buf), position + pos as u64))
+        let bytes = Bytes::from(buf);
+        let batches = headers
+            .into_iter()
+            .map(|(at, h)| {
+                (
+                    position + at as u64,
+                    Batch::from_checked(h, bytes.slice(at..at + h.length as usize)),
+                )
+            })
+            .collect();
+        Ok((batches, position + pos as u64))
     }
 
     fn corruption(&self, position: u64, e: DecodeError) -> Error {
