@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::batch::{Batch, BatchHeader};
+use crate::batch::{Batch, BatchHeader, RecordIter};
 use crate::error::{Error, Result};
 use crate::log::{Inner, Log};
 use crate::record::StoredRecord;
@@ -70,7 +70,7 @@ impl Log {
             from,
             next_offset: from,
             cursor: None,
-            pending: VecDeque::new(),
+            records: None,
             failed: false,
         })
     }
@@ -161,7 +161,8 @@ pub struct LogReader<'a> {
     from: u64,
     next_offset: u64,
     cursor: Option<(Arc<Segment>, u64)>,
-    pending: VecDeque<StoredRecord>,
+    /// Records of the batch being handed out by the iterator.
+    records: Option<(Arc<Segment>, u64, RecordIter)>,
     failed: bool,
 }
 
@@ -178,9 +179,24 @@ impl LogReader<'_> {
     /// # Errors
     /// Corruption or I/O errors.
     pub fn next_batch(&mut self) -> Result<Option<(BatchHeader, Vec<StoredRecord>)>> {
+        let Some((segment, position, batch)) = self.next_checked_batch()? else {
+            return Ok(None);
+        };
+        let records = decode_records(&segment, position, &batch, self.from)?;
+        Ok(Some((*batch.header(), records)))
+    }
+
+    /// The next checked batch with its segment and byte position. One read
+    /// fetches (and CRC-checks) many batches; they are handed out one at a
+    /// time from the buffer.
+    fn next_checked_batch(&mut self) -> Result<Option<(Arc<Segment>, u64, Batch)>> {
         loop {
-            if let Some(found) = self.next_buffered()? {
-                return Ok(Some(found));
+            if let Some(buf) = self.buffer.as_mut() {
+                if let Some((position, batch)) = buf.batches.pop_front() {
+                    self.next_offset = self.next_offset.max(batch.header().next_offset());
+                    return Ok(Some((buf.segment.clone(), position, batch)));
+                }
+                self.buffer = None;
             }
             let Some((segment, position)) = self.cursor_or_locate()? else {
                 return Ok(None);
@@ -191,8 +207,6 @@ impl LogReader<'_> {
                 }
                 continue;
             }
-            // One read fetches (and CRC-checks) many batches; they are then
-            // handed out one at a time from the buffer.
             let (batches, end) = segment.read_batches(position, READER_FETCH_BYTES)?;
             self.buffer = Some(Buffered {
                 segment: segment.clone(),
@@ -200,21 +214,6 @@ impl LogReader<'_> {
             });
             self.cursor = Some((segment, end));
         }
-    }
-
-    /// The next batch of the buffered fetch, if any is left.
-    fn next_buffered(&mut self) -> Result<Option<(BatchHeader, Vec<StoredRecord>)>> {
-        let Some(buf) = self.buffer.as_mut() else {
-            return Ok(None);
-        };
-        let Some((position, batch)) = buf.batches.pop_front() else {
-            self.buffer = None;
-            return Ok(None);
-        };
-        let header = *batch.header();
-        let records = decode_records(&buf.segment, position, &batch, self.from)?;
-        self.next_offset = self.next_offset.max(header.next_offset());
-        Ok(Some((header, records)))
     }
 
     fn cursor_or_locate(&mut self) -> Result<Option<(Arc<Segment>, u64)>> {
@@ -244,16 +243,6 @@ impl LogReader<'_> {
             }
         }
     }
-
-    fn fill(&mut self) -> Result<bool> {
-        while self.pending.is_empty() {
-            let Some((_, records)) = self.next_batch()? else {
-                return Ok(false);
-            };
-            self.pending.extend(records);
-        }
-        Ok(true)
-    }
 }
 
 fn decode_records(
@@ -276,17 +265,36 @@ fn decode_records(
 impl Iterator for LogReader<'_> {
     type Item = Result<StoredRecord>;
 
+    /// Decodes records straight from the current batch (no per-batch
+    /// vector), fetching the next batch when it is used up.
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        match self.fill() {
-            Ok(true) => self.pending.pop_front().map(Ok),
-            Ok(false) => None,
-            Err(e) => {
-                self.failed = true;
-                Some(Err(e))
+        while !self.failed {
+            if let Some((segment, position, records)) = self.records.as_mut() {
+                match records.next() {
+                    Some(Ok((offset, _))) if offset < self.from => continue,
+                    Some(Ok((offset, record))) => return Some(Ok(StoredRecord { offset, record })),
+                    Some(Err(e)) => {
+                        self.failed = true;
+                        return Some(Err(Error::corruption(
+                            &segment.path,
+                            *position,
+                            format!("{e:?}"),
+                        )));
+                    }
+                    None => self.records = None,
+                }
+            }
+            match self.next_checked_batch() {
+                Ok(Some((segment, position, batch))) => {
+                    self.records = Some((segment, position, batch.records()))
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
             }
         }
+        None
     }
 }
