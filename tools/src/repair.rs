@@ -147,7 +147,8 @@ fn salvage_table(
                 )
             });
             report.lost.push(format!(
-                "table dropped, nothing in it can be read{what}: {e}"
+                "{}: table dropped, nothing in it can be read{what}: {e}",
+                path.display()
             ));
             return None;
         }
@@ -236,9 +237,9 @@ fn lost_range(path: &Path, offset: u64, after: Option<&[u8]>, before: Option<&[u
         k.map_or(open.to_owned(), |k| format!("{:?}", show_bytes(k, false)))
     };
     format!(
-        "{}: damaged data block(s) from byte {offset}: keys after {} and before {} may be lost or show older versions",
+        "{}: damaged data block(s) from byte {offset}: keys between {} and {} (exclusive) may be lost or show older versions",
         path.display(),
-        show(after, "the first key"),
+        show(after, "the start"),
         show(before, "the end")
     )
 }
@@ -306,11 +307,20 @@ fn check_lost_tables_covered(report: &mut Report) {
         // seqno = offset + 1: the table's writes are offsets
         // seqno_min - 1 ..= seqno_max - 1, all read if within first..next.
         if seqno_min > first && seqno_max <= next {
+            let prefix = format!("{}: ", path.display());
+            let (recovered, lost): (Vec<String>, Vec<String>) = std::mem::take(&mut report.lost)
+                .into_iter()
+                .partition(|l| l.starts_with(&prefix));
+            report.lost = lost;
             report.notes.push(format!(
-                "{}: the changelog still held every write of this table (offsets {}..={}); its lost entries were recovered from there",
-                path.display(),
+                "{prefix}the changelog still holds every write of this table (offsets {}..={}), so nothing of it is lost; recovered from there: {}",
                 seqno_min - 1,
-                seqno_max - 1
+                seqno_max - 1,
+                recovered
+                    .iter()
+                    .map(|l| l.trim_start_matches(&prefix))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ));
         }
     }
