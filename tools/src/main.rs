@@ -2,6 +2,7 @@
 //! to it, and salvage a damaged one, without writing code. See
 //! `docs/TOOLS.md` for every subcommand with an example.
 
+mod compact;
 mod error;
 mod format;
 mod get;
@@ -126,6 +127,12 @@ enum Command {
         /// Create the store if the directory is missing or empty.
         #[arg(long)]
         create: bool,
+    },
+    /// Compact the whole store into its last level (dropping overwritten
+    /// versions and tombstones), then print its levels and amplification.
+    Compact {
+        /// The store's directory.
+        dir: PathBuf,
     },
     /// Delete a key (a synced write through the engine).
     Delete {
@@ -266,6 +273,7 @@ fn run(cli: Cli) -> Result<()> {
             create,
         } => write::put(&out, &dir, &key, &value, create),
         Command::Delete { dir, key } => write::delete(&out, &dir, &key),
+        Command::Compact { dir } => compact::run(&mut out, &dir),
         Command::Load { dir, file, create } => write::load(&mut out, &dir, &file, create),
         Command::Repair { dir, to } => repair::run(&mut out, &dir, &to),
     }

@@ -63,3 +63,32 @@ fn load_writes_json_lines_and_names_a_bad_line() {
         "the bad batch was not written"
     );
 }
+
+#[test]
+fn compact_leaves_one_level_and_the_same_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("compacted");
+    let s = arg(&store);
+    ok(&["put", s, "a", "1", "--create"]);
+    ok(&["put", s, "a", "2"]);
+    ok(&["put", s, "b", "3"]);
+    ok(&["delete", s, "b"]);
+    let before = ok(&["scan", s]);
+    let json = json_lines(&ok(&["compact", s, "--json"]));
+    assert_eq!(json.len(), 1);
+    assert_eq!(json[0]["live_data_bytes"], 2);
+    let tables: u64 = json[0]["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["tables"].as_u64().unwrap())
+        .sum();
+    assert_eq!(tables, 1);
+    assert_eq!(ok(&["scan", s]), before);
+    assert!(ok(&["compact", s]).contains("space amp"));
+    ok(&["verify", s]);
+    assert_ne!(
+        varve(&["compact", arg(&dir.path().join("missing"))]).code,
+        0
+    );
+}

@@ -117,12 +117,14 @@ impl TableProperties {
         InternalKeyRef::decode(&self.largest_key)
     }
 
-    /// The changelog offsets the table's entries came from: sequence
-    /// numbers *are* changelog offsets. `None` for an empty table. Not every
-    /// offset in the range is in the table (overwritten versions may have
-    /// been dropped, and batches span several offsets).
+    /// The changelog offsets the table's entries came from: a write at
+    /// offset `o` has sequence number `o + 1`. `None` for an empty table
+    /// (or one whose sequence numbers start at 0, which no write has). Not
+    /// every offset in the range is in the table (overwritten versions may
+    /// have been dropped, and batches span several offsets).
     pub fn changelog_offsets(&self) -> Option<RangeInclusive<u64>> {
-        (!self.is_empty()).then_some(self.seqno_min.0..=self.seqno_max.0)
+        let first = self.seqno_min.0.checked_sub(1)?;
+        (!self.is_empty()).then_some(first..=self.seqno_max.0 - 1)
     }
 
     /// Encodes the properties block's contents.
@@ -356,7 +358,7 @@ mod tests {
     fn roundtrip() {
         let props = sample();
         assert_eq!(decode(props.encode()).unwrap(), props);
-        assert_eq!(props.changelog_offsets(), Some(3..=12));
+        assert_eq!(props.changelog_offsets(), Some(2..=11));
         assert_eq!(TableProperties::default().changelog_offsets(), None);
     }
 
