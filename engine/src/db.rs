@@ -10,12 +10,12 @@ use bytes::Bytes;
 use varve_changelog::Log;
 use varve_changelog::fs::{FileSystem, StdFs};
 
-use crate::batch::{WriteBatch, check_key};
+use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
 use crate::iter::db_iter::{Cursor, Iter};
 use crate::iter::merge::MergeCursor;
-use crate::key::{InternalKeyRef, SeqNo, ValueKind};
+use crate::key::{InternalKeyRef, SeqNo};
 use crate::options::{Options, WriteOptions};
 use crate::snapshot::Snapshot;
 use crate::state::{DbInner, SuperVersion};
@@ -298,6 +298,10 @@ impl Db {
         Ok(stats)
     }
 
+    pub(crate) fn inner(&self) -> &Arc<DbInner> {
+        &self.inner
+    }
+
     /// The store's changelog (read access, consumer positions, tailing).
     pub fn changelog(&self) -> &Log {
         &self.inner.log
@@ -369,19 +373,7 @@ impl DbInner {
         key: &[u8],
         seqno: SeqNo,
     ) -> Result<Option<Bytes>> {
-        check_key(key)?;
-        for mem in std::iter::once(&sv.mem).chain(sv.imm.iter()) {
-            if let Some((_, kind, value)) = mem.get(key, seqno) {
-                return Ok((kind == ValueKind::Put).then(|| Bytes::copy_from_slice(value)));
-            }
-        }
-        for (_, meta) in sv.version.tables_for_key(key) {
-            let table = self.table(meta.number)?;
-            if let Some((_, kind, value)) = table.get(key, seqno)? {
-                return Ok((kind == ValueKind::Put).then_some(value));
-            }
-        }
-        Ok(None)
+        Ok(self.versioned_in(sv, key, seqno)?.map(|found| found.value))
     }
 
     /// An iterator over `[lower, upper]` at `seqno`.

@@ -34,6 +34,7 @@ mod snapshot;
 pub mod sst;
 mod state;
 mod stats;
+mod store_api;
 mod table_cache;
 pub mod version;
 mod write;
@@ -50,4 +51,5 @@ pub use options::{
 };
 pub use snapshot::Snapshot;
 pub use stats::{ChangelogStats, LevelStats, Stats};
+pub use store_api::Versioned;
 pub use varve_changelog;

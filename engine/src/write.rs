@@ -76,6 +76,20 @@ impl DbInner {
         q.results.remove(&id).unwrap_or(Err(Error::Closed))
     }
 
+    /// Commits `batch` as a group of its own. Only call while holding the
+    /// write leadership ([`with_write_leadership`](Self::with_write_leadership)),
+    /// so nothing else commits between a caller's check and this write.
+    pub(crate) fn commit_exclusive(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        batch.validate()?;
+        self.check_writable()?;
+        let pending = Pending {
+            id: u64::MAX,
+            batch,
+            sync,
+        };
+        self.commit_group(std::slice::from_ref(&pending))
+    }
+
     fn commit_group(&self, group: &[Pending]) -> Result<()> {
         self.check_writable()?;
         self.stall_writes()?;
