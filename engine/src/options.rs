@@ -144,8 +144,9 @@ pub enum Compression {
 /// `level_compaction_dynamic_level_bytes`: the last level holds whatever
 /// the data needs, each level above it targets a tenth (the multiplier) of
 /// the level below, and levels whose target would fall under
-/// `level_base_size_bytes` stay empty, so L0 compacts straight into the
-/// highest non-empty level (the *base level*). About 90 % of the data
+/// `level_base_size_bytes` stay empty (unless they already hold data), so
+/// L0 compacts straight into the highest level that has a target (the
+/// *base level*, which may itself still be empty). About 90 % of the data
 /// then lives in the last level.
 ///
 /// # Examples
@@ -162,8 +163,10 @@ pub struct CompactionOptions {
     /// L0 tables at which writers are held until compaction catches up.
     /// Default 36.
     pub level0_stop_trigger: usize,
-    /// Target size of the base level; smaller levels stay empty. Default
-    /// 256 MiB.
+    /// The last level's smallest target, and the size below which the
+    /// levels above get no target (and so stay empty); the base level's
+    /// target ends up between this and `level_size_multiplier` times it.
+    /// Default 256 MiB.
     pub level_base_size_bytes: u64,
     /// Size ratio between a level and the one above it. Default 10.
     pub level_size_multiplier: u64,
@@ -177,8 +180,8 @@ pub struct CompactionOptions {
     /// Default 256 GiB.
     pub pending_compaction_stop_bytes: u64,
     /// Run compactions automatically. Default true; when false only
-    /// [`Db::compact_range`](crate::Db::compact_range) compacts, and L0
-    /// write stalls are off.
+    /// [`Db::compact_range`](crate::Db::compact_range) compacts, and the
+    /// compaction write stalls (L0 and pending bytes) are off.
     pub auto: bool,
 }
 

@@ -314,7 +314,8 @@ fn key_range(tables: &[&Arc<TableMeta>]) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// A manual task: every table of `level` that meets `range` (inclusive
-/// user keys; every table if `None`), into `output`. `None` if there is
+/// user keys; every table if `None`; all of L0 if any L0 table meets it),
+/// into `output`. `None` if there is
 /// no such table.
 pub(crate) fn manual_task(
     version: &Version,
@@ -329,6 +330,14 @@ pub(crate) fn manual_task(
     if inputs.is_empty() {
         return None;
     }
+    // L0 tables overlap one another: moving some of them down while an
+    // older, overlapping one stays above would let the older version
+    // shadow the newer. Take all of L0, as automatic compaction does.
+    let inputs = if level.0 == 0 {
+        version.tables(level).to_vec()
+    } else {
+        inputs
+    };
     Some(task_into(version, level, output, inputs, Reason::Manual))
 }
 
