@@ -189,11 +189,15 @@ impl Db {
         self.inner
             .with_write_leadership(|| self.inner.switch_memtable());
         while !self.inner.super_version().imm.is_empty() {
+            // The flush thread may have failed meanwhile (a failed table
+            // sync): a failed store flushes no more.
+            self.inner.check_writable()?;
             self.inner
                 .flush_oldest_immutable()
                 .map_err(|e| self.inner.fail(&e))?;
         }
-        self.inner.sync_log()
+        self.inner.sync_log()?;
+        self.inner.check_writable()
     }
 
     /// The store's changelog (read access, consumer positions, tailing).

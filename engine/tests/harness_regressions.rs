@@ -104,3 +104,115 @@ fn scan_rev(iter: varve::Iter) -> (Vec<Bytes>, Option<varve::Error>) {
     }
     (keys, None)
 }
+
+/// A file system whose first table sync waits a moment and then fails,
+/// to make the flush thread fail while `Db::flush` waits for it.
+#[derive(Debug, Clone)]
+struct SlowFailingTableSync {
+    inner: MemFs,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Debug)]
+struct SlowFile {
+    inner: Arc<dyn varve::varve_changelog::fs::File>,
+    table: bool,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl varve::varve_changelog::fs::File for SlowFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        if self.table && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            return Err(std::io::Error::other("injected table sync failure"));
+        }
+        self.inner.sync_data()
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len_bytes: u64) -> std::io::Result<()> {
+        self.inner.set_len(len_bytes)
+    }
+}
+
+impl FileSystem for SlowFailingTableSync {
+    fn open_file(
+        &self,
+        path: &std::path::Path,
+        mode: varve::varve_changelog::fs::OpenMode,
+    ) -> std::io::Result<Arc<dyn varve::varve_changelog::fs::File>> {
+        Ok(Arc::new(SlowFile {
+            inner: self.inner.open_file(path, mode)?,
+            table: path.extension().is_some_and(|e| e == "sst"),
+            failed: self.failed.clone(),
+        }))
+    }
+    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_dir(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn hard_link(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.inner.hard_link(from, to)
+    }
+    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn kind(&self, path: &std::path::Path) -> std::io::Result<Option<bool>> {
+        self.inner.kind(path)
+    }
+    fn lock(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Box<dyn varve::varve_changelog::fs::DirLock>> {
+        self.inner.lock(path)
+    }
+}
+
+/// I/O-error sweep (sync sweep, "batches with deletes, roll, truncate",
+/// sync 10): the flush thread's table sync failed while `Db::flush` waited
+/// for it; `Db::flush` then flushed the memtable again itself and returned
+/// `Ok` although the store had turned read-only. A failed store flushes
+/// no more.
+#[test]
+fn flush_fails_when_the_flush_thread_fails_meanwhile() {
+    let fs = SlowFailingTableSync {
+        inner: MemFs::new(),
+        failed: Arc::default(),
+    };
+    let opts = Options {
+        memtable_size_bytes: 4096,
+        ..Options::default()
+    };
+    let db = Db::open_with_fs(Arc::new(fs), "/db", opts).unwrap();
+    // Fill the memtable until it is switched and the flush thread starts.
+    for i in 0..45 {
+        db.put(format!("key-{i:04}"), vec![b'v'; 100]).unwrap();
+    }
+    let result = db.flush();
+    assert!(
+        matches!(result, Err(varve::Error::ReadOnly { .. })),
+        "flush after a failed table sync: {result:?}"
+    );
+    assert!(matches!(
+        db.put("k", "v"),
+        Err(varve::Error::ReadOnly { .. })
+    ));
+}

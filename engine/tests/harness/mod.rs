@@ -247,6 +247,9 @@ pub struct History {
     pub errors: usize,
     /// Whether every step and the final close returned `Ok`.
     pub completed: bool,
+    /// Errors that claimed corruption (an injected I/O error must never
+    /// be reported as damaged data).
+    pub corruption_errors: usize,
 }
 
 /// A violation of the promise found while the workload ran.
@@ -275,6 +278,13 @@ pub struct Runner<'a> {
     snapshot: Option<(varve::Snapshot, State)>,
     /// Whether to keep going after an operation failed.
     pub continue_after_error: bool,
+    /// Says whether an injected sync failure has happened; once it has, no
+    /// later sync write, flush or close may succeed, and neither may the
+    /// sync write or flush during which it happened.
+    /// (It returns how many have happened; a reopen starts afresh, since
+    /// recovery is the documented way back from a failed sync.)
+    pub sync_failed: Option<Box<dyn Fn() -> usize + 'a>>,
+    sync_failures_at_open: usize,
 }
 
 impl<'a> Runner<'a> {
@@ -290,12 +300,39 @@ impl<'a> Runner<'a> {
             flushed_records: 0,
             snapshot: None,
             continue_after_error: false,
+            sync_failed: None,
+            sync_failures_at_open: 0,
         }
     }
 
-    fn error(&mut self, step: usize, e: &dyn fmt::Display) -> bool {
+    fn sync_failed_now(&self) -> bool {
+        self.sync_failed
+            .as_ref()
+            .is_some_and(|f| f() > self.sync_failures_at_open)
+    }
+
+    /// Checks a durable acknowledgement against an injected sync failure.
+    fn check_ack(
+        &self,
+        step: usize,
+        what: &str,
+        failed_before: bool,
+        strict: bool,
+    ) -> Result<(), Violation> {
+        if failed_before || (strict && self.sync_failed_now()) {
+            return Err(Violation(format!(
+                "step {step}: {what} returned Ok after a failed sync (failed before it: {failed_before})"
+            )));
+        }
+        Ok(())
+    }
+
+    fn error(&mut self, step: usize, e: &dyn ErrorKind) -> bool {
         let text = e.to_string();
         assert!(!text.is_empty(), "an error with no message");
+        if e.corruption() {
+            self.hist.corruption_errors += 1;
+        }
         if self.hist.first_error.is_none() {
             self.hist.first_error = Some((step, text));
         } else {
@@ -312,6 +349,7 @@ impl<'a> Runner<'a> {
         match open_db(&self.fs, self.opts) {
             Ok(db) => {
                 self.db = Some(db);
+                self.sync_failures_at_open = self.sync_failed.as_ref().map_or(0, |f| f());
                 true
             }
             Err(e) => {
@@ -335,8 +373,10 @@ impl<'a> Runner<'a> {
         }
         self.snapshot = None;
         if let Some(db) = self.db.take() {
+            let failed_before = self.sync_failed_now();
             match db.close() {
                 Ok(()) => {
+                    self.check_ack(ops.len(), "close", failed_before, false)?;
                     self.hist.durable = self.hist.attempts.len();
                     self.hist.completed = self.hist.first_error.is_none();
                 }
@@ -355,12 +395,19 @@ impl<'a> Runner<'a> {
         self.db = None;
     }
 
+    /// Takes the open store (after a run that stopped at an error).
+    pub fn take_db(&mut self) -> Option<Db> {
+        self.snapshot = None;
+        self.db.take()
+    }
+
     fn db(&self) -> &Db {
         self.db.as_ref().expect("store is open")
     }
 
     /// One step; returns whether to go on.
     fn step(&mut self, i: usize, op: &Op) -> Result<bool, Violation> {
+        let failed_before = self.sync_failed_now();
         match op {
             Op::Write { muts, sync } => {
                 let write = self.hist.attempts.len();
@@ -379,6 +426,11 @@ impl<'a> Runner<'a> {
                 });
                 match result {
                     Ok(()) => {
+                        if *sync {
+                            // Not "during": a concurrent failure of the
+                            // flush thread does not undo this write's sync.
+                            self.check_ack(i, "sync write", failed_before, false)?;
+                        }
                         apply(&mut self.model, &recs);
                         if *sync {
                             self.hist.durable = self.hist.attempts.len();
@@ -392,6 +444,7 @@ impl<'a> Runner<'a> {
             }
             Op::Flush => match self.db().flush() {
                 Ok(()) => {
+                    self.check_ack(i, "flush", failed_before, true)?;
                     self.hist.durable = self.hist.attempts.len();
                     self.flushed_records = self.db().changelog().next_offset();
                 }
@@ -412,7 +465,10 @@ impl<'a> Runner<'a> {
                 self.snapshot = None;
                 let db = self.db.take().expect("store is open");
                 match db.close() {
-                    Ok(()) => self.hist.durable = self.hist.attempts.len(),
+                    Ok(()) => {
+                        self.check_ack(i, "close", failed_before, false)?;
+                        self.hist.durable = self.hist.attempts.len();
+                    }
                     Err(e) => return Ok(self.error(i, &e)),
                 }
                 if !self.ensure_open(i) {
@@ -483,6 +539,24 @@ impl<'a> Runner<'a> {
             }
         }
         Ok(true)
+    }
+}
+
+/// The errors the runner sees: the engine's and the changelog's.
+pub trait ErrorKind: fmt::Display {
+    /// Whether the error reports damaged data.
+    fn corruption(&self) -> bool;
+}
+
+impl ErrorKind for varve::Error {
+    fn corruption(&self) -> bool {
+        self.is_corruption()
+    }
+}
+
+impl ErrorKind for varve::varve_changelog::Error {
+    fn corruption(&self) -> bool {
+        self.is_corruption()
     }
 }
 
