@@ -78,6 +78,7 @@ impl DbInner {
 
     fn commit_group(&self, group: &[Pending]) -> Result<()> {
         self.check_writable()?;
+        self.stall_writes()?;
         self.make_room()?;
         let records = to_records(group);
         let info = self
@@ -89,6 +90,8 @@ impl DbInner {
         }
         let sv = self.super_version();
         insert_all(&sv.mem, &records, info.base_offset);
+        let user_bytes: usize = group.iter().map(|p| p.batch.size_bytes()).sum();
+        crate::stats::Counters::add(&self.counters.user_bytes_written, user_bytes as u64);
         self.visible_seqno
             .store(info.last_offset + 1, Ordering::Release);
         Ok(())

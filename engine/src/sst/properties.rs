@@ -28,6 +28,9 @@ pub mod names {
     pub const CREATION_TIME_MS: &str = "varve.creation_time_ms";
     /// What built the table, e.g. `varve 0.1.0` (UTF-8).
     pub const CREATOR: &str = "varve.creator";
+    /// Compression chosen for the table's data blocks: `none` or `lz4`
+    /// (optional: tables without it were written uncompressed).
+    pub const COMPRESSION: &str = "varve.compression";
     /// Number of data blocks (`u64`).
     pub const DATA_BLOCK_COUNT: &str = "varve.data_block_count";
     /// Bytes of data blocks with their trailers (`u64`).
@@ -87,6 +90,9 @@ pub struct TableProperties {
     pub creation_time_ms: u64,
     /// What built the table, e.g. `varve 0.1.0`.
     pub creator: String,
+    /// Compression chosen for the data blocks (`none` or `lz4`; each
+    /// block's trailer says whether that block is compressed).
+    pub compression: String,
     /// Target data block size the table was built with.
     pub block_size_bytes: u64,
     /// Restart interval of the data blocks.
@@ -130,6 +136,7 @@ impl TableProperties {
             (names::BLOCK_SIZE_BYTES, int(self.block_size_bytes)),
             (names::BLOOM_BITS_PER_KEY, int(self.bloom_bits_per_key)),
             (names::CREATION_TIME_MS, int(self.creation_time_ms)),
+            (names::COMPRESSION, self.compression.as_bytes().to_vec()),
             (names::CREATOR, self.creator.as_bytes().to_vec()),
             (names::DATA_BLOCK_COUNT, int(self.data_block_count)),
             (names::DATA_SIZE_BYTES, int(self.data_size_bytes)),
@@ -196,6 +203,13 @@ impl TableProperties {
                     std::str::from_utf8(value).map_err(|_| "creator is not UTF-8".to_string())?;
                 self.creator = text.to_string();
                 return Ok(true);
+            }
+            names::COMPRESSION => {
+                let text = std::str::from_utf8(value)
+                    .map_err(|_| "compression is not UTF-8".to_string())?;
+                self.compression = text.to_string();
+                // Optional: not counted among the required properties.
+                return Ok(false);
             }
             names::SEQNO_MIN => &mut self.seqno_min.0,
             names::SEQNO_MAX => &mut self.seqno_max.0,
@@ -326,6 +340,7 @@ mod tests {
             seqno_max: SeqNo(12),
             creation_time_ms: 1_700_000_000_000,
             creator: "varve test".into(),
+            compression: "none".into(),
             block_size_bytes: 4096,
             block_restart_interval: 16,
             bloom_bits_per_key: 10,
@@ -348,10 +363,13 @@ mod tests {
     #[test]
     fn every_encoded_name_is_known_and_required() {
         let names = names_in(&sample().encode());
-        assert_eq!(names.len(), REQUIRED_COUNT);
+        // Every name but the optional compression is required.
+        assert_eq!(names.len(), REQUIRED_COUNT + 1);
         let mut props = TableProperties::default();
         for name in names {
-            assert_eq!(props.set(&name, &Bytes::from_static(&[0; 8])), Ok(true));
+            let required = name != names::COMPRESSION.as_bytes();
+            let set = props.set(&name, &Bytes::from_static(&[b'0'; 8]));
+            assert_eq!(set, Ok(required), "{}", String::from_utf8_lossy(&name));
         }
     }
 

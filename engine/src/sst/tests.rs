@@ -54,6 +54,7 @@ fn small_blocks() -> TableOptions {
         block_size_bytes: 128,
         block_restart_interval: 4,
         bloom_bits_per_key: 10,
+        compression: crate::Compression::None,
     }
 }
 
@@ -352,7 +353,7 @@ proptest! {
         block_restart_interval in 1usize..5,
         probes in prop::collection::vec((prop::collection::vec(0u8..4, 0..6), 0u64..55), 20),
     ) {
-        let options = TableOptions { block_size_bytes, block_restart_interval, bloom_bits_per_key: 10 };
+        let options = TableOptions { block_size_bytes, block_restart_interval, bloom_bits_per_key: 10, ..TableOptions::default() };
         let (table, _) = build(&entries, options);
         let mut iter = table.iter();
         iter.seek_to_first();
