@@ -85,7 +85,11 @@ fn golden(name: &str) -> Option<Vec<u8>> {
 
 /// Calls `detected` for every single-bit flip of `data`; returns the
 /// number of flips.
-fn every_flip(name: &str, data: &[u8], detected: impl Fn(&[u8], usize) -> Result<(), String>) -> usize {
+fn every_flip(
+    name: &str,
+    data: &[u8],
+    detected: impl Fn(&[u8], usize) -> Result<(), String>,
+) -> usize {
     let mut n = 0;
     for byte in 0..data.len() {
         for bit in 0..8 {
@@ -123,8 +127,11 @@ fn every_bit_flip_in_a_segment_is_detected() {
     every_flip("segment.log", &data, |d, byte| {
         let fs = MemFs::new();
         fs.create_dir_all(Path::new("/log")).unwrap();
-        fs.write_all(&changelog::filename::segment_path(Path::new("/log"), 0, ".log"), d)
-            .unwrap();
+        fs.write_all(
+            &changelog::filename::segment_path(Path::new("/log"), 0, ".log"),
+            d,
+        )
+        .unwrap();
         let Ok(log) = changelog::Log::open_with_fs(Arc::new(fs), "/log", LogOptions::default())
         else {
             return Ok(());
@@ -157,19 +164,23 @@ fn every_bit_flip_in_a_manifest_is_detected() {
 #[test]
 fn every_bit_flip_in_small_changelog_files_is_detected() {
     if let Some(data) = golden("positions") {
-        every_flip("positions", &data, |d, _| {
-            match changelog::positions::decode(Path::new("positions"), d) {
+        every_flip(
+            "positions",
+            &data,
+            |d, _| match changelog::positions::decode(Path::new("positions"), d) {
                 Err(e) if e.is_corruption() => Ok(()),
                 other => Err(format!("{other:?}")),
-            }
-        });
+            },
+        );
     }
     if let Some(data) = golden("log.meta") {
-        every_flip("log.meta", &data, |d, _| {
-            match changelog::meta::LogMeta::decode(Path::new("log.meta"), d) {
+        every_flip(
+            "log.meta",
+            &data,
+            |d, _| match changelog::meta::LogMeta::decode(Path::new("log.meta"), d) {
                 Err(_) => Ok(()),
                 Ok(m) => Err(format!("{m:?}")),
-            }
-        });
+            },
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Exhaustive small workloads: every workload of up to three operations
-//! from {put, delete, batch, flush, log roll, log truncate} (compaction and
-//! checkpoints join as one more `Op` arm each when they exist), run after a
+//! from {put, delete, batch, flush, compact, log roll, log truncate}
+//! (checkpoints join as one more `Op` arm when they exist), run after a
 //! short preload, with a power loss at every file-system call.
 //!
 //! At each crash point the in-memory file system loses power in
@@ -39,6 +39,7 @@ fn alphabet() -> Vec<Op> {
             sync: true,
         },
         Op::Flush,
+        Op::Compact,
         Op::LogRoll,
         Op::LogTruncate(100),
     ]
@@ -97,7 +98,9 @@ fn every_small_workload_crashed_at_every_call() {
                 let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
                 fs.crash_at(n);
                 let mut runner = Runner::new(dynfs.clone(), &opts);
-                runner.run(&ops).unwrap_or_else(|v| panic!("{w:?} crash at {n}: {v}"));
+                runner
+                    .run(&ops)
+                    .unwrap_or_else(|v| panic!("{w:?} crash at {n}: {v}"));
                 runner.abandon();
                 let (mode, seed) = if s == 0 {
                     (CrashMode::DropAll, 0)

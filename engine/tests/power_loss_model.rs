@@ -1,5 +1,5 @@
 //! Simulated power loss against a `BTreeMap` oracle, over seeded random
-//! workloads of puts, deletes, batches, flushes, log rolls, log
+//! workloads of puts, deletes, batches, flushes, compactions, log rolls, log
 //! truncations, reopens, reads, scans and snapshots.
 //!
 //! Each cycle runs a workload once without faults (to count its
@@ -238,6 +238,7 @@ fn generated_workloads_use_every_op() {
     assert!(has(&|o| matches!(o, Op::LogRoll)));
     assert!(has(&|o| matches!(o, Op::LogTruncate(_))));
     assert!(has(&|o| matches!(o, Op::Reopen)));
+    assert!(has(&|o| matches!(o, Op::Compact)));
     assert!(has(&|o| matches!(o, Op::Range(_, _, true))));
     assert!(has(&|o| matches!(o, Op::CheckSnapshot)));
 }

@@ -19,8 +19,11 @@ use bytes::Bytes;
 use varve::varve_changelog as changelog;
 use varve::varve_changelog::fs::{CrashMode, FaultKind, FileSystem, MemFs, OpenMode};
 
+/// A fuzz target: panics on a failure.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name: the name of its corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("changelog_batch_decode", changelog_batch_decode),
     ("changelog_recovery", changelog_recovery),
     ("changelog_index_decode", changelog_index_decode),
@@ -37,7 +40,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// The target called `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 
@@ -394,6 +397,9 @@ pub fn sst_block_roundtrip(data: &[u8]) {
 
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
 
+/// One write batch of the model: keys with a value (put) or `None`.
+type ModelBatch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// Arbitrary operation sequences (put, delete, batch, get, range,
 /// snapshot, flush, reopen, simulated crash, injected I/O error) against a
 /// `Db` on a [`MemFs`] and a `BTreeMap`. After a crash or an error the
@@ -414,7 +420,7 @@ pub fn db_model(data: &[u8]) {
     // Batches since the last verified state, the state before them, and
     // how many of them are acknowledged as durable.
     let mut base = State::new();
-    let mut batches: Vec<Vec<(Vec<u8>, Option<Vec<u8>>)>> = Vec::new();
+    let mut batches: Vec<ModelBatch> = Vec::new();
     let mut durable = 0usize;
     let mut snapshot: Option<(varve::Snapshot, State)> = None;
     let mut steps = 0;
@@ -522,7 +528,7 @@ pub fn db_model(data: &[u8]) {
     fs.clear_faults();
 }
 
-fn apply_all(base: &State, batches: &[Vec<(Vec<u8>, Option<Vec<u8>>)>]) -> State {
+fn apply_all(base: &State, batches: &[ModelBatch]) -> State {
     let mut s = base.clone();
     for b in batches {
         for (k, v) in b {

@@ -111,6 +111,9 @@ pub enum Op {
     LogTruncate(u8),
     /// `close()` and open again.
     Reopen,
+    /// `Db::compact_range(..)` over every key (it flushes first, so a
+    /// completed compaction acknowledges every write before it).
+    Compact,
     /// A point read of key `.0`, checked against the model.
     Get(u8),
     /// A range scan `[.0, .1)` (forward, or reverse when `.2`), checked.
@@ -157,7 +160,8 @@ pub fn random_ops(rng: &mut Rng, len: usize, keys: u8, big_values: bool) -> Vec<
             0..=4 => Op::Flush,
             5..=6 => Op::LogRoll,
             7..=8 => Op::LogTruncate(rng.below(101) as u8),
-            9..=10 => Op::Reopen,
+            9 => Op::Reopen,
+            10 => Op::Compact,
             11..=16 => Op::Get(rng.below(keys) as u8),
             17..=19 => {
                 let a = rng.below(keys) as u8;
@@ -445,6 +449,14 @@ impl<'a> Runner<'a> {
             Op::Flush => match self.db().flush() {
                 Ok(()) => {
                     self.check_ack(i, "flush", failed_before, true)?;
+                    self.hist.durable = self.hist.attempts.len();
+                    self.flushed_records = self.db().changelog().next_offset();
+                }
+                Err(e) => return Ok(self.error(i, &e)),
+            },
+            Op::Compact => match self.db().compact_range::<&[u8], _>(..) {
+                Ok(()) => {
+                    self.check_ack(i, "compaction", failed_before, true)?;
                     self.hist.durable = self.hist.attempts.len();
                     self.flushed_records = self.db().changelog().next_offset();
                 }

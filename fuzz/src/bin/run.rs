@@ -105,7 +105,7 @@ fn fuzz(name: &str, iters: u64, until: Option<Instant>, seed: u64) -> Result<u64
     let f = target(name).expect("known target");
     let mut pool = read_dir_files(&root().join("corpus").join(name));
     pool.extend(read_dir_files(&root().join("regressions").join(name)));
-    let mut rng = Rng(seed ^ name.len() as u64 * 0x1F3D);
+    let mut rng = Rng(seed ^ (name.len() as u64 * 0x1F3D));
     let mut execs = 0u64;
     for input in &pool {
         execs += 1;
