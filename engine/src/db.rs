@@ -205,11 +205,15 @@ impl Db {
         self.inner
             .with_write_leadership(|| self.inner.switch_memtable());
         while !self.inner.super_version().imm.is_empty() {
+            // The flush thread may have failed meanwhile (a failed table
+            // sync): a failed store flushes no more.
+            self.inner.check_writable()?;
             self.inner
                 .flush_oldest_immutable()
                 .map_err(|e| self.inner.fail(&e))?;
         }
-        self.inner.sync_log()
+        self.inner.sync_log()?;
+        self.inner.check_writable()
     }
 
     /// Flushes the memtable, then compacts every table holding keys in

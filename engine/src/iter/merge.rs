@@ -87,10 +87,19 @@ impl MergeCursor {
         Ok(())
     }
 
+    /// Points at the child with the next key; at none if any child has
+    /// failed, so that a read error ends the merge (and [`status`] reports
+    /// it) instead of the other children's entries hiding the gap.
+    ///
+    /// [`status`]: MergeCursor::status
     fn pick(&mut self) {
         let mut best: Option<usize> = None;
         for (i, child) in self.children.iter().enumerate() {
             if !child.valid() {
+                if child.status().is_err() {
+                    self.current = None;
+                    return;
+                }
                 continue;
             }
             best = match best {
