@@ -69,6 +69,7 @@ impl DbInner {
         let size_bytes = match result {
             Ok(size_bytes) => size_bytes,
             Err(e) => {
+                self.fail_on_sync_error(&e);
                 self.remove_tables(&[number]);
                 return Err(e);
             }

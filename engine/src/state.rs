@@ -169,6 +169,21 @@ impl DbInner {
         Ok(())
     }
 
+    /// If `e` is a failed sync (of a table, the directory or the
+    /// manifest), puts the store in the read-only state at once, before
+    /// any cleanup, so no write is acknowledged after the failure.
+    pub(crate) fn fail_on_sync_error(&self, e: &Error) {
+        if matches!(
+            e,
+            Error::Io {
+                op: "sync" | "sync directory",
+                ..
+            }
+        ) {
+            self.fail(e);
+        }
+    }
+
     /// Puts the store in the read-only failed state and returns the error
     /// to give the caller.
     pub(crate) fn fail(&self, cause: &Error) -> Error {

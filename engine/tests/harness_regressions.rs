@@ -223,8 +223,6 @@ fn flush_fails_when_the_flush_thread_fails_meanwhile() {
 /// writes are acknowledged. The promise says a failed sync makes the store
 /// read-only.
 #[test]
-#[ignore = "open bug: compaction treats a failed output sync as a retryable error \
-            (compaction/job.rs, compaction/worker.rs); remove once fixed"]
 fn failed_compaction_output_sync_makes_the_store_read_only() {
     let failed = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let fs = SlowFailingTableSync {

@@ -344,12 +344,6 @@ fn fail_every_sync_once_and_from_then_on() {
     let opts = small_options();
     let mut tally = Tally::default();
     for (name, ops) in workloads() {
-        if ops.contains(&Op::Compact) {
-            // A failed sync of a compaction output is retried instead of
-            // making the store read-only; see the ignored regression test
-            // `failed_compaction_output_sync_makes_the_store_read_only`.
-            continue;
-        }
         for persistent in [false, true] {
             for target in 0.. {
                 let ctx = format!("{name}: sync {target} fails (persistent {persistent})");

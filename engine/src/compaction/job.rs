@@ -35,6 +35,7 @@ impl DbInner {
         let tables = match merged.and_then(|()| outputs.finish()) {
             Ok(tables) => tables,
             Err(e) => {
+                self.fail_on_sync_error(&e);
                 outputs.abandon();
                 return Err(e);
             }
@@ -220,6 +221,7 @@ impl<'a> Outputs<'a> {
             let info = match builder.finish() {
                 Ok(info) => info,
                 Err(e) => {
+                    self.inner.fail_on_sync_error(&e);
                     self.inner.remove_tables(&[number]);
                     self.inner.release_outputs(&[number]);
                     return Err(e);

@@ -64,13 +64,20 @@ impl DbInner {
         self.compaction_cv.notify_all();
     }
 
-    /// Handles a failed compaction: a failed sync makes the store
-    /// read-only (returns false: stop); anything else is counted, logged
-    /// and retried later (returns true).
+    /// Handles a failed compaction: a failed sync (of an output, the
+    /// directory or the manifest) makes the store read-only (returns false:
+    /// stop); anything else is counted, logged and retried later (returns
+    /// true).
     fn compaction_error(&self, e: &Error) -> bool {
         match e {
             Error::Closed => false,
-            Error::ReadOnly { .. } => {
+            // After a failed sync the file's durable contents are unknown
+            // (the kernel may have dropped the dirty pages): stop writing.
+            Error::ReadOnly { .. }
+            | Error::Io {
+                op: "sync" | "sync directory",
+                ..
+            } => {
                 self.fail(e);
                 false
             }
@@ -140,7 +147,10 @@ impl DbInner {
             if let Some(task) = self.claim_manual_task(Level(level as u8), range)? {
                 let result = self.run_task(&task);
                 self.finish_task(&task);
-                result?;
+                if let Err(e) = result {
+                    self.compaction_error(&e);
+                    return Err(e);
+                }
             }
         }
         Ok(())
