@@ -12,7 +12,14 @@
 //!   length, a 4-byte CRC-32 and the payload ([`FRAMED_RECORD_BYTES`]);
 //! - [`bench_dir`]: a scratch directory on a real file system
 //!   (`VARVE_BENCH_DIR` overrides the default), and [`file_system_of`] to
-//!   say which one it is.
+//!   say which one it is;
+//! - [`engines`]: the stores the `varve-bench` runner drives (Varve, and
+//!   behind cargo features RocksDB, fjall and sled) behind one trait;
+//! - [`runner`]: the db_bench-style workloads, their metrics, the table and
+//!   JSON output and the charts of `varve-bench report`.
+
+pub mod engines;
+pub mod runner;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,114 @@
+//! The Varve adapter.
+//!
+//! Options are Varve's defaults (64 MiB memtable, 4 KiB blocks, 10-bit
+//! Bloom filters, no compression) with `cache_size_bytes` from the run.
+//! A write without `sync` is one changelog `write` (in the OS page cache
+//! when the call returns); with `sync` it returns after the shared
+//! `fdatasync` of its group.
+
+use std::path::Path;
+
+use varve::{Db, Options, WriteBatch, WriteOptions};
+
+use super::{BatchOp, EngineConfig, KvEngine, Result, failed, files_shape};
+
+/// A Varve store driven by the runner.
+#[derive(Debug)]
+pub struct VarveEngine {
+    db: Db,
+}
+
+impl VarveEngine {
+    /// Opens (creating) a store in `dir`.
+    ///
+    /// # Errors
+    /// Varve's open error.
+    pub fn open(dir: &Path, config: &EngineConfig) -> Result<VarveEngine> {
+        let options = Options {
+            cache_size_bytes: config.cache_size_bytes,
+            ..Options::default()
+        };
+        let db = Db::open(dir, options).map_err(failed)?;
+        Ok(VarveEngine { db })
+    }
+
+    /// The store itself, for workloads that need more than the trait.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+impl KvEngine for VarveEngine {
+    fn name(&self) -> &'static str {
+        "varve"
+    }
+
+    fn put(&self, key: &[u8], value: &[u8], sync: bool) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.put(key.to_vec(), value.to_vec());
+        self.db.write(batch, WriteOptions { sync }).map_err(failed)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<usize>> {
+        Ok(self.db.get(key).map_err(failed)?.map(|v| v.len()))
+    }
+
+    fn delete(&self, key: &[u8], sync: bool) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        batch.delete(key.to_vec());
+        self.db.write(batch, WriteOptions { sync }).map_err(failed)
+    }
+
+    fn write_batch(&self, ops: &[BatchOp<'_>], sync: bool) -> Result<()> {
+        let mut batch = WriteBatch::new();
+        for op in ops {
+            match *op {
+                BatchOp::Put(key, value) => batch.put(key.to_vec(), value.to_vec()),
+                BatchOp::Delete(key) => batch.delete(key.to_vec()),
+            };
+        }
+        self.db.write(batch, WriteOptions { sync }).map_err(failed)
+    }
+
+    fn scan(&self, start: &[u8], limit: usize) -> Result<(usize, u64)> {
+        let (mut entries, mut bytes) = (0, 0);
+        for kv in self.db.range(start..).take(limit) {
+            let (key, value) = kv.map_err(failed)?;
+            entries += 1;
+            bytes += (key.len() + value.len()) as u64;
+        }
+        Ok((entries, bytes))
+    }
+
+    fn scan_all(&self, reverse: bool, visit: &mut dyn FnMut(usize)) -> Result<()> {
+        let mut each = |kv: varve::Result<varve::KeyValue>| -> Result<()> {
+            let (key, value) = kv.map_err(failed)?;
+            visit(key.len() + value.len());
+            Ok(())
+        };
+        if reverse {
+            self.db.all().rev().try_for_each(&mut each)
+        } else {
+            self.db.all().try_for_each(&mut each)
+        }
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(failed)
+    }
+
+    fn compact(&self) -> Result<()> {
+        self.db.compact_range::<&[u8], _>(..).map_err(failed)
+    }
+
+    fn shape(&self) -> Option<String> {
+        match self.db.stats() {
+            Ok(stats) => Some(stats.to_string().replace('\n', "; ")),
+            Err(_) => Some(files_shape(self.db.path())),
+        }
+    }
+
+    fn close(self: Box<Self>) -> Result<()> {
+        self.db.close().map_err(failed)
+    }
+}
