@@ -62,7 +62,10 @@ impl DbInner {
                 added: vec![(Level(0), meta)],
                 ..VersionEdit::default()
             };
-            self.versions.lock().log_and_apply(edit)?;
+            if let Err(e) = self.versions.lock().log_and_apply(edit) {
+                self.fail_on_sync_error(&e);
+                return Err(e);
+            }
             Ok(size_bytes)
         });
         self.release_outputs(&[number]);

@@ -42,6 +42,9 @@ impl DbInner {
         };
         let numbers: Vec<FileNumber> = tables.iter().map(|t| t.number).collect();
         let result = self.install_task(task, tables);
+        if let Err(e) = &result {
+            self.fail_on_sync_error(e);
+        }
         self.release_outputs(&numbers);
         if result.is_err() {
             self.remove_tables(&numbers);
@@ -56,7 +59,10 @@ impl DbInner {
             added: vec![(task.output_level, (**table).clone())],
             ..VersionEdit::default()
         };
-        self.versions.lock().log_and_apply(edit)?;
+        if let Err(e) = self.versions.lock().log_and_apply(edit) {
+            self.fail_on_sync_error(&e);
+            return Err(e);
+        }
         self.install_current_version(None);
         Counters::add(&self.counters.trivial_moves, 1);
         tracing::info!(
