@@ -88,6 +88,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this is a failed sync of a file or directory: afterwards the
+    /// file's durable contents are unknown (the kernel may have dropped
+    /// the dirty pages), so the store must stop writing.
+    pub(crate) fn is_failed_sync(&self) -> bool {
+        matches!(
+            self,
+            Error::Io {
+                op: "sync" | "sync directory",
+                ..
+            }
+        )
+    }
+
     /// Builds an [`Error::Io`].
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io {

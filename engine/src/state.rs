@@ -173,13 +173,7 @@ impl DbInner {
     /// manifest), puts the store in the read-only state at once, before
     /// any cleanup, so no write is acknowledged after the failure.
     pub(crate) fn fail_on_sync_error(&self, e: &Error) {
-        if matches!(
-            e,
-            Error::Io {
-                op: "sync" | "sync directory",
-                ..
-            }
-        ) {
+        if e.is_failed_sync() {
             self.fail(e);
         }
     }

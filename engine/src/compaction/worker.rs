@@ -71,13 +71,11 @@ impl DbInner {
     fn compaction_error(&self, e: &Error) -> bool {
         match e {
             Error::Closed => false,
-            // After a failed sync the file's durable contents are unknown
-            // (the kernel may have dropped the dirty pages): stop writing.
-            Error::ReadOnly { .. }
-            | Error::Io {
-                op: "sync" | "sync directory",
-                ..
-            } => {
+            Error::ReadOnly { .. } => {
+                self.fail(e);
+                false
+            }
+            _ if e.is_failed_sync() => {
                 self.fail(e);
                 false
             }
