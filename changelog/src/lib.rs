@@ -32,8 +32,10 @@ pub mod positions;
 mod reader;
 mod record;
 mod recovery;
+mod replica;
 mod retention;
 mod segment;
+mod source;
 mod varint;
 
 pub use cleaner::CleanReport;
@@ -44,3 +46,4 @@ pub use reader::{FetchResult, LogReader};
 pub use record::{Header, Record, StoredRecord, now_ms};
 pub use recovery::RecoveryReport;
 pub use retention::RetentionReport;
+pub use source::{LogSource, RecordSource, SourceBounds};

@@ -35,7 +35,7 @@ pub struct AppendInfo {
 pub(crate) struct AppendState {
     pub(crate) active: Arc<Segment>,
     pub(crate) next_offset: u64,
-    buf: Vec<u8>,
+    pub(crate) buf: Vec<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -392,7 +392,12 @@ impl Inner {
         }
     }
 
-    fn write_batch(&self, st: &mut AppendState, buf: &[u8], header: &BatchHeader) -> Result<()> {
+    pub(crate) fn write_batch(
+        &self,
+        st: &mut AppendState,
+        buf: &[u8],
+        header: &BatchHeader,
+    ) -> Result<()> {
         if buf.len() > self.opts.max_batch_size_bytes {
             return Err(Error::BatchTooLarge {
                 size_bytes: buf.len(),
