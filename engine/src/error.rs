@@ -85,6 +85,29 @@ pub enum Error {
     },
     /// An error from the changelog.
     Changelog(Arc<varve_changelog::Error>),
+    /// The record source a restore or standby reads from failed (its own
+    /// error is kept as the source, e.g. a Kafka bridge error).
+    Source(Arc<dyn std::error::Error + Send + Sync>),
+    /// A store's position in its changelog is too old to catch up by
+    /// replaying: records it has not seen are gone (below the changelog's
+    /// log start offset, or tombstones past their retention). The store
+    /// must be rebuilt by a full restore.
+    Stale {
+        /// The next changelog offset the store would apply.
+        position: u64,
+        /// The changelog's first offset.
+        log_start_offset: u64,
+        /// Why it cannot catch up.
+        reason: String,
+    },
+    /// The directory holds a restore that did not finish; it is never
+    /// opened as if it were complete. Resume the restore or delete it.
+    RestoreIncomplete {
+        /// The store's directory.
+        path: PathBuf,
+    },
+    /// The operation was cancelled by its caller.
+    Cancelled,
 }
 
 impl Error {
@@ -183,6 +206,21 @@ impl fmt::Display for Error {
                 "conditional write conflict: expected version {expected:?}, found {actual:?}"
             ),
             Error::Changelog(e) => write!(f, "changelog: {e}"),
+            Error::Source(e) => write!(f, "record source: {e}"),
+            Error::Stale {
+                position,
+                log_start_offset,
+                reason,
+            } => write!(
+                f,
+                "store is stale at changelog offset {position} (log starts at {log_start_offset}): {reason}; it must be rebuilt by a full restore"
+            ),
+            Error::RestoreIncomplete { path } => write!(
+                f,
+                "{} holds an unfinished restore; resume it or delete the directory",
+                path.display()
+            ),
+            Error::Cancelled => write!(f, "cancelled"),
         }
     }
 }
@@ -192,6 +230,7 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. } => Some(source.as_ref()),
             Error::Changelog(e) => Some(e.as_ref()),
+            Error::Source(e) => Some(e.as_ref()),
             _ => None,
         }
     }
