@@ -25,6 +25,8 @@ pub mod error;
 pub mod filename;
 pub mod fs;
 pub mod index;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 mod log;
 pub mod meta;
 mod options;

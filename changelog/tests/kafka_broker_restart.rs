@@ -1,0 +1,60 @@
+//! The broker restarts while the shipper runs: it reconnects and catches
+//! up. Alone in its test binary, as it restarts the shared broker.
+#![cfg(feature = "kafka")]
+
+mod kafka_common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_common::*;
+use varve_changelog::kafka::{Shipper, ShipperOptions, TopicSpec, ensure_topic};
+use varve_changelog::{Log, LogOptions};
+
+#[test]
+fn the_shipper_catches_up_after_a_broker_restart() {
+    let Some(bootstrap) = bootstrap("the_shipper_catches_up_after_a_broker_restart") else {
+        return;
+    };
+    let Ok(restart) = std::env::var("VARVE_KAFKA_RESTART") else {
+        eprintln!(
+            "NOT RUN: the_shipper_catches_up_after_a_broker_restart: VARVE_KAFKA_RESTART is not set"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(dir.path(), LogOptions::default()).unwrap());
+    let config = config(&bootstrap, &unique_topic("restart"));
+    ensure_topic(&config, &TopicSpec::new(1)).unwrap();
+    fill(&log, 0, 30_000, 3_000, |_| true);
+    let mut opts = ShipperOptions::new("kafka", 0);
+    opts.in_flight_records_max = 2_000;
+    let handle = Shipper::new(log.clone(), config.clone(), opts)
+        .unwrap()
+        .spawn();
+    handle.wait_shipped(5_000, SHIP_TIMEOUT).unwrap();
+
+    let status = Command::new("sh").arg("-c").arg(&restart).status().unwrap();
+    assert!(status.success(), "{restart} failed");
+    eprintln!(
+        "broker restarted at shipped position {}",
+        handle.shipped_position()
+    );
+    // Writes keep coming while the shipper reconnects.
+    fill(&log, 30_000, 20_000, 3_000, |_| true);
+    let started = Instant::now();
+    handle
+        .wait_shipped(log.next_offset(), SHIP_TIMEOUT)
+        .unwrap();
+    eprintln!(
+        "caught up {:?} after the restart; last error seen: {:?}",
+        started.elapsed(),
+        handle.last_error()
+    );
+    assert_eq!(handle.lag(), 0);
+    assert_eq!(handle.stop(), 50_000);
+    let dups = check_shipped(&local_records(&log), &read_partition(&config, 0));
+    eprintln!("re-sent after the restart: {dups} records");
+    let _ = Duration::ZERO;
+}
