@@ -46,16 +46,25 @@ impl BridgeContext {
         waited: Duration,
     ) -> Error {
         let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
-        match self.transport_error.lock().clone() {
-            Some(detail) if !self.answered.load(Ordering::Acquire) => Error::Unreachable {
-                bootstrap: config.bootstrap_servers.clone(),
-                waited_ms,
-                detail,
-            },
-            _ => Error::Timeout {
-                operation,
-                waited_ms,
-            },
+        if !self.answered.load(Ordering::Acquire) {
+            // Transport errors reach the context only when its queue is
+            // polled, so also try the bootstrap servers directly.
+            let detail = self
+                .transport_error
+                .lock()
+                .clone()
+                .or_else(|| probe_bootstrap(config));
+            if let Some(detail) = detail {
+                return Error::Unreachable {
+                    bootstrap: config.bootstrap_servers.clone(),
+                    waited_ms,
+                    detail,
+                };
+            }
+        }
+        Error::Timeout {
+            operation,
+            waited_ms,
         }
     }
 
@@ -66,6 +75,30 @@ impl BridgeContext {
             *self.transport_error.lock() = Some(reason.to_owned());
         }
     }
+}
+
+/// Tries a TCP connection to each bootstrap server (at most 2 s each);
+/// `None` if one accepts, else what went wrong with the last one.
+pub(crate) fn probe_bootstrap(config: &KafkaConfig) -> Option<String> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let mut last = None;
+    for server in config.bootstrap_servers.split(',').map(str::trim) {
+        let address = server.rsplit_once("://").map_or(server, |(_, a)| a);
+        let addrs = match address.to_socket_addrs() {
+            Ok(addrs) => addrs,
+            Err(e) => {
+                last = Some(format!("{address}: {e}"));
+                continue;
+            }
+        };
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                Ok(_) => return None,
+                Err(e) => last = Some(format!("{addr}: {e}")),
+            }
+        }
+    }
+    Some(last.unwrap_or_else(|| "no bootstrap server address".into()))
 }
 
 /// Whether `code` is a connection-level failure.

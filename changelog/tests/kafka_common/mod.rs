@@ -19,13 +19,20 @@ pub fn bootstrap(test: &str) -> Option<String> {
     match std::env::var("VARVE_KAFKA_BOOTSTRAP") {
         Ok(b) if !b.is_empty() => Some(b),
         _ => {
-            eprintln!(
-                "NOT RUN: {test}: VARVE_KAFKA_BOOTSTRAP is not set \
-                 (start a broker with `.ci/kafka-broker.sh start` and export what it prints)"
+            not_run(
+                test,
+                "VARVE_KAFKA_BOOTSTRAP is not set (start a broker with `.ci/kafka-broker.sh start` and export what it prints)",
             );
             None
         }
     }
+}
+
+/// Prints that `test` did not run, past the test harness's output capture
+/// (which only catches the `print!` macros), so it shows in every run.
+pub fn not_run(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "NOT RUN: {test}: {why}");
 }
 
 /// A topic name no other test run uses.
