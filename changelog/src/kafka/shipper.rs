@@ -124,8 +124,9 @@ struct InFlight {
     acked: bool,
 }
 
-/// Ships one local [`Log`] to one topic partition; see the
-/// [module documentation](self).
+/// Ships one local [`Log`] to one topic partition: every record in offset
+/// order, the position committed only after Kafka acknowledged (at least
+/// once, per-key order kept; see `docs/KAFKA.md`).
 ///
 /// `L` is how the shipper holds the log: `&Log` to ship synchronously with
 /// [`ship_until`](Shipper::ship_until), `Arc<Log>` (or any `Deref<Target =

@@ -27,8 +27,8 @@ use crate::source::{RecordSource, SourceBounds};
 /// How long one consumer poll waits before the source checks its bounds.
 const POLL_SLICE: Duration = Duration::from_millis(100);
 
-/// Records of one topic partition, in Kafka offset order; see the
-/// [module documentation](self). Offsets are Kafka's (a compacted topic has
+/// Records of one topic partition, in Kafka offset order, from the earliest
+/// offset to the high watermark of the fetch response. Offsets are Kafka's (a compacted topic has
 /// gaps); the `varve.offset` header is dropped from the records.
 ///
 /// # Examples
