@@ -265,11 +265,12 @@ impl<'a> Admin<'a> {
                 });
             }
         };
-        match resource.get("cleanup.policy").and_then(|e| e.value.clone()) {
-            Some(policy) => Ok(policy),
-            None => Err(Error::Unsupported {
-                what: "describing a topic's cleanup.policy".into(),
-            }),
-        }
+        // A broker lists only the settings it knows; one that lists no
+        // cleanup.policy applies its default (`delete` on Apache Kafka),
+        // which is not the compacted changelog we need.
+        Ok(resource
+            .get("cleanup.policy")
+            .and_then(|e| e.value.clone())
+            .unwrap_or_else(|| "(not set: the broker default applies)".into()))
     }
 }
