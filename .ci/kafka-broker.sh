@@ -61,7 +61,7 @@ launch() {
             "$TANSU" broker \
             --listener-url "tcp://127.0.0.1:$PORT" \
             --advertised-listener-url "tcp://127.0.0.1:$PORT" \
-            --storage-engine "sqlite://$DATA/tansu.db" \
+            --storage-engine "sqlite://tansu.db" \
             >>"$DATA/tansu.log" 2>&1 &
         echo $! >"$DATA/tansu.pid"
     )

@@ -28,13 +28,14 @@ fn the_shipper_catches_up_after_a_broker_restart() {
     let log = Arc::new(Log::open(dir.path(), LogOptions::default()).unwrap());
     let config = config(&bootstrap, &unique_topic("restart"));
     ensure_topic(&config, &TopicSpec::new(1)).unwrap();
-    fill(&log, 0, 30_000, 3_000, |_| true);
+    let n = test_records() / 2;
+    fill(&log, 0, n, n / 10, |_| true);
     let mut opts = ShipperOptions::new("kafka", 0);
     opts.in_flight_records_max = 2_000;
     let handle = Shipper::new(log.clone(), config.clone(), opts)
         .unwrap()
         .spawn();
-    handle.wait_shipped(5_000, SHIP_TIMEOUT).unwrap();
+    handle.wait_shipped(n / 6, SHIP_TIMEOUT).unwrap();
 
     let status = Command::new("sh").arg("-c").arg(&restart).status().unwrap();
     assert!(status.success(), "{restart} failed");
@@ -43,7 +44,7 @@ fn the_shipper_catches_up_after_a_broker_restart() {
         handle.shipped_position()
     );
     // Writes keep coming while the shipper reconnects.
-    fill(&log, 30_000, 20_000, 3_000, |_| true);
+    fill(&log, n, n / 2, n / 10, |_| true);
     let started = Instant::now();
     handle
         .wait_shipped(log.next_offset(), SHIP_TIMEOUT)
@@ -54,7 +55,7 @@ fn the_shipper_catches_up_after_a_broker_restart() {
         handle.last_error()
     );
     assert_eq!(handle.lag(), 0);
-    assert_eq!(handle.stop(), 50_000);
+    assert_eq!(handle.stop(), n + n / 2);
     let dups = check_shipped(&local_records(&log), &read_partition(&config, 0));
     eprintln!("re-sent after the restart: {dups} records");
 }

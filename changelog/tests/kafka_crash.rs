@@ -30,23 +30,24 @@ fn a_shipper_dropped_mid_way_resumes_without_loss() {
     };
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), LogOptions::default()).unwrap();
-    fill(&log, 0, 50_000, 5_000, |_| true);
+    let n = test_records() / 2;
+    fill(&log, 0, n, n / 10, |_| true);
     let config = config(&bootstrap, &unique_topic("drop"));
     ensure_topic(&config, &TopicSpec::new(1)).unwrap();
 
     // Ship part of the log, then leave records in flight and drop the
     // shipper without waiting for them.
     let mut shipper = Shipper::new(&log, config.clone(), opts(2_000)).unwrap();
-    shipper.ship_until(10_000, SHIP_TIMEOUT).unwrap();
-    let _ = shipper.ship_until(50_000, Duration::from_millis(30));
+    shipper.ship_until(n / 5, SHIP_TIMEOUT).unwrap();
+    let _ = shipper.ship_until(n, Duration::from_millis(30));
     let position = shipper.shipped_position();
-    assert!(position >= 10_000);
+    assert!(position >= n / 5);
     drop(shipper);
     assert_eq!(log.position("kafka"), Some(position));
     eprintln!("dropped at shipped position {position}");
 
     // More writes arrive while no shipper runs; a new one resumes.
-    fill(&log, 50_000, 10_000, 5_000, |_| true);
+    fill(&log, n, n / 5, n / 10, |_| true);
     let mut shipper = Shipper::new(&log, config.clone(), opts(2_000)).unwrap();
     assert_eq!(shipper.shipped_position(), position);
     shipper.ship_until(log.next_offset(), SHIP_TIMEOUT).unwrap();
@@ -87,10 +88,10 @@ fn a_killed_shipper_process_resumes_without_loss() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let total = 100_000;
+    let total = test_records();
     {
         let log = Log::open(dir.path(), LogOptions::default()).unwrap();
-        fill(&log, 0, total, 10_000, |_| true);
+        fill(&log, 0, total, total / 10, |_| true);
     }
     let config = config(&bootstrap, &unique_topic("kill"));
     ensure_topic(&config, &TopicSpec::new(1)).unwrap();

@@ -26,8 +26,9 @@ fn ships_100k_records_with_overwrites_and_tombstones_and_restores_them() {
     };
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), LogOptions::default()).unwrap();
-    fill(&log, 0, 100_000, 10_000, |_| true);
-    assert_eq!(log.next_offset(), 100_000);
+    let n = test_records();
+    fill(&log, 0, n, n / 10, |_| true);
+    assert_eq!(log.next_offset(), n);
     let config = config(&bootstrap, &unique_topic("100k"));
     let info = ensure_topic(&config, &TopicSpec::new(1)).unwrap();
     assert!(info.created);
@@ -40,12 +41,12 @@ fn ships_100k_records_with_overwrites_and_tombstones_and_restores_them() {
 
     let opts = ShipperOptions::new("kafka", 0).with_compression(Compression::Zstd);
     let mut shipper = Shipper::new(&log, config.clone(), opts).unwrap();
-    assert_eq!(shipper.lag(), 100_000);
+    assert_eq!(shipper.lag(), n);
     let started = Instant::now();
-    assert_eq!(shipper.ship_until(100_000, SHIP_TIMEOUT).unwrap(), 100_000);
-    eprintln!("shipped 100000 records in {:?}", started.elapsed());
+    assert_eq!(shipper.ship_until(n, SHIP_TIMEOUT).unwrap(), n);
+    eprintln!("shipped {n} records in {:?}", started.elapsed());
     assert_eq!(shipper.lag(), 0);
-    assert_eq!(log.position("kafka"), Some(100_000));
+    assert_eq!(log.position("kafka"), Some(n));
     drop(shipper);
 
     let shipped = read_partition(&config, 0);
@@ -55,7 +56,7 @@ fn ships_100k_records_with_overwrites_and_tombstones_and_restores_them() {
     // The source as a restore uses it: headers dropped, records equal.
     let mut source = KafkaSource::new(config, 0).unwrap();
     let bounds = source.bounds().unwrap();
-    assert_eq!(bounds.end_offset - bounds.start_offset, 100_000);
+    assert_eq!(bounds.end_offset - bounds.start_offset, n);
     source.seek(bounds.start_offset).unwrap();
     let mut restored = Vec::new();
     while source.position() < bounds.end_offset {

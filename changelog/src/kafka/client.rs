@@ -133,6 +133,9 @@ pub(crate) fn note_client_error(ctx: &BridgeContext, error: &KafkaError, reason:
 /// Sends librdkafka's log lines to `tracing` (they are noisy while a broker
 /// is down, so nothing above `warn`).
 pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    if std::env::var_os("VARVE_KAFKA_DEBUG_LOG").is_some() {
+        eprintln!("librdkafka {level:?} {fac} {message}");
+    }
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert

@@ -86,7 +86,10 @@ impl KafkaSource {
     pub fn new(config: KafkaConfig, partition: i32) -> Result<KafkaSource> {
         config.validate()?;
         let mut c = config.client_config();
-        c.set("enable.partition.eof", "true")
+        // librdkafka needs a group id to assign partitions; the source never
+        // joins the group nor commits to it.
+        c.set("group.id", "varve-restore")
+            .set("enable.partition.eof", "true")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "error")

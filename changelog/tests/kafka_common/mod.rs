@@ -176,26 +176,51 @@ pub fn check_shipped(local: &[StoredRecord], shipped: &[StoredRecord]) -> usize 
         *seen.entry(lo).or_insert(0usize) += 1;
         last_by_key.insert(s.record.key.clone(), lo);
     }
+    // The topic is compacted: the broker may drop a record once a later
+    // one of its key is there. So every key's latest local record must be
+    // on the topic (a latest tombstone may be gone too), and the last
+    // record of each key on the topic must be that latest one.
+    let mut local_last: HashMap<Bytes, u64> = HashMap::new();
+    for r in local {
+        local_last.insert(r.record.key.clone(), r.offset);
+    }
     let missing: Vec<u64> = local
         .iter()
+        .filter(|r| local_last[&r.record.key] == r.offset && r.record.value.is_some())
         .map(|r| r.offset)
         .filter(|o| !seen.contains_key(o))
         .take(10)
         .collect();
     assert!(
         missing.is_empty(),
-        "local records missing on the topic, first: {missing:?}"
+        "latest local records missing on the topic, first: {missing:?}"
     );
-    let mut local_last: HashMap<Bytes, u64> = HashMap::new();
-    for r in local {
-        local_last.insert(r.record.key.clone(), r.offset);
+    for (key, lo) in &last_by_key {
+        assert_eq!(
+            local_last.get(key),
+            Some(lo),
+            "per-key order: the topic's last record of {key:?} is not its latest"
+        );
     }
-    assert_eq!(
-        last_by_key, local_last,
-        "per-key order: the topic's last record of a key is not its latest"
-    );
+    let compacted = local
+        .iter()
+        .filter(|r| !seen.contains_key(&r.offset))
+        .count();
+    if compacted > 0 {
+        eprintln!("the broker compacted away {compacted} superseded records");
+    }
     assert_eq!(latest(shipped), latest(local), "restored values differ");
     seen.values().map(|n| n - 1).sum()
+}
+
+/// Records for the big tests: `VARVE_KAFKA_TEST_RECORDS`, default 100 000
+/// (the figure). Tansu 0.6.0 serves fetches of big partitions very
+/// slowly (see docs/KAFKA.md), so a smaller figure helps against it.
+pub fn test_records() -> u64 {
+    std::env::var("VARVE_KAFKA_TEST_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
 }
 
 /// A long timeout for shipping many records to a debug-built broker.
