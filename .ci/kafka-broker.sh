@@ -122,7 +122,8 @@ run_tests() {
     # shellcheck disable=SC1090
     source "$STATE"
     cd "$REPO"
-    cargo test -p varve-changelog --features kafka --test 'kafka_*' -- --nocapture
+    VARVE_KAFKA_TEST_RECORDS="${VARVE_KAFKA_TEST_RECORDS:-10000}" \
+        cargo test -p varve-changelog --features kafka --test 'kafka_*' -- --nocapture --test-threads=1
 }
 
 case "${1:-}" in

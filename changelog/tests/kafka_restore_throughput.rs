@@ -2,7 +2,8 @@
 //! `KafkaSource` reading them back (records/s and MB/s of keys + values).
 //!
 //! `VARVE_KAFKA_BENCH_RECORDS` (default 200 000) and
-//! `VARVE_KAFKA_BENCH_VALUE_BYTES` (default 100) size the run.
+//! `VARVE_KAFKA_BENCH_VALUE_BYTES` (default 100) size the run;
+//! `VARVE_KAFKA_BENCH_ZSTD` adds a zstd run (not for Tansu 0.6.0).
 #![cfg(feature = "kafka")]
 
 mod kafka_common;
@@ -47,7 +48,12 @@ fn restore_throughput_from_kafka() {
     if !batch.is_empty() {
         log.append(&batch).unwrap();
     }
-    for compression in [Compression::None, Compression::Lz4, Compression::Zstd] {
+    // Zstd is left out: Tansu 0.6.0 cannot serve zstd fetches (docs/KAFKA.md).
+    let codecs: &[Compression] = match std::env::var("VARVE_KAFKA_BENCH_ZSTD") {
+        Ok(_) => &[Compression::None, Compression::Lz4, Compression::Zstd],
+        Err(_) => &[Compression::None, Compression::Lz4],
+    };
+    for &compression in codecs {
         let config = config(
             &bootstrap,
             &unique_topic(&format!("bench-{}", compression.as_str())),
