@@ -68,7 +68,7 @@ fn restore_throughput_from_kafka() {
         let ship = started.elapsed();
 
         let started = Instant::now();
-        let mut source = KafkaSource::new(config, 0).unwrap();
+        let mut source = KafkaSource::new(config.with_timeout_ms(READ_TIMEOUT_MS), 0).unwrap();
         let bounds = source.bounds().unwrap();
         source.seek(bounds.start_offset).unwrap();
         let (mut records, mut bytes) = (0u64, 0u64);

@@ -54,7 +54,7 @@ fn ships_100k_records_with_overwrites_and_tombstones_and_restores_them() {
     assert_eq!(dups, 0, "a clean run re-sends nothing");
 
     // The source as a restore uses it: headers dropped, records equal.
-    let mut source = KafkaSource::new(config, 0).unwrap();
+    let mut source = KafkaSource::new(config.with_timeout_ms(READ_TIMEOUT_MS), 0).unwrap();
     let bounds = source.bounds().unwrap();
     assert_eq!(bounds.end_offset - bounds.start_offset, n);
     source.seek(bounds.start_offset).unwrap();

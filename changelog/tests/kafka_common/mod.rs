@@ -80,7 +80,7 @@ pub fn fill(log: &Log, first: u64, n: u64, keys: u64, route: impl Fn(&[u8]) -> b
 /// Every record of a topic partition, from the earliest offset to the high
 /// watermark, with the `varve.offset` header kept.
 pub fn read_partition(config: &KafkaConfig, partition: i32) -> Vec<StoredRecord> {
-    let mut source = KafkaSource::new(config.clone(), partition)
+    let mut source = KafkaSource::new(config.clone().with_timeout_ms(READ_TIMEOUT_MS), partition)
         .unwrap()
         .keep_offset_header(true);
     let bounds = source.bounds().unwrap();
@@ -222,6 +222,10 @@ pub fn test_records() -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000)
 }
+
+/// The bound on one fetch when reading a topic back (Tansu's fetches of big
+/// partitions are slow).
+pub const READ_TIMEOUT_MS: u64 = 120_000;
 
 /// A long timeout for shipping many records to a debug-built broker.
 pub const SHIP_TIMEOUT: Duration = Duration::from_secs(300);
