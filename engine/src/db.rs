@@ -10,15 +10,16 @@ use bytes::Bytes;
 use varve_changelog::Log;
 use varve_changelog::fs::{FileSystem, StdFs};
 
-use crate::batch::{WriteBatch, check_key};
+use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
 use crate::iter::db_iter::{Cursor, Iter};
 use crate::iter::merge::MergeCursor;
-use crate::key::{InternalKeyRef, SeqNo, ValueKind};
+use crate::key::{InternalKeyRef, SeqNo};
 use crate::options::{Options, WriteOptions};
 use crate::snapshot::Snapshot;
-use crate::state::DbInner;
+use crate::state::{DbInner, SuperVersion};
+use crate::stats::Stats;
 
 /// An open Varve store: an ordered key-value map on disk whose
 /// write-ahead log is a [`varve_changelog::Log`].
@@ -43,6 +44,7 @@ use crate::state::DbInner;
 pub struct Db {
     inner: Arc<DbInner>,
     flusher: Option<JoinHandle<()>>,
+    compactors: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -85,10 +87,20 @@ impl Db {
                 .spawn(move || inner.flush_loop())
                 .map_err(|e| Error::io("spawn flush thread", path.as_ref(), e))?
         };
-        Ok(Db {
+        let mut db = Db {
             inner,
             flusher: Some(flusher),
-        })
+            compactors: Vec::new(),
+        };
+        for i in 0..db.inner.opts.compaction_threads {
+            let inner = db.inner.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("varve-compact-{i}"))
+                .spawn(move || inner.compaction_loop())
+                .map_err(|e| Error::io("spawn compaction thread", path.as_ref(), e))?;
+            db.compactors.push(handle);
+        }
+        Ok(db)
     }
 
     /// The value of `key`, or `None` if it is absent or deleted.
@@ -96,8 +108,11 @@ impl Db {
     /// # Errors
     /// I/O or corruption errors from the tables.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        // The view first, then the sequence number: a compaction installed
+        // in the view dropped only versions hidden at an older number.
+        let sv = self.inner.super_version();
         let seqno = self.inner.visible();
-        self.inner.get_at(key.as_ref(), seqno)
+        self.inner.get_in(&sv, key.as_ref(), seqno)
     }
 
     /// Looks up several keys at one consistent point; the result has one
@@ -106,9 +121,10 @@ impl Db {
     /// # Errors
     /// As [`Db::get`].
     pub fn get_all<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
+        let sv = self.inner.super_version();
         let seqno = self.inner.visible();
         keys.iter()
-            .map(|k| self.inner.get_at(k.as_ref(), seqno))
+            .map(|k| self.inner.get_in(&sv, k.as_ref(), seqno))
             .collect()
     }
 
@@ -189,11 +205,105 @@ impl Db {
         self.inner
             .with_write_leadership(|| self.inner.switch_memtable());
         while !self.inner.super_version().imm.is_empty() {
+            // The flush thread may have failed meanwhile (a failed table
+            // sync): a failed store flushes no more.
+            self.inner.check_writable()?;
             self.inner
                 .flush_oldest_immutable()
                 .map_err(|e| self.inner.fail(&e))?;
         }
-        self.inner.sync_log()
+        self.inner.sync_log()?;
+        self.inner.check_writable()
+    }
+
+    /// Flushes the memtable, then compacts every table holding keys in
+    /// `range` down to the last level, dropping overwritten versions and
+    /// tombstones that no snapshot needs. Runs in the calling thread;
+    /// background compactions continue meanwhile. Excluded bounds are
+    /// treated as included (compacting a little more is harmless).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> varve::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = varve::Db::open(dir.path(), varve::Options::default())?;
+    /// for round in 0..3 {
+    ///     db.put("key", format!("value {round}"))?;
+    ///     db.flush()?;
+    /// }
+    /// db.compact_range::<&[u8], _>(..)?;
+    /// let stats = db.stats()?;
+    /// assert_eq!(stats.levels.iter().map(|l| l.tables).sum::<usize>(), 1);
+    /// assert_eq!(db.get("key")?.as_deref(), Some(&b"value 2"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] after a failed sync, [`Error::Closed`], I/O and
+    /// corruption errors from the tables read.
+    pub fn compact_range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<()> {
+        self.flush()?;
+        let bound = |b: Bound<&K>| match b {
+            Bound::Included(k) | Bound::Excluded(k) => Some(k.as_ref().to_vec()),
+            Bound::Unbounded => None,
+        };
+        let (lower, upper) = (bound(range.start_bound()), bound(range.end_bound()));
+        if lower.is_none() && upper.is_none() {
+            return self.inner.compact_range(None);
+        }
+        let version = self.inner.super_version().version.clone();
+        let largest = crate::version::Level::all()
+            .flat_map(|l| version.tables(l).iter())
+            .map(|t| t.largest_user_key().to_vec())
+            .max()
+            .unwrap_or_default();
+        let lower = lower.unwrap_or_default();
+        let upper = upper.unwrap_or(largest);
+        if lower > upper {
+            return Ok(());
+        }
+        self.inner.compact_range(Some((&lower, &upper)))
+    }
+
+    /// A report on the store: its levels, write and space amplification,
+    /// compaction work, stalls, cache and changelog (see [`Stats`]).
+    /// Space amplification needs the live data size, so this reads every
+    /// live entry: meant for tools, tests and benchmarks, not a hot path.
+    ///
+    /// # Errors
+    /// I/O and corruption errors from reading the tables.
+    pub fn stats(&self) -> Result<Stats> {
+        let inner = &self.inner;
+        let mut stats = Stats::from_counters(&inner.counters);
+        let version = inner.super_version().version.clone();
+        let shape = crate::compaction::shape(&version, &inner.opts.compaction);
+        stats.levels = Stats::levels_of(&version, &shape.targets_bytes);
+        stats.table_bytes = stats.levels.iter().map(|l| l.size_bytes).sum();
+        let mut live = 0u64;
+        for entry in self.all() {
+            let (key, value) = entry?;
+            live += (key.len() + value.len()) as u64;
+        }
+        stats.live_data_bytes = live;
+        stats.space_amp = crate::stats::ratio(stats.table_bytes, live);
+        stats.pending_compaction_bytes =
+            crate::compaction::estimated_pending_bytes(&version, &inner.opts.compaction);
+        if let Some(cache) = &inner.block_cache {
+            stats.cache = cache.stats();
+        }
+        stats.open_tables = inner.tables.lock().len();
+        let log = &inner.log;
+        stats.changelog = crate::stats::ChangelogStats {
+            size_bytes: log.size().1,
+            log_start_offset: log.log_start_offset(),
+            next_offset: log.next_offset(),
+            flushed_offset: version.flushed_offset(),
+        };
+        Ok(stats)
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<DbInner> {
+        &self.inner
     }
 
     /// The store's changelog (read access, consumer positions, tailing).
@@ -232,6 +342,13 @@ impl Db {
         if let Some(handle) = self.flusher.take() {
             let _ = handle.join();
         }
+        {
+            let _g = self.inner.compaction.lock();
+            self.inner.compaction_cv.notify_all();
+        }
+        for handle in self.compactors.drain(..) {
+            let _ = handle.join();
+        }
         if let Some(cause) = self.inner.failure.lock().clone() {
             return Err(Error::ReadOnly { cause });
         }
@@ -250,20 +367,17 @@ impl Drop for Db {
 impl DbInner {
     /// The newest version of `key` visible at `seqno`.
     pub(crate) fn get_at(&self, key: &[u8], seqno: SeqNo) -> Result<Option<Bytes>> {
-        check_key(key)?;
-        let sv = self.super_version();
-        for mem in std::iter::once(&sv.mem).chain(sv.imm.iter()) {
-            if let Some((_, kind, value)) = mem.get(key, seqno) {
-                return Ok((kind == ValueKind::Put).then(|| Bytes::copy_from_slice(value)));
-            }
-        }
-        for (_, meta) in sv.version.tables_for_key(key) {
-            let table = self.table(meta.number)?;
-            if let Some((_, kind, value)) = table.get(key, seqno)? {
-                return Ok((kind == ValueKind::Put).then_some(value));
-            }
-        }
-        Ok(None)
+        self.get_in(&self.super_version(), key, seqno)
+    }
+
+    /// The newest version of `key` visible at `seqno` in the view `sv`.
+    pub(crate) fn get_in(
+        &self,
+        sv: &SuperVersion,
+        key: &[u8],
+        seqno: SeqNo,
+    ) -> Result<Option<Bytes>> {
+        Ok(self.versioned_in(sv, key, seqno)?.map(|found| found.value))
     }
 
     /// An iterator over `[lower, upper]` at `seqno`.

@@ -74,6 +74,15 @@ pub enum Error {
     },
     /// The store was closed.
     Closed,
+    /// A conditional write found a different version than it expected
+    /// (see [`Db::compare_and_put`](crate::Db::compare_and_put)); nothing
+    /// was written.
+    Conflict {
+        /// The version the caller expected (`None`: the key absent).
+        expected: Option<u64>,
+        /// The version found (`None`: the key absent).
+        actual: Option<u64>,
+    },
     /// An error from the changelog.
     Changelog(Arc<varve_changelog::Error>),
 }
@@ -156,6 +165,10 @@ impl fmt::Display for Error {
                 write!(f, "store is read-only after a failed sync: {cause}")
             }
             Error::Closed => write!(f, "store is closed"),
+            Error::Conflict { expected, actual } => write!(
+                f,
+                "conditional write conflict: expected version {expected:?}, found {actual:?}"
+            ),
             Error::Changelog(e) => write!(f, "changelog: {e}"),
         }
     }

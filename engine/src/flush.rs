@@ -7,8 +7,9 @@ use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
 use crate::memtable::MemTable;
 use crate::sst::{TableBuilder, TableOptions};
-use crate::state::{DbInner, SuperVersion};
-use crate::version::{Level, TableMeta, VersionEdit, table_file_name};
+use crate::state::DbInner;
+use crate::stats::Counters;
+use crate::version::{FileNumber, Level, TableMeta, VersionEdit, table_file_name};
 use varve_changelog::fs::OpenMode;
 
 impl DbInner {
@@ -52,29 +53,41 @@ impl DbInner {
         // the manifest says so; otherwise a crash could leave the log
         // ending below the flushed offset.
         self.log.flush().map_err(Error::from)?;
-        let number = self.versions.lock().new_file_number();
-        let meta = self.write_table(&mem, number)?;
-        let edit = VersionEdit {
-            flushed_offset: Some(max_seqno.0),
-            last_seqno: Some(max_seqno),
-            added: vec![(Level(0), meta)],
-            ..VersionEdit::default()
+        let number = self.new_output_number();
+        let result = self.write_table(&mem, number).and_then(|meta| {
+            let size_bytes = meta.size_bytes;
+            let edit = VersionEdit {
+                flushed_offset: Some(max_seqno.0),
+                last_seqno: Some(max_seqno),
+                added: vec![(Level(0), meta)],
+                ..VersionEdit::default()
+            };
+            if let Err(e) = self.versions.lock().log_and_apply(edit) {
+                self.fail_on_sync_error(&e);
+                return Err(e);
+            }
+            Ok(size_bytes)
+        });
+        self.release_outputs(&[number]);
+        let size_bytes = match result {
+            Ok(size_bytes) => size_bytes,
+            Err(e) => {
+                self.fail_on_sync_error(&e);
+                self.remove_tables(&[number]);
+                return Err(e);
+            }
         };
-        let version = self.versions.lock().log_and_apply(edit)?;
-        {
-            let mut current = self.current.write();
-            let imm: Vec<Arc<MemTable>> = current
-                .imm
-                .iter()
-                .filter(|m| !Arc::ptr_eq(m, &mem))
-                .cloned()
-                .collect();
-            *current = Arc::new(SuperVersion {
-                mem: current.mem.clone(),
-                imm,
-                version,
-            });
-        }
+        self.install_current_version(Some(&mem));
+        Counters::add(&self.counters.flushes, 1);
+        Counters::add(&self.counters.flush_bytes_written, size_bytes);
+        let version = self.super_version().version.clone();
+        tracing::info!(
+            table = %number,
+            bytes = size_bytes,
+            flushed_offset = max_seqno.0,
+            l0_tables = version.tables(Level(0)).len(),
+            "flush finished"
+        );
         {
             let _g = self.flush_mutex.lock();
             self.flush_cv.notify_all();
@@ -83,11 +96,8 @@ impl DbInner {
         Ok(())
     }
 
-    fn write_table(
-        &self,
-        mem: &Arc<MemTable>,
-        number: crate::version::FileNumber,
-    ) -> Result<TableMeta> {
+    /// A builder for new table `number`, with the store's table options.
+    pub(crate) fn create_table(&self, number: FileNumber) -> Result<TableBuilder> {
         let path = self.path.join(table_file_name(number));
         let file = self
             .fs
@@ -96,9 +106,14 @@ impl DbInner {
         let opts = TableOptions {
             block_size_bytes: self.opts.block_size_bytes,
             bloom_bits_per_key: self.opts.bloom_bits_per_key,
+            compression: self.opts.compression,
             ..TableOptions::default()
         };
-        let mut builder = TableBuilder::new(file, path.clone(), opts);
+        Ok(TableBuilder::new(file, path, opts))
+    }
+
+    fn write_table(&self, mem: &Arc<MemTable>, number: FileNumber) -> Result<TableMeta> {
+        let mut builder = self.create_table(number)?;
         let mut iter = mem.iter();
         iter.seek_to_first();
         while iter.valid() {
@@ -110,17 +125,7 @@ impl DbInner {
         self.fs
             .sync_dir(&self.path)
             .map_err(|e| Error::io("sync directory", &self.path, e))?;
-        let p = &info.properties;
-        Ok(TableMeta {
-            number,
-            size_bytes: info.file_size_bytes,
-            smallest: p.smallest_key.clone(),
-            largest: p.largest_key.clone(),
-            min_seqno: p.seqno_min,
-            max_seqno: p.seqno_max,
-            entry_count: p.entry_count,
-            tombstone_count: p.tombstone_count,
-        })
+        Ok(TableMeta::from_info(number, &info))
     }
 
     /// Changelog retention after a flush moved `flushed_offset` forward.

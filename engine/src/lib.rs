@@ -20,6 +20,8 @@
 //! ```
 
 mod batch;
+mod cache;
+pub mod compaction;
 mod db;
 pub mod error;
 mod flush;
@@ -31,16 +33,23 @@ mod options;
 mod snapshot;
 pub mod sst;
 mod state;
+mod stats;
+mod store_api;
+mod table_cache;
 pub mod version;
 mod write;
 
 pub use batch::WriteBatch;
+pub use cache::{BlockCache, CacheStats};
 pub use db::Db;
 pub use error::{Error, Result};
 pub use iter::db_iter::{Iter, KeyValue};
 pub use open::{CHANGELOG_DIR, LOCK_FILE};
 pub use options::{
-    ChangelogRetention, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES, Options, WriteOptions,
+    ChangelogRetention, CompactionOptions, Compression, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES,
+    Options, WriteOptions,
 };
 pub use snapshot::Snapshot;
+pub use stats::{ChangelogStats, LevelStats, Stats};
+pub use store_api::Versioned;
 pub use varve_changelog;

@@ -1,19 +1,22 @@
 //! Opening a store: checking the directory, loading the manifest, and
 //! replaying the changelog from the flushed offset.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use varve_changelog::fs::{DirLock, FileSystem};
 use varve_changelog::{Log, LogOptions, SyncPolicy};
 
+use crate::cache::BlockCache;
 use crate::error::{Error, Result};
 use crate::memtable::MemTable;
 use crate::options::{ChangelogRetention, Options};
-use crate::state::{DbInner, SuperVersion};
+use crate::state::{CompactionState, DbInner, STALL_NONE, SuperVersion};
+use crate::stats::Counters;
+use crate::table_cache::TableCache;
 use crate::version::{FileKind, VersionSet, parse_file_name};
 use crate::write::{WriteQueue, insert_all};
 
@@ -68,7 +71,13 @@ pub(crate) fn open_inner(fs: Arc<dyn FileSystem>, path: &Path, opts: Options) ->
         flush_mutex: Mutex::new(()),
         flush_cv: Condvar::new(),
         flush_job: Mutex::new(()),
-        tables: Mutex::new(HashMap::new()),
+        tables: Mutex::new(TableCache::new(opts.max_open_tables)),
+        block_cache: (opts.cache_size_bytes > 0)
+            .then(|| Arc::new(BlockCache::new(opts.cache_size_bytes))),
+        compaction: Mutex::new(CompactionState::default()),
+        compaction_cv: Condvar::new(),
+        stall: AtomicU8::new(STALL_NONE),
+        counters: Counters::default(),
         snapshots: Mutex::new(BTreeMap::new()),
         next_memtable_id: AtomicU64::new(1),
         failure: Mutex::new(None),
@@ -80,6 +89,8 @@ pub(crate) fn open_inner(fs: Arc<dyn FileSystem>, path: &Path, opts: Options) ->
         _lock: lock,
     };
     inner.delete_obsolete_files()?;
+    let version = inner.versions.lock().current();
+    inner.update_stall(&version);
     Ok(inner)
 }
 
@@ -182,7 +193,9 @@ impl DbInner {
             if obsolete {
                 let p = self.path.join(&name);
                 tracing::info!(file = %p.display(), "deleting obsolete file");
-                self.tables.lock().retain(|_, t| t.path() != p);
+                if let Some(FileKind::Table(n)) = parse_file_name(&name) {
+                    self.tables.lock().remove(n);
+                }
                 self.fs
                     .remove_file(&p)
                     .map_err(|e| Error::io("remove obsolete file", &p, e))?;

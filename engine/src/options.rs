@@ -46,9 +46,20 @@ pub struct Options {
     /// Bloom filter bits per key (0 disables filters). Default 10 (about 1%
     /// false positives).
     pub bloom_bits_per_key: u32,
-    /// Block cache capacity. Default 64 MiB. Reserved: the block cache is
-    /// not built yet, so this has no effect today.
+    /// Capacity of the block cache, which holds decoded data blocks of
+    /// tables. Default 64 MiB; 0 disables the cache.
     pub cache_size_bytes: usize,
+    /// Most table files kept open at once (each open table also holds its
+    /// index and filter in memory). Default 1000; at least 16.
+    pub max_open_tables: usize,
+    /// Compression of the data blocks of new tables. Default
+    /// [`Compression::None`]. Each block records its own compression, so a
+    /// store may hold tables written with either.
+    pub compression: Compression,
+    /// Background compaction threads. Default 1; at least 1.
+    pub compaction_threads: usize,
+    /// Level shape, compaction triggers and write-stall thresholds.
+    pub compaction: CompactionOptions,
     /// Background sync of the changelog every so many milliseconds for
     /// writes without `sync: true`; `None` (the default) syncs only on
     /// `sync: true` writes, `flush()` and close.
@@ -68,6 +79,10 @@ impl Default for Options {
             block_size_bytes: 4096,
             bloom_bits_per_key: 10,
             cache_size_bytes: 64 << 20,
+            max_open_tables: 1000,
+            compression: Compression::None,
+            compaction_threads: 1,
+            compaction: CompactionOptions::default(),
             sync_interval_ms: None,
             changelog_retention: ChangelogRetention::UntilFlushed,
             changelog_segment_size_bytes: 64 << 20,
@@ -100,6 +115,116 @@ impl Options {
         }
         if self.changelog_segment_size_bytes < 64 << 10 {
             return bad("changelog_segment_size_bytes must be at least 64 KiB");
+        }
+        if self.max_open_tables < 16 {
+            return bad("max_open_tables must be at least 16");
+        }
+        if self.compaction_threads == 0 {
+            return bad("compaction_threads must be at least 1");
+        }
+        self.compaction.validate()
+    }
+}
+
+/// Block compression for new tables. On-disk values of the block trailer's
+/// compression byte are listed in `docs/format/sst.md`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// Blocks are stored as they are.
+    #[default]
+    None,
+    /// Blocks are compressed with LZ4 (block format) when that saves at
+    /// least an eighth of their size; other blocks are stored as they are.
+    Lz4,
+}
+
+/// How the tree is shaped and when writers are slowed or held.
+///
+/// Levels are sized dynamically, as RocksDB's
+/// `level_compaction_dynamic_level_bytes`: the last level holds whatever
+/// the data needs, each level above it targets a tenth (the multiplier) of
+/// the level below, and levels whose target would fall under
+/// `level_base_size_bytes` stay empty (unless they already hold data), so
+/// L0 compacts straight into the highest level that has a target (the
+/// *base level*, which may itself still be empty). About 90 % of the data
+/// then lives in the last level.
+///
+/// # Examples
+/// ```
+/// let c = varve::CompactionOptions { level0_compaction_trigger: 8, ..Default::default() };
+/// assert!(c.validate().is_ok());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactionOptions {
+    /// L0 tables that start a compaction into the base level. Default 4.
+    pub level0_compaction_trigger: usize,
+    /// L0 tables at which each write group is delayed by 1 ms. Default 20.
+    pub level0_slowdown_trigger: usize,
+    /// L0 tables at which writers are held until compaction catches up.
+    /// Default 36.
+    pub level0_stop_trigger: usize,
+    /// The last level's smallest target, and the size below which the
+    /// levels above get no target (and so stay empty); the base level's
+    /// target ends up between this and `level_size_multiplier` times it.
+    /// Default 256 MiB.
+    pub level_base_size_bytes: u64,
+    /// Size ratio between a level and the one above it. Default 10.
+    pub level_size_multiplier: u64,
+    /// Size at which a compaction output table is closed (at the next user
+    /// key). Default 64 MiB.
+    pub target_table_size_bytes: u64,
+    /// Estimated bytes waiting for compaction at which writes are delayed.
+    /// Default 64 GiB.
+    pub pending_compaction_slowdown_bytes: u64,
+    /// Estimated bytes waiting for compaction at which writers are held.
+    /// Default 256 GiB.
+    pub pending_compaction_stop_bytes: u64,
+    /// Run compactions automatically. Default true; when false only
+    /// [`Db::compact_range`](crate::Db::compact_range) compacts, and the
+    /// compaction write stalls (L0 and pending bytes) are off.
+    pub auto: bool,
+}
+
+impl Default for CompactionOptions {
+    fn default() -> Self {
+        CompactionOptions {
+            level0_compaction_trigger: 4,
+            level0_slowdown_trigger: 20,
+            level0_stop_trigger: 36,
+            level_base_size_bytes: 256 << 20,
+            level_size_multiplier: 10,
+            target_table_size_bytes: 64 << 20,
+            pending_compaction_slowdown_bytes: 64 << 30,
+            pending_compaction_stop_bytes: 256 << 30,
+            auto: true,
+        }
+    }
+}
+
+impl CompactionOptions {
+    /// Checks the options.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) naming the
+    /// bad option.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |what: &str| Err(crate::Error::InvalidArgument(what.to_owned()));
+        if self.level0_compaction_trigger == 0 {
+            return bad("level0_compaction_trigger must be at least 1");
+        }
+        if self.level0_slowdown_trigger < self.level0_compaction_trigger
+            || self.level0_stop_trigger < self.level0_slowdown_trigger
+        {
+            return bad("L0 triggers must satisfy compaction <= slowdown <= stop");
+        }
+        if self.level_size_multiplier < 2 {
+            return bad("level_size_multiplier must be at least 2");
+        }
+        if self.level_base_size_bytes < 4096 || self.target_table_size_bytes < 4096 {
+            return bad("level_base_size_bytes and target_table_size_bytes must be at least 4096");
+        }
+        if self.pending_compaction_stop_bytes < self.pending_compaction_slowdown_bytes {
+            return bad("pending_compaction_stop_bytes must be at least the slowdown threshold");
         }
         Ok(())
     }

@@ -66,13 +66,28 @@ impl Snapshot {
     /// The keys in `range`, as of the snapshot.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
         let (lower, upper) = bounds_of(&range);
-        self.inner.iter_at(lower, upper, self.seqno)
+        self.inner
+            .iter_at(lower, upper, self.seqno)
+            .holding(self.clone_registration())
     }
 
     /// The keys starting with `prefix`, as of the snapshot.
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
         let (lower, upper) = prefix_bounds(prefix.as_ref());
-        self.inner.iter_at(lower, upper, self.seqno)
+        self.inner
+            .iter_at(lower, upper, self.seqno)
+            .holding(self.clone_registration())
+    }
+
+    /// Another registration of this snapshot's sequence number, so an
+    /// iterator keeps the versions it reads even if the snapshot is
+    /// dropped first.
+    fn clone_registration(&self) -> Snapshot {
+        *self.inner.snapshots.lock().entry(self.seqno.0).or_insert(0) += 1;
+        Snapshot {
+            inner: Arc::clone(&self.inner),
+            seqno: self.seqno,
+        }
     }
 }
 

@@ -1,19 +1,23 @@
 //! The shared state of an open store and its consistent read views.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use varve_changelog::Log;
 use varve_changelog::fs::{DirLock, FileSystem, OpenMode};
 
+use crate::cache::BlockCache;
+use crate::compaction::Busy;
 use crate::error::{Error, Result};
 use crate::key::SeqNo;
 use crate::memtable::MemTable;
 use crate::options::Options;
 use crate::sst::Table;
+use crate::stats::Counters;
+use crate::table_cache::TableCache;
 use crate::version::{FileNumber, Version, VersionSet, table_file_name};
 use crate::write::WriteQueue;
 
@@ -44,7 +48,17 @@ pub(crate) struct DbInner {
     pub(crate) flush_cv: Condvar,
     /// Held while a memtable is being flushed: one flush at a time.
     pub(crate) flush_job: Mutex<()>,
-    pub(crate) tables: Mutex<HashMap<FileNumber, Arc<Table>>>,
+    pub(crate) tables: Mutex<TableCache>,
+    pub(crate) block_cache: Option<Arc<BlockCache>>,
+    /// Running compactions and tables being written.
+    pub(crate) compaction: Mutex<CompactionState>,
+    /// Signals compaction threads (work to do, shutting down), manual
+    /// compactions waiting for busy tables, and writers held by a stall.
+    pub(crate) compaction_cv: Condvar,
+    /// The write stall in force: [`STALL_NONE`], [`STALL_SLOWDOWN`] or
+    /// [`STALL_STOP`]; recomputed whenever a version is installed.
+    pub(crate) stall: AtomicU8,
+    pub(crate) counters: Counters,
     /// Live snapshots: sequence number → count.
     pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
     pub(crate) next_memtable_id: AtomicU64,
@@ -52,6 +66,22 @@ pub(crate) struct DbInner {
     pub(crate) failed: AtomicBool,
     pub(crate) closing: AtomicBool,
     pub(crate) _lock: Box<dyn DirLock>,
+}
+
+/// No write stall.
+pub(crate) const STALL_NONE: u8 = 0;
+/// Each write group is delayed.
+pub(crate) const STALL_SLOWDOWN: u8 = 1;
+/// Writers are held until compaction catches up.
+pub(crate) const STALL_STOP: u8 = 2;
+
+/// What the compaction threads share.
+#[derive(Default)]
+pub(crate) struct CompactionState {
+    pub(crate) busy: Busy,
+    /// Tables being written by flushes and compactions: in no version yet,
+    /// so obsolete-file deletion must leave them alone.
+    pub(crate) pending_outputs: HashSet<FileNumber>,
 }
 
 impl DbInner {
@@ -65,17 +95,67 @@ impl DbInner {
 
     /// Opens (or finds in the cache) the table with `number`.
     pub(crate) fn table(&self, number: FileNumber) -> Result<Arc<Table>> {
-        if let Some(t) = self.tables.lock().get(&number) {
-            return Ok(t.clone());
+        if let Some(t) = self.tables.lock().get(number) {
+            return Ok(t);
         }
         let path = self.path.join(table_file_name(number));
         let file = self
             .fs
             .open_file(&path, OpenMode::Read)
             .map_err(|e| Error::io("open table", &path, e))?;
-        let table = Arc::new(Table::open(file, path, number.0)?);
+        let cache = self.block_cache.clone();
+        let table = Arc::new(Table::open_with_cache(file, path, number.0, cache)?);
         self.tables.lock().insert(number, table.clone());
         Ok(table)
+    }
+
+    /// Makes the version set's current version the one readers see,
+    /// dropping `flushed` from the immutable memtables if given. Taking the
+    /// newest version under the `current` lock keeps concurrent installs
+    /// (flush and compaction) from overwriting each other.
+    pub(crate) fn install_current_version(&self, flushed: Option<&Arc<MemTable>>) {
+        let mut current = self.current.write();
+        let version = self.versions.lock().current();
+        let imm = current
+            .imm
+            .iter()
+            .filter(|m| flushed.is_none_or(|f| !Arc::ptr_eq(m, f)))
+            .cloned()
+            .collect();
+        *current = Arc::new(SuperVersion {
+            mem: current.mem.clone(),
+            imm,
+            version: Arc::clone(&version),
+        });
+        drop(current);
+        self.update_stall(&version);
+        let _g = self.compaction.lock();
+        self.compaction_cv.notify_all();
+    }
+
+    /// The smallest sequence number any reader may read at: the oldest
+    /// live snapshot, or what new reads see. Compactions may drop a version
+    /// only if a newer one is visible at this sequence number.
+    pub(crate) fn oldest_snapshot(&self) -> SeqNo {
+        let snapshots = self.snapshots.lock();
+        let visible = self.visible().0;
+        SeqNo(snapshots.keys().next().map_or(visible, |&s| s.min(visible)))
+    }
+
+    /// Creates table file `number`'s entry in the pending outputs (so it
+    /// is not deleted as obsolete while being written).
+    pub(crate) fn new_output_number(&self) -> FileNumber {
+        let number = self.versions.lock().new_file_number();
+        self.compaction.lock().pending_outputs.insert(number);
+        number
+    }
+
+    /// Releases `numbers` from the pending outputs.
+    pub(crate) fn release_outputs(&self, numbers: &[FileNumber]) {
+        let mut state = self.compaction.lock();
+        for n in numbers {
+            state.pending_outputs.remove(n);
+        }
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {
@@ -87,6 +167,21 @@ impl DbInner {
             return Err(Error::ReadOnly { cause });
         }
         Ok(())
+    }
+
+    /// If `e` is a failed sync (of a table, the directory or the
+    /// manifest), puts the store in the read-only state at once, before
+    /// any cleanup, so no write is acknowledged after the failure.
+    pub(crate) fn fail_on_sync_error(&self, e: &Error) {
+        if matches!(
+            e,
+            Error::Io {
+                op: "sync" | "sync directory",
+                ..
+            }
+        ) {
+            self.fail(e);
+        }
     }
 
     /// Puts the store in the read-only failed state and returns the error

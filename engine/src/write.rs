@@ -76,8 +76,23 @@ impl DbInner {
         q.results.remove(&id).unwrap_or(Err(Error::Closed))
     }
 
+    /// Commits `batch` as a group of its own. Only call while holding the
+    /// write leadership ([`with_write_leadership`](Self::with_write_leadership)),
+    /// so nothing else commits between a caller's check and this write.
+    pub(crate) fn commit_exclusive(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        batch.validate()?;
+        self.check_writable()?;
+        let pending = Pending {
+            id: u64::MAX,
+            batch,
+            sync,
+        };
+        self.commit_group(std::slice::from_ref(&pending))
+    }
+
     fn commit_group(&self, group: &[Pending]) -> Result<()> {
         self.check_writable()?;
+        self.stall_writes()?;
         self.make_room()?;
         let records = to_records(group);
         let info = self
@@ -89,6 +104,8 @@ impl DbInner {
         }
         let sv = self.super_version();
         insert_all(&sv.mem, &records, info.base_offset);
+        let user_bytes: usize = group.iter().map(|p| p.batch.size_bytes()).sum();
+        crate::stats::Counters::add(&self.counters.user_bytes_written, user_bytes as u64);
         self.visible_seqno
             .store(info.last_offset + 1, Ordering::Release);
         Ok(())

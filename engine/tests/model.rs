@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use proptest::prelude::*;
-use varve::{Db, Options, WriteBatch, WriteOptions};
+use varve::{CompactionOptions, Compression, Db, Options, WriteBatch, WriteOptions};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -18,6 +18,8 @@ enum Op {
     Snapshot,
     CheckSnapshots,
     Flush,
+    CompactRange(u8, u8),
+    CompactAll,
     Reopen,
 }
 
@@ -35,7 +37,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(Op::Prefix),
         1 => Just(Op::Snapshot),
         1 => Just(Op::CheckSnapshots),
-        1 => Just(Op::Flush),
+        2 => Just(Op::Flush),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::CompactRange(a, b)),
+        1 => Just(Op::CompactAll),
         1 => Just(Op::Reopen),
     ]
 }
@@ -50,9 +54,27 @@ fn contents(iter: varve::Iter) -> Vec<(Vec<u8>, Vec<u8>)> {
     .collect()
 }
 
+/// Tiny memtables, tables, levels and triggers, so that flushes, every
+/// kind of compaction (L0, level size, trivial move, manual) and output
+/// splitting all happen within a short run; LZ4 and a small block cache
+/// are on to cover those paths too.
 fn opts() -> Options {
     Options {
         memtable_size_bytes: 4096,
+        block_size_bytes: 256,
+        cache_size_bytes: 64 << 10,
+        max_open_tables: 16,
+        compression: Compression::Lz4,
+        compaction_threads: 2,
+        compaction: CompactionOptions {
+            level0_compaction_trigger: 2,
+            level0_slowdown_trigger: 4,
+            level0_stop_trigger: 8,
+            level_base_size_bytes: 4096,
+            level_size_multiplier: 2,
+            target_table_size_bytes: 4096,
+            ..CompactionOptions::default()
+        },
         ..Options::default()
     }
 }
@@ -134,6 +156,11 @@ fn run(ops: Vec<Op>) {
                 }
             }
             Op::Flush => d.flush().unwrap(),
+            Op::CompactRange(a, b) => {
+                let (lo, hi) = (key(a.min(b)), key(a.max(b)));
+                d.compact_range(lo..=hi).unwrap();
+            }
+            Op::CompactAll => d.compact_range::<&[u8], _>(..).unwrap(),
             Op::Reopen => {
                 snapshots.clear();
                 drop(db.take());

@@ -57,6 +57,7 @@ fn build(n: usize) -> Fixture {
         block_size_bytes: 128,
         block_restart_interval: 4,
         bloom_bits_per_key: 10,
+        ..TableOptions::default()
     };
     let mut builder = TableBuilder::new(file, path.clone(), options);
     let entries = entries(n);

@@ -1,12 +1,296 @@
-//! `varve`: offline inspection, verification and repair of Varve stores.
+//! `varve`: look inside a Varve store, check it, get data out of it, write
+//! to it, and salvage a damaged one, without writing code. See
+//! `docs/TOOLS.md` for every subcommand with an example.
 
-use clap::Parser;
+mod compact;
+mod error;
+mod format;
+mod get;
+mod info;
+mod log_dump;
+mod manifest_dump;
+mod positions;
+mod repair;
+mod scan;
+mod segments;
+mod sst_dump;
+mod store;
+mod verify;
+mod view;
+mod write;
 
-/// Look inside a Varve store and its changelog.
-#[derive(Parser)]
-#[command(name = "varve", version, about)]
-struct Cli {}
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-fn main() {
-    let _cli = Cli::parse();
+use clap::{Parser, Subcommand};
+
+use crate::error::{Result, ToolError};
+use crate::format::{Out, Style};
+
+/// Look inside a Varve store and its changelog, check it, get data out,
+/// write to it, and salvage a damaged one.
+///
+/// Commands that read files directly (info, verify, sst dump, log dump,
+/// manifest dump, positions) also work on a store another process has
+/// open, and then say that the view may be moving. get and scan read a
+/// closed store only, without writing to it; put, delete and load open it
+/// through the engine.
+///
+/// Exit status: 0 on success; 1 when verify finds problems or get finds no
+/// value; 2 when the command cannot do its job (missing directory, not a
+/// store, store in use, unreadable files).
+#[derive(Parser, Debug)]
+#[command(name = "varve", version, about, long_about)]
+struct Cli {
+    /// Print one JSON object per line, for scripts. Byte strings appear as
+    /// "name" when they are UTF-8, else as "name_hex".
+    #[arg(long, global = true)]
+    json: bool,
+    /// Show keys and values as hex; with get, scan, put and delete, KEY,
+    /// VALUE, --from, --to and --prefix are read as hex too.
+    #[arg(long, global = true)]
+    hex: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// What a store is: format, levels, tables, changelog segments and
+    /// offsets, consumer positions, amplification.
+    Info {
+        /// The store's directory.
+        dir: PathBuf,
+        /// Also read every live entry to measure live data and space
+        /// amplification exactly (reads the whole store).
+        #[arg(long)]
+        live: bool,
+    },
+    /// Read every file of a store and check every checksum and invariant;
+    /// prints `file:offset: what` for each problem and exits 1 if any.
+    Verify {
+        /// The store's directory.
+        dir: PathBuf,
+    },
+    /// Table (SST) commands.
+    #[command(subcommand)]
+    Sst(SstCommand),
+    /// Changelog commands.
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// Manifest commands.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+    /// The committed consumer positions of a store's changelog, with their
+    /// lag behind the log end.
+    Positions {
+        /// The store's directory (or its changelog directory).
+        dir: PathBuf,
+    },
+    /// Print the value of a key (exit 1 if it has none). The store must be
+    /// closed; nothing is written to it.
+    Get {
+        /// The store's directory.
+        dir: PathBuf,
+        /// The key.
+        key: String,
+    },
+    /// Print live entries in key order, `key<TAB>value` a line. The store
+    /// must be closed; nothing is written to it.
+    Scan {
+        /// The store's directory.
+        dir: PathBuf,
+        /// First key (inclusive).
+        #[arg(long)]
+        from: Option<String>,
+        /// Stop before this key (exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only keys that start with this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// At most this many entries.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Largest key first.
+        #[arg(long)]
+        reverse: bool,
+    },
+    /// Set a key to a value (a synced write through the engine).
+    Put {
+        /// The store's directory.
+        dir: PathBuf,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Create the store if the directory is missing or empty.
+        #[arg(long)]
+        create: bool,
+    },
+    /// Compact the whole store into its last level (dropping overwritten
+    /// versions and tombstones), then print its levels and amplification.
+    Compact {
+        /// The store's directory.
+        dir: PathBuf,
+    },
+    /// Delete a key (a synced write through the engine).
+    Delete {
+        /// The store's directory.
+        dir: PathBuf,
+        /// The key.
+        key: String,
+    },
+    /// Write the entries of a file of JSON lines, each
+    /// {"key": .., "value": ..}; a null value deletes the key; "key_hex" and
+    /// "value_hex" take hex.
+    Load {
+        /// The store's directory.
+        dir: PathBuf,
+        /// The file of JSON lines (`-` for standard input).
+        file: PathBuf,
+        /// Create the store if the directory is missing or empty.
+        #[arg(long)]
+        create: bool,
+    },
+    /// Salvage what can be read from a damaged store into a new, consistent
+    /// store in another directory, reporting exactly what was lost. The
+    /// damaged store is only read.
+    Repair {
+        /// The damaged store's directory (only read).
+        dir: PathBuf,
+        /// Where to write the repaired store (must not exist, or be empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SstCommand {
+    /// Properties, block layout, Bloom filter statistics and (with
+    /// --entries) the entries of one table file.
+    Dump {
+        /// The table file (`NNNNNN.sst`).
+        file: PathBuf,
+        /// Print the entries (every version, tombstones included).
+        #[arg(long)]
+        entries: bool,
+        /// Start the entries at this user key.
+        #[arg(long)]
+        from: Option<String>,
+        /// At most this many entries.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LogCommand {
+    /// Batches (and with --print-data, records) of a changelog, with
+    /// offsets, positions, timestamps, sizes and CRC validity.
+    Dump {
+        /// A store, a changelog directory, or one segment file.
+        path: PathBuf,
+        /// Skip batches that end before this offset.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Print each record: offset, timestamp, key, value, headers.
+        #[arg(long)]
+        print_data: bool,
+        /// Check each segment's .index and .timeindex against its batches.
+        #[arg(long)]
+        index_check: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ManifestCommand {
+    /// Every record of the manifest in use, then the state it builds.
+    Dump {
+        /// The store's directory, or a manifest file.
+        path: PathBuf,
+    },
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let mut out = Out::new(Style {
+        json: cli.json,
+        hex: cli.hex,
+    });
+    match cli.command {
+        Command::Info { dir, live } => info::run(&mut out, &dir, live),
+        Command::Verify { dir } => verify::run(&mut out, &dir),
+        Command::Sst(SstCommand::Dump {
+            file,
+            entries,
+            from,
+            limit,
+        }) => {
+            let args = sst_dump::DumpArgs {
+                entries,
+                from,
+                limit,
+            };
+            sst_dump::run(&mut out, &file, &args)
+        }
+        Command::Log(LogCommand::Dump {
+            path,
+            from,
+            print_data,
+            index_check,
+        }) => {
+            let args = log_dump::DumpArgs {
+                from: from.unwrap_or(0),
+                print_data,
+                index_check,
+            };
+            log_dump::run(&mut out, &path, &args)
+        }
+        Command::Manifest(ManifestCommand::Dump { path }) => manifest_dump::run(&mut out, &path),
+        Command::Positions { dir } => positions::run(&mut out, &dir),
+        Command::Get { dir, key } => get::run(&mut out, &dir, &key),
+        Command::Scan {
+            dir,
+            from,
+            to,
+            prefix,
+            limit,
+            reverse,
+        } => {
+            let args = scan::ScanArgs {
+                from,
+                to,
+                prefix,
+                limit,
+                reverse,
+            };
+            scan::run(&mut out, &dir, &args)
+        }
+        Command::Put {
+            dir,
+            key,
+            value,
+            create,
+        } => write::put(&out, &dir, &key, &value, create),
+        Command::Delete { dir, key } => write::delete(&out, &dir, &key),
+        Command::Compact { dir } => compact::run(&mut out, &dir),
+        Command::Load { dir, file, create } => write::load(&mut out, &dir, &file, create),
+        Command::Repair { dir, to } => repair::run(&mut out, &dir, &to),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e.exit_code();
+            match &e {
+                ToolError::Output(_) if code == error::EXIT_OK => {}
+                ToolError::Problems(_) | ToolError::NotFound => eprintln!("varve: {e}"),
+                _ => eprintln!("varve: error: {e}"),
+            }
+            ExitCode::from(code)
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use varve::{Db, Options, WriteBatch, WriteOptions};
 
-use super::{BatchOp, EngineConfig, EngineError, KvEngine, Result, failed, files_shape};
+use super::{BatchOp, EngineConfig, KvEngine, Result, failed, files_shape};
 
 /// A Varve store driven by the runner.
 #[derive(Debug)]
@@ -98,13 +98,14 @@ impl KvEngine for VarveEngine {
     }
 
     fn compact(&self) -> Result<()> {
-        Err(EngineError::Unsupported(
-            "this Varve build has no manual compaction (Db::compact_range) yet".to_owned(),
-        ))
+        self.db.compact_range::<&[u8], _>(..).map_err(failed)
     }
 
     fn shape(&self) -> Option<String> {
-        Some(files_shape(self.db.path()))
+        match self.db.stats() {
+            Ok(stats) => Some(stats.to_string().replace('\n', "; ")),
+            Err(_) => Some(files_shape(self.db.path())),
+        }
     }
 
     fn close(self: Box<Self>) -> Result<()> {

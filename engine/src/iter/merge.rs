@@ -68,6 +68,11 @@ impl MergeCursor {
         self.current.map(|i| self.children[i].key())
     }
 
+    /// The current value, borrowed (empty when not positioned).
+    pub(crate) fn value(&self) -> &[u8] {
+        self.current.map_or(&[], |i| self.children[i].value())
+    }
+
     /// The current value. Requires `valid()`.
     pub(crate) fn value_bytes(&self) -> Bytes {
         self.current
@@ -82,10 +87,19 @@ impl MergeCursor {
         Ok(())
     }
 
+    /// Points at the child with the next key; at none if any child has
+    /// failed, so that a read error ends the merge (and [`status`] reports
+    /// it) instead of the other children's entries hiding the gap.
+    ///
+    /// [`status`]: MergeCursor::status
     fn pick(&mut self) {
         let mut best: Option<usize> = None;
         for (i, child) in self.children.iter().enumerate() {
             if !child.valid() {
+                if child.status().is_err() {
+                    self.current = None;
+                    return;
+                }
                 continue;
             }
             best = match best {

@@ -30,6 +30,9 @@ pub struct TableOptions {
     /// Bloom filter bits per distinct user key (default 10, ≈ 1 % false
     /// positives); 0 disables the filter.
     pub bloom_bits_per_key: u32,
+    /// Compression of data blocks (default none). Index, filter and
+    /// properties blocks are never compressed.
+    pub compression: crate::options::Compression,
 }
 
 impl Default for TableOptions {
@@ -38,6 +41,7 @@ impl Default for TableOptions {
             block_size_bytes: DEFAULT_BLOCK_SIZE_BYTES,
             block_restart_interval: DEFAULT_BLOCK_RESTART_INTERVAL,
             bloom_bits_per_key: DEFAULT_BLOOM_BITS_PER_KEY,
+            compression: crate::options::Compression::None,
         }
     }
 }
@@ -192,7 +196,9 @@ impl TableBuilder {
     fn flush_data_block(&mut self) -> Result<()> {
         assert!(!self.data_block.is_empty());
         let contents = self.data_block.finish();
-        let handle = self.write_block(contents)?;
+        let (stored, compression_type) =
+            super::compress::compress(contents, self.options.compression);
+        let handle = self.write_stored_block(stored, compression_type)?;
         let mut encoded = Vec::with_capacity(MAX_VARINT_HANDLE_SIZE);
         handle.encode_varint_into(&mut encoded);
         // The separator is exactly the block's last key (format version 1).
@@ -201,13 +207,23 @@ impl TableBuilder {
         Ok(())
     }
 
-    /// Writes `contents` and its trailer at the end of the file.
-    fn write_block(&mut self, mut contents: Vec<u8>) -> Result<BlockHandle> {
+    /// Writes `contents` uncompressed, with its trailer, at the end of the
+    /// file.
+    fn write_block(&mut self, contents: Vec<u8>) -> Result<BlockHandle> {
+        self.write_stored_block(contents, COMPRESSION_NONE)
+    }
+
+    /// Writes stored (possibly compressed) block bytes and their trailer.
+    fn write_stored_block(
+        &mut self,
+        mut contents: Vec<u8>,
+        compression_type: u8,
+    ) -> Result<BlockHandle> {
         let handle = BlockHandle {
             offset: self.offset,
             size_bytes: contents.len() as u64,
         };
-        let trailer = block_trailer(&contents, COMPRESSION_NONE);
+        let trailer = block_trailer(&contents, compression_type);
         contents.extend_from_slice(&trailer);
         self.write_at_end(&contents)?;
         Ok(handle)
@@ -296,6 +312,10 @@ impl TableBuilder {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         props.creator = format!("varve {}", env!("CARGO_PKG_VERSION"));
+        props.compression = match self.options.compression {
+            crate::options::Compression::None => "none".into(),
+            crate::options::Compression::Lz4 => "lz4".into(),
+        };
         props.block_size_bytes = self.options.block_size_bytes as u64;
         props.block_restart_interval = self.options.block_restart_interval as u64;
         props.bloom_bits_per_key = u64::from(self.options.bloom_bits_per_key);

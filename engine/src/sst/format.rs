@@ -54,9 +54,12 @@ pub const RESTART_ENTRY_SIZE: usize = 4;
 
 /// Compression type byte for an uncompressed block (on disk).
 pub const COMPRESSION_NONE: u8 = 0;
-/// Compression type byte reserved for LZ4 (on disk; not yet written or
-/// read: a reader reports it as corruption).
-pub const COMPRESSION_LZ4_RESERVED: u8 = 1;
+/// Compression type byte for an LZ4-compressed block (on disk): the stored
+/// bytes are `uncompressed_size: varint32` followed by one LZ4 block.
+pub const COMPRESSION_LZ4: u8 = 1;
+/// The largest uncompressed block a reader accepts (a block holds at least
+/// one entry, and an entry is at most a 64 KiB key and an 8 MiB value).
+pub const BLOCK_UNCOMPRESSED_SIZE_MAX: usize = 16 << 20;
 
 /// Filter kind byte of a Bloom filter over [`hash64`](super::filter::hash64)
 /// with double hashing (on disk).

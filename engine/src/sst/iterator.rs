@@ -23,15 +23,17 @@ pub struct TableIterator {
     position: usize,
     block: Option<BlockIter>,
     error: Option<Error>,
+    fill_cache: bool,
 }
 
 impl TableIterator {
-    pub(crate) fn new(table: Arc<Table>) -> Self {
+    pub(crate) fn new(table: Arc<Table>, fill_cache: bool) -> Self {
         TableIterator {
             table,
             position: 0,
             block: None,
             error: None,
+            fill_cache,
         }
     }
 
@@ -43,7 +45,7 @@ impl TableIterator {
             return false;
         }
         self.position = position;
-        match self.table.data_block(position) {
+        match self.table.data_block(position, self.fill_cache) {
             Ok(block) => {
                 self.block = Some(BlockIter::new(block));
                 true

@@ -30,6 +30,7 @@
 pub mod block;
 mod block_iter;
 mod builder;
+mod compress;
 pub mod filter;
 pub mod format;
 mod index;

@@ -28,6 +28,9 @@ pub mod names {
     pub const CREATION_TIME_MS: &str = "varve.creation_time_ms";
     /// What built the table, e.g. `varve 0.1.0` (UTF-8).
     pub const CREATOR: &str = "varve.creator";
+    /// Compression chosen for the table's data blocks: `none` or `lz4`
+    /// (optional: tables without it were written uncompressed).
+    pub const COMPRESSION: &str = "varve.compression";
     /// Number of data blocks (`u64`).
     pub const DATA_BLOCK_COUNT: &str = "varve.data_block_count";
     /// Bytes of data blocks with their trailers (`u64`).
@@ -87,6 +90,9 @@ pub struct TableProperties {
     pub creation_time_ms: u64,
     /// What built the table, e.g. `varve 0.1.0`.
     pub creator: String,
+    /// Compression chosen for the data blocks (`none` or `lz4`; each
+    /// block's trailer says whether that block is compressed).
+    pub compression: String,
     /// Target data block size the table was built with.
     pub block_size_bytes: u64,
     /// Restart interval of the data blocks.
@@ -111,12 +117,14 @@ impl TableProperties {
         InternalKeyRef::decode(&self.largest_key)
     }
 
-    /// The changelog offsets the table's entries came from: sequence
-    /// numbers *are* changelog offsets. `None` for an empty table. Not every
-    /// offset in the range is in the table (overwritten versions may have
-    /// been dropped, and batches span several offsets).
+    /// The changelog offsets the table's entries came from: a write at
+    /// offset `o` has sequence number `o + 1`. `None` for an empty table
+    /// (or one whose sequence numbers start at 0, which no write has). Not
+    /// every offset in the range is in the table (overwritten versions may
+    /// have been dropped, and batches span several offsets).
     pub fn changelog_offsets(&self) -> Option<RangeInclusive<u64>> {
-        (!self.is_empty()).then_some(self.seqno_min.0..=self.seqno_max.0)
+        let first = self.seqno_min.0.checked_sub(1)?;
+        (!self.is_empty()).then_some(first..=self.seqno_max.0 - 1)
     }
 
     /// Encodes the properties block's contents.
@@ -130,6 +138,7 @@ impl TableProperties {
             (names::BLOCK_SIZE_BYTES, int(self.block_size_bytes)),
             (names::BLOOM_BITS_PER_KEY, int(self.bloom_bits_per_key)),
             (names::CREATION_TIME_MS, int(self.creation_time_ms)),
+            (names::COMPRESSION, self.compression.as_bytes().to_vec()),
             (names::CREATOR, self.creator.as_bytes().to_vec()),
             (names::DATA_BLOCK_COUNT, int(self.data_block_count)),
             (names::DATA_SIZE_BYTES, int(self.data_size_bytes)),
@@ -196,6 +205,13 @@ impl TableProperties {
                     std::str::from_utf8(value).map_err(|_| "creator is not UTF-8".to_string())?;
                 self.creator = text.to_string();
                 return Ok(true);
+            }
+            names::COMPRESSION => {
+                let text = std::str::from_utf8(value)
+                    .map_err(|_| "compression is not UTF-8".to_string())?;
+                self.compression = text.to_string();
+                // Optional: not counted among the required properties.
+                return Ok(false);
             }
             names::SEQNO_MIN => &mut self.seqno_min.0,
             names::SEQNO_MAX => &mut self.seqno_max.0,
@@ -326,6 +342,7 @@ mod tests {
             seqno_max: SeqNo(12),
             creation_time_ms: 1_700_000_000_000,
             creator: "varve test".into(),
+            compression: "none".into(),
             block_size_bytes: 4096,
             block_restart_interval: 16,
             bloom_bits_per_key: 10,
@@ -341,17 +358,20 @@ mod tests {
     fn roundtrip() {
         let props = sample();
         assert_eq!(decode(props.encode()).unwrap(), props);
-        assert_eq!(props.changelog_offsets(), Some(3..=12));
+        assert_eq!(props.changelog_offsets(), Some(2..=11));
         assert_eq!(TableProperties::default().changelog_offsets(), None);
     }
 
     #[test]
     fn every_encoded_name_is_known_and_required() {
         let names = names_in(&sample().encode());
-        assert_eq!(names.len(), REQUIRED_COUNT);
+        // Every name but the optional compression is required.
+        assert_eq!(names.len(), REQUIRED_COUNT + 1);
         let mut props = TableProperties::default();
         for name in names {
-            assert_eq!(props.set(&name, &Bytes::from_static(&[0; 8])), Ok(true));
+            let required = name != names::COMPRESSION.as_bytes();
+            let set = props.set(&name, &Bytes::from_static(&[b'0'; 8]));
+            assert_eq!(set, Ok(required), "{}", String::from_utf8_lossy(&name));
         }
     }
 

@@ -10,13 +10,13 @@ use varve_changelog::fs::File;
 
 use super::block::{Block, BlockKind, BlockOrigin};
 use super::block_iter::BlockIter;
+use super::compress::decompress;
 use super::filter::BloomFilter;
-use super::format::{
-    BLOCK_TRAILER_SIZE, BlockHandle, COMPRESSION_NONE, FOOTER_SIZE, Footer, block_crc,
-};
+use super::format::{BLOCK_TRAILER_SIZE, BlockHandle, FOOTER_SIZE, Footer, block_crc};
 use super::index::Index;
 use super::iterator::TableIterator;
 use super::properties::{TableProperties, mismatch};
+use crate::cache::BlockCache;
 use crate::error::{Error, Result};
 use crate::key::{InternalKeyRef, SeqNo, ValueKind};
 
@@ -34,6 +34,7 @@ pub struct Table {
     index: Index,
     filter: BloomFilter,
     properties: TableProperties,
+    cache: Option<Arc<BlockCache>>,
 }
 
 impl fmt::Debug for Table {
@@ -58,6 +59,20 @@ impl Table {
     /// for a table written by a newer format version, [`Error::Io`] if a
     /// read failed.
     pub fn open(file: Arc<dyn File>, path: PathBuf, file_number: u64) -> Result<Table> {
+        Table::open_with_cache(file, path, file_number, None)
+    }
+
+    /// Like [`open`](Table::open), with data blocks looked up in and added
+    /// to `cache`.
+    ///
+    /// # Errors
+    /// As [`open`](Table::open).
+    pub fn open_with_cache(
+        file: Arc<dyn File>,
+        path: PathBuf,
+        file_number: u64,
+        cache: Option<Arc<BlockCache>>,
+    ) -> Result<Table> {
         let shared_path: Arc<Path> = Arc::from(path.as_path());
         let file_size_bytes = file.len().map_err(|e| Error::io("stat", &path, e))?;
         let Some(footer_offset) = file_size_bytes.checked_sub(FOOTER_SIZE as u64) else {
@@ -91,6 +106,7 @@ impl Table {
             index,
             filter,
             properties,
+            cache,
         })
     }
 
@@ -115,7 +131,7 @@ impl Table {
         if position == self.index.len() {
             return Ok(None);
         }
-        let mut iter = BlockIter::new(self.data_block(position)?);
+        let mut iter = BlockIter::new(self.data_block(position, true)?);
         iter.seek(&target);
         iter.status()?;
         if !iter.valid() || iter.key().user_key != user_key {
@@ -162,7 +178,13 @@ impl Table {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn iter(self: &Arc<Self>) -> TableIterator {
-        TableIterator::new(Arc::clone(self))
+        TableIterator::new(Arc::clone(self), true)
+    }
+
+    /// An iterator that reads through the block cache without filling it
+    /// (for compactions, which read each block once).
+    pub(crate) fn iter_without_filling_cache(self: &Arc<Self>) -> TableIterator {
+        TableIterator::new(Arc::clone(self), false)
     }
 
     /// The properties recorded when the table was built.
@@ -205,7 +227,7 @@ impl Table {
     }
 
     /// Reads and checks the data block at `handle`: CRC, compression type
-    /// and structure. The one place a block cache will be consulted.
+    /// and structure, bypassing the block cache.
     ///
     /// # Errors
     /// [`Error::Corruption`] if the block is damaged or `handle` lies
@@ -235,10 +257,28 @@ impl Table {
         self.index.find(target)
     }
 
-    /// Reads data block `i` and checks that it lies between its neighbours'
-    /// index keys: its last key equals its index key, and its first key
-    /// sorts after the previous block's index key.
-    pub(crate) fn data_block(&self, i: usize) -> Result<Arc<Block>> {
+    /// Data block `i`, from the block cache if it is there; otherwise read
+    /// from the file (and added to the cache if `fill_cache`).
+    pub(crate) fn data_block(&self, i: usize, fill_cache: bool) -> Result<Arc<Block>> {
+        let Some(cache) = &self.cache else {
+            return self.data_block_from_file(i);
+        };
+        let offset = self.index.handle(i).offset;
+        if let Some(block) = cache.get(self.file_number, offset) {
+            return Ok(block);
+        }
+        let block = self.data_block_from_file(i)?;
+        if fill_cache {
+            cache.insert(self.file_number, offset, Arc::clone(&block));
+        }
+        Ok(block)
+    }
+
+    /// Reads data block `i` from the file, bypassing the cache, and checks
+    /// that it lies between its neighbours' index keys: its last key equals
+    /// its index key, and its first key sorts after the previous block's
+    /// index key.
+    pub(crate) fn data_block_from_file(&self, i: usize) -> Result<Arc<Block>> {
         let handle = self.index.handle(i);
         let block = self.read_block(handle)?;
         let last_matches = InternalKeyRef::decode(block.last_key()) == Some(self.index.key(i));
@@ -286,16 +326,8 @@ impl RawReader<'_> {
             );
             return Err(Error::corruption(self.path.as_ref(), handle.offset, what));
         }
-        if compression_type != COMPRESSION_NONE {
-            let what = format!("unsupported compression type {compression_type}");
-            return Err(Error::corruption(
-                self.path.as_ref(),
-                handle.offset + size as u64,
-                what,
-            ));
-        }
         buf.truncate(size);
-        Ok(Bytes::from(buf))
+        decompress(buf, compression_type, self.path.as_ref(), handle.offset)
     }
 
     /// Reads a block and checks its structure as `kind`.

@@ -47,7 +47,7 @@ impl Table {
         let mut report = VerifyReport::default();
         let mut totals = Totals::default();
         for (i, handle) in self.data_block_handles()?.into_iter().enumerate() {
-            let block = self.data_block(i)?;
+            let block = self.data_block_from_file(i)?;
             if i == 0 {
                 totals.smallest_key = block.first_key().to_vec();
             }

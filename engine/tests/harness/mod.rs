@@ -1,0 +1,818 @@
+//! Shared pieces of the reliability harness: a seeded PRNG, workloads of
+//! store operations, a runner that records what each operation was told,
+//! and an oracle that checks a reopened store against every history the
+//! promise allows.
+//!
+//! The promise checked (see `docs/TESTING.md`):
+//!
+//! 1. every write acknowledged as durable (a `sync: true` write, or any
+//!    write before a `flush()` or `close()` that returned `Ok`) survives;
+//! 2. the reopened store equals the model after some prefix of the
+//!    attempted write batches: whole batches, no holes, no resurrected
+//!    deletes; the changelog holds exactly that prefix's records at
+//!    contiguous offsets, and `latest_seqno()` is its record count;
+//! 3. reads never return wrong data;
+//! 4. a write that returned an error may or may not be in the store, but it
+//!    is there whole or not at all.
+//!
+//! Not every test file uses every helper.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use varve::varve_changelog::fs::{FileSystem, MemFs};
+use varve::{Db, Options, WriteBatch, WriteOptions};
+
+/// The directory of the store under test.
+pub const DIR: &str = "/db";
+
+/// A key-value state of the store or of the model.
+pub type State = BTreeMap<Bytes, Bytes>;
+
+/// One changelog record as the model sees it: a key and a value (`None`
+/// for a delete).
+pub type Rec = (Bytes, Option<Bytes>);
+
+// ---------------------------------------------------------------------------
+// PRNG
+
+/// A small seeded PRNG (splitmix64): deterministic, dependency-free.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x6A09_E667_F3BC_C908)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// True with probability `percent`%.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// The value of environment variable `name` as a number, if set.
+pub fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Workloads
+
+/// One mutation inside a write batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// Put key number `.0` with `.1` bytes of padding in the value.
+    Put(u8, u16),
+    /// Delete key number `.0`.
+    Delete(u8),
+}
+
+/// One step of a workload. New operations (compaction, checkpoints) are
+/// one arm here and one arm in [`Runner::step`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// One write batch (a lone put or delete is a batch of one).
+    Write {
+        /// The batch's mutations, in order.
+        muts: Vec<Mutation>,
+        /// Whether the write asks for `sync: true`.
+        sync: bool,
+    },
+    /// `Db::flush()`.
+    Flush,
+    /// Roll the changelog to a new segment.
+    LogRoll,
+    /// Advance the changelog start offset to the given fraction (percent)
+    /// of the offset the last completed `flush()` covered.
+    LogTruncate(u8),
+    /// `close()` and open again.
+    Reopen,
+    /// `Db::compact_range(..)` over every key (it flushes first, so a
+    /// completed compaction acknowledges every write before it).
+    Compact,
+    /// A point read of key `.0`, checked against the model.
+    Get(u8),
+    /// A range scan `[.0, .1)` (forward, or reverse when `.2`), checked.
+    Range(u8, u8, bool),
+    /// Take a snapshot (replacing any held one) with the model's state.
+    Snapshot,
+    /// Check the held snapshot still reads the state it was taken at.
+    CheckSnapshot,
+}
+
+/// The key numbered `k`.
+pub fn key(k: u8) -> Bytes {
+    Bytes::from(format!("key-{k:03}"))
+}
+
+/// The value that write number `write` puts at key `k`: it names the
+/// write, so a stale or resurrected value is recognisable.
+pub fn value(write: usize, k: u8, pad: u16) -> Bytes {
+    let mut v = format!("w{write}-k{k}-").into_bytes();
+    v.extend(std::iter::repeat_n(
+        b'a' + (write % 26) as u8,
+        usize::from(pad),
+    ));
+    Bytes::from(v)
+}
+
+/// The records write number `write` appends.
+pub fn records_of(write: usize, muts: &[Mutation]) -> Vec<Rec> {
+    muts.iter()
+        .map(|m| match *m {
+            Mutation::Put(k, pad) => (key(k), Some(value(write, k, pad))),
+            Mutation::Delete(k) => (key(k), None),
+        })
+        .collect()
+}
+
+/// A random workload of `len` steps over `keys` keys.
+pub fn random_ops(rng: &mut Rng, len: usize, keys: u8, big_values: bool) -> Vec<Op> {
+    let keys = u64::from(keys.max(1));
+    let mut ops = Vec::with_capacity(len);
+    for _ in 0..len {
+        let r = rng.below(100);
+        let op = match r {
+            0..=4 => Op::Flush,
+            5..=6 => Op::LogRoll,
+            7..=8 => Op::LogTruncate(rng.below(101) as u8),
+            9 => Op::Reopen,
+            10 => Op::Compact,
+            11..=16 => Op::Get(rng.below(keys) as u8),
+            17..=19 => {
+                let a = rng.below(keys) as u8;
+                let b = rng.below(keys + 1) as u8;
+                Op::Range(a.min(b), a.max(b), rng.chance(50))
+            }
+            20..=21 => Op::Snapshot,
+            22..=23 => Op::CheckSnapshot,
+            _ => {
+                let n = if rng.chance(40) { 1 } else { 2 + rng.below(5) };
+                let muts = (0..n)
+                    .map(|_| {
+                        let k = rng.below(keys) as u8;
+                        if rng.chance(25) {
+                            Mutation::Delete(k)
+                        } else {
+                            let pad = if big_values && rng.chance(25) {
+                                rng.below(2500)
+                            } else {
+                                rng.below(40)
+                            };
+                            Mutation::Put(k, pad as u16)
+                        }
+                    })
+                    .collect();
+                Op::Write {
+                    muts,
+                    sync: rng.chance(35),
+                }
+            }
+        };
+        ops.push(op);
+    }
+    ops
+}
+
+/// Small options so that a few dozen writes flush memtables, roll
+/// segments and delete old ones.
+pub fn small_options() -> Options {
+    Options {
+        memtable_size_bytes: 4096,
+        max_immutable_memtables: 1,
+        changelog_segment_size_bytes: 64 << 10,
+        block_size_bytes: 256,
+        ..Options::default()
+    }
+}
+
+/// Opens the store in [`DIR`] of `fs`.
+pub fn open_db(fs: &Arc<dyn FileSystem>, opts: &Options) -> varve::Result<Db> {
+    Db::open_with_fs(fs.clone(), DIR, opts.clone())
+}
+
+/// A file system holding a newly created, closed, empty store.
+pub fn fresh_store(opts: &Options) -> MemFs {
+    let fs = MemFs::new();
+    let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    open_db(&dynfs, opts)
+        .expect("create store")
+        .close()
+        .expect("close new store");
+    fs
+}
+
+// ---------------------------------------------------------------------------
+// Running a workload
+
+/// One write batch as the runner saw it.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// The batch's records.
+    pub recs: Vec<Rec>,
+    /// Whether `write` returned `Ok`.
+    pub ok: bool,
+}
+
+/// What a workload run told its caller.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    /// Every write batch attempted, in order.
+    pub attempts: Vec<Attempt>,
+    /// The first `durable` attempts were acknowledged as durable.
+    pub durable: usize,
+    /// The first error an operation returned, with the step index.
+    pub first_error: Option<(usize, String)>,
+    /// Errors after the first (when the runner goes on after errors).
+    pub errors: usize,
+    /// Whether every step and the final close returned `Ok`.
+    pub completed: bool,
+    /// Errors that claimed corruption (an injected I/O error must never
+    /// be reported as damaged data).
+    pub corruption_errors: usize,
+}
+
+/// A violation of the promise found while the workload ran.
+#[derive(Debug)]
+pub struct Violation(pub String);
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Runs a workload against a store and the model side by side.
+pub struct Runner<'a> {
+    fs: Arc<dyn FileSystem>,
+    opts: &'a Options,
+    db: Option<Db>,
+    /// The history so far.
+    pub hist: History,
+    /// Writes that returned `Ok` (plus failed ones, whose effect is
+    /// unknown: reads are then not checked against the model).
+    model: State,
+    model_exact: bool,
+    /// Records appended by the writes a completed `flush()` covered.
+    flushed_records: u64,
+    snapshot: Option<(varve::Snapshot, State)>,
+    /// Whether to keep going after an operation failed.
+    pub continue_after_error: bool,
+    /// Says whether an injected sync failure has happened; once it has, no
+    /// later sync write, flush or close may succeed, and neither may the
+    /// sync write or flush during which it happened.
+    /// (It returns how many have happened; a reopen starts afresh, since
+    /// recovery is the documented way back from a failed sync.)
+    pub sync_failed: Option<Box<dyn Fn() -> usize + 'a>>,
+    sync_failures_at_open: usize,
+}
+
+impl<'a> Runner<'a> {
+    /// A runner over the store in `fs` (opened on the first step).
+    pub fn new(fs: Arc<dyn FileSystem>, opts: &'a Options) -> Self {
+        Runner {
+            fs,
+            opts,
+            db: None,
+            hist: History::default(),
+            model: State::new(),
+            model_exact: true,
+            flushed_records: 0,
+            snapshot: None,
+            continue_after_error: false,
+            sync_failed: None,
+            sync_failures_at_open: 0,
+        }
+    }
+
+    fn sync_failed_now(&self) -> bool {
+        self.sync_failed
+            .as_ref()
+            .is_some_and(|f| f() > self.sync_failures_at_open)
+    }
+
+    /// Checks a durable acknowledgement against an injected sync failure.
+    fn check_ack(
+        &self,
+        step: usize,
+        what: &str,
+        failed_before: bool,
+        strict: bool,
+    ) -> Result<(), Violation> {
+        if failed_before || (strict && self.sync_failed_now()) {
+            return Err(Violation(format!(
+                "step {step}: {what} returned Ok after a failed sync (failed before it: {failed_before})"
+            )));
+        }
+        Ok(())
+    }
+
+    fn error(&mut self, step: usize, e: &dyn ErrorKind) -> bool {
+        let text = e.to_string();
+        assert!(!text.is_empty(), "an error with no message");
+        if e.corruption() {
+            self.hist.corruption_errors += 1;
+        }
+        if self.hist.first_error.is_none() {
+            self.hist.first_error = Some((step, text));
+        } else {
+            self.hist.errors += 1;
+        }
+        self.continue_after_error
+    }
+
+    /// Opens the store if it is closed. Returns false if that failed.
+    fn ensure_open(&mut self, step: usize) -> bool {
+        if self.db.is_some() {
+            return true;
+        }
+        match open_db(&self.fs, self.opts) {
+            Ok(db) => {
+                self.db = Some(db);
+                self.sync_failures_at_open = self.sync_failed.as_ref().map_or(0, |f| f());
+                true
+            }
+            Err(e) => {
+                self.error(step, &e);
+                false
+            }
+        }
+    }
+
+    /// Runs every op, then closes the store. Stops at the first error
+    /// unless [`Runner::continue_after_error`]. Returns a violation if a
+    /// read returned wrong data.
+    pub fn run(&mut self, ops: &[Op]) -> Result<(), Violation> {
+        for (i, op) in ops.iter().enumerate() {
+            if !self.ensure_open(i) {
+                return Ok(());
+            }
+            if !self.step(i, op)? {
+                return Ok(());
+            }
+        }
+        self.snapshot = None;
+        if let Some(db) = self.db.take() {
+            let failed_before = self.sync_failed_now();
+            match db.close() {
+                Ok(()) => {
+                    self.check_ack(ops.len(), "close", failed_before, false)?;
+                    self.hist.durable = self.hist.attempts.len();
+                    self.hist.completed = self.hist.first_error.is_none();
+                }
+                Err(e) => {
+                    self.error(ops.len(), &e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the store without closing it cleanly (as a crash would find
+    /// it): the caller has armed a fault that fails every call.
+    pub fn abandon(&mut self) {
+        self.snapshot = None;
+        self.db = None;
+    }
+
+    /// Takes the open store (after a run that stopped at an error).
+    pub fn take_db(&mut self) -> Option<Db> {
+        self.snapshot = None;
+        self.db.take()
+    }
+
+    fn db(&self) -> &Db {
+        self.db.as_ref().expect("store is open")
+    }
+
+    /// One step; returns whether to go on.
+    fn step(&mut self, i: usize, op: &Op) -> Result<bool, Violation> {
+        let failed_before = self.sync_failed_now();
+        match op {
+            Op::Write { muts, sync } => {
+                let write = self.hist.attempts.len();
+                let recs = records_of(write, muts);
+                let mut batch = WriteBatch::new();
+                for (k, v) in &recs {
+                    match v {
+                        Some(v) => batch.put(k.clone(), v.clone()),
+                        None => batch.delete(k.clone()),
+                    };
+                }
+                let result = self.db().write(batch, WriteOptions { sync: *sync });
+                self.hist.attempts.push(Attempt {
+                    recs: recs.clone(),
+                    ok: result.is_ok(),
+                });
+                match result {
+                    Ok(()) => {
+                        if *sync {
+                            // Not "during": a concurrent failure of the
+                            // flush thread does not undo this write's sync.
+                            self.check_ack(i, "sync write", failed_before, false)?;
+                        }
+                        apply(&mut self.model, &recs);
+                        if *sync {
+                            self.hist.durable = self.hist.attempts.len();
+                        }
+                    }
+                    Err(e) => {
+                        self.model_exact = false;
+                        return Ok(self.error(i, &e));
+                    }
+                }
+            }
+            Op::Flush => match self.db().flush() {
+                Ok(()) => {
+                    self.check_ack(i, "flush", failed_before, true)?;
+                    self.hist.durable = self.hist.attempts.len();
+                    self.flushed_records = self.db().changelog().next_offset();
+                }
+                Err(e) => return Ok(self.error(i, &e)),
+            },
+            Op::Compact => match self.db().compact_range::<&[u8], _>(..) {
+                Ok(()) => {
+                    self.check_ack(i, "compaction", failed_before, true)?;
+                    self.hist.durable = self.hist.attempts.len();
+                    self.flushed_records = self.db().changelog().next_offset();
+                }
+                Err(e) => return Ok(self.error(i, &e)),
+            },
+            Op::LogRoll => {
+                if let Err(e) = self.db().changelog().roll() {
+                    return Ok(self.error(i, &e));
+                }
+            }
+            Op::LogTruncate(pct) => {
+                let to = self.flushed_records * u64::from(*pct) / 100;
+                if let Err(e) = self.db().changelog().truncate_before(to) {
+                    return Ok(self.error(i, &e));
+                }
+            }
+            Op::Reopen => {
+                self.snapshot = None;
+                let db = self.db.take().expect("store is open");
+                match db.close() {
+                    Ok(()) => {
+                        self.check_ack(i, "close", failed_before, false)?;
+                        self.hist.durable = self.hist.attempts.len();
+                    }
+                    Err(e) => return Ok(self.error(i, &e)),
+                }
+                if !self.ensure_open(i) {
+                    return Ok(false);
+                }
+            }
+            Op::Get(k) => match self.db().get(key(*k)) {
+                Ok(got) => {
+                    if self.model_exact && got.as_ref() != self.model.get(&key(*k)) {
+                        return Err(Violation(format!(
+                            "step {i}: get(key-{k:03}) = {got:?}, model {:?}",
+                            self.model.get(&key(*k))
+                        )));
+                    }
+                }
+                Err(e) => return Ok(self.error(i, &e)),
+            },
+            Op::Range(a, b, rev) => {
+                let range = key(*a)..key(*b);
+                let iter = self.db().range(range.clone());
+                let got: varve::Result<Vec<(Bytes, Bytes)>> = if *rev {
+                    iter.rev().collect()
+                } else {
+                    iter.collect()
+                };
+                match got {
+                    Ok(mut got) => {
+                        if *rev {
+                            got.reverse();
+                        }
+                        let want: Vec<(Bytes, Bytes)> = self
+                            .model
+                            .range(range)
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        if self.model_exact && got != want {
+                            return Err(Violation(format!(
+                                "step {i}: range {a}..{b} rev={rev}: got {}, model {}",
+                                show_pairs(&got),
+                                show_pairs(&want)
+                            )));
+                        }
+                    }
+                    Err(e) => return Ok(self.error(i, &e)),
+                }
+            }
+            Op::Snapshot => {
+                if self.model_exact {
+                    self.snapshot = Some((self.db().snapshot(), self.model.clone()));
+                }
+            }
+            Op::CheckSnapshot => {
+                if let Some((snap, want)) = &self.snapshot {
+                    match snap.range::<&[u8], _>(..).collect::<varve::Result<State>>() {
+                        Ok(got) => {
+                            if &got != want {
+                                return Err(Violation(format!(
+                                    "step {i}: snapshot at seqno {} changed: got {}, want {}",
+                                    snap.seqno(),
+                                    show(&got),
+                                    show(want)
+                                )));
+                            }
+                        }
+                        Err(e) => return Ok(self.error(i, &e)),
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The errors the runner sees: the engine's and the changelog's.
+pub trait ErrorKind: fmt::Display {
+    /// Whether the error reports damaged data.
+    fn corruption(&self) -> bool;
+}
+
+impl ErrorKind for varve::Error {
+    fn corruption(&self) -> bool {
+        self.is_corruption()
+    }
+}
+
+impl ErrorKind for varve::varve_changelog::Error {
+    fn corruption(&self) -> bool {
+        self.is_corruption()
+    }
+}
+
+/// Applies records to a state.
+pub fn apply(state: &mut State, recs: &[Rec]) {
+    for (k, v) in recs {
+        match v {
+            Some(v) => state.insert(k.clone(), v.clone()),
+            None => state.remove(k),
+        };
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The oracle
+
+/// Every history the promise allows after `hist`: the attempted batches
+/// up to some prefix of length `>= hist.durable`, where each batch whose
+/// write failed may be present or absent. Each candidate is its records in
+/// log order and the resulting state.
+pub fn candidates(hist: &History) -> Vec<(usize, Vec<Rec>, State)> {
+    let mut out: Vec<(usize, Vec<Rec>, State)> = Vec::new();
+    // Partial histories: (records, state), one per choice of failed
+    // batches so far. Failed batches are rare, so this stays small.
+    let mut partial: Vec<(Vec<Rec>, State)> = vec![(Vec::new(), State::new())];
+    for p in 0..=hist.attempts.len() {
+        if p >= hist.durable {
+            for (recs, state) in &partial {
+                out.push((p, recs.clone(), state.clone()));
+            }
+        }
+        let Some(a) = hist.attempts.get(p) else { break };
+        let mut next = Vec::with_capacity(partial.len() * 2);
+        for (recs, state) in partial {
+            if !a.ok && next.len() < 64 {
+                next.push((recs.clone(), state.clone()));
+            }
+            let mut recs = recs;
+            let mut state = state;
+            recs.extend(a.recs.iter().cloned());
+            apply(&mut state, &a.recs);
+            next.push((recs, state));
+        }
+        partial = next;
+    }
+    out
+}
+
+/// What a reopened store holds: its state, its changelog's records from
+/// the log start, the log start offset, and `latest_seqno()`.
+pub struct Recovered {
+    /// Every key and value (forward scan).
+    pub state: State,
+    /// The changelog's records from its start offset.
+    pub log: Vec<Rec>,
+    /// The changelog's start offset.
+    pub log_start: u64,
+    /// `Db::latest_seqno()`.
+    pub seqno: u64,
+}
+
+/// Reads everything from an open store and cross-checks its read paths:
+/// forward scan, reverse scan and point reads of keys `0..keys` agree, and
+/// the changelog's offsets are contiguous.
+pub fn read_back(db: &Db, keys: u8) -> Result<Recovered, Violation> {
+    let v = |what: &str, e: &dyn fmt::Display| Violation(format!("{what}: {e}"));
+    let state: State = db
+        .all()
+        .collect::<varve::Result<State>>()
+        .map_err(|e| v("scan", &e))?;
+    let mut rev: Vec<(Bytes, Bytes)> = db
+        .all()
+        .rev()
+        .collect::<varve::Result<_>>()
+        .map_err(|e| v("reverse scan", &e))?;
+    rev.reverse();
+    if rev.iter().cloned().collect::<State>() != state || rev.len() != state.len() {
+        return Err(Violation("reverse scan disagrees with forward scan".into()));
+    }
+    for k in 0..keys {
+        let got = db.get(key(k)).map_err(|e| v("get", &e))?;
+        if got.as_ref() != state.get(&key(k)) {
+            return Err(Violation(format!(
+                "get(key-{k:03}) = {got:?} but the scan says {:?}",
+                state.get(&key(k))
+            )));
+        }
+    }
+    let log = db.changelog();
+    let log_start = log.log_start_offset();
+    let mut recs = Vec::new();
+    let mut reader = log.reader(log_start).map_err(|e| v("log reader", &e))?;
+    let mut expect = log_start;
+    while let Some((_, batch)) = reader.next_batch().map_err(|e| v("log read", &e))? {
+        for r in batch {
+            if r.offset != expect {
+                return Err(Violation(format!(
+                    "changelog offsets not contiguous: {} after {expect}",
+                    r.offset
+                )));
+            }
+            expect += 1;
+            recs.push((r.record.key, r.record.value));
+        }
+    }
+    if expect != log.next_offset() {
+        return Err(Violation(format!(
+            "changelog read ended at {expect}, next_offset {}",
+            log.next_offset()
+        )));
+    }
+    Ok(Recovered {
+        state,
+        log: recs,
+        log_start,
+        seqno: db.latest_seqno(),
+    })
+}
+
+/// Checks a reopened store against every candidate of `hist`. Returns the
+/// number of batches of the matching prefix.
+pub fn check_recovered(got: &Recovered, hist: &History) -> Result<usize, Violation> {
+    let cands = candidates(hist);
+    for (p, recs, state) in &cands {
+        if *state != got.state || recs.len() as u64 != got.seqno {
+            continue;
+        }
+        let start = usize::try_from(got.log_start).unwrap_or(usize::MAX);
+        if start <= recs.len() && recs[start..] == got.log[..] {
+            return Ok(*p);
+        }
+    }
+    let matching_state: Vec<usize> = cands
+        .iter()
+        .filter(|(_, _, s)| *s == got.state)
+        .map(|(p, r, _)| p * 1000 + r.len())
+        .collect();
+    Err(Violation(format!(
+        "reopened store is no allowed prefix: durable {} of {} attempted batches \
+         (failed: {:?}); seqno {}, log [{}..{}); state {}; prefixes with this state \
+         (batches*1000+records): {matching_state:?}; durable state {}",
+        hist.durable,
+        hist.attempts.len(),
+        hist.attempts
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| !a.ok)
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>(),
+        got.seqno,
+        got.log_start,
+        got.log_start + got.log.len() as u64,
+        show(&got.state),
+        cands
+            .iter()
+            .find(|(p, _, _)| *p == hist.durable)
+            .map(|(_, _, s)| show(s))
+            .unwrap_or_default(),
+    )))
+}
+
+/// A short printable form of a state.
+pub fn show(state: &State) -> String {
+    show_pairs(
+        &state
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn show_pairs(pairs: &[(Bytes, Bytes)]) -> String {
+    let entries: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                String::from_utf8_lossy(k),
+                String::from_utf8_lossy(&v[..v.len().min(10)])
+            )
+        })
+        .collect();
+    format!("{{{}}}", entries.join(", "))
+}
+
+/// Shrinks a failing workload: drops ops (and mutations inside batches)
+/// one at a time while `fails` still holds. Each candidate is tried
+/// `tries` times, since the flush thread makes runs vary a little.
+pub fn shrink(ops: &[Op], tries: usize, fails: &dyn Fn(&[Op]) -> bool) -> Vec<Op> {
+    let still_fails = |c: &[Op]| (0..tries).any(|_| fails(c));
+    let mut cur = ops.to_vec();
+    loop {
+        let mut progress = false;
+        let mut i = 0;
+        while i < cur.len() {
+            let mut cand = cur.clone();
+            cand.remove(i);
+            if still_fails(&cand) {
+                cur = cand;
+                progress = true;
+                continue;
+            }
+            if let Op::Write { muts, sync } = &cur[i]
+                && muts.len() > 1
+            {
+                for j in 0..muts.len() {
+                    let mut m = muts.clone();
+                    m.remove(j);
+                    let mut cand = cur.clone();
+                    cand[i] = Op::Write {
+                        muts: m,
+                        sync: *sync,
+                    };
+                    if still_fails(&cand) {
+                        cur = cand;
+                        progress = true;
+                        break;
+                    }
+                }
+            }
+            i += 1;
+        }
+        if !progress {
+            return cur;
+        }
+    }
+}
+
+/// Runs `ops` without faults on a fresh store and checks the reads made
+/// along the way and the state after a clean close and power loss.
+pub fn fault_free_check(ops: &[Op], opts: &Options, keys: u8) -> Result<(), Violation> {
+    let fs = fresh_store(opts);
+    let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    let mut runner = Runner::new(dynfs.clone(), opts);
+    runner.run(ops)?;
+    if !runner.hist.completed {
+        return Err(Violation(format!(
+            "fault-free run failed: {:?}",
+            runner.hist.first_error
+        )));
+    }
+    fs.crash(varve::varve_changelog::fs::CrashMode::DropAll, 0);
+    let db = open_db(&dynfs, opts).map_err(|e| Violation(format!("reopen: {e}")))?;
+    let got = read_back(&db, keys)?;
+    check_recovered(&got, &runner.hist)?;
+    Ok(())
+}

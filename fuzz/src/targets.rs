@@ -1,0 +1,550 @@
+//! The fuzz targets as plain functions over bytes.
+//!
+//! Each `fuzz_targets/<name>.rs` is a one-line `fuzz_target!` over the
+//! function of that name here; the stable driver (`src/bin/run.rs`) and the
+//! corpus replay test (`engine/tests/fuzz_corpus.rs`, which includes this
+//! file by path) call the same functions. A target fails by panicking:
+//! decoders must return `Ok` or a typed error on any input, round trips
+//! must give back what they were given, and the model target must agree
+//! with a `BTreeMap`.
+//!
+//! Only `varve` (and the `varve_changelog` it re-exports) is used, so the
+//! file compiles both in the fuzz crate and as a module of an engine test.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use varve::varve_changelog as changelog;
+use varve::varve_changelog::fs::{CrashMode, FaultKind, FileSystem, MemFs, OpenMode};
+
+/// A fuzz target: panics on a failure.
+pub type Target = fn(&[u8]);
+
+/// Every target, by name: the name of its corpus directory.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("changelog_batch_decode", changelog_batch_decode),
+    ("changelog_recovery", changelog_recovery),
+    ("changelog_index_decode", changelog_index_decode),
+    ("changelog_positions_decode", changelog_positions_decode),
+    ("changelog_meta_decode", changelog_meta_decode),
+    ("sst_block_decode", sst_block_decode),
+    ("sst_table_decode", sst_table_decode),
+    ("manifest_decode", manifest_decode),
+    ("changelog_batch_roundtrip", changelog_batch_roundtrip),
+    ("positions_roundtrip", positions_roundtrip),
+    ("version_edit_roundtrip", version_edit_roundtrip),
+    ("sst_block_roundtrip", sst_block_roundtrip),
+    ("db_model", db_model),
+];
+
+/// The target called `name`.
+pub fn target(name: &str) -> Option<Target> {
+    TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
+
+/// Reads little pieces off the front of the input; past the end it yields
+/// zeros, so every input is a complete program.
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from(self.u8()) | u16::from(self.u8()) << 8
+    }
+    fn bytes(&mut self, max: usize) -> &[u8] {
+        let n = usize::from(self.u8()).min(max).min(self.0.len());
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        a
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Decoders: never panic, never loop, bounded memory.
+
+/// A changelog record batch: header check, CRC check, and every record.
+pub fn changelog_batch_decode(data: &[u8]) {
+    let _ = changelog::batch::parse_header(data);
+    let _ = changelog::batch::check_batch(data);
+    if let Ok(batch) = changelog::batch::Batch::from_bytes(Bytes::copy_from_slice(data)) {
+        let header = *batch.header();
+        let mut n = 0u64;
+        for record in batch.records() {
+            if record.is_err() {
+                break;
+            }
+            n += 1;
+            assert!(n <= u64::from(u32::MAX), "record iterator does not end");
+        }
+        let _ = header.last_offset();
+    }
+}
+
+/// A changelog directory whose first segment holds `data`: open (strict
+/// and tolerant recovery) and read everything.
+pub fn changelog_recovery(data: &[u8]) {
+    for tolerant in [false, true] {
+        let fs = MemFs::new();
+        let dir = Path::new("/log");
+        fs.create_dir_all(dir).expect("mkdir");
+        // The segment, optionally followed by a second one holding the tail.
+        let split = data.len() / 2;
+        let (first, second) = if data.first().is_some_and(|b| b & 1 == 1) {
+            (&data[..split], Some(&data[split..]))
+        } else {
+            (data, None)
+        };
+        fs.write_all(&changelog::filename::segment_path(dir, 0, ".log"), first)
+            .expect("write segment");
+        if let Some(second) = second {
+            fs.write_all(
+                &changelog::filename::segment_path(dir, 1000, ".log"),
+                second,
+            )
+            .expect("write segment");
+        }
+        let opts = changelog::LogOptions {
+            recovery: if tolerant {
+                changelog::RecoveryMode::Tolerant
+            } else {
+                changelog::RecoveryMode::Strict
+            },
+            ..changelog::LogOptions::default()
+        };
+        let Ok(log) = changelog::Log::open_with_fs(Arc::new(fs), dir, opts) else {
+            continue;
+        };
+        read_whole_log(&log);
+    }
+}
+
+fn read_whole_log(log: &changelog::Log) {
+    let Ok(mut reader) = log.reader(log.log_start_offset()) else {
+        return;
+    };
+    let mut expect = log.log_start_offset();
+    while let Ok(Some((_, records))) = reader.next_batch() {
+        for r in records {
+            assert!(r.offset >= expect, "offsets go backwards");
+            expect = r.offset + 1;
+        }
+        assert!(expect <= log.next_offset(), "read past the log end");
+    }
+}
+
+/// The offset and time index files of a segment.
+pub fn changelog_index_decode(data: &[u8]) {
+    let mut input = Input(data);
+    let size = u64::from(input.u16()) << 4;
+    let end = u64::from(input.u16());
+    let rest = input.0;
+    let split = rest.len() / 2 / 8 * 8;
+    let (offsets, times) = rest.split_at(split);
+    if let Some(index) = changelog::index::SegmentIndex::decode(offsets, times, size, end) {
+        for rel in [0, 1, end.min(u64::from(u32::MAX)) as u32, u32::MAX] {
+            let pos = index.lookup(rel);
+            assert!(u64::from(pos) <= size, "index points past the segment");
+        }
+        let _ = index.lookup_time(i64::MAX);
+    }
+}
+
+/// The consumer positions file.
+pub fn changelog_positions_decode(data: &[u8]) {
+    let _ = changelog::positions::decode(Path::new("positions"), data);
+}
+
+/// The changelog's `log.meta` file.
+pub fn changelog_meta_decode(data: &[u8]) {
+    let _ = changelog::meta::LogMeta::decode(Path::new("log.meta"), data);
+}
+
+/// An encoded internal key (a put).
+fn ikey(user_key: &[u8], seqno: u64) -> Vec<u8> {
+    let mut buf = Vec::new();
+    varve::key::InternalKeyRef {
+        user_key,
+        seqno: varve::key::SeqNo(seqno),
+        kind: varve::key::ValueKind::Put,
+    }
+    .encode_into(&mut buf);
+    buf
+}
+
+fn origin() -> varve::sst::block::BlockOrigin {
+    varve::sst::block::BlockOrigin {
+        path: Arc::from(Path::new("fuzz.sst")),
+        offset: 0,
+    }
+}
+
+/// One SST block (without trailer) of each kind: decode, then walk it
+/// forwards and backwards.
+pub fn sst_block_decode(data: &[u8]) {
+    use varve::sst::block::{Block, BlockKind};
+    for kind in [BlockKind::Data, BlockKind::Index, BlockKind::Properties] {
+        let Ok(block) = Block::decode(Bytes::copy_from_slice(data), kind, origin()) else {
+            continue;
+        };
+        let mut n = 0;
+        block.for_each_entry(|_, _| n += 1);
+        assert_eq!(n, block.entry_count(), "entry count");
+        if kind == BlockKind::Properties {
+            continue;
+        }
+        let mut it = varve::sst::BlockIter::new(Arc::new(block));
+        it.seek_to_first();
+        let mut forward = 0;
+        while it.valid() {
+            forward += 1;
+            it.next();
+        }
+        it.seek_to_last();
+        let mut backward = 0;
+        while it.valid() {
+            backward += 1;
+            it.prev();
+        }
+        assert_eq!(forward, backward, "forward and backward walks differ");
+    }
+}
+
+/// A whole SST file: open, verify, scan, point reads.
+pub fn sst_table_decode(data: &[u8]) {
+    let fs = MemFs::new();
+    let path = PathBuf::from("/1.sst");
+    fs.write_all(&path, data).expect("write table");
+    let Ok(file) = fs.open_file(&path, OpenMode::Read) else {
+        return;
+    };
+    let Ok(table) = varve::sst::Table::open(file, path, 1) else {
+        return;
+    };
+    let table = Arc::new(table);
+    let _ = table.verify();
+    use varve::iter::InternalIterator;
+    let mut it = table.iter();
+    it.seek_to_first();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    while it.valid() && keys.len() < 100_000 {
+        keys.push(it.key().user_key.to_vec());
+        it.next();
+    }
+    let _ = it.status();
+    for k in keys.iter().take(16) {
+        let _ = table.get(k, varve::key::SeqNo::MAX);
+        let _ = table.may_contain(k);
+    }
+}
+
+/// A manifest file (a log of version edits) and one edit payload.
+pub fn manifest_decode(data: &[u8]) {
+    let _ = varve::version::VersionEdit::decode(data);
+    let fs = MemFs::new();
+    let path = PathBuf::from("/MANIFEST-1");
+    fs.write_all(&path, data).expect("write manifest");
+    let _ = varve::version::read_manifest(&fs, &path);
+    let _ = varve::version::scan_manifest(&fs, &path);
+}
+
+// ---------------------------------------------------------------------------
+// Round trips: encode, decode, compare.
+
+/// Records built from the input, encoded as a batch and decoded again.
+pub fn changelog_batch_roundtrip(data: &[u8]) {
+    let mut input = Input(data);
+    let mut records = Vec::new();
+    while !input.is_empty() && records.len() < 64 {
+        let key = Bytes::copy_from_slice(input.bytes(64));
+        let tag = input.u8();
+        let mut r = if tag & 1 == 0 {
+            changelog::Record::put(key, Bytes::copy_from_slice(input.bytes(255)))
+        } else {
+            changelog::Record::tombstone(key)
+        };
+        r = r.with_timestamp_ms(i64::from(input.u16()) * 1000);
+        if tag & 2 != 0 {
+            let name = String::from_utf8_lossy(input.bytes(8)).into_owned();
+            r = r.with_header(name, Bytes::copy_from_slice(input.bytes(8)));
+        }
+        records.push(r);
+    }
+    if records.is_empty() {
+        return;
+    }
+    let base = u64::from(input.u16()) << 20;
+    let mut buf = Vec::new();
+    let header = changelog::batch::encode_batch(&mut buf, base, &records);
+    let batch = changelog::batch::Batch::from_bytes(Bytes::from(buf)).expect("own batch decodes");
+    assert_eq!(*batch.header(), header);
+    let back: Vec<(u64, changelog::Record)> = batch
+        .records()
+        .collect::<Result<_, _>>()
+        .expect("own records decode");
+    assert_eq!(back.len(), records.len());
+    for (i, ((offset, got), want)) in back.iter().zip(&records).enumerate() {
+        assert_eq!(*offset, base + i as u64);
+        assert_eq!(got, want);
+    }
+}
+
+/// Consumer positions encoded and decoded.
+pub fn positions_roundtrip(data: &[u8]) {
+    let mut input = Input(data);
+    let mut positions = BTreeMap::new();
+    while !input.is_empty() && positions.len() < 32 {
+        let name = String::from_utf8_lossy(input.bytes(16)).into_owned();
+        let offset = u64::from(input.u16()) << u32::from(input.u8() % 40);
+        if !name.is_empty() {
+            positions.insert(name, offset);
+        }
+    }
+    let bytes = changelog::positions::encode(&positions);
+    let back =
+        changelog::positions::decode(Path::new("positions"), &bytes).expect("own positions decode");
+    assert_eq!(back, positions);
+}
+
+/// A version edit encoded and decoded.
+pub fn version_edit_roundtrip(data: &[u8]) {
+    use varve::key::SeqNo;
+    use varve::version::{FileNumber, Level, TableMeta, VersionEdit};
+    let mut input = Input(data);
+    let flags = input.u8();
+    let mut edit = VersionEdit {
+        engine_format: (flags & 1 != 0).then(|| u32::from(input.u8())),
+        flushed_offset: (flags & 2 != 0).then(|| u64::from(input.u16()) << 16),
+        next_file_number: (flags & 4 != 0).then(|| FileNumber(u64::from(input.u16()))),
+        last_seqno: (flags & 8 != 0).then(|| SeqNo(u64::from(input.u16()))),
+        ..VersionEdit::default()
+    };
+    for _ in 0..input.u8() % 4 {
+        edit.deleted
+            .push((Level(input.u8() % 7), FileNumber(u64::from(input.u16()))));
+    }
+    for _ in 0..input.u8() % 4 {
+        let lo = input.bytes(8).to_vec();
+        let hi_suffix = input.bytes(8).to_vec();
+        let mut hi = lo.clone();
+        hi.extend(hi_suffix);
+        let (s1, s2) = (u64::from(input.u8()), u64::from(input.u8()));
+        edit.added.push((
+            Level(input.u8() % 7),
+            TableMeta {
+                number: FileNumber(u64::from(input.u16())),
+                size_bytes: u64::from(input.u16()),
+                smallest: ikey(&lo, s1.max(s2)),
+                largest: ikey(&hi, s1.min(s2)),
+                min_seqno: SeqNo(s1.min(s2)),
+                max_seqno: SeqNo(s1.max(s2)),
+                entry_count: u64::from(input.u8()),
+                tombstone_count: 0,
+            },
+        ));
+    }
+    if edit.check().is_err() {
+        return;
+    }
+    let bytes = edit.encode();
+    let back = VersionEdit::decode(&bytes).expect("own edit decodes");
+    assert_eq!(back, edit);
+}
+
+/// Entries built from the input, put in a data block and decoded again.
+pub fn sst_block_roundtrip(data: &[u8]) {
+    use varve::sst::block::{Block, BlockBuilder, BlockKind};
+    let mut input = Input(data);
+    let interval = 1 + usize::from(input.u8() % 16);
+    let mut keys: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    while !input.is_empty() && keys.len() < 200 {
+        let k = input.bytes(24).to_vec();
+        let v = input.bytes(64).to_vec();
+        keys.insert(k, v);
+    }
+    if keys.is_empty() {
+        return;
+    }
+    let mut builder = BlockBuilder::new(interval);
+    let mut want = Vec::new();
+    for (i, (k, v)) in keys.iter().enumerate() {
+        let ikey = ikey(k, 1000 - i as u64);
+        builder.add(&ikey, v);
+        want.push((ikey, v.clone()));
+    }
+    let bytes = builder.finish();
+    let block =
+        Block::decode(Bytes::from(bytes), BlockKind::Data, origin()).expect("own block decodes");
+    let mut got = Vec::new();
+    block.for_each_entry(|k, v| got.push((k.to_vec(), v.to_vec())));
+    assert_eq!(got, want);
+}
+
+// ---------------------------------------------------------------------------
+// The model target.
+
+type State = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// One write batch of the model: keys with a value (put) or `None`.
+type ModelBatch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// Arbitrary operation sequences (put, delete, batch, get, range,
+/// snapshot, flush, reopen, simulated crash, injected I/O error) against a
+/// `Db` on a [`MemFs`] and a `BTreeMap`. After a crash or an error the
+/// store must hold a prefix of the attempted batches that includes every
+/// acknowledged one.
+pub fn db_model(data: &[u8]) {
+    let mut input = Input(data);
+    let fs = MemFs::new();
+    let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    let opts = varve::Options {
+        memtable_size_bytes: 4096,
+        block_size_bytes: 256,
+        changelog_segment_size_bytes: 64 << 10,
+        ..varve::Options::default()
+    };
+    let open = || varve::Db::open_with_fs(dynfs.clone(), "/db", opts.clone());
+    let mut db = Some(open().expect("open a new store"));
+    // Batches since the last verified state, the state before them, and
+    // how many of them are acknowledged as durable.
+    let mut base = State::new();
+    let mut batches: Vec<ModelBatch> = Vec::new();
+    let mut durable = 0usize;
+    let mut snapshot: Option<(varve::Snapshot, State)> = None;
+    let mut steps = 0;
+    while !input.is_empty() && steps < 200 {
+        steps += 1;
+        let current = apply_all(&base, &batches);
+        let Some(d) = db.as_ref() else { break };
+        let op = input.u8() % 12;
+        let mut failed = false;
+        match op {
+            0..=3 => {
+                let n = if op == 3 { 1 + input.u8() % 4 } else { 1 };
+                let mut batch = varve::WriteBatch::new();
+                let mut recs = Vec::new();
+                for _ in 0..n {
+                    let k = vec![b'k', b'0' + input.u8() % 8];
+                    if op == 1 {
+                        batch.delete(k.clone());
+                        recs.push((k, None));
+                    } else {
+                        let v = input.bytes(40).to_vec();
+                        batch.put(k.clone(), v.clone());
+                        recs.push((k, Some(v)));
+                    }
+                }
+                let sync = input.u8() & 1 == 1;
+                batches.push(recs);
+                match d.write(batch, varve::WriteOptions { sync }) {
+                    Ok(()) if sync => durable = batches.len(),
+                    Ok(()) => {}
+                    Err(_) => failed = true,
+                }
+            }
+            4 => {
+                let k = vec![b'k', b'0' + input.u8() % 8];
+                match d.get(&k) {
+                    Ok(v) => assert_eq!(v.as_deref(), current.get(&k).map(Vec::as_slice)),
+                    Err(_) => failed = true,
+                }
+            }
+            5 => match d.all().rev().collect::<varve::Result<Vec<_>>>() {
+                Ok(mut got) => {
+                    got.reverse();
+                    assert!(same(&got, &current), "reverse scan differs from the model");
+                }
+                Err(_) => failed = true,
+            },
+            6 => snapshot = Some((d.snapshot(), current.clone())),
+            7 => {
+                if let Some((s, want)) = &snapshot {
+                    match s.range::<&[u8], _>(..).collect::<varve::Result<Vec<_>>>() {
+                        Ok(got) => assert!(same(&got, want), "snapshot changed"),
+                        Err(_) => failed = true,
+                    }
+                }
+            }
+            8 => match d.flush() {
+                Ok(()) => durable = batches.len(),
+                Err(_) => failed = true,
+            },
+            9 => {
+                snapshot = None;
+                match db.take().map(varve::Db::close) {
+                    Some(Ok(())) => durable = batches.len(),
+                    _ => failed = true,
+                }
+                db = open().ok();
+                failed |= db.is_none();
+            }
+            10 => failed = true, // a simulated crash
+            _ => {
+                // An I/O error on one of the next calls.
+                fs.fail_after(u64::from(input.u8() % 32), FaultKind::Once);
+            }
+        }
+        if failed {
+            snapshot = None;
+            fs.fail_after(0, FaultKind::Persistent);
+            drop(db.take());
+            let mode = match input.u8() % 3 {
+                0 => CrashMode::DropAll,
+                1 => CrashMode::KeepAll,
+                _ => CrashMode::Random,
+            };
+            fs.crash(mode, u64::from(input.u16()));
+            let reopened = open().expect("reopen after a crash");
+            let got: Vec<_> = reopened
+                .all()
+                .collect::<varve::Result<_>>()
+                .expect("scan after a crash");
+            let p = (durable..=batches.len())
+                .find(|&p| same(&got, &apply_all(&base, &batches[..p])))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "after a crash the store is no prefix in [{durable}, {}]",
+                        batches.len()
+                    )
+                });
+            base = apply_all(&base, &batches[..p]);
+            batches.clear();
+            durable = 0;
+            db = Some(reopened);
+        }
+    }
+    fs.clear_faults();
+}
+
+fn apply_all(base: &State, batches: &[ModelBatch]) -> State {
+    let mut s = base.clone();
+    for b in batches {
+        for (k, v) in b {
+            match v {
+                Some(v) => s.insert(k.clone(), v.clone()),
+                None => s.remove(k),
+            };
+        }
+    }
+    s
+}
+
+fn same(got: &[(Bytes, Bytes)], want: &State) -> bool {
+    got.len() == want.len()
+        && got
+            .iter()
+            .zip(want)
+            .all(|((gk, gv), (wk, wv))| gk[..] == wk[..] && gv[..] == wv[..])
+}

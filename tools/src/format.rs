@@ -1,0 +1,251 @@
+//! How keys and values are shown, parsed from arguments, and written as
+//! JSON; and the output sink every subcommand prints through.
+//!
+//! Text output shows bytes as UTF-8 when they are printable, else escaped
+//! (`\xNN`, `\n`, `\t`, `\\`); with `--hex` always as lowercase hex. JSON
+//! output is lossless: a byte string is written under its field name as a
+//! string when it is valid UTF-8, else under `<name>_hex` as hex (with
+//! `--hex`, always as hex).
+
+use std::io::{self, BufWriter, Stdout, Write};
+
+use serde_json::{Map, Value};
+
+use crate::error::{Result, ToolError};
+
+/// Options that shape every line of output.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Style {
+    /// One JSON object per line instead of text.
+    pub json: bool,
+    /// Keys and values as hex.
+    pub hex: bool,
+}
+
+/// Where a subcommand's output goes: buffered standard output.
+pub struct Out {
+    /// How to show things.
+    pub style: Style,
+    sink: BufWriter<Stdout>,
+}
+
+impl Out {
+    /// Output to stdout in `style`.
+    pub fn new(style: Style) -> Self {
+        Out {
+            style,
+            sink: BufWriter::new(io::stdout()),
+        }
+    }
+
+    /// Whether JSON output was asked for.
+    pub fn json(&self) -> bool {
+        self.style.json
+    }
+
+    /// Writes one line of text.
+    ///
+    /// # Errors
+    /// [`ToolError::Output`] if stdout cannot be written.
+    pub fn line(&mut self, text: impl AsRef<str>) -> Result<()> {
+        writeln!(self.sink, "{}", text.as_ref()).map_err(ToolError::Output)
+    }
+
+    /// Writes one JSON object as a line.
+    ///
+    /// # Errors
+    /// As [`line`](Self::line).
+    pub fn object(&mut self, object: Map<String, Value>) -> Result<()> {
+        self.line(Value::Object(object).to_string())
+    }
+
+    /// Shows bytes as text in this output's style.
+    pub fn show(&self, bytes: &[u8]) -> String {
+        show_bytes(bytes, self.style.hex)
+    }
+
+    /// Puts `bytes` into `object` under `name` (or `name_hex`).
+    pub fn put_bytes(&self, object: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
+        put_bytes(object, name, bytes, self.style.hex);
+    }
+
+    /// Flushes buffered output.
+    ///
+    /// # Errors
+    /// As [`line`](Self::line).
+    pub fn flush(&mut self) -> Result<()> {
+        self.sink.flush().map_err(ToolError::Output)
+    }
+}
+
+/// Shows bytes as text: printable UTF-8 as is, anything else escaped, or
+/// everything as hex when `hex` is set.
+pub fn show_bytes(bytes: &[u8], hex: bool) -> String {
+    if hex {
+        return to_hex(bytes);
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) if s.chars().all(|c| !c.is_control() && c != '\\') => s.to_owned(),
+        _ => escape(bytes),
+    }
+}
+
+/// Escapes bytes: printable ASCII as is, `\\`, `\n`, `\r`, `\t`, and
+/// `\xNN` for every other byte.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
+/// Lowercase hex, two digits a byte.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses hex (upper or lower case, even length).
+///
+/// # Errors
+/// [`ToolError::Invalid`] naming the bad input.
+pub fn from_hex(text: &str) -> Result<Vec<u8>> {
+    let bad = || ToolError::Invalid(format!("{text:?} is not an even number of hex digits"));
+    if !text.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(bad)
+        })
+        .collect()
+}
+
+/// Turns a command-line key or value into bytes: hex when `hex` is set,
+/// else the argument's UTF-8 bytes.
+///
+/// # Errors
+/// [`ToolError::Invalid`] for bad hex.
+pub fn arg_bytes(arg: &str, hex: bool) -> Result<Vec<u8>> {
+    if hex {
+        from_hex(arg)
+    } else {
+        Ok(arg.as_bytes().to_vec())
+    }
+}
+
+/// Puts `bytes` into `object` under `name` if it is UTF-8 (and `hex` is
+/// off), else under `name_hex` as hex.
+pub fn put_bytes(object: &mut Map<String, Value>, name: &str, bytes: &[u8], hex: bool) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !hex => {
+            object.insert(name.to_owned(), Value::from(s));
+        }
+        _ => {
+            object.insert(format!("{name}_hex"), Value::from(to_hex(bytes)));
+        }
+    }
+}
+
+/// Reads a byte string written by [`put_bytes`] back from `object`:
+/// `Some(None)` when the field is JSON `null`, `None` when it is absent.
+///
+/// # Errors
+/// [`ToolError::Invalid`] if the field has the wrong type or bad hex.
+pub fn get_bytes(object: &Map<String, Value>, name: &str) -> Result<Option<Option<Vec<u8>>>> {
+    let wrong = |field: &str| ToolError::Invalid(format!("field {field:?} must be a string"));
+    if let Some(value) = object.get(name) {
+        return match value {
+            Value::Null => Ok(Some(None)),
+            Value::String(s) => Ok(Some(Some(s.as_bytes().to_vec()))),
+            _ => Err(wrong(name)),
+        };
+    }
+    let hex_name = format!("{name}_hex");
+    match object.get(&hex_name) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => Ok(Some(Some(from_hex(s)?))),
+        Some(_) => Err(wrong(&hex_name)),
+    }
+}
+
+/// A byte count for people: `1.5 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Builds a JSON object from `(name, value)` pairs.
+pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shows_printable_text_as_is_and_escapes_the_rest() {
+        assert_eq!(show_bytes(b"order:1", false), "order:1");
+        assert_eq!(show_bytes("grüße".as_bytes(), false), "grüße");
+        assert_eq!(show_bytes(b"a\\b", false), "a\\\\b");
+        assert_eq!(show_bytes(b"a\x00\xffb\n", false), "a\\x00\\xffb\\n");
+        assert_eq!(show_bytes(b"ab", true), "6162");
+    }
+
+    #[test]
+    fn hex_round_trips_and_rejects_bad_input() {
+        assert_eq!(from_hex("00ffA1").unwrap(), vec![0, 255, 161]);
+        assert_eq!(to_hex(&[0, 255, 161]), "00ffa1");
+        assert!(from_hex("abc").is_err());
+        assert!(from_hex("zz").is_err());
+        assert!(from_hex("é1").is_err());
+    }
+
+    #[test]
+    fn json_bytes_round_trip() {
+        let mut obj = Map::new();
+        put_bytes(&mut obj, "key", b"k1", false);
+        put_bytes(&mut obj, "value", b"\xff\x00", false);
+        assert_eq!(obj["key"], "k1");
+        assert_eq!(obj["value_hex"], "ff00");
+        assert_eq!(get_bytes(&obj, "key").unwrap(), Some(Some(b"k1".to_vec())));
+        assert_eq!(
+            get_bytes(&obj, "value").unwrap(),
+            Some(Some(vec![0xff, 0x00]))
+        );
+        obj.insert("gone".into(), Value::Null);
+        assert_eq!(get_bytes(&obj, "gone").unwrap(), Some(None));
+        assert_eq!(get_bytes(&obj, "absent").unwrap(), None);
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}

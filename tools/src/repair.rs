@@ -1,0 +1,386 @@
+//! `varve repair DIR --to OUT`: salvages what can be read from a damaged
+//! store into a new, consistent store, and reports what was lost.
+//!
+//! The damaged store is only read (never changed), and `OUT` must be new,
+//! so a repair can be retried and its result compared before anything is
+//! replaced; the operator swaps the directories afterwards. What is read:
+//!
+//! - the tables the manifest lists (every `*.sst` file if the manifest is
+//!   unreadable): a table that verifies is used whole; from a damaged one,
+//!   every data block that still reads;
+//! - the changelog, from its first segment up to the first damage (as
+//!   `RecoveryMode::Tolerant` would cut it).
+//!
+//! For each key the newest version by sequence number wins, so a
+//! changelog that still holds the records of a lost table brings them
+//! back. The live entries are written to `OUT` through the engine and
+//! flushed. The new store has a new changelog (offsets start again at 0),
+//! so consumer positions are not carried over.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use varve::key::{InternalKeyRef, ValueKind};
+use varve::sst::Table;
+use varve::version::{FileKind, TableMeta, parse_file_name};
+use varve::{Db, Options, WriteBatch, WriteOptions};
+
+use crate::error::{Problem, Result, ToolError};
+use crate::format::{Out, show_bytes};
+use crate::segments;
+use crate::store::{self, LockState, Manifest};
+use crate::view::{Entry, KeyRange, Overlay, View, overlay_insert};
+
+/// Entries written to the new store per batch.
+const WRITE_BATCH_RECORDS: usize = 1000;
+
+/// What the repair found, kept, and lost.
+#[derive(Default)]
+struct Report {
+    notes: Vec<String>,
+    lost: Vec<String>,
+    tables_whole: u64,
+    tables_partial: u64,
+    tables_dropped: u64,
+    /// Changelog offsets each lost table covered, to check the changelog.
+    lost_seqnos: Vec<(PathBuf, u64, u64)>,
+    log_first_offset: Option<u64>,
+    log_next_offset: u64,
+    keys_written: u64,
+}
+
+/// Repairs the store in `dir` into the new store `to`.
+///
+/// # Errors
+/// If `dir` is missing or in use, `to` is not new, or writing `to` fails.
+pub fn run(out: &mut Out, dir: &Path, to: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Err(ToolError::Missing(dir.to_owned()));
+    }
+    check_target(dir, to)?;
+    let _lock = LockState::take(dir)?;
+    let mut report = Report::default();
+    let (table_paths, flushed) = tables_to_read(dir, &mut report)?;
+    let mut overlay = Overlay::new();
+    let mut good = Vec::new();
+    for (path, meta) in table_paths {
+        if let Some(table) = salvage_table(&path, meta.as_deref(), &mut overlay, &mut report) {
+            good.push(table);
+        }
+    }
+    read_changelog(dir, flushed, &mut overlay, &mut report)?;
+    check_lost_tables_covered(&mut report);
+    write_store(to, &View::new(good, overlay), &mut report)?;
+    print_report(out, dir, to, &report)
+}
+
+fn check_target(dir: &Path, to: &Path) -> Result<()> {
+    let empty = to
+        .read_dir()
+        .map(|mut entries| entries.next().is_none())
+        .unwrap_or(false);
+    if to.exists() && !empty {
+        return Err(ToolError::Invalid(format!(
+            "{} exists and is not empty: repair writes a new store and never overwrites one",
+            to.display()
+        )));
+    }
+    if to.starts_with(dir) {
+        return Err(ToolError::Invalid(
+            "the repaired store must not be inside the damaged one".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A table file and what the manifest says of it, if it could be read.
+type TableToRead = (PathBuf, Option<Arc<TableMeta>>);
+
+/// The tables to read and the flushed offset: from the manifest, or every
+/// table file when the manifest cannot be read.
+fn tables_to_read(dir: &Path, report: &mut Report) -> Result<(Vec<TableToRead>, u64)> {
+    match Manifest::load(dir) {
+        Ok(m) => {
+            let paths = m
+                .tables()
+                .into_iter()
+                .map(|(_, t)| (store::table_path(dir, t.number), Some(t)))
+                .collect();
+            Ok((paths, m.version.flushed_offset()))
+        }
+        Err(e) => {
+            report.notes.push(format!(
+                "the manifest cannot be used ({e}); reading every table file in the directory and the whole changelog"
+            ));
+            let paths = store::list_dir(dir)?
+                .into_iter()
+                .filter(|n| matches!(parse_file_name(n), Some(FileKind::Table(_))))
+                .map(|n| (dir.join(n), None))
+                .collect();
+            Ok((paths, 0))
+        }
+    }
+}
+
+/// Uses a sound table whole; copies the readable blocks of a damaged one
+/// into `overlay`. Returns the table if it is sound.
+fn salvage_table(
+    path: &Path,
+    meta: Option<&TableMeta>,
+    overlay: &mut Overlay,
+    report: &mut Report,
+) -> Option<Arc<Table>> {
+    let table = match store::open_table(path) {
+        Ok(table) => table,
+        Err(e) => {
+            report.tables_dropped += 1;
+            let what = meta.map_or(String::new(), |m| {
+                report
+                    .lost_seqnos
+                    .push((path.to_owned(), m.min_seqno.0, m.max_seqno.0));
+                format!(
+                    " ({} entries, keys {:?} ..= {:?})",
+                    m.entry_count,
+                    show_bytes(m.smallest_user_key(), false),
+                    show_bytes(m.largest_user_key(), false)
+                )
+            });
+            report.lost.push(format!(
+                "{}: table dropped, nothing in it can be read{what}: {e}",
+                path.display()
+            ));
+            return None;
+        }
+    };
+    if table.verify().is_ok() {
+        report.tables_whole += 1;
+        return Some(table);
+    }
+    report.tables_partial += 1;
+    salvage_blocks(&table, overlay, report);
+    None
+}
+
+fn salvage_blocks(table: &Table, overlay: &mut Overlay, report: &mut Report) {
+    let handles = table.data_block_handles().unwrap_or_default();
+    let mut salvaged = 0u64;
+    let mut last_good_key: Option<Vec<u8>> = None;
+    let mut lost_since: Option<(Option<Vec<u8>>, u64)> = None;
+    for handle in handles {
+        match table.read_block(handle) {
+            Ok(block) => {
+                block.for_each_entry(|key, value| {
+                    let Some(k) = InternalKeyRef::decode(key) else {
+                        return;
+                    };
+                    let value = (k.kind == ValueKind::Put).then(|| value.clone());
+                    overlay_insert(
+                        overlay,
+                        k.user_key.to_vec(),
+                        Entry {
+                            seqno: k.seqno.0,
+                            value,
+                        },
+                    );
+                    salvaged += 1;
+                });
+                if let Some((after, offset)) = lost_since.take() {
+                    let before =
+                        InternalKeyRef::decode(block.first_key()).map(|k| k.user_key.to_vec());
+                    report.lost.push(lost_range(
+                        table.path(),
+                        offset,
+                        after.as_deref(),
+                        before.as_deref(),
+                    ));
+                }
+                last_good_key =
+                    InternalKeyRef::decode(block.last_key()).map(|k| k.user_key.to_vec());
+            }
+            Err(e) => {
+                if lost_since.is_none() {
+                    let offset = match &e {
+                        varve::Error::Corruption { offset, .. } => *offset,
+                        _ => handle.offset,
+                    };
+                    lost_since = Some((last_good_key.clone(), offset));
+                }
+            }
+        }
+    }
+    if let Some((after, offset)) = lost_since {
+        report
+            .lost
+            .push(lost_range(table.path(), offset, after.as_deref(), None));
+    }
+    let p = table.properties();
+    let path = table.path().display();
+    if salvaged >= p.entry_count {
+        report.notes.push(format!(
+            "{path}: the table fails verification but every data block reads; all {salvaged} entries kept"
+        ));
+        return;
+    }
+    report.lost.push(format!(
+        "{path}: {salvaged} of {} entries salvaged, {} lost",
+        p.entry_count,
+        p.entry_count - salvaged
+    ));
+    report
+        .lost_seqnos
+        .push((table.path().to_owned(), p.seqno_min.0, p.seqno_max.0));
+}
+
+fn lost_range(path: &Path, offset: u64, after: Option<&[u8]>, before: Option<&[u8]>) -> String {
+    let show = |k: Option<&[u8]>, open: &str| {
+        k.map_or(open.to_owned(), |k| format!("{:?}", show_bytes(k, false)))
+    };
+    format!(
+        "{}: damaged data block(s) from byte {offset}: keys between {} and {} (exclusive) may be lost or show older versions",
+        path.display(),
+        show(after, "the start"),
+        show(before, "the end")
+    )
+}
+
+fn read_changelog(
+    dir: &Path,
+    flushed: u64,
+    overlay: &mut Overlay,
+    report: &mut Report,
+) -> Result<()> {
+    let log_dir = dir.join(varve::CHANGELOG_DIR);
+    if !log_dir.is_dir() {
+        report
+            .lost
+            .push("the changelog directory is missing: writes not yet in tables are lost".into());
+        return Ok(());
+    }
+    let recovery_point = match segments::read_meta(&log_dir) {
+        Ok(meta) => Some(meta.recovery_point),
+        Err(e) => {
+            report.notes.push(format!(
+                "log.meta cannot be read ({e}); reading the segments without it"
+            ));
+            None
+        }
+    };
+    let end = segments::read_records(&log_dir, 0, |offset, record| {
+        report.log_first_offset.get_or_insert(offset);
+        overlay_insert(
+            overlay,
+            record.key.to_vec(),
+            Entry {
+                seqno: offset + 1,
+                value: record.value,
+            },
+        );
+        Ok(())
+    })?;
+    report.log_next_offset = end.next_offset;
+    if let Some((path, bad)) = &end.damage {
+        let at = Problem::at(path, bad.position, &bad.what);
+        let synced = recovery_point.filter(|rp| *rp > end.next_offset).map_or(String::new(), |rp| {
+            format!("; {} acknowledged (synced) record(s) below the recovery point {rp} are among them", rp - end.next_offset)
+        });
+        report.lost.push(format!(
+            "changelog cut at {at}: records from offset {} on are lost ({} later segment(s) not read){synced}",
+            end.next_offset, end.segments_skipped
+        ));
+    }
+    if end.next_offset < flushed {
+        report.lost.push(format!(
+            "the changelog ends at offset {} below the manifest's flushed offset {flushed}",
+            end.next_offset
+        ));
+    }
+    Ok(())
+}
+
+/// Notes whether the changelog still held the records of damaged tables.
+fn check_lost_tables_covered(report: &mut Report) {
+    let (Some(first), next) = (report.log_first_offset, report.log_next_offset) else {
+        return;
+    };
+    for (path, seqno_min, seqno_max) in std::mem::take(&mut report.lost_seqnos) {
+        // seqno = offset + 1: the table's writes are offsets
+        // seqno_min - 1 ..= seqno_max - 1, all read if within first..next.
+        if seqno_min > first && seqno_max <= next {
+            let prefix = format!("{}: ", path.display());
+            let (recovered, lost): (Vec<String>, Vec<String>) = std::mem::take(&mut report.lost)
+                .into_iter()
+                .partition(|l| l.starts_with(&prefix));
+            report.lost = lost;
+            report.notes.push(format!(
+                "{prefix}the changelog still holds every write of this table (offsets {}..={}), so nothing of it is lost; recovered from there: {}",
+                seqno_min - 1,
+                seqno_max - 1,
+                recovered
+                    .iter()
+                    .map(|l| l.trim_start_matches(&prefix))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+    }
+}
+
+fn write_store(to: &Path, view: &View, report: &mut Report) -> Result<()> {
+    let db = Db::open(to, Options::default())?;
+    let mut scan = view.scan(&KeyRange::default(), false);
+    let mut batch = WriteBatch::new();
+    while let Some((key, value)) = scan.next_entry()? {
+        batch.put(key, value);
+        report.keys_written += 1;
+        if batch.len() >= WRITE_BATCH_RECORDS {
+            db.write(std::mem::take(&mut batch), WriteOptions::default())?;
+        }
+    }
+    if !batch.is_empty() {
+        db.write(batch, WriteOptions::default())?;
+    }
+    db.flush()?;
+    Ok(db.close()?)
+}
+
+fn print_report(out: &mut Out, dir: &Path, to: &Path, r: &Report) -> Result<()> {
+    if out.json() {
+        out.object(crate::format::object([
+            ("from", json!(dir.display().to_string())),
+            ("to", json!(to.display().to_string())),
+            ("tables_whole", json!(r.tables_whole)),
+            ("tables_partial", json!(r.tables_partial)),
+            ("tables_dropped", json!(r.tables_dropped)),
+            (
+                "changelog_offsets_read",
+                json!([r.log_first_offset, r.log_next_offset]),
+            ),
+            ("keys_written", json!(r.keys_written)),
+            ("lost", Value::from(r.lost.clone())),
+            ("notes", Value::from(r.notes.clone())),
+        ]))?;
+        return out.flush();
+    }
+    out.line(format!("repaired {} into {}", dir.display(), to.display()))?;
+    out.line(format!(
+        "tables: {} whole, {} partly salvaged, {} dropped",
+        r.tables_whole, r.tables_partial, r.tables_dropped
+    ))?;
+    let first = r.log_first_offset.map_or("-".to_owned(), |o| o.to_string());
+    out.line(format!(
+        "changelog: offsets {first}..{} read",
+        r.log_next_offset
+    ))?;
+    out.line(format!("live keys written: {}", r.keys_written))?;
+    for note in &r.notes {
+        out.line(format!("note: {note}"))?;
+    }
+    if r.lost.is_empty() {
+        out.line("lost: nothing")?;
+    }
+    for lost in &r.lost {
+        out.line(format!("LOST: {lost}"))?;
+    }
+    out.flush()
+}

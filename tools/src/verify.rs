@@ -1,0 +1,394 @@
+//! `varve verify DIR`: reads every file of a store and checks every
+//! checksum and invariant, printing `file:offset: what` for each problem.
+//!
+//! Checked: `CURRENT`; every manifest record (CRC, decoding, invariants as
+//! it is replayed); that every table the manifest lists exists with the
+//! recorded size and agrees with its entry; every table (footer, index,
+//! filter, properties, every data block, keys strictly increasing, counts);
+//! `log.meta` and `positions`; every changelog segment (every batch's
+//! header, CRC and records, offsets increasing within and across segments);
+//! the index files of sealed segments; and that the manifest's flushed
+//! offset lies inside the changelog. Leftover files are notes, not
+//! problems. A torn tail past the changelog's recovery point (what a crash
+//! during an append leaves, and opening the store cuts) is a note too.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Map, json};
+use varve::version::{FileKind, TableMeta, parse_file_name};
+use varve_changelog::filename::{META_FILE, POSITIONS_FILE};
+
+use crate::error::{Problem, Result, ToolError};
+use crate::format::Out;
+use crate::segments::{self, SegmentFile, SegmentScanner, Step};
+use crate::store::{self, LockState, Manifest};
+
+/// Problems and notes found so far, printed as they are found.
+struct Findings<'a> {
+    out: &'a mut Out,
+    progress: Progress,
+    problems: usize,
+}
+
+impl Findings<'_> {
+    fn problem(&mut self, p: Problem) -> Result<()> {
+        self.problems += 1;
+        self.emit("problem", &p)
+    }
+
+    fn note(&mut self, p: Problem) -> Result<()> {
+        self.emit("note", &p)
+    }
+
+    fn emit(&mut self, kind: &str, p: &Problem) -> Result<()> {
+        let result = if self.out.json() {
+            let mut obj = Map::new();
+            obj.insert("kind".into(), json!(kind));
+            obj.insert("file".into(), json!(p.path.display().to_string()));
+            obj.insert("offset".into(), json!(p.offset));
+            obj.insert("what".into(), json!(p.what));
+            self.out.object(obj)
+        } else if kind == "note" {
+            self.out.line(format!("note: {p}"))
+        } else {
+            self.out.line(p.to_string())
+        };
+        self.out.flush()?;
+        result
+    }
+}
+
+/// A progress bar on a terminal, plain lines on stderr otherwise.
+enum Progress {
+    Bar(ProgressBar),
+    Lines { done: u64, total: u64 },
+}
+
+impl Progress {
+    fn new(total: u64) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress::Lines { done: 0, total };
+        }
+        let bar = ProgressBar::new(total);
+        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} files {wide_msg}") {
+            bar.set_style(style);
+        }
+        Progress::Bar(bar)
+    }
+
+    fn checked(&mut self, path: &Path) {
+        match self {
+            Progress::Bar(bar) => {
+                bar.set_message(path.display().to_string());
+                bar.inc(1);
+            }
+            Progress::Lines { done, total } => {
+                *done += 1;
+                eprintln!("checked {}/{} {}", done, total, path.display());
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Verifies the store in `dir`.
+///
+/// # Errors
+/// [`ToolError::Problems`] if any problem was found (already printed); a
+/// store that cannot be read at all gives the reason.
+pub fn run(out: &mut Out, dir: &Path) -> Result<()> {
+    store::check_store_dir(dir)?;
+    let lock = LockState::probe(dir)?;
+    lock.warn_if_live();
+    let log_dir = dir.join(varve::CHANGELOG_DIR);
+    let segs = segments::list_segments(&log_dir).unwrap_or_default();
+    let table_files = table_files(dir)?;
+    let total = 3 + (table_files.len() + segs.len()) as u64;
+    let mut f = Findings {
+        out,
+        progress: Progress::new(total),
+        problems: 0,
+    };
+    let manifest = check_manifest(&mut f, dir)?;
+    check_tables(&mut f, manifest.as_ref(), &table_files)?;
+    let log_end = check_changelog(&mut f, &log_dir, &segs)?;
+    if let (Some(m), Some(end)) = (&manifest, log_end) {
+        check_flushed(&mut f, m, &log_dir, end)?;
+    }
+    f.progress.finish();
+    let problems = f.problems;
+    summary(f.out, dir, problems)
+}
+
+fn summary(out: &mut Out, dir: &Path, problems: usize) -> Result<()> {
+    if problems == 0 {
+        if !out.json() {
+            out.line(format!("{}: ok", dir.display()))?;
+        }
+        return out.flush();
+    }
+    out.flush()?;
+    Err(ToolError::Problems(problems))
+}
+
+/// The table files in `dir`, by number.
+fn table_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut files: Vec<(u64, PathBuf)> = store::list_dir(dir)?
+        .into_iter()
+        .filter_map(|name| match parse_file_name(&name) {
+            Some(FileKind::Table(n)) => Some((n.0, dir.join(name))),
+            _ => None,
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn check_manifest(f: &mut Findings<'_>, dir: &Path) -> Result<Option<Manifest>> {
+    let current = dir.join(store::CURRENT);
+    let result = Manifest::load(dir);
+    f.progress.checked(&current);
+    let manifest = match result {
+        Ok(m) => m,
+        Err(e) => {
+            f.problem(problem_of(&current, &e))?;
+            return Ok(None);
+        }
+    };
+    if let Some(tail) = manifest.scan.torn_tail {
+        let what = format!(
+            "torn final record of {} bytes (an unacknowledged edit; opening the store cuts it)",
+            tail.len_bytes
+        );
+        f.note(Problem::at(&manifest.path, tail.offset, what))?;
+    }
+    for name in store::list_dir(dir)? {
+        match parse_file_name(&name) {
+            Some(FileKind::Manifest(_)) if dir.join(&name) != manifest.path => {
+                f.note(Problem::file(
+                    dir.join(&name),
+                    "manifest not named by CURRENT (left over; removed on the next open)",
+                ))?;
+            }
+            Some(FileKind::Temp) => f.note(Problem::file(
+                dir.join(&name),
+                "temporary file left by a crash (removed on the next open)",
+            ))?,
+            None if name != varve::CHANGELOG_DIR => {
+                f.note(Problem::file(dir.join(&name), "not a Varve file"))?
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(manifest))
+}
+
+fn problem_of(fallback: &Path, e: &ToolError) -> Problem {
+    match e {
+        ToolError::Engine(e) => Problem::from_engine(fallback, e),
+        ToolError::Changelog(e) => Problem::from_changelog(fallback, e),
+        other => Problem::file(fallback, other.to_string()),
+    }
+}
+
+fn check_tables(
+    f: &mut Findings<'_>,
+    manifest: Option<&Manifest>,
+    files: &[(u64, PathBuf)],
+) -> Result<()> {
+    let listed: HashMap<u64, (u8, std::sync::Arc<TableMeta>)> = manifest
+        .map(|m| {
+            m.tables()
+                .into_iter()
+                .map(|(l, t)| (t.number.0, (l, t)))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(m) = manifest {
+        for (number, (level, meta)) in &listed {
+            if !files.iter().any(|(n, _)| n == number) {
+                let offset = m.added_at.get(&meta.number).copied().unwrap_or(0);
+                let what = format!("L{level} table {:06}.sst is listed but missing", number);
+                f.problem(Problem::at(&m.path, offset, what))?;
+            }
+        }
+    }
+    for (number, path) in files {
+        match listed.get(number) {
+            Some((_, meta)) => check_table(f, path, meta)?,
+            None if manifest.is_some() => {
+                f.note(Problem::file(
+                    path,
+                    "not listed in the manifest (left over; removed on the next open)",
+                ))?;
+                check_table_file(f, path)?;
+            }
+            None => {
+                check_table_file(f, path)?;
+            }
+        }
+        f.progress.checked(path);
+    }
+    Ok(())
+}
+
+/// Opens and verifies a table file; its properties if it is sound.
+fn check_table_file(
+    f: &mut Findings<'_>,
+    path: &Path,
+) -> Result<Option<varve::sst::TableProperties>> {
+    let table = match store::open_table(path) {
+        Ok(t) => t,
+        Err(e) => {
+            f.problem(problem_of(path, &e))?;
+            return Ok(None);
+        }
+    };
+    if let Err(e) = table.verify() {
+        f.problem(Problem::from_engine(path, &e))?;
+        return Ok(None);
+    }
+    Ok(Some(table.properties().clone()))
+}
+
+fn check_table(f: &mut Findings<'_>, path: &Path, meta: &TableMeta) -> Result<()> {
+    let size = store::file_size(path)?;
+    if size != meta.size_bytes {
+        let what = format!(
+            "file is {size} bytes but the manifest records {}",
+            meta.size_bytes
+        );
+        f.problem(Problem::file(path, what))?;
+    }
+    let Some(p) = check_table_file(f, path)? else {
+        return Ok(());
+    };
+    let agrees = p.entry_count == meta.entry_count
+        && p.tombstone_count == meta.tombstone_count
+        && p.smallest_key == meta.smallest
+        && p.largest_key == meta.largest
+        && p.seqno_min == meta.min_seqno
+        && p.seqno_max == meta.max_seqno;
+    if !agrees {
+        let what =
+            "the table's properties (counts, key range or seqnos) disagree with its manifest entry";
+        f.problem(Problem::file(path, what))?;
+    }
+    Ok(())
+}
+
+/// Checks the changelog; returns the log end offset if it could be read.
+fn check_changelog(
+    f: &mut Findings<'_>,
+    log_dir: &Path,
+    segs: &[SegmentFile],
+) -> Result<Option<u64>> {
+    let meta_path = log_dir.join(META_FILE);
+    let meta = segments::read_meta(log_dir);
+    f.progress.checked(&meta_path);
+    let recovery_point = match meta {
+        Ok(m) => Some(m.recovery_point),
+        Err(e) => {
+            f.problem(problem_of(&meta_path, &e))?;
+            None
+        }
+    };
+    let positions_path = log_dir.join(POSITIONS_FILE);
+    if let Err(e) = crate::positions::read_positions(log_dir) {
+        f.problem(problem_of(&positions_path, &e))?;
+    }
+    f.progress.checked(&positions_path);
+    if recovery_point.is_none() && segs.is_empty() {
+        return Ok(None);
+    }
+    let mut end = 0u64;
+    for (i, seg) in segs.iter().enumerate() {
+        if seg.base_offset < end {
+            let what = format!(
+                "segment starts at offset {} but the previous one ends at {end}",
+                seg.base_offset
+            );
+            f.problem(Problem::at(&seg.path, 0, what))?;
+        }
+        let last = i + 1 == segs.len();
+        end = end.max(check_segment(f, seg, last, recovery_point)?);
+        f.progress.checked(&seg.path);
+    }
+    Ok(Some(end))
+}
+
+/// Checks one segment; returns the offset after its last valid batch.
+fn check_segment(
+    f: &mut Findings<'_>,
+    seg: &SegmentFile,
+    last: bool,
+    recovery_point: Option<u64>,
+) -> Result<u64> {
+    let mut scanner = SegmentScanner::open(seg)?;
+    let mut batches = HashMap::new();
+    loop {
+        match scanner.step()? {
+            Step::Batch(good) => {
+                batches.insert(good.position, good.batch.header().base_offset);
+                if let Some(Err(e)) = good.batch.records().find(Result::is_err) {
+                    let what = format!("a record does not decode: {e:?}");
+                    f.problem(Problem::at(&seg.path, good.position, what))?;
+                }
+            }
+            Step::Bad(bad) => {
+                let torn = last && recovery_point.is_some_and(|rp| scanner.next_offset() >= rp);
+                let p = Problem::at(
+                    &seg.path,
+                    bad.position,
+                    format!(
+                        "{} ({} bytes to the last non-zero byte)",
+                        bad.what, bad.tail_bytes
+                    ),
+                );
+                if torn {
+                    f.note(Problem {
+                        what: format!(
+                            "torn tail past the recovery point, cut on the next open: {}",
+                            p.what
+                        ),
+                        ..p
+                    })?;
+                } else {
+                    f.problem(p)?;
+                }
+                if !scanner.skip_bad(&bad) {
+                    break;
+                }
+            }
+            Step::End { .. } => break,
+        }
+    }
+    if !last {
+        for p in crate::log_dump::index_problems(seg, &batches)? {
+            f.problem(p)?;
+        }
+    }
+    Ok(scanner.next_offset())
+}
+
+fn check_flushed(f: &mut Findings<'_>, m: &Manifest, log_dir: &Path, end: u64) -> Result<()> {
+    let flushed = m.version.flushed_offset();
+    let start = segments::read_meta(log_dir)
+        .map(|meta| meta.log_start_offset)
+        .unwrap_or(0);
+    if flushed > end || flushed < start {
+        let what = format!(
+            "the manifest's flushed offset {flushed} lies outside the changelog [{start}, {end}]"
+        );
+        f.problem(Problem::file(&m.path, what))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! `varve verify`: a clean store passes; a flipped byte in a table, a
+//! changelog segment, the manifest or `log.meta` is reported as
+//! `file:offset: what` with a non-zero exit.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{arg, flip_byte, json_lines, make_store, ok, tables, varve};
+
+#[test]
+fn a_clean_store_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    make_store(dir.path());
+    let text = ok(&["verify", arg(dir.path())]);
+    assert!(text.trim_end().ends_with(": ok"), "{text}");
+    let run = varve(&["verify", arg(dir.path()), "--json"]);
+    assert_eq!(run.code, 0);
+    assert!(
+        json_lines(&run.stdout)
+            .iter()
+            .all(|o| o["kind"] != "problem")
+    );
+    // Not a terminal: plain progress lines on stderr.
+    assert!(run.stderr.contains("checked "), "{}", run.stderr);
+}
+
+/// Runs verify, expects exit 1 and a problem line starting with `prefix`.
+fn expect_problem(dir: &std::path::Path, prefix: &str) {
+    let run = varve(&["verify", arg(dir)]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.lines().any(|l| l.starts_with(prefix)),
+        "no line starts with {prefix:?}:\n{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("problem(s) found"), "{}", run.stderr);
+    let json = json_lines(&varve(&["verify", arg(dir), "--json"]).stdout);
+    assert!(json.iter().any(|o| o["kind"] == "problem"));
+}
+
+#[test]
+fn a_flipped_byte_in_a_table_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    make_store(dir.path());
+    let table = tables(dir.path())[0].clone();
+    flip_byte(&table, 10);
+    expect_problem(dir.path(), &format!("{}:0: ", table.display()));
+}
+
+#[test]
+fn a_flipped_byte_in_a_segment_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    make_store(dir.path());
+    let segment = common::first_segment(dir.path());
+    let dump = json_lines(&ok(&["log", "dump", arg(&segment), "--json"]));
+    let batch = dump.iter().filter(|o| o["kind"] == "batch").nth(3).unwrap();
+    let position = batch["position"].as_u64().unwrap();
+    let size = batch["size_bytes"].as_u64().unwrap();
+    flip_byte(&segment, position + 50);
+    expect_problem(
+        dir.path(),
+        &format!("{}:{position}: CRC mismatch", segment.display()),
+    );
+    // log dump marks the batch invalid and goes on past it.
+    let text = ok(&["log", "dump", arg(&segment)]);
+    assert!(
+        text.contains(&format!("position: {position} size: {size}")),
+        "{text}"
+    );
+    assert!(text.contains("isValid: false"), "{text}");
+    assert!(text.contains("baseOffset: 4 "), "{text}");
+}
+
+#[test]
+fn a_flipped_byte_in_the_manifest_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    make_store(dir.path());
+    let dump = json_lines(&ok(&["manifest", "dump", arg(dir.path()), "--json"]));
+    let last = dump
+        .iter()
+        .filter_map(|o| o["record_offset"].as_u64())
+        .max()
+        .unwrap();
+    let manifest = common::manifest(dir.path());
+    flip_byte(&manifest, last + 10);
+    expect_problem(dir.path(), &format!("{}:{last}: ", manifest.display()));
+}
+
+#[test]
+fn a_flipped_byte_in_log_meta_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    make_store(dir.path());
+    let meta = dir.path().join("changelog/log.meta");
+    flip_byte(&meta, 14);
+    expect_problem(dir.path(), &format!("{}:28: ", meta.display()));
+}
+
+#[test]
+fn a_missing_table_is_named_with_the_manifest_record() {
+    let dir = tempfile::tempdir().unwrap();
+    make_store(dir.path());
+    let table = tables(dir.path())[1].clone();
+    std::fs::remove_file(&table).unwrap();
+    let name = table.file_name().unwrap().to_str().unwrap().to_owned();
+    let run = varve(&["verify", arg(dir.path())]);
+    assert_eq!(run.code, 1);
+    let manifest = common::manifest(dir.path());
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{}:", manifest.display()))
+                && l.contains(&format!("{name} is listed but missing"))),
+        "{}",
+        run.stdout
+    );
+}

@@ -1,0 +1,94 @@
+//! put, delete and load: ldb-style writes, read back with get and scan.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{arg, json_lines, ok, varve};
+
+#[test]
+fn put_delete_and_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("new");
+    let s = arg(&store);
+    ok(&["put", s, "colour", "blue", "--create"]);
+    ok(&["put", s, "shape", "round"]);
+    ok(&["put", "--hex", s, "00ff", "0a0b"]);
+    assert_eq!(ok(&["get", s, "colour"]), "blue\n");
+    assert_eq!(ok(&["get", s, "--hex", "00ff"]), "0a0b\n");
+    ok(&["delete", s, "colour"]);
+    assert_eq!(varve(&["get", s, "colour"]).code, 1);
+    let json = json_lines(&ok(&["scan", s, "--json"]));
+    assert_eq!(json.len(), 2);
+    assert_eq!(
+        json[0],
+        serde_json::json!({"key_hex": "00ff", "value": "\n\u{b}"})
+    );
+    assert_eq!(
+        json[1],
+        serde_json::json!({"key": "shape", "value": "round"})
+    );
+    assert_eq!(ok(&["scan", s]), "\\x00\\xff\t\\n\\x0b\nshape\tround\n");
+    ok(&["verify", s]);
+}
+
+#[test]
+fn load_writes_json_lines_and_names_a_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("loaded");
+    let input = dir.path().join("in.jsonl");
+    let mut lines = String::new();
+    for i in 0..2500 {
+        lines.push_str(&format!("{{\"key\":\"k{i:05}\",\"value\":\"v{i}\"}}\n"));
+    }
+    lines.push_str(
+        "{\"key\":\"k00003\",\"value\":null}\n\n{\"key_hex\":\"ff\",\"value_hex\":\"00\"}\n",
+    );
+    std::fs::write(&input, lines).unwrap();
+    let text = ok(&["load", arg(&store), arg(&input), "--create"]);
+    assert_eq!(text, "loaded 2501 puts and 1 deletes\n");
+    assert_eq!(ok(&["scan", arg(&store)]).lines().count(), 2500);
+    assert_eq!(varve(&["get", arg(&store), "k00003"]).code, 1);
+    assert_eq!(ok(&["get", arg(&store), "--hex", "ff"]), "00\n");
+    std::fs::write(&input, "{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\"}\n").unwrap();
+    let run = varve(&["load", arg(&store), arg(&input)]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("in.jsonl:2: missing \"value\""),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        varve(&["get", arg(&store), "a"]).code,
+        1,
+        "the bad batch was not written"
+    );
+}
+
+#[test]
+fn compact_leaves_one_level_and_the_same_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("compacted");
+    let s = arg(&store);
+    ok(&["put", s, "a", "1", "--create"]);
+    ok(&["put", s, "a", "2"]);
+    ok(&["put", s, "b", "3"]);
+    ok(&["delete", s, "b"]);
+    let before = ok(&["scan", s]);
+    let json = json_lines(&ok(&["compact", s, "--json"]));
+    assert_eq!(json.len(), 1);
+    assert_eq!(json[0]["live_data_bytes"], 2);
+    let tables: u64 = json[0]["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["tables"].as_u64().unwrap())
+        .sum();
+    assert_eq!(tables, 1);
+    assert_eq!(ok(&["scan", s]), before);
+    assert!(ok(&["compact", s]).contains("space amp"));
+    ok(&["verify", s]);
+    assert_ne!(
+        varve(&["compact", arg(&dir.path().join("missing"))]).code,
+        0
+    );
+}
