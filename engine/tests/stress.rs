@@ -97,7 +97,7 @@ fn next_batch(w: usize, i: u64, history: &Mutex<History>, rng: &mut u64) -> Writ
         if h[j].last().is_some_and(|(b, _)| *b == i) {
             continue;
         }
-        if xorshift(rng) % 5 == 0 {
+        if xorshift(rng).is_multiple_of(5) {
             batch.delete(key(w, j));
             h[j].push((i, None));
         } else {
@@ -205,7 +205,7 @@ fn writers_readers_flushes_compactions_and_a_tailer_at_once() {
                 while !stop.load(Ordering::Acquire) {
                     i += 1;
                     let batch = next_batch(w, i, &history, &mut rng);
-                    let sync = i % 50 == 0;
+                    let sync = i.is_multiple_of(50);
                     db.write(batch, WriteOptions { sync }).unwrap();
                     batches.fetch_add(1, Ordering::Relaxed);
                 }
