@@ -300,6 +300,11 @@ impl Log {
         (segs.len(), segs.iter().map(|s| s.size_bytes()).sum())
     }
 
+    /// Bytes in the segment being written.
+    pub fn active_segment_size_bytes(&self) -> u64 {
+        self.inner.append.lock().active.size_bytes()
+    }
+
     /// Base offsets of the segments, oldest first.
     pub fn segment_base_offsets(&self) -> Vec<u64> {
         self.inner

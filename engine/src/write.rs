@@ -165,8 +165,30 @@ impl DbInner {
             version: current.version.clone(),
         });
         drop(current);
+        self.roll_changelog_with_memtable();
         let _g = self.flush_mutex.lock();
         self.flush_cv.notify_all();
+    }
+}
+
+/// A changelog segment smaller than this is not rolled at a memtable
+/// switch (tiny memtables would otherwise make tiny segments).
+const ROLL_WITH_MEMTABLE_MIN_BYTES: u64 = 1 << 20;
+
+impl DbInner {
+    /// Starts a new changelog segment where the new memtable starts, as
+    /// RocksDB starts a new WAL file: once the old memtables are flushed,
+    /// retention can delete their whole segments instead of keeping a
+    /// large active segment of flushed records. Only called while no group
+    /// is being committed. Best effort: a failed roll is logged, and a
+    /// failed sync inside it has already made the changelog read-only.
+    fn roll_changelog_with_memtable(&self) {
+        if self.log.active_segment_size_bytes() < ROLL_WITH_MEMTABLE_MIN_BYTES {
+            return;
+        }
+        if let Err(e) = self.log.roll() {
+            tracing::warn!(error = %e, "could not roll the changelog at a memtable switch");
+        }
     }
 }
 

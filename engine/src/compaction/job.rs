@@ -49,6 +49,12 @@ impl DbInner {
         if result.is_err() {
             self.remove_tables(&numbers);
         }
+        // Only now: the version this task read from still listed the
+        // inputs as live, so deleting earlier would have kept them.
+        drop(version);
+        if result.is_ok() {
+            self.delete_obsolete_tables();
+        }
         result
     }
 
@@ -136,7 +142,6 @@ impl DbInner {
             bytes_written = written,
             "compaction finished"
         );
-        self.delete_obsolete_tables();
         Ok(())
     }
 
