@@ -1,0 +1,438 @@
+//! Standby replicas: following a primary under writes, flushes,
+//! compactions and changelog retention; closing and reopening; crashes of
+//! the standby; staleness; refused writes; promotion.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use varve::varve_changelog::fs::{CrashMode, MemFs};
+use varve::{ChangelogRetention, Db, Error, Options, Standby, WriteBatch, WriteOptions};
+
+const WAIT: Duration = Duration::from_secs(60);
+const NAME: &str = "standby-1";
+
+type Map = BTreeMap<Bytes, Bytes>;
+
+fn opts(retention: ChangelogRetention) -> Options {
+    Options {
+        changelog_retention: retention,
+        ..Options::default()
+    }
+}
+
+/// Small memtables and segments: flushes, compactions and retention
+/// happen within a few thousand writes.
+fn small(retention: ChangelogRetention) -> Options {
+    Options {
+        memtable_size_bytes: 32 << 10,
+        changelog_segment_size_bytes: 64 << 10,
+        changelog_retention: retention,
+        ..Options::default()
+    }
+}
+
+fn contents(db: &Db) -> Map {
+    db.all().map(|kv| kv.unwrap()).collect()
+}
+
+fn catch_up(standby: &Standby, primary: &Db) {
+    let end = primary.changelog().next_offset();
+    assert!(
+        standby.wait_for_offset(end, WAIT).unwrap(),
+        "caught up to {end}"
+    );
+    assert_eq!(standby.lag().unwrap(), 0);
+}
+
+/// The store's state after every primary record below `seqno`, rebuilt
+/// from the primary's changelog (which must still start at 0).
+fn state_at(primary: &Db, seqno: u64) -> Map {
+    assert_eq!(primary.changelog().log_start_offset(), 0);
+    let mut state = Map::new();
+    for r in primary.changelog().reader(0).unwrap() {
+        let r = r.unwrap();
+        if r.offset >= seqno {
+            break;
+        }
+        match r.record.value {
+            Some(v) => state.insert(r.record.key, v),
+            None => state.remove(&r.record.key),
+        };
+    }
+    state
+}
+
+/// Writes `n` batches from `threads` threads: puts of 1 to 3 keys,
+/// overwrites of earlier keys, deletes; every value unique.
+fn write_mix(primary: &Db, threads: usize, n: usize, value_bytes: usize, flush_every: usize) {
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                for i in 0..n {
+                    let mut batch = WriteBatch::new();
+                    let key = |j: usize| format!("key{:03}", (i * 7 + t * 13 + j * 31) % 211);
+                    match i % 5 {
+                        0 => {
+                            batch.delete(key(0));
+                        }
+                        1 => {
+                            batch.put(key(0), value(t, i, 0, value_bytes));
+                            batch.delete(key(1));
+                            batch.put(key(2), value(t, i, 2, value_bytes));
+                        }
+                        _ => {
+                            batch.put(key(0), value(t, i, 0, value_bytes));
+                        }
+                    }
+                    primary
+                        .write(batch, WriteOptions { sync: i % 50 == 0 })
+                        .unwrap();
+                    if flush_every > 0 && t == 0 && i % flush_every == flush_every - 1 {
+                        primary.flush().unwrap();
+                        if i % (flush_every * 3) == flush_every * 3 - 1 {
+                            primary.compact_range::<&[u8], _>(..).unwrap();
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+fn value(t: usize, i: usize, j: usize, value_bytes: usize) -> String {
+    let tag = format!("t{t}-i{i}-j{j}-");
+    format!("{tag}{}", "x".repeat(value_bytes.saturating_sub(tag.len())))
+}
+
+#[test]
+fn follows_concurrent_writes_and_reads_see_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Db::open(dir.path().join("p"), opts(ChangelogRetention::UntilShipped)).unwrap();
+    primary.put("before", "the standby").unwrap();
+    let standby =
+        Standby::follow(&primary, dir.path().join("s"), NAME, Options::default()).unwrap();
+    let done = AtomicBool::new(false);
+    let samples = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut samples = Vec::new();
+            while !done.load(Ordering::Acquire) {
+                let snap = standby.snapshot();
+                let seen: Map = snap.range::<&[u8], _>(..).map(|kv| kv.unwrap()).collect();
+                samples.push((snap.seqno(), seen));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            samples
+        });
+        write_mix(&primary, 3, 400, 20, 0);
+        done.store(true, Ordering::Release);
+        reader.join().unwrap()
+    });
+    catch_up(&standby, &primary);
+    assert_eq!(contents(&standby), contents(&primary));
+    assert_eq!(standby.latest_seqno(), primary.latest_seqno());
+    assert!(samples.len() > 3, "{} samples", samples.len());
+    // Every read view of the standby is the primary's state at some point
+    // of its history: the state after the records below the view's seqno.
+    for (seqno, seen) in &samples {
+        assert_eq!(
+            seen,
+            &state_at(&primary, *seqno),
+            "standby view at seqno {seqno}"
+        );
+    }
+    assert!(standby.error().is_none());
+    standby.close().unwrap();
+}
+
+#[test]
+fn primary_flushes_compactions_and_retention_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Db::open(
+        dir.path().join("p"),
+        small(ChangelogRetention::UntilShipped),
+    )
+    .unwrap();
+    let standby = Standby::follow(
+        &primary,
+        dir.path().join("s"),
+        NAME,
+        small(ChangelogRetention::UntilFlushed),
+    )
+    .unwrap();
+    write_mix(&primary, 2, 1500, 200, 100);
+    catch_up(&standby, &primary);
+    assert_eq!(contents(&standby), contents(&primary));
+    assert!(standby.error().is_none());
+    let start = primary.changelog().log_start_offset();
+    assert!(
+        start > 0,
+        "retention deleted nothing: the test proves nothing"
+    );
+    // The standby flushed tables of its own and trimmed its changelog.
+    let stats = standby.stats().unwrap();
+    assert!(stats.levels.iter().map(|l| l.tables).sum::<usize>() > 0);
+    standby.close().unwrap();
+    // Retention never passed what the standby made durable.
+    let committed = primary.changelog().position(NAME).unwrap();
+    assert_eq!(committed, primary.changelog().next_offset());
+    assert!(primary.changelog().log_start_offset() <= committed);
+}
+
+#[test]
+fn close_and_reopen_resumes_from_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Db::open(
+        dir.path().join("p"),
+        small(ChangelogRetention::UntilShipped),
+    )
+    .unwrap();
+    let sdir = dir.path().join("s");
+    let standby = Standby::follow(&primary, &sdir, NAME, Options::default()).unwrap();
+    write_mix(&primary, 1, 500, 200, 0);
+    catch_up(&standby, &primary);
+    let closed_at = standby.position();
+    standby.close().unwrap();
+    assert_eq!(primary.changelog().position(NAME), Some(closed_at));
+
+    // The primary goes on without the standby, flushing: retention keeps
+    // what the standby has not applied, and no more.
+    write_mix(&primary, 1, 1500, 200, 100);
+    primary.flush().unwrap();
+    let start = primary.changelog().log_start_offset();
+    assert!(
+        start > 0 && start <= closed_at,
+        "start {start}, standby at {closed_at}"
+    );
+
+    let standby = Standby::follow(&primary, &sdir, NAME, Options::default()).unwrap();
+    let resumed_at = standby.position();
+    assert!(
+        resumed_at >= closed_at,
+        "resumed at {resumed_at}, closed at {closed_at}"
+    );
+    catch_up(&standby, &primary);
+    assert_eq!(contents(&standby), contents(&primary));
+    standby.close().unwrap();
+}
+
+#[test]
+fn promote_continues_the_offsets_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Db::open(dir.path().join("p"), opts(ChangelogRetention::UntilShipped)).unwrap();
+    let sdir = dir.path().join("s");
+    let standby = Standby::follow(&primary, &sdir, NAME, Options::default()).unwrap();
+    write_mix(&primary, 2, 300, 20, 0);
+    // No waiting: promotion itself applies what the standby has not yet.
+    let db = standby.promote().unwrap();
+    let expected = contents(&primary);
+    let next = primary.changelog().next_offset();
+    assert_eq!(contents(&db), expected);
+    assert_eq!(db.changelog().next_offset(), next);
+    assert_eq!(db.latest_seqno(), next);
+    assert_eq!(primary.changelog().position(NAME), None, "deregistered");
+    primary.close().unwrap();
+
+    db.put("after", "promotion").unwrap();
+    assert_eq!(
+        db.get_versioned("after").unwrap().unwrap().version,
+        next + 1
+    );
+    db.delete("key000").unwrap();
+    let mut expected = expected;
+    expected.insert(Bytes::from("after"), Bytes::from("promotion"));
+    expected.remove(&Bytes::from("key000"));
+    db.close().unwrap();
+
+    let db = Db::open(&sdir, Options::default()).unwrap();
+    assert_eq!(contents(&db), expected);
+    assert_eq!(db.changelog().next_offset(), next + 2);
+    db.put("again", "writable").unwrap();
+    db.close().unwrap();
+}
+
+#[test]
+fn promote_after_the_primary_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Db::open(dir.path().join("p"), opts(ChangelogRetention::UntilShipped)).unwrap();
+    let standby =
+        Standby::follow(&primary, dir.path().join("s"), NAME, Options::default()).unwrap();
+    write_mix(&primary, 1, 200, 20, 0);
+    catch_up(&standby, &primary);
+    let expected = contents(&primary);
+    let next = primary.changelog().next_offset();
+    primary.close().unwrap();
+    // The follower notices and stops; that is not a failure of the standby.
+    for _ in 0..1000 {
+        if !standby.is_following() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(matches!(standby.error(), Some(Error::Source(_))));
+    assert!(standby.lag().is_err());
+    let db = standby.promote().unwrap();
+    assert_eq!(contents(&db), expected);
+    db.put("new", "leader").unwrap();
+    assert_eq!(db.latest_seqno(), next + 1);
+    // The old primary's directory is free again (the standby held it
+    // only weakly), and it still names the standby.
+    let old = Db::open(dir.path().join("p"), Options::default()).unwrap();
+    assert_eq!(old.changelog().position(NAME), Some(next));
+}
+
+#[test]
+fn stale_standby_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // Retention that ignores consumer positions.
+    let primary = Db::open(
+        dir.path().join("p"),
+        small(ChangelogRetention::UntilFlushed),
+    )
+    .unwrap();
+    let sdir = dir.path().join("s");
+    let standby = Standby::follow(&primary, &sdir, NAME, Options::default()).unwrap();
+    write_mix(&primary, 1, 100, 200, 0);
+    catch_up(&standby, &primary);
+    let closed_at = standby.position();
+    standby.close().unwrap();
+    write_mix(&primary, 1, 1500, 200, 100);
+    primary.flush().unwrap();
+    let start = primary.changelog().log_start_offset();
+    assert!(start > closed_at, "start {start}, standby at {closed_at}");
+
+    match Standby::follow(&primary, &sdir, NAME, Options::default()) {
+        Err(Error::Stale {
+            position,
+            log_start_offset,
+            ..
+        }) => assert_eq!((position, log_start_offset), (closed_at, start)),
+        other => panic!("expected Stale, got {other:?}"),
+    }
+    // A new, empty standby cannot start from a primary whose log no
+    // longer starts at 0 either.
+    match Standby::follow(&primary, dir.path().join("new"), "new", Options::default()) {
+        Err(Error::Stale { position: 0, .. }) => {}
+        other => panic!("expected Stale, got {other:?}"),
+    }
+    // The stale store itself is intact and can be opened as it is.
+    let db = Db::open(&sdir, Options::default()).unwrap();
+    assert_eq!(db.changelog().next_offset(), closed_at);
+}
+
+#[test]
+fn writes_to_a_standby_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Db::open(dir.path().join("p"), Options::default()).unwrap();
+    primary.put("k", "primary").unwrap();
+    let standby =
+        Standby::follow(&primary, dir.path().join("s"), NAME, Options::default()).unwrap();
+    catch_up(&standby, &primary);
+    let refused = |r: varve::Result<()>| {
+        assert!(
+            matches!(r, Err(Error::InvalidArgument(ref m)) if m.contains("standby")),
+            "{r:?}"
+        );
+    };
+    refused(standby.put("k", "standby"));
+    refused(standby.delete("k"));
+    let mut batch = WriteBatch::new();
+    batch.put("x", "y");
+    refused(standby.write(batch, WriteOptions { sync: true }));
+    refused(standby.put_if_absent("new", "v").map(|_| ()));
+    refused(standby.compare_and_put("k", None, "v").map(|_| ()));
+    refused(standby.remove("k").map(|_| ()));
+    assert_eq!(standby.changelog().next_offset(), 1);
+    assert_eq!(contents(&standby), contents(&primary));
+    // Replication goes on.
+    primary.put("k", "again").unwrap();
+    catch_up(&standby, &primary);
+    assert_eq!(standby.get("k").unwrap().as_deref(), Some(&b"again"[..]));
+    let db = standby.promote().unwrap();
+    db.put("k", "promoted").unwrap();
+}
+
+/// One standby crash: follow through `fs`, crash it mid-stream, reopen.
+fn crash_once(mode: CrashMode, seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Db::open(dir.path().join("p"), opts(ChangelogRetention::UntilShipped)).unwrap();
+    let fs = MemFs::new();
+    let standby_opts = Options {
+        memtable_size_bytes: 16 << 10,
+        ..Options::default()
+    };
+    let sdir = Path::new("standby");
+    let standby = Standby::follow_with_fs(
+        &primary,
+        Arc::new(fs.clone()),
+        sdir,
+        NAME,
+        standby_opts.clone(),
+    )
+    .unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| write_mix(&primary, 2, 400, 60, 0));
+        // Crash once the standby is well under way.
+        while standby.position() < 300 && standby.is_following() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        fs.crash(mode, seed);
+    });
+    drop(standby);
+    let committed = primary.changelog().position(NAME).unwrap();
+
+    // The standby recovers a prefix of the primary's history, and at least
+    // what it told the primary it had made durable.
+    let db = Db::open_with_fs(Arc::new(fs.clone()), sdir, standby_opts.clone()).unwrap();
+    let n = db.changelog().next_offset();
+    assert!(
+        n >= committed,
+        "{mode:?}/{seed}: recovered to {n}, committed {committed}"
+    );
+    assert_eq!(
+        contents(&db),
+        state_at(&primary, n),
+        "{mode:?}/{seed}: not a prefix"
+    );
+    db.close().unwrap();
+
+    let standby =
+        Standby::follow_with_fs(&primary, Arc::new(fs.clone()), sdir, NAME, standby_opts).unwrap();
+    assert_eq!(standby.position(), n);
+    catch_up(&standby, &primary);
+    assert_eq!(contents(&standby), contents(&primary), "{mode:?}/{seed}");
+    standby.close().unwrap();
+}
+
+#[test]
+fn standby_crash_recovers_a_prefix_and_catches_up() {
+    crash_once(CrashMode::DropAll, 0);
+    crash_once(CrashMode::KeepAll, 0);
+    for seed in 1..=4 {
+        crash_once(CrashMode::Random, seed);
+    }
+}
+
+#[test]
+fn dropped_standby_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Db::open(dir.path().join("p"), opts(ChangelogRetention::UntilShipped)).unwrap();
+    let sdir = dir.path().join("s");
+    let standby = Standby::follow(&primary, &sdir, NAME, Options::default()).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| write_mix(&primary, 1, 300, 20, 0));
+        while standby.position() < 100 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    drop(standby);
+    let standby = Standby::follow(&primary, &sdir, NAME, Options::default()).unwrap();
+    assert!(standby.position() >= 100);
+    catch_up(&standby, &primary);
+    assert_eq!(contents(&standby), contents(&primary));
+}
