@@ -436,3 +436,92 @@ fn dropped_standby_resumes() {
     catch_up(&standby, &primary);
     assert_eq!(contents(&standby), contents(&primary));
 }
+
+#[test]
+fn compacted_primary_offsets_are_kept_across_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention = ChangelogRetention::Compact {
+        tombstone_retention_ms: 3_600_000,
+    };
+    let primary = Db::open(dir.path().join("p"), small(retention)).unwrap();
+    write_mix(&primary, 1, 1500, 200, 100);
+    primary.flush().unwrap();
+    let log = primary.changelog();
+    let records = log.reader(log.log_start_offset()).unwrap().count() as u64;
+    assert!(
+        records < log.next_offset() - log.log_start_offset(),
+        "the cleaner left no gaps: the test proves nothing"
+    );
+    let standby =
+        Standby::follow(&primary, dir.path().join("s"), NAME, Options::default()).unwrap();
+    catch_up(&standby, &primary);
+    assert_eq!(contents(&standby), contents(&primary));
+    // Same offsets, so the same sequence numbers (versions) for every key.
+    for key in contents(&primary).keys() {
+        let p = primary.get_versioned(key).unwrap().map(|v| v.version);
+        let s = standby.get_versioned(key).unwrap().map(|v| v.version);
+        assert_eq!(p, s, "{key:?}");
+    }
+    let db = standby.promote().unwrap();
+    db.put("next", "write").unwrap();
+    assert_eq!(
+        db.get_versioned("next").unwrap().unwrap().version,
+        primary.changelog().next_offset() + 1
+    );
+}
+
+#[test]
+fn a_failure_of_the_standby_is_kept_and_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Db::open(dir.path().join("p"), opts(ChangelogRetention::UntilShipped)).unwrap();
+    let fs = MemFs::new();
+    let standby = Standby::follow_with_fs(
+        &primary,
+        Arc::new(fs.clone()),
+        "standby",
+        NAME,
+        Options::default(),
+    )
+    .unwrap();
+    primary.put("a", "1").unwrap();
+    catch_up(&standby, &primary);
+    fs.fail_syncs(true);
+    fs.fail_after(0, varve::varve_changelog::fs::FaultKind::Persistent);
+    primary.put("b", "2").unwrap();
+    let err = standby
+        .wait_for_offset(primary.changelog().next_offset(), WAIT)
+        .expect_err("the follower fails");
+    assert!(!matches!(err, Error::Source(_)), "{err:?}");
+    assert!(!standby.is_following());
+    assert!(standby.error().is_some());
+    assert!(standby.lag().is_err());
+    // The standby still serves what it has.
+    assert_eq!(standby.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert!(standby.close().is_err());
+}
+
+#[test]
+fn follow_a_restarted_primary() {
+    let dir = tempfile::tempdir().unwrap();
+    let pdir = dir.path().join("p");
+    let sdir = dir.path().join("s");
+    let primary = Db::open(&pdir, opts(ChangelogRetention::UntilShipped)).unwrap();
+    let standby = Standby::follow(&primary, &sdir, NAME, Options::default()).unwrap();
+    write_mix(&primary, 1, 100, 20, 0);
+    catch_up(&standby, &primary);
+    primary.close().unwrap();
+    for _ in 0..1000 {
+        if !standby.is_following() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!standby.is_following());
+    // Closing a standby whose primary is gone is not an error.
+    standby.close().unwrap();
+    let primary = Db::open(&pdir, opts(ChangelogRetention::UntilShipped)).unwrap();
+    write_mix(&primary, 1, 100, 20, 0);
+    let standby = Standby::follow(&primary, &sdir, NAME, Options::default()).unwrap();
+    catch_up(&standby, &primary);
+    assert_eq!(contents(&standby), contents(&primary));
+}
