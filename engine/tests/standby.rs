@@ -5,13 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::io;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use varve::varve_changelog::fs::{CrashMode, MemFs};
+use varve::varve_changelog::fs::{CrashMode, DirLock, File, FileSystem, MemFs, OpenMode};
 use varve::{ChangelogRetention, Db, Error, Options, Standby, WriteBatch, WriteOptions};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -524,4 +525,157 @@ fn follow_a_restarted_primary() {
     let standby = Standby::follow(&primary, &sdir, NAME, Options::default()).unwrap();
     catch_up(&standby, &primary);
     assert_eq!(contents(&standby), contents(&primary));
+}
+
+/// A gate that writes to changelog segments wait at while it is shut.
+#[derive(Debug, Default)]
+struct Gate {
+    shut: Mutex<bool>,
+    cv: Condvar,
+    /// Writes that have waited at the gate.
+    held: std::sync::atomic::AtomicUsize,
+}
+
+impl Gate {
+    fn set(&self, shut: bool) {
+        *self.shut.lock().unwrap() = shut;
+        self.cv.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut shut = self.shut.lock().unwrap();
+        if *shut {
+            self.held.fetch_add(1, Ordering::SeqCst);
+        }
+        while *shut {
+            shut = self.cv.wait(shut).unwrap();
+        }
+    }
+}
+
+/// A [`MemFs`] whose changelog segment writes can be held at a [`Gate`],
+/// to hold a standby's follower in the middle of applying a group.
+#[derive(Debug, Clone)]
+struct GatedFs {
+    inner: MemFs,
+    gate: Arc<Gate>,
+}
+
+#[derive(Debug)]
+struct GatedFile {
+    inner: Arc<dyn File>,
+    gate: Option<Arc<Gate>>,
+}
+
+impl File for GatedFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if let Some(gate) = &self.gate {
+            gate.pass();
+        }
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        self.inner.set_len(len_bytes)
+    }
+}
+
+impl FileSystem for GatedFs {
+    fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn File>> {
+        let inner = self.inner.open_file(path, mode)?;
+        let is_segment = path.extension().is_some_and(|e| e == "log");
+        Ok(Arc::new(GatedFile {
+            inner,
+            gate: is_segment.then(|| self.gate.clone()),
+        }))
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_dir(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.hard_link(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
+        self.inner.kind(path)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
+        self.inner.lock(path)
+    }
+}
+
+/// A follower held back while a primary whose retention ignores consumer
+/// positions deletes what it has not applied: it stops with `Stale`.
+#[test]
+fn a_follower_left_behind_by_retention_becomes_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Db::open(
+        dir.path().join("p"),
+        small(ChangelogRetention::UntilFlushed),
+    )
+    .unwrap();
+    let fs = GatedFs {
+        inner: MemFs::new(),
+        gate: Arc::new(Gate::default()),
+    };
+    let standby = Standby::follow_with_fs(
+        &primary,
+        Arc::new(fs.clone()),
+        "s",
+        NAME,
+        Options::default(),
+    )
+    .unwrap();
+    primary.put("a", "1").unwrap();
+    catch_up(&standby, &primary);
+    fs.gate.set(true);
+    primary.put("b", "2").unwrap();
+    while fs.gate.held.load(Ordering::SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The follower is now held in its append of "b".
+    write_mix(&primary, 1, 1500, 200, 100);
+    primary.flush().unwrap();
+    let start = primary.changelog().log_start_offset();
+    assert!(
+        start > 2,
+        "retention deleted nothing: the test proves nothing"
+    );
+    fs.gate.set(false);
+    match standby.wait_for_offset(primary.changelog().next_offset(), WAIT) {
+        Err(Error::Stale {
+            position,
+            log_start_offset,
+            ..
+        }) => assert!(position < log_start_offset && position == 2, "{position}"),
+        other => panic!("expected Stale, got {other:?}"),
+    }
+    assert!(!standby.is_following());
+    assert!(matches!(standby.lag(), Err(Error::Stale { .. })));
+    assert!(matches!(standby.error(), Some(Error::Stale { .. })));
+    // What it has stays readable, and it cannot be promoted.
+    assert_eq!(standby.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert!(matches!(standby.promote(), Err(Error::Stale { .. })));
 }
