@@ -404,7 +404,7 @@ fn crash_once(mode: CrashMode, seed: u64) {
 
     let standby =
         Standby::follow_with_fs(&primary, Arc::new(fs.clone()), sdir, NAME, standby_opts).unwrap();
-    assert_eq!(standby.position(), n);
+    assert!(standby.position() >= n);
     catch_up(&standby, &primary);
     assert_eq!(contents(&standby), contents(&primary), "{mode:?}/{seed}");
     standby.close().unwrap();
