@@ -207,8 +207,9 @@ impl Standby {
     ///
     /// # Errors
     /// [`Error::Stale`] if the standby's position is below the primary's
-    /// changelog start (records it needs are gone) or past its end (the
-    /// two have diverged); [`Error::Closed`] if the primary is closing;
+    /// changelog start (records it needs are gone), past its end, or its
+    /// last record differs from the primary's at the same offset (the two
+    /// have diverged); [`Error::Closed`] if the primary is closing;
     /// the errors of [`Db::open`] for `dir`; the changelog's errors for a
     /// bad `name` (empty or longer than 255 bytes).
     pub fn follow(
@@ -259,8 +260,7 @@ impl Standby {
         }
         let db = Db::open_with_fs(fs, dir, opts)?;
         db.inner().replica.store(true, Ordering::Release);
-        let position = db.changelog().next_offset();
-        register(&primary_inner.log, name, position)?;
+        let position = register(&primary_inner.log, db.changelog(), name)?;
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             position: AtomicU64::new(position),
@@ -519,13 +519,69 @@ impl Standby {
     }
 }
 
-/// Registers consumer `name` at `position` on the primary's changelog,
-/// after checking (and again after registering, as retention may have
-/// moved meanwhile) that the standby can catch up from there.
-fn register(log: &Log, name: &str, position: u64) -> Result<()> {
+/// Registers consumer `name` at `position` (the standby's changelog end)
+/// on the primary's changelog, after checking that the standby can catch
+/// up from there and holds the primary's history; checks the position
+/// again after registering, as retention may have moved meanwhile.
+fn register(log: &Log, standby: &Log, name: &str) -> Result<u64> {
+    let position = standby.next_offset();
     check_position(position, bounds(log))?;
+    check_same_history(standby, log)?;
     log.commit_position(name, position)?;
-    check_position(position, bounds(log))
+    check_position(position, bounds(log))?;
+    Ok(position)
+}
+
+/// Compares the standby's last record with the primary's record at the
+/// same offset: a standby whose primary lost an unsynced tail in a crash
+/// and then wrote new records at the same offsets (or that follows another
+/// store) holds a different history at the same position. Where the
+/// primary no longer has that offset (cleaned or deleted) there is nothing
+/// to compare.
+fn check_same_history(standby: &Log, primary: &Log) -> Result<()> {
+    let Some(ours) = last_record(standby)? else {
+        return Ok(());
+    };
+    if ours.offset < primary.log_start_offset() || ours.offset >= primary.next_offset() {
+        return Ok(());
+    }
+    let theirs = primary.reader(ours.offset)?.next().transpose()?;
+    match theirs {
+        Some(theirs) if theirs.offset == ours.offset && theirs.record != ours.record => {
+            Err(Error::Stale {
+                position: standby.next_offset(),
+                log_start_offset: primary.log_start_offset(),
+                reason: format!(
+                    "the standby's record at offset {} differs from the primary's: the histories diverged (the primary lost an unsynced tail and wrote new records there, or it is another store)",
+                    ours.offset
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The last record `log` still holds, scanning back from its newest
+/// segment (at most one non-empty segment is read).
+fn last_record(log: &Log) -> Result<Option<StoredRecord>> {
+    let start = log.log_start_offset();
+    for base in log.segment_base_offsets().into_iter().rev() {
+        let from = base.max(start);
+        if from >= log.next_offset() {
+            continue;
+        }
+        let mut last = None;
+        for record in log.reader(from)? {
+            last = Some(record?);
+        }
+        if last.is_some() {
+            return Ok(last);
+        }
+        if base <= start {
+            break;
+        }
+    }
+    Ok(None)
 }
 
 fn bounds(log: &Log) -> SourceBounds {

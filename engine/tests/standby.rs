@@ -679,3 +679,43 @@ fn a_follower_left_behind_by_retention_becomes_stale() {
     assert_eq!(standby.get("a").unwrap().as_deref(), Some(&b"1"[..]));
     assert!(matches!(standby.promote(), Err(Error::Stale { .. })));
 }
+
+/// The primary loses an unsynced tail the standby had applied: the standby
+/// is first ahead of it, then (after new writes) at the same position with
+/// a different history. Both are refused.
+#[test]
+fn a_standby_of_a_primary_that_lost_its_tail_is_refused() {
+    let pfs = MemFs::new();
+    let popts = opts(ChangelogRetention::UntilShipped);
+    let open_primary = || Db::open_with_fs(Arc::new(pfs.clone()), "p", popts.clone()).unwrap();
+    let primary = open_primary();
+    let mut batch = WriteBatch::new();
+    batch.put("a", "durable");
+    primary.write(batch, WriteOptions { sync: true }).unwrap();
+    primary.put("b", "lost").unwrap();
+    primary.put("c", "lost").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let standby = Standby::follow(&primary, dir.path(), NAME, Options::default()).unwrap();
+    catch_up(&standby, &primary);
+    standby.close().unwrap();
+    pfs.crash(CrashMode::DropAll, 0);
+    drop(primary);
+
+    let primary = open_primary();
+    assert_eq!(primary.changelog().next_offset(), 1);
+    match Standby::follow(&primary, dir.path(), NAME, Options::default()) {
+        Err(Error::Stale { position: 3, .. }) => {}
+        other => panic!("expected Stale (ahead), got {other:?}"),
+    }
+    for k in ["x", "y", "z"] {
+        primary.put(k, "new history").unwrap();
+    }
+    match Standby::follow(&primary, dir.path(), NAME, Options::default()) {
+        Err(Error::Stale {
+            position: 3,
+            reason,
+            ..
+        }) => assert!(reason.contains("differs"), "{reason}"),
+        other => panic!("expected Stale (diverged), got {other:?}"),
+    }
+}
