@@ -687,15 +687,22 @@ impl Worker {
         if position >= end {
             return Ok(false);
         }
-        let (records, next) = fetch(log, position)?;
+        let (mut records, next) = fetch(log, position)?;
+        // A reader may see a batch being appended before the log's end
+        // moves past it (and before the primary has applied it): apply
+        // only what lies below the end read above, so the standby is
+        // never ahead of the end it reports against.
+        let read_past_end = records.last().is_some_and(|r| r.offset >= end);
+        records.retain(|r| r.offset < end);
         for group in groups(&records) {
             self.standby.apply_replicated(group)?;
             if let Some(last) = group.last() {
                 self.shared.advance(last.offset + 1);
             }
         }
-        if records.is_empty() {
-            // No records in [position, end): offsets a compaction emptied.
+        if records.is_empty() || read_past_end {
+            // Every record in [position, end) is applied; offsets without
+            // records there were emptied by a compaction.
             self.shared.advance(end);
         } else {
             self.shared.advance(next);

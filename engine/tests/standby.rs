@@ -283,8 +283,9 @@ fn promote_after_the_primary_is_gone() {
     assert_eq!(db.latest_seqno(), next + 1);
     // The old primary's directory is free again (the standby held it
     // only weakly), and it still names the standby.
+    // (Its position there may trail: the follower commits every ~100 ms.)
     let old = Db::open(dir.path().join("p"), Options::default()).unwrap();
-    assert_eq!(old.changelog().position(NAME), Some(next));
+    assert!(old.changelog().position(NAME).is_some_and(|p| p <= next));
 }
 
 #[test]
@@ -718,4 +719,10 @@ fn a_standby_of_a_primary_that_lost_its_tail_is_refused() {
         }) => assert!(reason.contains("differs"), "{reason}"),
         other => panic!("expected Stale (diverged), got {other:?}"),
     }
+}
+
+#[test]
+fn a_standby_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Standby>();
 }
