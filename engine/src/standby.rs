@@ -41,8 +41,8 @@ const RECORD_OVERHEAD_BYTES: usize = 64;
 /// How long the follower waits for new records before checking whether
 /// it must stop.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
-/// How often the follower syncs its changelog and commits its position
-/// on the primary while records keep coming.
+/// How often the follower syncs its changelog and commits its position on
+/// the primary (when it applied something since the last time).
 const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A standby replica: a store of its own that follows a primary [`Db`]'s
@@ -663,7 +663,9 @@ impl Worker {
                     .wait_for(self.shared.position.load(Ordering::Acquire), IDLE_WAIT);
             }
             drop(primary);
-            if !applied || last_commit.elapsed() >= COMMIT_INTERVAL {
+            // At most one sync and position commit per interval, busy or
+            // idle (a no-op when nothing new was applied).
+            if last_commit.elapsed() >= COMMIT_INTERVAL {
                 if let Err(e) = self.commit() {
                     self.shared.halt(Halt::Failed(e));
                     return;
