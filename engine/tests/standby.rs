@@ -116,8 +116,12 @@ fn follows_concurrent_writes_and_reads_see_a_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let primary = Db::open(dir.path().join("p"), opts(ChangelogRetention::UntilShipped)).unwrap();
     primary.put("before", "the standby").unwrap();
-    let standby =
-        Standby::follow(&primary, dir.path().join("s"), NAME, Options::default()).unwrap();
+    // Small memtables: the standby flushes (and compacts) while read.
+    let sopts = Options {
+        memtable_size_bytes: 8 << 10,
+        ..Options::default()
+    };
+    let standby = Standby::follow(&primary, dir.path().join("s"), NAME, sopts).unwrap();
     let done = AtomicBool::new(false);
     let samples = std::thread::scope(|s| {
         let reader = s.spawn(|| {
@@ -148,6 +152,14 @@ fn follows_concurrent_writes_and_reads_see_a_prefix() {
         );
     }
     assert!(standby.error().is_none());
+    let tables: usize = standby
+        .stats()
+        .unwrap()
+        .levels
+        .iter()
+        .map(|l| l.tables)
+        .sum();
+    assert!(tables > 0, "the standby never flushed");
     standby.close().unwrap();
 }
 
