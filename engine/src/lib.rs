@@ -30,8 +30,10 @@ pub mod key;
 pub mod memtable;
 mod open;
 mod options;
+mod replicate;
 mod snapshot;
 pub mod sst;
+mod standby;
 mod state;
 mod stats;
 mod store_api;
@@ -50,6 +52,7 @@ pub use options::{
     Options, WriteOptions,
 };
 pub use snapshot::Snapshot;
+pub use standby::Standby;
 pub use stats::{ChangelogStats, LevelStats, Stats};
 pub use store_api::Versioned;
 pub use varve_changelog;

@@ -83,6 +83,7 @@ pub(crate) fn open_inner(fs: Arc<dyn FileSystem>, path: &Path, opts: Options) ->
         failure: Mutex::new(None),
         failed: AtomicBool::new(false),
         closing: AtomicBool::new(false),
+        replica: AtomicBool::new(false),
         versions: Mutex::new(versions),
         log,
         opts,

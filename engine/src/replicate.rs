@@ -1,0 +1,191 @@
+//! The replica write path: records copied from another store's changelog,
+//! applied with the offsets the source gave them.
+//!
+//! A standby replica ([`crate::Standby`]) appends what it copies with
+//! [`Log::append_at`](varve_changelog::Log::append_at), so its own changelog
+//! holds the source's offsets (gaps included, for a compacted source) and
+//! its sequence numbers equal the source's. Its position in the source is
+//! then simply its own `next_offset`, and it survives a reopen like any
+//! store: recovery replays its own changelog.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use varve_changelog::{SourceBounds, StoredRecord};
+
+use crate::error::{Error, Result};
+use crate::state::{DbInner, STALL_NONE, STALL_SLOWDOWN, STALL_STOP};
+use crate::stats::Counters;
+use crate::write::insert_all;
+
+/// How long a replica group waits during a write slowdown (as a normal
+/// write group does).
+const SLOWDOWN_DELAY: Duration = Duration::from_millis(1);
+
+impl DbInner {
+    /// Applies `records` copied from a source changelog, keeping their
+    /// offsets: under the write leadership, waits out a write stall, makes
+    /// room in the memtable, appends them to this store's changelog with
+    /// [`append_at`](varve_changelog::Log::append_at), inserts each with the
+    /// sequence number `offset + 1`, and publishes the last one. Offsets
+    /// must strictly increase and start at or past this store's
+    /// changelog end; gaps are allowed.
+    ///
+    /// Works on a store in replica mode (which refuses user writes).
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::ReadOnly`] after a failed sync, the
+    /// changelog's [`InvalidArgument`](varve_changelog::Error::InvalidArgument)
+    /// for offsets that do not follow the log end, I/O errors.
+    pub(crate) fn apply_replicated(&self, records: &[StoredRecord]) -> Result<()> {
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        self.with_write_leadership(|| {
+            self.check_open()?;
+            self.replica_stall()?;
+            self.replica_make_room()?;
+            self.log
+                .append_at(records)
+                .map_err(|e| self.replica_write_error(e.into()))?;
+            let sv = self.super_version();
+            for r in records {
+                insert_all(&sv.mem, std::slice::from_ref(&r.record), r.offset);
+            }
+            let bytes: usize = records
+                .iter()
+                .map(|r| r.record.key.len() + r.record.value.as_ref().map_or(0, |v| v.len()))
+                .sum();
+            Counters::add(&self.counters.user_bytes_written, bytes as u64);
+            self.visible_seqno.store(last.offset + 1, Ordering::Release);
+            Ok(())
+        })
+    }
+
+    /// Like `check_writable`, without the replica-mode refusal.
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if self.failed.load(Ordering::Acquire) {
+            let cause = self.failure.lock().clone().unwrap_or_default();
+            return Err(Error::ReadOnly { cause });
+        }
+        Ok(())
+    }
+
+    /// A changelog failure while applying: a failed sync makes the store
+    /// read-only (as for a normal write group).
+    fn replica_write_error(&self, e: Error) -> Error {
+        match &e {
+            Error::Changelog(inner)
+                if matches!(**inner, varve_changelog::Error::ReadOnly { .. }) =>
+            {
+                self.fail(&e)
+            }
+            _ => e,
+        }
+    }
+
+    /// The write stall of `stall_writes`, for replica groups (which must
+    /// not be refused by the replica-mode check).
+    // TODO(merge): share with `stall_writes` once its check is a parameter.
+    fn replica_stall(&self) -> Result<()> {
+        match self.stall.load(Ordering::Acquire) {
+            STALL_NONE => Ok(()),
+            STALL_SLOWDOWN => {
+                Counters::add(&self.counters.slowdowns, 1);
+                std::thread::sleep(SLOWDOWN_DELAY);
+                self.check_open()
+            }
+            _ => {
+                Counters::add(&self.counters.stops, 1);
+                let mut state = self.compaction.lock();
+                while self.stall.load(Ordering::Acquire) == STALL_STOP {
+                    self.check_open()?;
+                    self.compaction_cv
+                        .wait_for(&mut state, Duration::from_millis(100));
+                }
+                drop(state);
+                self.check_open()
+            }
+        }
+    }
+
+    /// `make_room` of a write group, for replica groups.
+    // TODO(merge): share with `make_room` in write.rs.
+    fn replica_make_room(&self) -> Result<()> {
+        loop {
+            let sv = self.super_version();
+            if sv.mem.approximate_size_bytes() < self.opts.memtable_size_bytes {
+                return Ok(());
+            }
+            if sv.imm.len() < self.opts.max_immutable_memtables {
+                self.switch_memtable();
+                return Ok(());
+            }
+            let mut g = self.flush_mutex.lock();
+            self.check_open()?;
+            if self.super_version().imm.len() >= self.opts.max_immutable_memtables {
+                self.flush_cv.notify_all();
+                self.flush_cv.wait_for(&mut g, Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Whether a replica at `position` (the next source offset it would
+/// apply) can catch up from a source holding `bounds`.
+///
+/// The rule: below the source's start offset, records the replica never
+/// applied are gone, so it must be rebuilt; past the source's end, the
+/// replica holds records the source does not (the source lost an unsynced
+/// tail, or it is another store), so it has diverged and must be rebuilt
+/// too. Anything in between catches up by replaying (gaps are fine: a
+/// compacted source).
+// TODO(merge): unify with `restore::staleness::check_position`.
+pub(crate) fn check_position(position: u64, bounds: SourceBounds) -> Result<()> {
+    if position < bounds.start_offset {
+        return Err(Error::Stale {
+            position,
+            log_start_offset: bounds.start_offset,
+            reason: format!(
+                "the source deleted offsets {position}..{} before this replica applied them",
+                bounds.start_offset
+            ),
+        });
+    }
+    if position > bounds.end_offset {
+        return Err(Error::Stale {
+            position,
+            log_start_offset: bounds.start_offset,
+            reason: format!(
+                "this replica is ahead of the source, which ends at offset {}: the source lost records this replica applied (an unsynced tail), or it is another store",
+                bounds.end_offset
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_rule() {
+        let bounds = SourceBounds {
+            start_offset: 10,
+            end_offset: 20,
+        };
+        for ok in [10, 15, 20] {
+            assert!(check_position(ok, bounds).is_ok(), "{ok}");
+        }
+        for stale in [0, 9, 21] {
+            assert!(
+                matches!(check_position(stale, bounds), Err(Error::Stale { position, .. }) if position == stale),
+                "{stale}"
+            );
+        }
+    }
+}
