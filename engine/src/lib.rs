@@ -21,6 +21,7 @@
 
 mod batch;
 mod cache;
+mod checkpoint;
 pub mod compaction;
 mod db;
 pub mod error;
@@ -30,6 +31,7 @@ pub mod key;
 pub mod memtable;
 mod open;
 mod options;
+pub mod restore;
 mod snapshot;
 pub mod sst;
 mod state;
@@ -41,6 +43,7 @@ mod write;
 
 pub use batch::WriteBatch;
 pub use cache::{BlockCache, CacheStats};
+pub use checkpoint::CheckpointInfo;
 pub use db::Db;
 pub use error::{Error, Result};
 pub use iter::db_iter::{Iter, KeyValue};
@@ -49,6 +52,7 @@ pub use options::{
     ChangelogRetention, CompactionOptions, Compression, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES,
     Options, WriteOptions,
 };
+pub use restore::{RestoreOptions, RestoreReport, restore};
 pub use snapshot::Snapshot;
 pub use stats::{ChangelogStats, LevelStats, Stats};
 pub use store_api::Versioned;
