@@ -21,6 +21,17 @@ use crate::version::{Level, Version, table_file_name, write_store_manifest};
 const COPY_CHUNK_BYTES: usize = 1 << 20;
 
 /// Where a checkpoint was written and what it holds.
+///
+/// # Examples
+/// ```
+/// # fn main() -> varve::Result<()> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// let db = varve::Db::open(tmp.path().join("store"), varve::Options::default())?;
+/// db.put("k", "v")?;
+/// let info: varve::CheckpointInfo = db.checkpoint(tmp.path().join("cp"))?;
+/// assert_eq!((info.path, info.offset), (tmp.path().join("cp"), 1));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointInfo {
     /// The checkpoint's directory.

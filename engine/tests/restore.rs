@@ -379,3 +379,69 @@ fn a_crash_anywhere_in_a_restore_is_refused_on_open_and_resumes() {
     assert!(refused > 10, "{refused} of {calls} calls");
     eprintln!("{calls} calls, {refused} crashes refused on open");
 }
+
+/// A closed store at `/s` on `fs` keeping its whole changelog: writes
+/// `0..2000`, with a checkpoint at `/cp` after write 1200.
+fn store_with_checkpoint(fs: &MemFs) {
+    let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    let opts = Options {
+        memtable_size_bytes: 16 << 10,
+        changelog_retention: ChangelogRetention::UntilShipped,
+        ..Options::default()
+    };
+    let db = Db::open_with_fs(dynfs, "/s", opts).unwrap();
+    db.changelog().commit_position("test", 0).unwrap();
+    write_range(&db, 0, 1200);
+    assert_eq!(db.checkpoint("/cp").unwrap().offset, 1200);
+    write_range(&db, 1200, 2000);
+    db.close().unwrap();
+}
+
+fn open_changelog(fs: &MemFs) -> Log {
+    let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    Log::open_with_fs(dynfs, "/s/changelog", LogOptions::default()).unwrap()
+}
+
+#[test]
+fn a_crash_anywhere_in_a_restore_from_a_checkpoint_resumes() {
+    let mut model = State::new();
+    (0..2000).for_each(|i| apply(&mut model, &record(i)));
+    let opts = |fs: &MemFs| {
+        small()
+            .file_system(Arc::new(fs.clone()))
+            .from_checkpoint("/cp")
+    };
+    let (base, calls) = {
+        let fs = MemFs::new();
+        store_with_checkpoint(&fs);
+        let log = open_changelog(&fs);
+        let base = fs.op_count();
+        varve::restore("/r", &mut LogSource::new(&log), opts(&fs)).unwrap();
+        (base, fs.op_count() - base)
+    };
+    let step = (calls / 60).max(1);
+    for n in (0..calls).step_by(step as usize) {
+        let fs = MemFs::new();
+        store_with_checkpoint(&fs);
+        let log = open_changelog(&fs);
+        fs.crash_at(base + n);
+        let _ = varve::restore("/r", &mut LogSource::new(&log), opts(&fs));
+        drop(log);
+        fs.crash(CrashMode::Random, n);
+        let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
+        match Db::open_with_fs(dynfs.clone(), "/r", no_create()) {
+            Ok(db) => {
+                assert_eq!(contents(&db), model, "crash at call {n}");
+                continue;
+            }
+            Err(Error::RestoreIncomplete { .. } | Error::NotAStore { .. }) => {}
+            Err(e) => panic!("crash at call {n}: unexpected {e}"),
+        }
+        let log = open_changelog(&fs);
+        let report = varve::restore("/r", &mut LogSource::new(&log), opts(&fs))
+            .unwrap_or_else(|e| panic!("resume after a crash at call {n}: {e}"));
+        assert!(report.start_offset >= 1200, "{report:?}");
+        let db = Db::open_with_fs(dynfs, "/r", no_create()).unwrap();
+        assert_eq!(contents(&db), model, "resumed after a crash at call {n}");
+    }
+}

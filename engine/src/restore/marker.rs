@@ -11,7 +11,19 @@ use varve_changelog::fs::{FileSystem, OpenMode};
 
 use crate::error::{Error, Result};
 
-/// The marker's file name in the store directory.
+/// The marker's file name in the store directory. While it exists,
+/// [`Db::open`](crate::Db::open) refuses the store with
+/// [`Error::RestoreIncomplete`].
+///
+/// # Examples
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// std::fs::write(tmp.path().join(varve::restore::MARKER_FILE), b"")?;
+/// let err = varve::Db::open(tmp.path(), varve::Options::default()).unwrap_err();
+/// assert!(matches!(err, varve::Error::RestoreIncomplete { .. }));
+/// # Ok(()) }
+/// ```
 pub const MARKER_FILE: &str = "RESTORING";
 
 /// Whether `dir` holds a restore marker.

@@ -4,7 +4,22 @@
 
 use std::time::Duration;
 
-/// A restore's progress so far.
+/// A restore's progress so far, given to
+/// [`RestoreListener::on_progress`].
+///
+/// # Examples
+/// ```
+/// use varve::restore::RestoreProgress;
+/// fn percent(p: &RestoreProgress, start: u64) -> f64 {
+///     let total = p.end_offset.saturating_sub(start).max(1);
+///     100.0 * (p.offset - start) as f64 / total as f64
+/// }
+/// let p = RestoreProgress {
+///     records: 5, bytes: 50, offset: 5, end_offset: 10,
+///     elapsed: std::time::Duration::ZERO,
+/// };
+/// assert_eq!(percent(&p, 0), 50.0);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RestoreProgress {
     /// Records applied so far (by this run; a resumed restore starts at 0).
@@ -19,7 +34,8 @@ pub struct RestoreProgress {
     pub elapsed: Duration,
 }
 
-/// What a finished restore did.
+/// What a finished restore did (see [`restore`](super::restore) for an
+/// example, and [`mb_per_s`](Self::mb_per_s)).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RestoreReport {
     /// The offset the restore started applying at (a checkpoint's offset,
