@@ -1,9 +1,13 @@
 //! `varve restore CHANGELOG NEW_STORE [--from-checkpoint DIR]`: rebuilds a
 //! store from a changelog directory alone (`varve::restore`).
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
+use varve::restore::{RestoreListener, RestoreProgress};
 use varve::varve_changelog::{Log, LogOptions, LogSource};
 use varve::{RestoreOptions, RestoreReport};
 
@@ -33,13 +37,23 @@ pub fn run(
         },
     )?;
     let mut opts = RestoreOptions::default();
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(|| Arc::new(Bar(ProgressBar::new(0))));
+    if let Some(bar) = &bar {
+        opts = opts.listener(bar.clone());
+    }
     if let Some(cp) = checkpoint {
         if !cp.exists() {
             return Err(ToolError::Missing(cp.to_owned()));
         }
         opts = opts.from_checkpoint(cp);
     }
-    let report = varve::restore(new_store, &mut LogSource::new(&log), opts)?;
+    let result = varve::restore(new_store, &mut LogSource::new(&log), opts);
+    if let Some(bar) = &bar {
+        bar.0.finish_and_clear();
+    }
+    let report = result?;
     log.close()?;
     print_report(out, new_store, &report)
 }
@@ -86,4 +100,24 @@ fn print_report(out: &mut Out, store: &Path, r: &RestoreReport) -> Result<()> {
         r.elapsed.as_secs_f64(),
         r.mb_per_s()
     ))
+}
+
+/// A progress bar over the offsets being restored, on a terminal.
+struct Bar(ProgressBar);
+
+impl RestoreListener for Bar {
+    fn on_start(&self, start_offset: u64, end_offset: u64) {
+        self.0.set_length(end_offset.saturating_sub(start_offset));
+        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} offsets {wide_msg}") {
+            self.0.set_style(style);
+        }
+        self.0.set_message(format!("from offset {start_offset}"));
+    }
+
+    fn on_progress(&self, p: &RestoreProgress) {
+        let len = self.0.length().unwrap_or(0);
+        self.0
+            .set_position(len.saturating_sub(p.end_offset.saturating_sub(p.offset)));
+        self.0.set_message(format!("{} records", p.records));
+    }
 }

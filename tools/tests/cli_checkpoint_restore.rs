@@ -5,9 +5,15 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use common::{arg, json_lines, ok, varve};
 use varve::{ChangelogRetention, Db, Options};
+
+/// Held by each test: a `varve` child forked by one test thread inherits
+/// the store lock another thread holds in-process until it execs, so a
+/// store written here could look locked to the next command.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn source_options() -> Options {
     Options {
@@ -34,6 +40,7 @@ fn write(dir: &Path, from: u64, to: u64) {
 
 #[test]
 fn checkpoint_then_restore_with_and_without_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let cp = tmp.path().join("cp");
@@ -69,6 +76,7 @@ fn checkpoint_then_restore_with_and_without_it() {
 
 #[test]
 fn refused_targets_and_unfinished_restores() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     write(&src, 0, 50);
