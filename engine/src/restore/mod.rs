@@ -115,6 +115,10 @@ pub fn restore<S: RecordSource>(
     inner.compact_range(None)?;
     inner.log.flush()?;
     drop(inner);
+    // Everything (the changelog's directory entry included) is durable
+    // before the marker goes.
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("sync directory", dir, e))?;
     marker::remove(fs.as_ref(), dir)?;
     report.elapsed = started.elapsed();
     if let Some(listener) = &opts.listener {
