@@ -445,3 +445,24 @@ fn a_crash_anywhere_in_a_restore_from_a_checkpoint_resumes() {
         assert_eq!(contents(&db), model, "resumed after a crash at call {n}");
     }
 }
+
+#[test]
+fn a_restore_from_a_live_store_stops_at_the_end_it_took() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Arc::new(source_store(&tmp.path().join("src"), 2000));
+    let writer = {
+        let src = src.clone();
+        std::thread::spawn(move || write_range(&src, 2000, 8000))
+    };
+    let target = tmp.path().join("restored");
+    let report = varve::restore(&target, &mut LogSource::new(src.changelog()), small()).unwrap();
+    writer.join().unwrap();
+    let end = report.end_offset;
+    assert!((2000..=8000).contains(&end), "{report:?}");
+    assert_eq!(report.records, end);
+    let mut model = State::new();
+    (0..end).for_each(|i| apply(&mut model, &record(i)));
+    let restored = Db::open(&target, no_create()).unwrap();
+    assert_eq!(contents(&restored), model);
+    assert_eq!(restored.latest_seqno(), end);
+}
