@@ -21,6 +21,7 @@
 
 mod batch;
 mod cache;
+mod checkpoint;
 pub mod compaction;
 mod db;
 pub mod error;
@@ -31,6 +32,7 @@ pub mod memtable;
 mod open;
 mod options;
 mod replicate;
+pub mod restore;
 mod snapshot;
 pub mod sst;
 mod standby;
@@ -43,6 +45,7 @@ mod write;
 
 pub use batch::WriteBatch;
 pub use cache::{BlockCache, CacheStats};
+pub use checkpoint::CheckpointInfo;
 pub use db::Db;
 pub use error::{Error, Result};
 pub use iter::db_iter::{Iter, KeyValue};
@@ -51,6 +54,7 @@ pub use options::{
     ChangelogRetention, CompactionOptions, Compression, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES,
     Options, WriteOptions,
 };
+pub use restore::{RestoreOptions, RestoreReport, restore};
 pub use snapshot::Snapshot;
 pub use standby::Standby;
 pub use stats::{ChangelogStats, LevelStats, Stats};

@@ -26,6 +26,24 @@ pub const CHANGELOG_DIR: &str = "changelog";
 pub const LOCK_FILE: &str = "LOCK";
 
 pub(crate) fn open_inner(fs: Arc<dyn FileSystem>, path: &Path, opts: Options) -> Result<DbInner> {
+    if crate::restore::marker::is_restoring(fs.as_ref(), path)? {
+        return Err(Error::RestoreIncomplete {
+            path: path.to_owned(),
+        });
+    }
+    open_store(fs, path, opts, false)
+}
+
+/// Opens a store; with `restoring`, a store a restore is building (its
+/// marker file is present), whose empty changelog may still start below
+/// the flushed offset if a crash came between the manifest edit and the
+/// changelog's move.
+pub(crate) fn open_store(
+    fs: Arc<dyn FileSystem>,
+    path: &Path,
+    opts: Options,
+    restoring: bool,
+) -> Result<DbInner> {
     opts.validate()?;
     let exists = check_dir(fs.as_ref(), path, &opts)?;
     let lock = take_lock(fs.as_ref(), path)?;
@@ -37,6 +55,9 @@ pub(crate) fn open_inner(fs: Arc<dyn FileSystem>, path: &Path, opts: Options) ->
     let log = Log::open_with_fs(fs.clone(), path.join(CHANGELOG_DIR), log_options(&opts))?;
     let version = versions.current();
     let flushed = version.flushed_offset();
+    if restoring && flushed > log.next_offset() {
+        log.truncate_fully_and_start_at(flushed)?;
+    }
     if flushed < log.log_start_offset() || flushed > log.next_offset() {
         return Err(Error::corruption(
             path.join(CHANGELOG_DIR),
@@ -148,6 +169,7 @@ fn check_dir(fs: &dyn FileSystem, path: &Path, opts: &Options) -> Result<bool> {
     // file without CURRENT: creation never finished, so it starts over.
     let unfinished = |n: &String| {
         n == LOCK_FILE
+            || n == crate::restore::marker::MARKER_FILE
             || matches!(
                 parse_file_name(n),
                 Some(FileKind::Manifest(_) | FileKind::Temp | FileKind::Lock)

@@ -143,18 +143,8 @@ impl DbInner {
 /// tail, or it is another store), so it has diverged and must be rebuilt
 /// too. Anything in between catches up by replaying (gaps are fine: a
 /// compacted source).
-// TODO(merge): unify with `restore::staleness::check_position`.
-pub(crate) fn check_position(position: u64, bounds: SourceBounds) -> Result<()> {
-    if position < bounds.start_offset {
-        return Err(Error::Stale {
-            position,
-            log_start_offset: bounds.start_offset,
-            reason: format!(
-                "the source deleted offsets {position}..{} before this replica applied them",
-                bounds.start_offset
-            ),
-        });
-    }
+pub(crate) fn check_replica_position(position: u64, bounds: SourceBounds) -> Result<()> {
+    crate::restore::check_position(position, bounds)?;
     if position > bounds.end_offset {
         return Err(Error::Stale {
             position,
@@ -179,11 +169,11 @@ mod tests {
             end_offset: 20,
         };
         for ok in [10, 15, 20] {
-            assert!(check_position(ok, bounds).is_ok(), "{ok}");
+            assert!(check_replica_position(ok, bounds).is_ok(), "{ok}");
         }
         for stale in [0, 9, 21] {
             assert!(
-                matches!(check_position(stale, bounds), Err(Error::Stale { position, .. }) if position == stale),
+                matches!(check_replica_position(stale, bounds), Err(Error::Stale { position, .. }) if position == stale),
                 "{stale}"
             );
         }

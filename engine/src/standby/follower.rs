@@ -11,7 +11,7 @@ use varve_changelog::{Log, LogSource, RecordSource, StoredRecord};
 
 use super::register::bounds;
 use crate::error::{Error, Result};
-use crate::replicate::check_position;
+use crate::replicate::check_replica_position;
 use crate::state::DbInner;
 
 /// Bytes of keys and values the follower reads from the primary at once.
@@ -201,7 +201,7 @@ impl Worker {
         let log = &primary.log;
         let position = self.shared.position.load(Ordering::Acquire);
         let end = log.next_offset();
-        check_position(position, bounds(log))?;
+        check_replica_position(position, bounds(log))?;
         if position >= end {
             return Ok(false);
         }
@@ -259,7 +259,7 @@ fn fetch(log: &Log, position: u64) -> Result<(Vec<StoredRecord>, u64)> {
         Ok(records) => Ok((records, source.position())),
         Err(e) => {
             // Retention may have moved the start past us since the check.
-            check_position(position, bounds(log))?;
+            check_replica_position(position, bounds(log))?;
             Err(e.into())
         }
     }

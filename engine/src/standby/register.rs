@@ -4,7 +4,7 @@
 use varve_changelog::{Log, SourceBounds, StoredRecord};
 
 use crate::error::{Error, Result};
-use crate::replicate::check_position;
+use crate::replicate::check_replica_position;
 
 /// Registers consumer `name` at `position` (the standby's changelog end)
 /// on the primary's changelog, after checking that the standby can catch
@@ -12,10 +12,10 @@ use crate::replicate::check_position;
 /// again after registering, as retention may have moved meanwhile.
 pub(super) fn register(log: &Log, standby: &Log, name: &str) -> Result<u64> {
     let position = standby.next_offset();
-    check_position(position, bounds(log))?;
+    check_replica_position(position, bounds(log))?;
     check_same_history(standby, log)?;
     log.commit_position(name, position)?;
-    check_position(position, bounds(log))?;
+    check_replica_position(position, bounds(log))?;
     Ok(position)
 }
 

@@ -317,6 +317,35 @@ impl VersionSet {
     }
 }
 
+/// Writes a manifest holding `version` into `dir`, a new store's directory
+/// (its tables already in place), then points `CURRENT` at it: `CURRENT`
+/// is written last, so a crash midway leaves no store. Used by checkpoints
+/// and restores.
+pub(crate) fn write_store_manifest(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    version: &Version,
+) -> Result<()> {
+    let number = version.next_file_number();
+    let version = version.apply(&VersionEdit {
+        next_file_number: Some(FileNumber(number.0 + 1)),
+        ..VersionEdit::default()
+    })?;
+    let (writer, _) =
+        write_snapshot_manifest(fs, dir, &version, number).map_err(|failure| failure.error)?;
+    drop(writer);
+    write_current(fs, dir, number)
+}
+
+/// The current version of the store in `dir`, read without writing
+/// anything (a torn final manifest record is ignored).
+pub(crate) fn read_version(fs: &dyn FileSystem, dir: &Path) -> Result<Version> {
+    let number = read_current(fs, dir)?;
+    let path = dir.join(manifest_file_name(number));
+    let scan = scan_manifest(fs, &path)?;
+    replay(&scan, &path)
+}
+
 /// Replays a manifest's edits into a version, checking the engine format.
 fn replay(scan: &ManifestScan, path: &Path) -> Result<Version> {
     let Some((first_offset, first)) = scan.edits.first() else {
