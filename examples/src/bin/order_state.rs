@@ -9,8 +9,9 @@
 //! 2. the store reopens with every acknowledged event in it and the
 //!    stream continues from its recorded position to the end;
 //! 3. a fresh store is restored from the changelog alone and compared key
-//!    by key;
-//! 4. a standby follows the store, is promoted, and takes writes.
+//!    by key, at a printed rate; a checkpoint is taken and opened;
+//! 4. a standby follows the store while it takes more events, is
+//!    promoted when the store "fails", and takes writes.
 //!
 //! Run it with `cargo run --release -p varve-examples --bin order_state`.
 
@@ -18,9 +19,10 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use varve::{ChangelogRetention, Db, Options, WriteBatch, WriteOptions};
+use varve::varve_changelog::LogSource;
+use varve::{ChangelogRetention, Db, Options, RestoreOptions, Standby, WriteBatch, WriteOptions};
 
 /// Events in the stream.
 const EVENTS: u64 = 200_000;
@@ -270,7 +272,75 @@ fn main() -> Result<(), Error> {
         started.elapsed().as_secs_f64(),
         state.len() - 2
     );
+
+    // 3. Restore a fresh store from the changelog alone; take a checkpoint.
+    let restored_dir = base.join("restored");
+    let report = varve::restore(
+        &restored_dir,
+        &mut LogSource::new(db.changelog()),
+        RestoreOptions::default().store_options(options()),
+    )?;
+    let restored = Db::open(&restored_dir, options())?;
+    if contents(&restored)? != state {
+        return Err("the restored store differs from the original".into());
+    }
+    println!(
+        "3. restored {} changelog records ({:.1} MB) into a fresh store in {:.2}s: {:.0} records/s, {:.1} MB/s; equal key by key",
+        report.records,
+        report.bytes as f64 / 1e6,
+        report.elapsed.as_secs_f64(),
+        report.records as f64 / report.elapsed.as_secs_f64().max(1e-9),
+        report.mb_per_s()
+    );
+    restored.close()?;
+    let checkpoint = db.checkpoint(base.join("checkpoint"))?;
+    let opened = Db::open(&checkpoint.path, options())?;
+    if contents(&opened)? != state {
+        return Err("the checkpoint differs from the store".into());
+    }
+    opened.close()?;
+    println!(
+        "   checkpoint at changelog offset {} opens with the same state",
+        checkpoint.offset
+    );
+
+    // 4. A standby follows the store while more events arrive, then is
+    //    promoted when the store goes away.
+    let standby = Standby::follow(&db, base.join("standby"), "order-standby", options())?;
+    let more = extra_events(&db, 20_000)?;
+    let end = db.changelog().next_offset();
+    if !standby.wait_for_offset(end, Duration::from_secs(60))? {
+        return Err("the standby did not catch up".into());
+    }
+    let before_failover = contents(&db)?;
+    println!(
+        "4. a standby followed {more} more events (lag {} offsets now)",
+        standby.lag()?
+    );
     db.close()?;
+    let promoted = standby.promote()?;
+    if contents(&promoted)? != before_failover {
+        return Err("the promoted standby differs from the store it followed".into());
+    }
+    promoted.put(order_key(u64::MAX >> 1), Status::New.as_str())?;
+    println!(
+        "   promoted after the store closed: {} keys, nothing lost, and it takes writes",
+        contents(&promoted)?.len()
+    );
+    promoted.close()?;
     println!("done");
     Ok(())
+}
+
+/// Ships `n` more orders through NEW → APPROVED → SHIPPED.
+fn extra_events(db: &Db, n: u64) -> Result<u64, Error> {
+    let mut i = position(db)?;
+    for order in 0..n / 3 {
+        let order = (1 << 40) + order;
+        for status in [Status::New, Status::Approved, Status::Shipped] {
+            apply(db, i, Event { order, status }, false)?;
+            i += 1;
+        }
+    }
+    Ok(n / 3 * 3)
 }
