@@ -38,6 +38,7 @@ pub const WORKLOADS: &[&str] = &[
     "flush",
     "log_append",
     "log_read",
+    "restore",
 ];
 
 /// Entries a `seekrandom` operation reads: the one it seeks to and the
