@@ -9,18 +9,13 @@
 //! store: recovery replays its own changelog.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use varve_changelog::{SourceBounds, StoredRecord};
 
 use crate::error::{Error, Result};
-use crate::state::{DbInner, STALL_NONE, STALL_SLOWDOWN, STALL_STOP};
+use crate::state::DbInner;
 use crate::stats::Counters;
 use crate::write::insert_all;
-
-/// How long a replica group waits during a write slowdown (as a normal
-/// write group does).
-const SLOWDOWN_DELAY: Duration = Duration::from_millis(1);
 
 impl DbInner {
     /// Applies `records` copied from a source changelog, keeping their
@@ -43,8 +38,8 @@ impl DbInner {
         };
         self.with_write_leadership(|| {
             self.check_open()?;
-            self.replica_stall()?;
-            self.replica_make_room()?;
+            self.stall_writes_checked(Self::check_open)?;
+            self.make_room_checked(Self::check_open)?;
             self.log
                 .append_at(records)
                 .map_err(|e| self.replica_write_error(e.into()))?;
@@ -84,52 +79,6 @@ impl DbInner {
                 self.fail(&e)
             }
             _ => e,
-        }
-    }
-
-    /// The write stall of `stall_writes`, for replica groups (which must
-    /// not be refused by the replica-mode check).
-    // TODO(merge): share with `stall_writes` once its check is a parameter.
-    fn replica_stall(&self) -> Result<()> {
-        match self.stall.load(Ordering::Acquire) {
-            STALL_NONE => Ok(()),
-            STALL_SLOWDOWN => {
-                Counters::add(&self.counters.slowdowns, 1);
-                std::thread::sleep(SLOWDOWN_DELAY);
-                self.check_open()
-            }
-            _ => {
-                Counters::add(&self.counters.stops, 1);
-                let mut state = self.compaction.lock();
-                while self.stall.load(Ordering::Acquire) == STALL_STOP {
-                    self.check_open()?;
-                    self.compaction_cv
-                        .wait_for(&mut state, Duration::from_millis(100));
-                }
-                drop(state);
-                self.check_open()
-            }
-        }
-    }
-
-    /// `make_room` of a write group, for replica groups.
-    // TODO(merge): share with `make_room` in write.rs.
-    fn replica_make_room(&self) -> Result<()> {
-        loop {
-            let sv = self.super_version();
-            if sv.mem.approximate_size_bytes() < self.opts.memtable_size_bytes {
-                return Ok(());
-            }
-            if sv.imm.len() < self.opts.max_immutable_memtables {
-                self.switch_memtable();
-                return Ok(());
-            }
-            let mut g = self.flush_mutex.lock();
-            self.check_open()?;
-            if self.super_version().imm.len() >= self.opts.max_immutable_memtables {
-                self.flush_cv.notify_all();
-                self.flush_cv.wait_for(&mut g, Duration::from_millis(50));
-            }
         }
     }
 }

@@ -131,6 +131,12 @@ impl DbInner {
     /// Switches a full memtable to immutable and holds the writer while too
     /// many immutable memtables wait for the flush thread (a write stall).
     fn make_room(&self) -> Result<()> {
+        self.make_room_checked(Self::check_writable)
+    }
+
+    /// [`make_room`](Self::make_room) with the writability check given (a
+    /// standby's replica groups pass a check that lets them in).
+    pub(crate) fn make_room_checked(&self, check: fn(&Self) -> Result<()>) -> Result<()> {
         loop {
             let sv = self.super_version();
             if sv.mem.approximate_size_bytes() < self.opts.memtable_size_bytes {
@@ -141,7 +147,7 @@ impl DbInner {
                 return Ok(());
             }
             let mut g = self.flush_mutex.lock();
-            self.check_writable()?;
+            check(self)?;
             if self.super_version().imm.len() >= self.opts.max_immutable_memtables {
                 self.flush_cv.notify_all();
                 self.flush_cv

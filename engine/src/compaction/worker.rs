@@ -114,6 +114,12 @@ impl DbInner {
     /// Called by the write leader before each group: delays it during a
     /// slowdown, holds it during a stop, and counts the time.
     pub(crate) fn stall_writes(&self) -> Result<()> {
+        self.stall_writes_checked(Self::check_writable)
+    }
+
+    /// [`stall_writes`](Self::stall_writes) with the writability check
+    /// given (a standby's replica groups pass a check that lets them in).
+    pub(crate) fn stall_writes_checked(&self, check: fn(&Self) -> Result<()>) -> Result<()> {
         let stall = self.stall.load(Ordering::Acquire);
         if stall == STALL_NONE {
             return Ok(());
@@ -126,14 +132,14 @@ impl DbInner {
             Counters::add(&self.counters.stops, 1);
             let mut state = self.compaction.lock();
             while self.stall.load(Ordering::Acquire) == STALL_STOP {
-                self.check_writable()?;
+                check(self)?;
                 self.compaction_cv
                     .wait_for(&mut state, Duration::from_millis(100));
             }
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         Counters::add(&self.counters.stall_micros, micros);
-        self.check_writable()
+        check(self)
     }
 
     /// Compacts every table meeting `[small, large]` (all tables if
