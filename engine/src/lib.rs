@@ -30,6 +30,7 @@ pub mod key;
 pub mod memtable;
 mod open;
 mod options;
+mod partitioned;
 mod snapshot;
 pub mod sst;
 mod state;
@@ -48,6 +49,9 @@ pub use open::{CHANGELOG_DIR, LOCK_FILE};
 pub use options::{
     ChangelogRetention, CompactionOptions, Compression, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES,
     Options, WriteOptions,
+};
+pub use partitioned::{
+    MAX_PARTITIONS, PARTITIONS_FILE, PartitionedIter, PartitionedStore, partition_dir,
 };
 pub use snapshot::Snapshot;
 pub use stats::{ChangelogStats, LevelStats, Stats};
