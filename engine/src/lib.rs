@@ -28,6 +28,7 @@ mod flush;
 pub mod iter;
 pub mod key;
 pub mod memtable;
+mod metrics;
 mod open;
 mod options;
 mod partitioned;
@@ -45,6 +46,7 @@ pub use cache::{BlockCache, CacheStats};
 pub use db::Db;
 pub use error::{Error, Result};
 pub use iter::db_iter::{Iter, KeyValue};
+pub use metrics::{LatencySummary, Metrics, RestoreProgress};
 pub use open::{CHANGELOG_DIR, LOCK_FILE};
 pub use options::{
     ChangelogRetention, CompactionOptions, Compression, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES,

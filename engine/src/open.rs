@@ -78,6 +78,7 @@ pub(crate) fn open_inner(fs: Arc<dyn FileSystem>, path: &Path, opts: Options) ->
         compaction_cv: Condvar::new(),
         stall: AtomicU8::new(STALL_NONE),
         counters: Counters::default(),
+        metrics: Arc::default(),
         snapshots: Mutex::new(BTreeMap::new()),
         next_memtable_id: AtomicU64::new(1),
         failure: Mutex::new(None),

@@ -1,12 +1,14 @@
 //! [`Iter`]: the user-facing ordered iterator over a consistent view.
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::error::Result;
 use crate::iter::merge::MergeCursor;
 use crate::key::{InternalKeyRef, SeqNo, ValueKind};
+use crate::metrics::StoreMetrics;
 
 /// A key and its value.
 pub type KeyValue = (Bytes, Bytes);
@@ -180,6 +182,7 @@ pub struct Iter {
     front_last: Option<Bytes>,
     back_last: Option<Bytes>,
     _holding: Option<Box<dyn std::any::Any + Send>>,
+    metrics: Option<Arc<StoreMetrics>>,
 }
 
 impl Iter {
@@ -198,12 +201,19 @@ impl Iter {
             front_last: None,
             back_last: None,
             _holding: None,
+            metrics: None,
         }
     }
 
     /// Keeps `guard` (a snapshot registration) alive as long as the iterator.
     pub(crate) fn holding(mut self, guard: impl std::any::Any + Send) -> Self {
         self._holding = Some(Box::new(guard));
+        self
+    }
+
+    /// Counts the entries this iterator returns into `metrics`.
+    pub(crate) fn counting(mut self, metrics: Arc<StoreMetrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 }
@@ -229,6 +239,9 @@ impl Iterator for Iter {
             }
             self.front_last = Some(k.clone());
         }
+        if let (Ok((_, v)), Some(m)) = (&item, &self.metrics) {
+            m.entry_read(v.len());
+        }
         Some(item)
     }
 }
@@ -247,6 +260,9 @@ impl DoubleEndedIterator for Iter {
                 return None;
             }
             self.back_last = Some(k.clone());
+        }
+        if let (Ok((_, v)), Some(m)) = (&item, &self.metrics) {
+            m.entry_read(v.len());
         }
         Some(item)
     }
