@@ -443,10 +443,13 @@ impl DbInner {
         upper: Bound<Bytes>,
         seqno: SeqNo,
     ) -> Iter {
-        let front = Cursor::new(MergeCursor::new(self.children(), true), seqno, true);
+        let ttl = self.expiry().map(|e| (e, self.path.clone()));
+        let front =
+            Cursor::new(MergeCursor::new(self.children(), true), seqno, true).expiring(ttl.clone());
         let inner = self.clone();
-        let make_back =
-            Box::new(move || Cursor::new(MergeCursor::new(inner.children(), false), seqno, false));
+        let make_back = Box::new(move || {
+            Cursor::new(MergeCursor::new(inner.children(), false), seqno, false).expiring(ttl)
+        });
         Iter::new(lower, upper, front, make_back)
     }
 

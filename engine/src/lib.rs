@@ -38,6 +38,7 @@ mod state;
 mod stats;
 mod store_api;
 mod table_cache;
+mod ttl;
 pub mod version;
 mod write;
 
@@ -58,4 +59,5 @@ pub use partitioned::{
 pub use snapshot::Snapshot;
 pub use stats::{ChangelogStats, LevelStats, Stats};
 pub use store_api::Versioned;
+pub use ttl::{Clock, ManualClock, SystemClock};
 pub use varve_changelog;

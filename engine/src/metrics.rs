@@ -224,6 +224,9 @@ pub struct Metrics {
     pub read_bytes: u64,
     /// Key and value bytes written by users.
     pub written_bytes: u64,
+    /// Expired puts of a TTL store that compactions turned into
+    /// tombstones or dropped.
+    pub expired_entries_compacted: u64,
     /// Restore progress (all zero if no restore reported any).
     pub restore: RestoreProgress,
 }
@@ -243,6 +246,11 @@ impl fmt::Display for Metrics {
             f,
             "bytes:   read {} written {}",
             self.read_bytes, self.written_bytes
+        )?;
+        writeln!(
+            f,
+            "expired: {} entries compacted",
+            self.expired_entries_compacted
         )?;
         let r = &self.restore;
         write!(
@@ -264,6 +272,7 @@ pub(crate) struct StoreMetrics {
     pub(crate) range_entries_read: AtomicU64,
     pub(crate) read_bytes: AtomicU64,
     pub(crate) written_bytes: AtomicU64,
+    pub(crate) expired_entries: AtomicU64,
     restore_records: AtomicU64,
     restore_bytes: AtomicU64,
     restore_offset: AtomicU64,
@@ -309,6 +318,7 @@ impl StoreMetrics {
             range_entries_read: load(&self.range_entries_read),
             read_bytes: load(&self.read_bytes),
             written_bytes: load(&self.written_bytes),
+            expired_entries_compacted: load(&self.expired_entries),
             restore: RestoreProgress {
                 records_restored: load(&self.restore_records),
                 bytes_restored: load(&self.restore_bytes),

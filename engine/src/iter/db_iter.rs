@@ -1,14 +1,16 @@
 //! [`Iter`]: the user-facing ordered iterator over a consistent view.
 
 use std::ops::Bound;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::iter::merge::MergeCursor;
 use crate::key::{InternalKeyRef, SeqNo, ValueKind};
 use crate::metrics::StoreMetrics;
+use crate::ttl::{Expiry, Stored};
 
 /// A key and its value.
 pub type KeyValue = (Bytes, Bytes);
@@ -20,6 +22,8 @@ pub(crate) struct Cursor {
     forward: bool,
     started: bool,
     done: bool,
+    /// In a TTL store: the expiry rule, and the store's path for errors.
+    ttl: Option<(Expiry, PathBuf)>,
 }
 
 impl Cursor {
@@ -30,6 +34,29 @@ impl Cursor {
             forward,
             started: false,
             done: false,
+            ttl: None,
+        }
+    }
+
+    /// Makes the cursor read a TTL store's values: strip each write time,
+    /// skip expired entries.
+    pub(crate) fn expiring(mut self, ttl: Option<(Expiry, PathBuf)>) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// What a reader sees of a put's stored value: `None` if expired.
+    fn live_value(&self, key: &[u8], value: Bytes) -> Result<Option<Bytes>> {
+        let Some((expiry, path)) = &self.ttl else {
+            return Ok(Some(value));
+        };
+        match expiry.read(&value) {
+            Ok(Stored::Live(v)) => Ok(Some(value.slice(value.len() - v.len()..))),
+            Ok(Stored::Expired) => Ok(None),
+            Err(what) => {
+                let what = format!("key {:?}: {what}", String::from_utf8_lossy(key));
+                Err(Error::corruption(path, 0, what))
+            }
         }
     }
 
@@ -83,7 +110,14 @@ impl Cursor {
                 continue;
             }
             if kind == ValueKind::Put {
-                return Some(Ok((key, value)));
+                match self.live_value(&key, value) {
+                    Ok(Some(value)) => return Some(Ok((key, value))),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                }
             }
         }
     }
