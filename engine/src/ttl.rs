@@ -59,6 +59,23 @@ impl Clock for SystemClock {
 /// clock.set_ms(10);
 /// assert_eq!(clock.now_ms(), 10);
 /// ```
+///
+/// A TTL store whose values expire without sleeping:
+/// ```
+/// # fn main() -> varve::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// use std::{sync::Arc, time::Duration};
+/// use varve::{Db, ManualClock, Options};
+/// let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+/// let opts = Options { ttl: Some(Duration::from_secs(60)), clock: clock.clone(), ..Options::default() };
+/// let db = Db::open(dir.path(), opts)?;
+/// db.put("session:1", "alive")?;
+/// clock.advance(Duration::from_secs(60));
+/// assert!(db.get("session:1")?.is_some()); // exactly the TTL: still there
+/// clock.advance(Duration::from_millis(1));
+/// assert!(db.get("session:1")?.is_none()); // expired
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Default)]
 pub struct ManualClock(AtomicU64);
 
@@ -269,5 +286,38 @@ mod tests {
         db.compact_range::<&[u8], _>(..).unwrap();
         assert_eq!(db.get("k").unwrap(), None);
         assert_eq!(db.approximate_num_entries(), 0);
+    }
+
+    /// The TTL survives manifest rotation (it is part of every snapshot
+    /// record) and a zero TTL in an edit is refused.
+    #[test]
+    fn ttl_is_kept_across_manifest_rotation() {
+        use crate::version::{VersionEdit, VersionSet, VersionSetOptions};
+        let fs: std::sync::Arc<dyn varve_changelog::fs::FileSystem> =
+            std::sync::Arc::new(varve_changelog::fs::MemFs::new());
+        let dir = std::path::Path::new("/store");
+        let options = VersionSetOptions {
+            manifest_rotate_size_bytes: 64,
+        };
+        let mut set =
+            VersionSet::create_new_with_ttl(fs.clone(), dir, options, Some(5_000)).unwrap();
+        let first = set.manifest_file_number();
+        for seqno in 1..=20u64 {
+            let edit = VersionEdit {
+                last_seqno: Some(crate::key::SeqNo(seqno)),
+                ..VersionEdit::default()
+            };
+            set.log_and_apply(edit).unwrap();
+        }
+        assert_ne!(set.manifest_file_number(), first, "the manifest rotated");
+        drop(set);
+        let set = VersionSet::open(fs, dir).unwrap();
+        assert_eq!(set.current().ttl_ms(), Some(5_000));
+        let zero = VersionEdit {
+            ttl_ms: Some(0),
+            ..VersionEdit::default()
+        };
+        assert!(zero.check().is_err());
+        assert!(VersionEdit::decode(&zero.encode()).is_err());
     }
 }

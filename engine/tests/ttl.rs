@@ -268,3 +268,98 @@ fn zero_ttl_is_invalid() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+mod model {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use proptest::prelude::*;
+    use varve::{Clock as _, CompactionOptions, Db, ManualClock, Options};
+
+    const TTL_MS: u64 = 100;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u8, u8),
+        Delete(u8),
+        Advance(u64),
+        Flush,
+        Compact,
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u8..16, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+            2 => (0u8..16).prop_map(Op::Delete),
+            4 => (0u64..60).prop_map(Op::Advance),
+            1 => Just(Op::Flush),
+            1 => Just(Op::Compact),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    fn opts(clock: &Arc<ManualClock>) -> Options {
+        Options {
+            ttl: Some(Duration::from_millis(TTL_MS)),
+            clock: clock.clone(),
+            compaction: CompactionOptions {
+                auto: false,
+                ..CompactionOptions::default()
+            },
+            ..Options::default()
+        }
+    }
+
+    fn key(k: u8) -> Bytes {
+        Bytes::from(format!("key{k:02}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        /// Reads of a TTL store match a model of (value, write time) under
+        /// flushes, compactions and reopens with a clock moving forward.
+        #[test]
+        fn reads_match_a_model_with_expiry(ops in proptest::collection::vec(op(), 1..80)) {
+            let dir = tempfile::tempdir().unwrap();
+            let clock = Arc::new(ManualClock::new(1_000_000));
+            let mut db = Some(Db::open(dir.path(), opts(&clock)).unwrap());
+            let mut model: BTreeMap<Bytes, (Bytes, u64)> = BTreeMap::new();
+            for op in ops {
+                let d = db.as_ref().unwrap();
+                match op {
+                    Op::Put(k, v) => {
+                        d.put(key(k), vec![v]).unwrap();
+                        model.insert(key(k), (Bytes::from(vec![v]), clock.now_ms()));
+                    }
+                    Op::Delete(k) => {
+                        d.delete(key(k)).unwrap();
+                        model.remove(&key(k));
+                    }
+                    Op::Advance(ms) => clock.advance(Duration::from_millis(ms)),
+                    Op::Flush => d.flush().unwrap(),
+                    Op::Compact => d.compact_range::<&[u8], _>(..).unwrap(),
+                    Op::Reopen => {
+                        db.take().unwrap().close().unwrap();
+                        db = Some(Db::open(dir.path(), opts(&clock)).unwrap());
+                    }
+                }
+                let d = db.as_ref().unwrap();
+                let now = clock.now_ms();
+                let live: Vec<(Bytes, Bytes)> = model
+                    .iter()
+                    .filter(|(_, (_, w))| now - w <= TTL_MS)
+                    .map(|(k, (v, _))| (k.clone(), v.clone()))
+                    .collect();
+                let got: Vec<_> = d.all().map(Result::unwrap).collect();
+                prop_assert_eq!(&got, &live);
+                for k in 0..16 {
+                    let want = live.iter().find(|(lk, _)| *lk == key(k)).map(|(_, v)| v.clone());
+                    prop_assert_eq!(d.get(key(k)).unwrap(), want);
+                }
+            }
+        }
+    }
+}

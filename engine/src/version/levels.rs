@@ -65,6 +65,11 @@ impl Version {
 
     /// The time to live of a TTL store in milliseconds, `None` for a
     /// plain store (manifest tag 7).
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(varve::version::Version::empty().ttl_ms(), None);
+    /// ```
     #[must_use]
     pub fn ttl_ms(&self) -> Option<u64> {
         self.ttl_ms

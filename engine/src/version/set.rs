@@ -105,6 +105,19 @@ impl VersionSet {
     /// a TTL store if `ttl_ms` is given: the manifest's first record
     /// carries it, so the store is never seen without it.
     ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> varve::Result<()> {
+    /// use std::sync::Arc;
+    /// use varve::version::{VersionSet, VersionSetOptions};
+    /// use varve::varve_changelog::fs::MemFs;
+    /// let fs = Arc::new(MemFs::new());
+    /// let dir = std::path::Path::new("/store");
+    /// VersionSet::create_new_with_ttl(fs.clone(), dir, VersionSetOptions::default(), Some(60_000))?;
+    /// assert_eq!(VersionSet::open(fs, dir)?.current().ttl_ms(), Some(60_000));
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// As [`create_new`](Self::create_new); [`Error::InvalidArgument`] for
     /// a TTL of 0 ms.
