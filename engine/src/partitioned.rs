@@ -432,6 +432,23 @@ impl PartitionedStore {
         PartitionedIter::new(iters)
     }
 
+    /// Each partition's metrics, in partition order (see [`Db::metrics`]).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> varve::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = varve::PartitionedStore::open(dir.path(), 3, varve::Options::default())?;
+    /// store.put("k", "v")?;
+    /// let puts: u64 = store.metrics().iter().map(|m| m.puts.count).sum();
+    /// assert_eq!(puts, 1);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn metrics(&self) -> Vec<crate::Metrics> {
+        self.partitions.iter().map(Db::metrics).collect()
+    }
+
     /// Flushes every partition (see [`Db::flush`]).
     ///
     /// # Examples

@@ -205,3 +205,33 @@ proptest! {
         prop_assert_eq!(all, want_all);
     }
 }
+
+#[test]
+fn partitions_share_the_ttl_and_the_clock() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(varve::ManualClock::new(1_000_000));
+    let opts = Options {
+        ttl: Some(Duration::from_secs(1)),
+        clock: clock.clone(),
+        ..small()
+    };
+    let store = PartitionedStore::open(dir.path(), 3, opts.clone()).unwrap();
+    for i in 0..30 {
+        store.put(format!("k{i}"), "v").unwrap();
+    }
+    assert_eq!(store.all().count(), 30);
+    let puts: u64 = store.metrics().iter().map(|m| m.puts.count).sum();
+    assert_eq!(puts, 30);
+    clock.advance(Duration::from_millis(1_001));
+    assert_eq!(store.all().count(), 0);
+    assert_eq!(store.get("k1").unwrap(), None);
+    store.close().unwrap();
+    // Every partition recorded the TTL.
+    let e = PartitionedStore::open(dir.path(), 3, small()).unwrap_err();
+    assert!(
+        matches!(e, Error::IncompatibleOptions { option: "ttl", .. }),
+        "{e}"
+    );
+}
