@@ -98,7 +98,10 @@ impl std::fmt::Debug for PartitionedStore {
 impl PartitionedStore {
     /// Opens the partitioned store in `dir` with `num_partitions`
     /// partitions, creating it if `dir` is missing or empty (and
-    /// `opts.create_if_missing` is on).
+    /// `opts.create_if_missing` is on). In an existing store, a missing
+    /// partition directory is created empty if `opts.create_if_missing`
+    /// is on (it completes a creation that crashed midway) and refused
+    /// with [`Error::NotAStore`] otherwise.
     ///
     /// # Examples
     /// ```
@@ -176,9 +179,13 @@ impl PartitionedStore {
             write_partitions_file(fs.as_ref(), dir, num_partitions)?;
         }
         let mut partitions = Vec::with_capacity(num_partitions as usize);
+        // A new store creates its partitions. In an existing one a missing
+        // partition (a creation that crashed midway, or a deleted
+        // directory) is created empty only if `create_if_missing` is on.
+        let create = !exists || opts.create_if_missing;
         for p in 0..num_partitions {
             let opts = Options {
-                create_if_missing: true,
+                create_if_missing: create,
                 ..opts.clone()
             };
             partitions.push(Db::open_with_fs(fs.clone(), partition_dir(dir, p), opts)?);

@@ -235,3 +235,22 @@ fn partitions_share_the_ttl_and_the_clock() {
         "{e}"
     );
 }
+
+#[test]
+fn a_missing_partition_is_refused_without_create_if_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    PartitionedStore::open(dir.path(), 2, small())
+        .unwrap()
+        .close()
+        .unwrap();
+    std::fs::remove_dir_all(partition_dir(dir.path(), 1)).unwrap();
+    let strict = Options {
+        create_if_missing: false,
+        ..small()
+    };
+    let e = PartitionedStore::open(dir.path(), 2, strict).unwrap_err();
+    assert!(matches!(e, Error::NotAStore { .. }), "{e}");
+    // With create_if_missing (the default) the partition is recreated.
+    PartitionedStore::open(dir.path(), 2, small()).unwrap();
+    assert!(partition_dir(dir.path(), 1).exists());
+}
