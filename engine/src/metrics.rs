@@ -471,4 +471,31 @@ mod tests {
         );
         assert!(m.snapshot().to_string().contains("offset 11 of 50"));
     }
+
+    proptest::proptest! {
+        /// p50 and p99 land in the bucket of the exact quantile: within
+        /// 12.5 % of it (plus one for the exact small buckets).
+        #[test]
+        fn quantiles_match_exact_ones_within_bucket_error(
+            mut values in proptest::collection::vec(0u64..1 << 40, 1..500)
+        ) {
+            let h = Histogram::default();
+            for &v in &values {
+                h.record(v);
+            }
+            values.sort_unstable();
+            let exact = |q: f64| {
+                let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+                values[rank - 1]
+            };
+            let s = h.summary();
+            proptest::prop_assert_eq!(s.count, values.len() as u64);
+            proptest::prop_assert_eq!(s.max_ns, *values.last().unwrap());
+            for (got, q) in [(s.p50_ns, 0.5), (s.p99_ns, 0.99)] {
+                let want = exact(q);
+                proptest::prop_assert_eq!(bucket_of(got), bucket_of(want));
+                proptest::prop_assert!(within(got, want), "q {} got {} want {}", q, got, want);
+            }
+        }
+    }
 }
