@@ -247,7 +247,8 @@ mod tests {
 
     /// An expired put compacted to a level above an older version of its
     /// key becomes a tombstone there; dropping it would bring back the
-    /// older version below.
+    /// older version below. Older version in L2, newer expired one
+    /// compacted from L0 into L1, then L1 into L2.
     #[test]
     fn expired_put_above_an_older_version_becomes_a_tombstone() {
         use crate::compaction::Reason;
@@ -265,25 +266,35 @@ mod tests {
             ..crate::Options::default()
         };
         let db = crate::Db::open(dir.path(), opts).unwrap();
+        let inner = db.inner().clone();
+        let compact = |from: u8, to: u8| {
+            let version = inner.super_version().version.clone();
+            let inputs = version.tables(Level(from)).to_vec();
+            assert!(!inputs.is_empty(), "L{from} holds a table");
+            let task = task_into(&version, Level(from), Level(to), inputs, Reason::Manual);
+            inner.run_task(&task).unwrap();
+            inner.super_version().version.clone()
+        };
         db.put("k", "older").unwrap();
-        db.compact_range::<&[u8], _>(..).unwrap();
+        db.flush().unwrap();
+        compact(0, 2);
         clock.set_ms(0); // the clock steps back: the newer write expires first
         db.put("k", "newer").unwrap();
         db.flush().unwrap();
         clock.set_ms(10_001);
-        let inner = db.inner();
-        let version = inner.super_version().version.clone();
-        assert_eq!(version.tables(Level(6)).len(), 1);
-        let inputs = version.tables(Level(0)).to_vec();
-        let task = task_into(&version, Level(0), Level(5), inputs, Reason::Manual);
-        inner.run_task(&task).unwrap();
-        let version = inner.super_version().version.clone();
-        let l5 = version.tables(Level(5));
-        assert_eq!(l5.len(), 1);
-        assert_eq!((l5[0].entry_count, l5[0].tombstone_count), (1, 1));
         assert_eq!(db.get("k").unwrap(), None);
-        // Merged with the older version at the last level: both go.
-        db.compact_range::<&[u8], _>(..).unwrap();
+
+        let version = compact(0, 1);
+        let (l1, l2) = (version.tables(Level(1)), version.tables(Level(2)));
+        assert_eq!((l1.len(), l2.len()), (1, 1));
+        assert_eq!((l1[0].entry_count, l1[0].tombstone_count), (1, 1));
+        assert_eq!(db.get("k").unwrap(), None, "the older version stays hidden");
+        assert_eq!(db.all().count(), 0);
+
+        // Merged with the older version at the lowest level: both go.
+        let version = compact(1, 2);
+        assert!(version.tables(Level(1)).is_empty());
+        assert!(version.tables(Level(2)).is_empty());
         assert_eq!(db.get("k").unwrap(), None);
         assert_eq!(db.approximate_num_entries(), 0);
     }
