@@ -33,6 +33,15 @@ use crate::iter::db_iter::{Iter, KeyValue};
 use crate::options::{Options, WriteOptions};
 
 /// The file recording the partition count.
+///
+/// # Examples
+/// ```
+/// # fn main() -> varve::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// varve::PartitionedStore::open(dir.path(), 2, varve::Options::default())?;
+/// assert_eq!(std::fs::read(dir.path().join(varve::PARTITIONS_FILE)).unwrap().len(), 20);
+/// # Ok(()) }
+/// ```
 pub const PARTITIONS_FILE: &str = "PARTITIONS";
 /// The magic bytes starting [`PARTITIONS_FILE`].
 const MAGIC: [u8; 8] = *b"VRVPARTS";
@@ -43,6 +52,13 @@ const FILE_SIZE_BYTES: usize = 20;
 const _: () = assert!(FILE_SIZE_BYTES == MAGIC.len() + 4 + 4 + 4);
 /// The most partitions a store may have (Kafka topics rarely exceed a few
 /// thousand; each partition is a full store with its own threads).
+///
+/// # Examples
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let too_many = varve::PartitionedStore::open(dir.path(), varve::MAX_PARTITIONS + 1, varve::Options::default());
+/// assert!(matches!(too_many, Err(varve::Error::InvalidArgument(_))));
+/// ```
 pub const MAX_PARTITIONS: u32 = 10_000;
 
 /// The directory of partition `p` inside a partitioned store's `dir`.
