@@ -158,11 +158,11 @@ impl fmt::Display for LatencySummary {
 ///
 /// # Examples
 /// ```
-/// let r = varve::RestoreProgress::default();
+/// let r = varve::RestoreMetrics::default();
 /// assert_eq!(r.records_restored, 0);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RestoreProgress {
+pub struct RestoreMetrics {
     /// Records applied so far.
     pub records_restored: u64,
     /// Key and value bytes applied so far.
@@ -228,7 +228,7 @@ pub struct Metrics {
     /// tombstones or dropped.
     pub expired_entries_compacted: u64,
     /// Restore progress (all zero if no restore reported any).
-    pub restore: RestoreProgress,
+    pub restore: RestoreMetrics,
 }
 
 impl fmt::Display for Metrics {
@@ -319,7 +319,7 @@ impl StoreMetrics {
             read_bytes: load(&self.read_bytes),
             written_bytes: load(&self.written_bytes),
             expired_entries_compacted: load(&self.expired_entries),
-            restore: RestoreProgress {
+            restore: RestoreMetrics {
                 records_restored: load(&self.restore_records),
                 bytes_restored: load(&self.restore_bytes),
                 offset: load(&self.restore_offset),
