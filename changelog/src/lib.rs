@@ -28,6 +28,7 @@ pub mod index;
 mod log;
 pub mod meta;
 mod options;
+pub mod partitioner;
 pub mod positions;
 mod reader;
 mod record;

@@ -45,7 +45,12 @@ impl DbInner {
                 .map_err(|e| self.replica_write_error(e.into()))?;
             let sv = self.super_version();
             for r in records {
-                insert_all(&sv.mem, std::slice::from_ref(&r.record), r.offset);
+                insert_all(
+                    &sv.mem,
+                    std::slice::from_ref(&r.record),
+                    r.offset,
+                    self.value_format(),
+                );
             }
             let bytes: usize = records
                 .iter()

@@ -59,6 +59,7 @@ pub(crate) struct DbInner {
     /// [`STALL_STOP`]; recomputed whenever a version is installed.
     pub(crate) stall: AtomicU8,
     pub(crate) counters: Counters,
+    pub(crate) metrics: Arc<crate::metrics::StoreMetrics>,
     /// Live snapshots: sequence number → count.
     pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
     pub(crate) next_memtable_id: AtomicU64,

@@ -145,7 +145,14 @@ impl DbInner {
     /// Compacts every table meeting `[small, large]` (all tables if
     /// `None`) down the levels into the last level, in the calling thread.
     pub(crate) fn compact_range(&self, range: Option<(&[u8], &[u8])>) -> Result<()> {
-        for level in 0..NUM_LEVELS - 1 {
+        // A TTL store also rewrites the last level into itself, so values
+        // that expired there are dropped.
+        let levels = if self.opts.ttl.is_some() {
+            NUM_LEVELS
+        } else {
+            NUM_LEVELS - 1
+        };
+        for level in 0..levels {
             self.check_writable()?;
             // One manual task takes every table of the level in range.
             if let Some(task) = self.claim_manual_task(Level(level as u8), range)? {
@@ -174,7 +181,11 @@ impl DbInner {
             if level.0 > 0 && level < shape.base_level {
                 return Ok(None);
             }
-            let output = next_level(level, &shape);
+            let output = if level.index() + 1 == NUM_LEVELS {
+                level
+            } else {
+                next_level(level, &shape)
+            };
             let Some(task) = manual_task(&version, level, output, range) else {
                 return Ok(None);
             };

@@ -98,6 +98,35 @@ impl VersionSet {
         dir: &Path,
         options: VersionSetOptions,
     ) -> Result<VersionSet> {
+        Self::create_new_with_ttl(fs, dir, options, None)
+    }
+
+    /// Like [`create_new_with_options`](Self::create_new_with_options), for
+    /// a TTL store if `ttl_ms` is given: the manifest's first record
+    /// carries it, so the store is never seen without it.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> varve::Result<()> {
+    /// use std::sync::Arc;
+    /// use varve::version::{VersionSet, VersionSetOptions};
+    /// use varve::varve_changelog::fs::MemFs;
+    /// let fs = Arc::new(MemFs::new());
+    /// let dir = std::path::Path::new("/store");
+    /// VersionSet::create_new_with_ttl(fs.clone(), dir, VersionSetOptions::default(), Some(60_000))?;
+    /// assert_eq!(VersionSet::open(fs, dir)?.current().ttl_ms(), Some(60_000));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`create_new`](Self::create_new); [`Error::InvalidArgument`] for
+    /// a TTL of 0 ms.
+    pub fn create_new_with_ttl(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        options: VersionSetOptions,
+        ttl_ms: Option<u64>,
+    ) -> Result<VersionSet> {
         fs.create_dir_all(dir)
             .map_err(|e| Error::io("create", dir, e))?;
         if Self::exists(fs.as_ref(), dir)? {
@@ -109,6 +138,7 @@ impl VersionSet {
         let manifest_number = FileNumber(1);
         let version = Version::empty().apply(&VersionEdit {
             next_file_number: Some(FileNumber(2)),
+            ttl_ms,
             ..VersionEdit::default()
         })?;
         let (manifest, snapshot_len_bytes) =
@@ -397,6 +427,7 @@ fn snapshot_edit(version: &Version) -> VersionEdit {
         last_seqno: Some(version.last_seqno()),
         deleted: Vec::new(),
         added,
+        ttl_ms: version.ttl_ms(),
     }
 }
 
