@@ -160,13 +160,9 @@ impl Db {
     /// [`Error::KeyTooLarge`], [`Error::ValueTooLarge`],
     /// [`Error::ReadOnly`] after a failed sync, I/O errors.
     pub fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<()> {
-        let start = Instant::now();
         let mut batch = WriteBatch::new();
         batch.put(key, value);
-        let written = batch.size_bytes() as u64;
-        let result = self.inner.write(batch, false);
-        self.record_write(&self.inner.metrics.puts, start, written, &result);
-        result
+        self.write_timed(batch, false, &self.inner.metrics.puts)
     }
 
     /// Deletes `key` (not synced; see [`Db::write`]).
@@ -174,13 +170,9 @@ impl Db {
     /// # Errors
     /// As [`Db::put`].
     pub fn delete(&self, key: impl Into<Bytes>) -> Result<()> {
-        let start = Instant::now();
         let mut batch = WriteBatch::new();
         batch.delete(key);
-        let written = batch.size_bytes() as u64;
-        let result = self.inner.write(batch, false);
-        self.record_write(&self.inner.metrics.deletes, start, written, &result);
-        result
+        self.write_timed(batch, false, &self.inner.metrics.deletes)
     }
 
     /// Applies `batch` atomically. With `sync: true` the batch survives
@@ -191,23 +183,27 @@ impl Db {
     /// As [`Db::put`]; after a failed sync every waiting writer gets
     /// [`Error::ReadOnly`] and the store refuses writes from then on.
     pub fn write(&self, batch: WriteBatch, opts: WriteOptions) -> Result<()> {
-        let start = Instant::now();
-        let written = batch.size_bytes() as u64;
-        let result = self.inner.write(batch, opts.sync);
-        self.record_write(&self.inner.metrics.writes, start, written, &result);
-        result
+        self.write_timed(batch, opts.sync, &self.inner.metrics.writes)
     }
 
-    /// Records a write's latency, and its bytes if it succeeded.
-    fn record_write(&self, h: &Histogram, start: Instant, written: u64, result: &Result<()>) {
+    /// Writes `batch`, recording its latency in `h` and, if it succeeded,
+    /// its bytes.
+    fn write_timed(&self, batch: WriteBatch, sync: bool, h: &Histogram) -> Result<()> {
+        let start = Instant::now();
+        let written = batch.size_bytes() as u64;
+        let result = self.inner.write(batch, sync);
         h.record_since(start);
         if result.is_ok() {
             StoreMetrics::add(&self.inner.metrics.written_bytes, written);
         }
+        result
     }
 
-    /// Records an iterator's creation and counts what it returns.
-    fn counted(&self, start: Instant, iter: Iter) -> Iter {
+    /// A user's iterator between two bounds at a fresh snapshot: its
+    /// creation timed, the entries it returns counted.
+    fn user_iter(&self, lower: Bound<Bytes>, upper: Bound<Bytes>) -> Iter {
+        let start = Instant::now();
+        let iter = self.inner.snapshot_iter(lower, upper);
         self.inner.metrics.ranges.record_since(start);
         iter.counting(self.inner.metrics.clone())
     }
@@ -215,26 +211,14 @@ impl Db {
     /// The entries whose keys lie in `range` (any Rust range of byte
     /// strings), in key order; `.rev()` for reverse order.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
-        let start = Instant::now();
         let (lower, upper) = bounds_of(&range);
-        let snapshot = Snapshot::new(self.inner.clone());
-        let seqno = SeqNo(snapshot.seqno());
-        self.counted(
-            start,
-            self.inner.iter_at(lower, upper, seqno).holding(snapshot),
-        )
+        self.user_iter(lower, upper)
     }
 
     /// The entries whose keys start with `prefix`, in key order.
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
-        let start = Instant::now();
         let (lower, upper) = prefix_bounds(prefix.as_ref());
-        let snapshot = Snapshot::new(self.inner.clone());
-        let seqno = SeqNo(snapshot.seqno());
-        self.counted(
-            start,
-            self.inner.iter_at(lower, upper, seqno).holding(snapshot),
-        )
+        self.user_iter(lower, upper)
     }
 
     /// Every entry, in key order.
@@ -333,10 +317,7 @@ impl Db {
         stats.table_bytes = stats.levels.iter().map(|l| l.size_bytes).sum();
         let mut live = 0u64;
         // Not through `all()`: the report's own scan is not a user range.
-        let snapshot = Snapshot::new(inner.clone());
-        let seqno = SeqNo(snapshot.seqno());
-        let scan = inner.iter_at(Bound::Unbounded, Bound::Unbounded, seqno);
-        for entry in scan.holding(snapshot) {
+        for entry in inner.snapshot_iter(Bound::Unbounded, Bound::Unbounded) {
             let (key, value) = entry?;
             live += (key.len() + value.len()) as u64;
         }
@@ -434,6 +415,18 @@ impl DbInner {
         seqno: SeqNo,
     ) -> Result<Option<Bytes>> {
         Ok(self.versioned_in(sv, key, seqno)?.map(|found| found.value))
+    }
+
+    /// An iterator between two bounds at a snapshot taken now, which it
+    /// holds for as long as it lives.
+    pub(crate) fn snapshot_iter(
+        self: &Arc<Self>,
+        lower: Bound<Bytes>,
+        upper: Bound<Bytes>,
+    ) -> Iter {
+        let snapshot = Snapshot::new(self.clone());
+        let seqno = SeqNo(snapshot.seqno());
+        self.iter_at(lower, upper, seqno).holding(snapshot)
     }
 
     /// An iterator over `[lower, upper]` at `seqno`.

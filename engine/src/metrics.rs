@@ -185,7 +185,8 @@ pub struct RestoreMetrics {
 /// - `writes`: [`Db::write`](crate::Db::write), one per batch.
 /// - `ranges`: [`Db::range`](crate::Db::range), `prefix`, `all`: one per
 ///   iterator *creation*, its latency the creation (not the scan);
-///   `range_entries_read` counts the entries those iterators returned.
+///   `range_entries_read` counts the entries those iterators returned,
+///   added when each iterator is dropped.
 /// - `read_bytes`: value bytes returned by gets and by those iterators.
 /// - `written_bytes`: key and value bytes of puts, deletes and writes.
 ///
@@ -218,9 +219,9 @@ pub struct Metrics {
     pub writes: LatencySummary,
     /// Iterator creations.
     pub ranges: LatencySummary,
-    /// Entries returned by range iterators.
+    /// Entries returned by range iterators (counted when each is dropped).
     pub range_entries_read: u64,
-    /// Value bytes returned to readers.
+    /// Value bytes returned to readers (an iterator's when it is dropped).
     pub read_bytes: u64,
     /// Key and value bytes written by users.
     pub written_bytes: u64,
@@ -285,10 +286,11 @@ impl StoreMetrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Counts one entry of `value_bytes` returned by an iterator.
-    pub(crate) fn entry_read(&self, value_bytes: usize) {
-        Self::add(&self.range_entries_read, 1);
-        Self::add(&self.read_bytes, value_bytes as u64);
+    /// Counts `entries` entries holding `value_bytes` bytes of values that
+    /// an iterator returned.
+    pub(crate) fn entries_read(&self, entries: u64, value_bytes: u64) {
+        Self::add(&self.range_entries_read, entries);
+        Self::add(&self.read_bytes, value_bytes);
     }
 
     /// Sets the restore progress: `records` and `bytes` applied so far

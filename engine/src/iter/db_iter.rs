@@ -217,6 +217,10 @@ pub struct Iter {
     back_last: Option<Bytes>,
     _holding: Option<Box<dyn std::any::Any + Send>>,
     metrics: Option<Arc<StoreMetrics>>,
+    /// Entries and value bytes returned so far, added to `metrics` once,
+    /// when the iterator is dropped (not one shared atomic per entry).
+    entries_read: u64,
+    bytes_read: u64,
 }
 
 impl Iter {
@@ -236,6 +240,8 @@ impl Iter {
             back_last: None,
             _holding: None,
             metrics: None,
+            entries_read: 0,
+            bytes_read: 0,
         }
     }
 
@@ -249,6 +255,14 @@ impl Iter {
     pub(crate) fn counting(mut self, metrics: Arc<StoreMetrics>) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+}
+
+impl Drop for Iter {
+    fn drop(&mut self) {
+        if let Some(m) = &self.metrics {
+            m.entries_read(self.entries_read, self.bytes_read);
+        }
     }
 }
 
@@ -273,8 +287,9 @@ impl Iterator for Iter {
             }
             self.front_last = Some(k.clone());
         }
-        if let (Ok((_, v)), Some(m)) = (&item, &self.metrics) {
-            m.entry_read(v.len());
+        if let Ok((_, v)) = &item {
+            self.entries_read += 1;
+            self.bytes_read += v.len() as u64;
         }
         Some(item)
     }
@@ -295,8 +310,9 @@ impl DoubleEndedIterator for Iter {
             }
             self.back_last = Some(k.clone());
         }
-        if let (Ok((_, v)), Some(m)) = (&item, &self.metrics) {
-            m.entry_read(v.len());
+        if let Ok((_, v)) = &item {
+            self.entries_read += 1;
+            self.bytes_read += v.len() as u64;
         }
         Some(item)
     }
