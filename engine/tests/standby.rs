@@ -180,6 +180,18 @@ fn primary_flushes_compactions_and_retention_lose_nothing() {
     .unwrap();
     write_mix(&primary, 2, 1500, 200, 100);
     catch_up(&standby, &primary);
+    // Retention follows the position the standby commits on the primary,
+    // which trails by up to 100 ms: once it has passed the first round,
+    // a second round's flushes let retention delete behind it.
+    let end = primary.changelog().next_offset();
+    let deadline = std::time::Instant::now() + WAIT;
+    while primary.changelog().position(NAME).unwrap_or(0) < end
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    write_mix(&primary, 2, 1500, 200, 100);
+    catch_up(&standby, &primary);
     assert_eq!(contents(&standby), contents(&primary));
     assert!(standby.error().is_none());
     let start = primary.changelog().log_start_offset();
