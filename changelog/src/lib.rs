@@ -30,6 +30,7 @@ pub mod kafka;
 mod log;
 pub mod meta;
 mod options;
+pub mod partitioner;
 pub mod positions;
 mod reader;
 mod record;

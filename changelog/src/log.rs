@@ -185,7 +185,6 @@ impl Log {
     /// [`Error::BatchTooLarge`], [`Error::ReadOnly`] after a failed sync,
     /// [`Error::Closed`], or the I/O error of the write.
     pub fn append(&self, records: &[Record]) -> Result<AppendInfo> {
-        let inner = &self.inner;
         if records.is_empty() {
             return Err(Error::InvalidArgument(
                 "append needs at least one record".into(),
@@ -197,6 +196,23 @@ impl Log {
             ));
         }
         let estimate = batch::encoded_size(records);
+        self.append_encoded(estimate, |buf, next_offset| {
+            Ok(batch::encode_batch(buf, next_offset, records))
+        })
+    }
+
+    /// The write path shared by [`append`](Log::append) and
+    /// [`append_at`](Log::append_at): refuses a batch whose `estimate` is
+    /// far over the limit, then, under the append lock, has `encode` write
+    /// one batch into the reused buffer (it gets the log's next offset and
+    /// may refuse), writes it, wakes tailers and, under
+    /// [`SyncPolicy::Always`], syncs.
+    pub(crate) fn append_encoded(
+        &self,
+        estimate: usize,
+        encode: impl FnOnce(&mut Vec<u8>, u64) -> Result<BatchHeader>,
+    ) -> Result<AppendInfo> {
+        let inner = &self.inner;
         if estimate > inner.opts.max_batch_size_bytes.saturating_mul(2) {
             return Err(Error::BatchTooLarge {
                 size_bytes: estimate,
@@ -206,15 +222,14 @@ impl Log {
         inner.check_writable()?;
         let info = {
             let mut st = inner.append.lock();
-            let base = st.next_offset;
             let mut buf = std::mem::take(&mut st.buf);
             buf.clear();
-            let header = batch::encode_batch(&mut buf, base, records);
-            let result = inner.write_batch(&mut st, &buf, &header);
+            let result = encode(&mut buf, st.next_offset)
+                .and_then(|header| inner.write_batch(&mut st, &buf, &header).map(|()| header));
             st.buf = buf;
-            result?;
+            let header = result?;
             AppendInfo {
-                base_offset: base,
+                base_offset: header.base_offset,
                 last_offset: header.last_offset(),
                 size_bytes: header.length as usize,
             }
@@ -298,6 +313,11 @@ impl Log {
     pub fn size(&self) -> (usize, u64) {
         let segs = self.inner.segments_snapshot();
         (segs.len(), segs.iter().map(|s| s.size_bytes()).sum())
+    }
+
+    /// Bytes in the segment being written.
+    pub fn active_segment_size_bytes(&self) -> u64 {
+        self.inner.append.lock().active.size_bytes()
     }
 
     /// Base offsets of the segments, oldest first.

@@ -13,7 +13,6 @@ use std::sync::atomic::Ordering;
 use crate::batch::{self, BatchEncoder, RecordParts};
 use crate::error::{Error, Result};
 use crate::log::{AppendInfo, Log};
-use crate::options::SyncPolicy;
 use crate::record::StoredRecord;
 
 impl Log {
@@ -48,7 +47,6 @@ impl Log {
     /// # Ok(()) }
     /// ```
     pub fn append_at(&self, records: &[StoredRecord]) -> Result<AppendInfo> {
-        let inner = &self.inner;
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Err(Error::InvalidArgument(
                 "append_at needs at least one record".into(),
@@ -71,45 +69,22 @@ impl Log {
                 .iter()
                 .map(|r| batch::encoded_size(std::slice::from_ref(&r.record)))
                 .sum::<usize>();
-        if estimate > inner.opts.max_batch_size_bytes.saturating_mul(2) {
-            return Err(Error::BatchTooLarge {
-                size_bytes: estimate,
-                max_bytes: inner.opts.max_batch_size_bytes,
-            });
-        }
-        inner.check_writable()?;
-        let info = {
-            let mut st = inner.append.lock();
-            if first.offset < st.next_offset {
+        self.append_encoded(estimate, |buf, next_offset| {
+            if first.offset < next_offset {
                 return Err(Error::InvalidArgument(format!(
-                    "append_at offset {} is below the log end {}",
-                    first.offset, st.next_offset
+                    "append_at offset {} is below the log end {next_offset}",
+                    first.offset
                 )));
             }
-            let mut buf = std::mem::take(&mut st.buf);
-            buf.clear();
-            let mut enc = BatchEncoder::new(&mut buf);
+            let mut enc = BatchEncoder::new(buf);
             for r in records {
                 enc.push(
                     (r.offset - first.offset) as u32,
                     &RecordParts::from(&r.record),
                 );
             }
-            let header = enc.finish(first.offset, span as u32);
-            let result = inner.write_batch(&mut st, &buf, &header);
-            st.buf = buf;
-            result?;
-            AppendInfo {
-                base_offset: first.offset,
-                last_offset: header.last_offset(),
-                size_bytes: header.length as usize,
-            }
-        };
-        inner.notify_appended();
-        if inner.opts.sync_policy == SyncPolicy::Always {
-            inner.sync_to(info.last_offset + 1)?;
-        }
-        Ok(info)
+            Ok(enc.finish(first.offset, span as u32))
+        })
     }
 
     /// Empties the log and starts it again at `offset`, as a Kafka follower

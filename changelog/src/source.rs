@@ -136,7 +136,8 @@ mod tests {
             offset,
             record: Record::put(key.to_owned(), vec![0u8; 100]),
         };
-        log.append_at(&[at(2, "a"), at(5, "b"), at(6, "c")]).unwrap();
+        log.append_at(&[at(2, "a"), at(5, "b"), at(6, "c")])
+            .unwrap();
         log.append_at(&[at(9, "d")]).unwrap();
         let mut source = LogSource::new(&log);
         assert_eq!(

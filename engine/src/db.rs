@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use bytes::Bytes;
 use varve_changelog::Log;
@@ -16,6 +17,7 @@ use crate::iter::InternalIterator;
 use crate::iter::db_iter::{Cursor, Iter};
 use crate::iter::merge::MergeCursor;
 use crate::key::{InternalKeyRef, SeqNo};
+use crate::metrics::{Histogram, StoreMetrics};
 use crate::options::{Options, WriteOptions};
 use crate::snapshot::Snapshot;
 use crate::state::{DbInner, SuperVersion};
@@ -110,9 +112,20 @@ impl Db {
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         // The view first, then the sequence number: a compaction installed
         // in the view dropped only versions hidden at an older number.
+        let start = Instant::now();
         let sv = self.inner.super_version();
         let seqno = self.inner.visible();
-        self.inner.get_in(&sv, key.as_ref(), seqno)
+        let found = self.inner.get_in(&sv, key.as_ref(), seqno);
+        self.record_get(start, &found);
+        found
+    }
+
+    fn record_get(&self, start: Instant, found: &Result<Option<Bytes>>) {
+        let m = &self.inner.metrics;
+        m.gets.record_since(start);
+        if let Ok(Some(v)) = found {
+            StoreMetrics::add(&m.read_bytes, v.len() as u64);
+        }
     }
 
     /// Looks up several keys at one consistent point; the result has one
@@ -124,7 +137,12 @@ impl Db {
         let sv = self.inner.super_version();
         let seqno = self.inner.visible();
         keys.iter()
-            .map(|k| self.inner.get_in(&sv, k.as_ref(), seqno))
+            .map(|k| {
+                let start = Instant::now();
+                let found = self.inner.get_in(&sv, k.as_ref(), seqno);
+                self.record_get(start, &found);
+                found
+            })
             .collect()
     }
 
@@ -144,7 +162,7 @@ impl Db {
     pub fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<()> {
         let mut batch = WriteBatch::new();
         batch.put(key, value);
-        self.write(batch, WriteOptions::default())
+        self.write_timed(batch, false, &self.inner.metrics.puts)
     }
 
     /// Deletes `key` (not synced; see [`Db::write`]).
@@ -154,7 +172,7 @@ impl Db {
     pub fn delete(&self, key: impl Into<Bytes>) -> Result<()> {
         let mut batch = WriteBatch::new();
         batch.delete(key);
-        self.write(batch, WriteOptions::default())
+        self.write_timed(batch, false, &self.inner.metrics.deletes)
     }
 
     /// Applies `batch` atomically. With `sync: true` the batch survives
@@ -165,24 +183,42 @@ impl Db {
     /// As [`Db::put`]; after a failed sync every waiting writer gets
     /// [`Error::ReadOnly`] and the store refuses writes from then on.
     pub fn write(&self, batch: WriteBatch, opts: WriteOptions) -> Result<()> {
-        self.inner.write(batch, opts.sync)
+        self.write_timed(batch, opts.sync, &self.inner.metrics.writes)
+    }
+
+    /// Writes `batch`, recording its latency in `h` and, if it succeeded,
+    /// its bytes.
+    fn write_timed(&self, batch: WriteBatch, sync: bool, h: &Histogram) -> Result<()> {
+        let start = Instant::now();
+        let written = batch.size_bytes() as u64;
+        let result = self.inner.write(batch, sync);
+        h.record_since(start);
+        if result.is_ok() {
+            StoreMetrics::add(&self.inner.metrics.written_bytes, written);
+        }
+        result
+    }
+
+    /// A user's iterator between two bounds at a fresh snapshot: its
+    /// creation timed, the entries it returns counted.
+    fn user_iter(&self, lower: Bound<Bytes>, upper: Bound<Bytes>) -> Iter {
+        let start = Instant::now();
+        let iter = self.inner.snapshot_iter(lower, upper);
+        self.inner.metrics.ranges.record_since(start);
+        iter.counting(self.inner.metrics.clone())
     }
 
     /// The entries whose keys lie in `range` (any Rust range of byte
     /// strings), in key order; `.rev()` for reverse order.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
         let (lower, upper) = bounds_of(&range);
-        let snapshot = Snapshot::new(self.inner.clone());
-        let seqno = SeqNo(snapshot.seqno());
-        self.inner.iter_at(lower, upper, seqno).holding(snapshot)
+        self.user_iter(lower, upper)
     }
 
     /// The entries whose keys start with `prefix`, in key order.
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
         let (lower, upper) = prefix_bounds(prefix.as_ref());
-        let snapshot = Snapshot::new(self.inner.clone());
-        let seqno = SeqNo(snapshot.seqno());
-        self.inner.iter_at(lower, upper, seqno).holding(snapshot)
+        self.user_iter(lower, upper)
     }
 
     /// Every entry, in key order.
@@ -280,7 +316,8 @@ impl Db {
         stats.levels = Stats::levels_of(&version, &shape.targets_bytes);
         stats.table_bytes = stats.levels.iter().map(|l| l.size_bytes).sum();
         let mut live = 0u64;
-        for entry in self.all() {
+        // Not through `all()`: the report's own scan is not a user range.
+        for entry in inner.snapshot_iter(Bound::Unbounded, Bound::Unbounded) {
             let (key, value) = entry?;
             live += (key.len() + value.len()) as u64;
         }
@@ -380,6 +417,18 @@ impl DbInner {
         Ok(self.versioned_in(sv, key, seqno)?.map(|found| found.value))
     }
 
+    /// An iterator between two bounds at a snapshot taken now, which it
+    /// holds for as long as it lives.
+    pub(crate) fn snapshot_iter(
+        self: &Arc<Self>,
+        lower: Bound<Bytes>,
+        upper: Bound<Bytes>,
+    ) -> Iter {
+        let snapshot = Snapshot::new(self.clone());
+        let seqno = SeqNo(snapshot.seqno());
+        self.iter_at(lower, upper, seqno).holding(snapshot)
+    }
+
     /// An iterator over `[lower, upper]` at `seqno`.
     pub(crate) fn iter_at(
         self: &Arc<Self>,
@@ -387,10 +436,13 @@ impl DbInner {
         upper: Bound<Bytes>,
         seqno: SeqNo,
     ) -> Iter {
-        let front = Cursor::new(MergeCursor::new(self.children(), true), seqno, true);
+        let ttl = self.expiry().map(|e| (e, self.path.clone()));
+        let front =
+            Cursor::new(MergeCursor::new(self.children(), true), seqno, true).expiring(ttl.clone());
         let inner = self.clone();
-        let make_back =
-            Box::new(move || Cursor::new(MergeCursor::new(inner.children(), false), seqno, false));
+        let make_back = Box::new(move || {
+            Cursor::new(MergeCursor::new(inner.children(), false), seqno, false).expiring(ttl)
+        });
         Iter::new(lower, upper, front, make_back)
     }
 

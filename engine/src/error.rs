@@ -108,6 +108,19 @@ pub enum Error {
     },
     /// The operation was cancelled by its caller.
     Cancelled,
+    /// The store was created with a setting that cannot change, and was
+    /// opened with a different one (a partition count, a TTL); nothing
+    /// was read or modified.
+    IncompatibleOptions {
+        /// The store's directory.
+        path: PathBuf,
+        /// The setting (`"partitions"`, `"ttl"`).
+        option: &'static str,
+        /// The value recorded in the store.
+        stored: String,
+        /// The value given when opening.
+        given: String,
+    },
 }
 
 impl Error {
@@ -221,6 +234,16 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::Cancelled => write!(f, "cancelled"),
+            Error::IncompatibleOptions {
+                path,
+                option,
+                stored,
+                given,
+            } => write!(
+                f,
+                "store {} was created with {option} = {stored} and cannot be opened with {option} = {given}",
+                path.display()
+            ),
         }
     }
 }

@@ -112,7 +112,7 @@ impl DbInner {
         Ok(TableBuilder::new(file, path, opts))
     }
 
-    fn write_table(&self, mem: &Arc<MemTable>, number: FileNumber) -> Result<TableMeta> {
+    pub(crate) fn write_table(&self, mem: &Arc<MemTable>, number: FileNumber) -> Result<TableMeta> {
         let mut builder = self.create_table(number)?;
         let mut iter = mem.iter();
         iter.seek_to_first();

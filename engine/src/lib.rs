@@ -21,6 +21,7 @@
 
 mod batch;
 mod cache;
+mod checkpoint;
 pub mod compaction;
 mod db;
 pub mod error;
@@ -28,28 +29,42 @@ mod flush;
 pub mod iter;
 pub mod key;
 pub mod memtable;
+mod metrics;
 mod open;
 mod options;
+mod partitioned;
+mod replicate;
+pub mod restore;
 mod snapshot;
 pub mod sst;
+mod standby;
 mod state;
 mod stats;
 mod store_api;
 mod table_cache;
+mod ttl;
 pub mod version;
 mod write;
 
 pub use batch::WriteBatch;
 pub use cache::{BlockCache, CacheStats};
+pub use checkpoint::CheckpointInfo;
 pub use db::Db;
 pub use error::{Error, Result};
 pub use iter::db_iter::{Iter, KeyValue};
+pub use metrics::{LatencySummary, Metrics, RestoreMetrics};
 pub use open::{CHANGELOG_DIR, LOCK_FILE};
 pub use options::{
     ChangelogRetention, CompactionOptions, Compression, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES,
     Options, WriteOptions,
 };
+pub use partitioned::{
+    MAX_PARTITIONS, PARTITIONS_FILE, PartitionedIter, PartitionedStore, partition_dir,
+};
+pub use restore::{RestoreOptions, RestoreReport, restore};
 pub use snapshot::Snapshot;
+pub use standby::Standby;
 pub use stats::{ChangelogStats, LevelStats, Stats};
 pub use store_api::Versioned;
+pub use ttl::{Clock, ManualClock, SystemClock};
 pub use varve_changelog;

@@ -17,6 +17,7 @@ use crate::options::{ChangelogRetention, Options};
 use crate::state::{CompactionState, DbInner, STALL_NONE, SuperVersion};
 use crate::stats::Counters;
 use crate::table_cache::TableCache;
+use crate::ttl::ValueFormat;
 use crate::version::{FileKind, VersionSet, parse_file_name};
 use crate::write::{WriteQueue, insert_all};
 
@@ -26,17 +27,45 @@ pub const CHANGELOG_DIR: &str = "changelog";
 pub const LOCK_FILE: &str = "LOCK";
 
 pub(crate) fn open_inner(fs: Arc<dyn FileSystem>, path: &Path, opts: Options) -> Result<DbInner> {
+    if crate::restore::marker::is_restoring(fs.as_ref(), path)? {
+        return Err(Error::RestoreIncomplete {
+            path: path.to_owned(),
+        });
+    }
+    open_store(fs, path, opts, false)
+}
+
+/// Opens a store; with `restoring`, a store a restore is building (its
+/// marker file is present), whose empty changelog may still start below
+/// the flushed offset if a crash came between the manifest edit and the
+/// changelog's move.
+pub(crate) fn open_store(
+    fs: Arc<dyn FileSystem>,
+    path: &Path,
+    opts: Options,
+    restoring: bool,
+) -> Result<DbInner> {
     opts.validate()?;
     let exists = check_dir(fs.as_ref(), path, &opts)?;
     let lock = take_lock(fs.as_ref(), path)?;
-    let versions = if exists {
+    let ttl_ms = opts.ttl.map(crate::ttl::ttl_ms);
+    let mut versions = if exists {
         VersionSet::open(fs.clone(), path)?
     } else {
-        VersionSet::create_new(fs.clone(), path)?
+        VersionSet::create_new_with_ttl(fs.clone(), path, Default::default(), ttl_ms)?
+    };
+    check_ttl(&mut versions, path, ttl_ms)?;
+    let format = if ttl_ms.is_some() {
+        ValueFormat::Timestamped
+    } else {
+        ValueFormat::Plain
     };
     let log = Log::open_with_fs(fs.clone(), path.join(CHANGELOG_DIR), log_options(&opts))?;
     let version = versions.current();
     let flushed = version.flushed_offset();
+    if restoring && flushed > log.next_offset() {
+        log.truncate_fully_and_start_at(flushed)?;
+    }
     if flushed < log.log_start_offset() || flushed > log.next_offset() {
         return Err(Error::corruption(
             path.join(CHANGELOG_DIR),
@@ -52,7 +81,12 @@ pub(crate) fn open_inner(fs: Arc<dyn FileSystem>, path: &Path, opts: Options) ->
     let mut replayed = 0u64;
     for record in log.reader(flushed)? {
         let record = record?;
-        insert_all(&mem, std::slice::from_ref(&record.record), record.offset);
+        insert_all(
+            &mem,
+            std::slice::from_ref(&record.record),
+            record.offset,
+            format,
+        );
         replayed += 1;
     }
     tracing::info!(store = %path.display(), flushed, replayed, next = log.next_offset(), "store opened");
@@ -78,11 +112,13 @@ pub(crate) fn open_inner(fs: Arc<dyn FileSystem>, path: &Path, opts: Options) ->
         compaction_cv: Condvar::new(),
         stall: AtomicU8::new(STALL_NONE),
         counters: Counters::default(),
+        metrics: Arc::default(),
         snapshots: Mutex::new(BTreeMap::new()),
         next_memtable_id: AtomicU64::new(1),
         failure: Mutex::new(None),
         failed: AtomicBool::new(false),
         closing: AtomicBool::new(false),
+        replica: AtomicBool::new(false),
         versions: Mutex::new(versions),
         log,
         opts,
@@ -92,6 +128,31 @@ pub(crate) fn open_inner(fs: Arc<dyn FileSystem>, path: &Path, opts: Options) ->
     let version = inner.versions.lock().current();
     inner.update_stall(&version);
     Ok(inner)
+}
+
+/// Refuses a TTL store opened without a TTL and a plain store opened with
+/// one (their values differ in format); records a changed duration.
+fn check_ttl(versions: &mut VersionSet, path: &Path, given_ms: Option<u64>) -> Result<()> {
+    let stored_ms = versions.current().ttl_ms();
+    let shown = |ttl: Option<u64>| ttl.map_or_else(|| "none".to_owned(), |ms| format!("{ms} ms"));
+    match (stored_ms, given_ms) {
+        (None, None) => Ok(()),
+        (Some(stored), Some(given)) if stored == given => Ok(()),
+        (Some(stored), Some(given)) => {
+            tracing::info!(store = %path.display(), stored, given, "TTL changed");
+            versions.log_and_apply(crate::version::VersionEdit {
+                ttl_ms: Some(given),
+                ..Default::default()
+            })?;
+            Ok(())
+        }
+        _ => Err(Error::IncompatibleOptions {
+            path: path.to_owned(),
+            option: "ttl",
+            stored: shown(stored_ms),
+            given: shown(given_ms),
+        }),
+    }
 }
 
 fn log_options(opts: &Options) -> LogOptions {
@@ -147,6 +208,7 @@ fn check_dir(fs: &dyn FileSystem, path: &Path, opts: &Options) -> Result<bool> {
     // file without CURRENT: creation never finished, so it starts over.
     let unfinished = |n: &String| {
         n == LOCK_FILE
+            || n == crate::restore::marker::MARKER_FILE
             || matches!(
                 parse_file_name(n),
                 Some(FileKind::Manifest(_) | FileKind::Temp | FileKind::Lock)

@@ -68,6 +68,21 @@ pub struct Options {
     pub changelog_retention: ChangelogRetention,
     /// Size of a changelog segment. Default 64 MiB.
     pub changelog_segment_size_bytes: u64,
+    /// Makes this a TTL store (like Samza's RocksDB TTL stores): a value
+    /// is treated as absent once more than `ttl` has passed since it was
+    /// written (its changelog record's timestamp), and compaction removes
+    /// it. Expiry is lazy and best effort: reads never return an expired
+    /// value, but its bytes stay on disk until a compaction reaches them.
+    /// Recorded in the manifest at creation: a TTL store cannot be opened
+    /// without a TTL, nor a plain store with one
+    /// ([`Error::IncompatibleOptions`](crate::Error::IncompatibleOptions));
+    /// the duration itself may change between opens. At least 1 ms.
+    /// Default `None`. See `docs/TTL.md`.
+    pub ttl: Option<std::time::Duration>,
+    /// The wall clock used for record timestamps and TTL expiry. Default
+    /// [`SystemClock`](crate::SystemClock); tests use a
+    /// [`ManualClock`](crate::ManualClock).
+    pub clock: std::sync::Arc<dyn crate::Clock>,
 }
 
 impl Default for Options {
@@ -86,6 +101,8 @@ impl Default for Options {
             sync_interval_ms: None,
             changelog_retention: ChangelogRetention::UntilFlushed,
             changelog_segment_size_bytes: 64 << 20,
+            ttl: None,
+            clock: std::sync::Arc::new(crate::SystemClock),
         }
     }
 }
@@ -118,6 +135,9 @@ impl Options {
         }
         if self.max_open_tables < 16 {
             return bad("max_open_tables must be at least 16");
+        }
+        if self.ttl.is_some_and(|ttl| ttl.as_millis() == 0) {
+            return bad("ttl must be at least 1 ms");
         }
         if self.compaction_threads == 0 {
             return bad("compaction_threads must be at least 1");

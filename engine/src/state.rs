@@ -59,12 +59,18 @@ pub(crate) struct DbInner {
     /// [`STALL_STOP`]; recomputed whenever a version is installed.
     pub(crate) stall: AtomicU8,
     pub(crate) counters: Counters,
+    pub(crate) metrics: Arc<crate::metrics::StoreMetrics>,
     /// Live snapshots: sequence number → count.
     pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
     pub(crate) next_memtable_id: AtomicU64,
     pub(crate) failure: Mutex<Option<String>>,
     pub(crate) failed: AtomicBool,
     pub(crate) closing: AtomicBool,
+    /// Set while the store is an unpromoted standby replica
+    /// ([`crate::Standby`]): user writes are refused so that it cannot
+    /// diverge from its primary; replicated records come in through
+    /// [`DbInner::apply_replicated`](crate::state::DbInner).
+    pub(crate) replica: AtomicBool,
     pub(crate) _lock: Box<dyn DirLock>,
 }
 
@@ -165,6 +171,11 @@ impl DbInner {
         if self.failed.load(Ordering::Acquire) {
             let cause = self.failure.lock().clone().unwrap_or_default();
             return Err(Error::ReadOnly { cause });
+        }
+        if self.replica.load(Ordering::Acquire) {
+            return Err(Error::InvalidArgument(
+                "this store is a standby replica: it refuses writes (and manual flushes and compactions) until Standby::promote".into(),
+            ));
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::key::{SeqNo, ValueKind};
 use crate::memtable::MemTable;
 use crate::state::{DbInner, SuperVersion};
+use crate::ttl::{ValueFormat, encode_timestamped};
 
 /// The most bytes of key and value one group gathers.
 const MAX_GROUP_BYTES: usize = 4 << 20;
@@ -94,7 +95,7 @@ impl DbInner {
         self.check_writable()?;
         self.stall_writes()?;
         self.make_room()?;
-        let records = to_records(group);
+        let records = to_records(group, self.opts.clock.now_ms());
         let info = self
             .log
             .append(&records)
@@ -103,7 +104,7 @@ impl DbInner {
             self.log.flush().map_err(|e| self.write_error(e.into()))?;
         }
         let sv = self.super_version();
-        insert_all(&sv.mem, &records, info.base_offset);
+        insert_all(&sv.mem, &records, info.base_offset, self.value_format());
         let user_bytes: usize = group.iter().map(|p| p.batch.size_bytes()).sum();
         crate::stats::Counters::add(&self.counters.user_bytes_written, user_bytes as u64);
         self.visible_seqno
@@ -131,6 +132,12 @@ impl DbInner {
     /// Switches a full memtable to immutable and holds the writer while too
     /// many immutable memtables wait for the flush thread (a write stall).
     fn make_room(&self) -> Result<()> {
+        self.make_room_checked(Self::check_writable)
+    }
+
+    /// [`make_room`](Self::make_room) with the writability check given (a
+    /// standby's replica groups pass a check that lets them in).
+    pub(crate) fn make_room_checked(&self, check: fn(&Self) -> Result<()>) -> Result<()> {
         loop {
             let sv = self.super_version();
             if sv.mem.approximate_size_bytes() < self.opts.memtable_size_bytes {
@@ -141,7 +148,7 @@ impl DbInner {
                 return Ok(());
             }
             let mut g = self.flush_mutex.lock();
-            self.check_writable()?;
+            check(self)?;
             if self.super_version().imm.len() >= self.opts.max_immutable_memtables {
                 self.flush_cv.notify_all();
                 self.flush_cv
@@ -165,8 +172,30 @@ impl DbInner {
             version: current.version.clone(),
         });
         drop(current);
+        self.roll_changelog_with_memtable();
         let _g = self.flush_mutex.lock();
         self.flush_cv.notify_all();
+    }
+}
+
+/// A changelog segment smaller than this is not rolled at a memtable
+/// switch (tiny memtables would otherwise make tiny segments).
+const ROLL_WITH_MEMTABLE_MIN_BYTES: u64 = 1 << 20;
+
+impl DbInner {
+    /// Starts a new changelog segment where the new memtable starts, as
+    /// RocksDB starts a new WAL file: once the old memtables are flushed,
+    /// retention can delete their whole segments instead of keeping a
+    /// large active segment of flushed records. Only called while no group
+    /// is being committed. Best effort: a failed roll is logged, and a
+    /// failed sync inside it has already made the changelog read-only.
+    fn roll_changelog_with_memtable(&self) {
+        if self.log.active_segment_size_bytes() < ROLL_WITH_MEMTABLE_MIN_BYTES {
+            return;
+        }
+        if let Err(e) = self.log.roll() {
+            tracing::warn!(error = %e, "could not roll the changelog at a memtable switch");
+        }
     }
 }
 
@@ -185,8 +214,8 @@ fn take_group(pending: &mut VecDeque<Pending>) -> Vec<Pending> {
     group
 }
 
-fn to_records(group: &[Pending]) -> Vec<Record> {
-    let now = varve_changelog::now_ms();
+fn to_records(group: &[Pending], now_ms: u64) -> Vec<Record> {
+    let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
     let mut records = Vec::with_capacity(group.iter().map(|p| p.batch.len()).sum());
     for p in group {
         for op in &p.batch.ops {
@@ -211,13 +240,28 @@ fn to_records(group: &[Pending]) -> Vec<Record> {
 }
 
 /// Inserts changelog records into a memtable; record `i` (at offset
-/// `base_offset + i`) gets sequence number `base_offset + i + 1`.
-pub(crate) fn insert_all(mem: &MemTable, records: &[Record], base_offset: u64) {
+/// `base_offset + i`) gets sequence number `base_offset + i + 1`. In a TTL
+/// store (`format` [`ValueFormat::Timestamped`]) each value is stored
+/// behind its record's timestamp (`docs/TTL.md`); this is the one place
+/// where values enter the store, from writes, recovery and restores alike.
+pub(crate) fn insert_all(
+    mem: &MemTable,
+    records: &[Record],
+    base_offset: u64,
+    format: ValueFormat,
+) {
+    let mut stored = Vec::new();
     for (i, r) in records.iter().enumerate() {
         let seqno = SeqNo(base_offset + i as u64 + 1);
-        match &r.value {
-            Some(v) => mem.insert(&r.key, seqno, ValueKind::Put, v),
-            None => mem.insert(&r.key, seqno, ValueKind::Delete, &[]),
+        match (&r.value, format) {
+            (Some(v), ValueFormat::Plain) => mem.insert(&r.key, seqno, ValueKind::Put, v),
+            (Some(v), ValueFormat::Timestamped) => {
+                // A negative timestamp (before 1970) counts as written at 0.
+                let write_time_ms = u64::try_from(r.timestamp_ms).unwrap_or(0);
+                encode_timestamped(write_time_ms, v, &mut stored);
+                mem.insert(&r.key, seqno, ValueKind::Put, &stored);
+            }
+            (None, _) => mem.insert(&r.key, seqno, ValueKind::Delete, &[]),
         }
     }
 }

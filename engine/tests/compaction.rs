@@ -391,3 +391,33 @@ fn bounded_manual_compaction_keeps_newer_versions_on_top() {
     );
     assert_eq!(all(&db).len(), 2);
 }
+
+/// Regression: the tables a compaction replaced were kept on disk until
+/// the next compaction or reopen (the task's own version still listed
+/// them when it deleted obsolete files), inflating space amplification.
+#[test]
+fn compaction_deletes_its_inputs_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), small(false)).unwrap();
+    for round in 0..3u64 {
+        for i in 0..2_000u64 {
+            db.put(key(i), format!("value-{round}-{i:0>60}")).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    db.compact_range::<&[u8], _>(..).unwrap();
+    let stats = db.stats().unwrap();
+    let live_tables: usize = stats.levels.iter().map(|l| l.tables).sum();
+    let files_on_disk = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".sst")
+        })
+        .count();
+    assert_eq!(files_on_disk, live_tables, "{stats}");
+    db.close().unwrap();
+}

@@ -2,6 +2,7 @@
 //! to it, and salvage a damaged one, without writing code. See
 //! `docs/TOOLS.md` for every subcommand with an example.
 
+mod checkpoint;
 mod compact;
 mod error;
 mod format;
@@ -11,6 +12,7 @@ mod log_dump;
 mod manifest_dump;
 mod positions;
 mod repair;
+mod restore;
 mod scan;
 mod segments;
 mod sst_dump;
@@ -163,6 +165,27 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Write a consistent, openable copy of a closed store (hard links to
+    /// its tables, a manifest, an empty changelog starting at the offset
+    /// the copy covers).
+    Checkpoint {
+        /// The store's directory.
+        store: PathBuf,
+        /// Where to write the checkpoint (must not exist, or be empty).
+        dir: PathBuf,
+    },
+    /// Rebuild a store from a changelog alone (bulk load, then a full
+    /// compaction); resumes an interrupted restore of the same directory.
+    Restore {
+        /// The changelog directory (or a store, whose changelog is used).
+        changelog: PathBuf,
+        /// Where to build the store (must not exist, be empty, or hold an
+        /// interrupted restore).
+        new_store: PathBuf,
+        /// Start from this checkpoint; only later records are replayed.
+        #[arg(long)]
+        from_checkpoint: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -276,6 +299,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Compact { dir } => compact::run(&mut out, &dir),
         Command::Load { dir, file, create } => write::load(&mut out, &dir, &file, create),
         Command::Repair { dir, to } => repair::run(&mut out, &dir, &to),
+        Command::Checkpoint { store, dir } => checkpoint::run(&mut out, &store, &dir),
+        Command::Restore {
+            changelog,
+            new_store,
+            from_checkpoint,
+        } => restore::run(&mut out, &changelog, &new_store, from_checkpoint.as_deref()),
     }
 }
 

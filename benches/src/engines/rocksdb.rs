@@ -122,11 +122,28 @@ impl KvEngine for RocksDbEngine {
     }
 
     fn shape(&self) -> Option<String> {
-        self.db
+        // "Level Files Size(MB)", a rule, then one "level files size" row
+        // per level.
+        let stats = self
+            .db
             .property_value("rocksdb.levelstats")
             .ok()
-            .flatten()
-            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+            .flatten()?;
+        let levels: Vec<String> = stats
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let level: u32 = fields.next()?.parse().ok()?;
+                let files: u64 = fields.next()?.parse().ok()?;
+                let size_mb = fields.next()?;
+                (files > 0).then(|| format!("L{level}: {files} files, {size_mb} MB"))
+            })
+            .collect();
+        Some(if levels.is_empty() {
+            "no table files".to_owned()
+        } else {
+            levels.join("; ")
+        })
     }
 
     fn close(self: Box<Self>) -> Result<()> {

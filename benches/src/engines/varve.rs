@@ -1,7 +1,8 @@
 //! The Varve adapter.
 //!
 //! Options are Varve's defaults (64 MiB memtable, 4 KiB blocks, 10-bit
-//! Bloom filters, no compression) with `cache_size_bytes` from the run.
+//! Bloom filters, no compression, one compaction thread) with the block
+//! cache (`cache_size_bytes`) from the run.
 //! A write without `sync` is one changelog `write` (in the OS page cache
 //! when the call returns); with `sync` it returns after the shared
 //! `fdatasync` of its group.
@@ -102,10 +103,24 @@ impl KvEngine for VarveEngine {
     }
 
     fn shape(&self) -> Option<String> {
-        match self.db.stats() {
-            Ok(stats) => Some(stats.to_string().replace('\n', "; ")),
-            Err(_) => Some(files_shape(self.db.path())),
-        }
+        let Ok(stats) = self.db.stats() else {
+            return Some(files_shape(self.db.path()));
+        };
+        let levels: Vec<String> = stats
+            .levels
+            .iter()
+            .enumerate()
+            .filter(|(_, level)| level.tables > 0)
+            .map(|(n, level)| {
+                let mib = level.size_bytes as f64 / f64::from(1 << 20);
+                format!("L{n}: {} tables, {mib:.1} MiB", level.tables)
+            })
+            .collect();
+        Some(if levels.is_empty() {
+            "no tables".to_owned()
+        } else {
+            levels.join("; ")
+        })
     }
 
     fn close(self: Box<Self>) -> Result<()> {

@@ -38,6 +38,7 @@ pub const WORKLOADS: &[&str] = &[
     "flush",
     "log_append",
     "log_read",
+    "restore",
 ];
 
 /// Entries a `seekrandom` operation reads: the one it seeks to and the
@@ -383,7 +384,7 @@ impl Progress {
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template(
-            "{prefix:>16} [{bar:30}] {human_pos}/{human_len} {per_sec} eta {eta}",
+            "{prefix:>16} [{bar:30}] {human_pos}/{human_len} {elapsed} eta {eta}",
         ) {
             bar.set_style(style.progress_chars("=> "));
         }

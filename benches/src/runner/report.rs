@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::json::{ChartRow, parse_line};
 
@@ -152,7 +153,8 @@ where
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(70)
-        .build_cartesian_2d((0..rows.len()).into_segmented(), 0.0..top)?;
+        // A segmented range includes its end: `0..n - 1` gives n slots.
+        .build_cartesian_2d((0..rows.len().saturating_sub(1)).into_segmented(), 0.0..top)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -179,7 +181,8 @@ where
         Text::new(
             human(r.ops_per_sec),
             (SegmentValue::CenterOf(i), r.ops_per_sec * 1.02),
-            ("sans-serif", 13).into_font(),
+            TextStyle::from(("sans-serif", 13).into_font())
+                .pos(Pos::new(HPos::Center, VPos::Bottom)),
         )
     }))?;
     Ok(())
@@ -208,7 +211,7 @@ where
         .x_label_area_size(30)
         .y_label_area_size(60)
         .build_cartesian_2d(
-            (0..PERCENTILES.len()).into_segmented(),
+            (0..PERCENTILES.len() - 1).into_segmented(),
             (low * 0.5..high).log_scale(),
         )?;
     chart

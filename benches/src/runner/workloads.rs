@@ -69,6 +69,7 @@ pub(crate) fn run(ctx: &mut Context<'_>, name: &str) -> EngineResult<Outcome> {
         "flush" => timed_once(|| ctx.engine.flush()),
         "log_append" => log_append(ctx),
         "log_read" => log_read(ctx),
+        "restore" => restore(ctx),
         other => Err(EngineError::Unsupported(format!("workload {other}"))),
     }
 }
@@ -391,5 +392,60 @@ fn log_read(ctx: &Context<'_>) -> EngineResult<Outcome> {
     }
     outcome.secs = secs_since(start);
     log.close().map_err(log_error)?;
+    Ok(outcome)
+}
+
+/// Rebuilds a Varve store from the changelog of `log_append` with
+/// `varve::restore`, and compares its rate with a plain sequential read of
+/// the same segment files (both from the page cache, as the log was just
+/// written). One operation is the whole restore.
+fn restore(ctx: &Context<'_>) -> EngineResult<Outcome> {
+    if ctx.log_bytes == 0 {
+        return Ok(Outcome::skipped("nothing to restore: run log_append first"));
+    }
+    let read_start = Instant::now();
+    let mut file_bytes = 0u64;
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&ctx.log_dir)
+        .map_err(|e| EngineError::Failed(format!("list {}: {e}", ctx.log_dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    names.sort();
+    for name in &names {
+        let bytes = std::fs::read(name)
+            .map_err(|e| EngineError::Failed(format!("read {}: {e}", name.display())))?;
+        file_bytes += std::hint::black_box(bytes).len() as u64;
+    }
+    let read_secs = secs_since(read_start);
+
+    let log = Log::open(&ctx.log_dir, LogOptions::default()).map_err(log_error)?;
+    let target = ctx.log_dir.with_extension(format!("restore-{}", ctx.round));
+    let _ = std::fs::remove_dir_all(&target);
+    let start = Instant::now();
+    let report = varve::restore(
+        &target,
+        &mut varve_changelog::LogSource::new(&log),
+        varve::RestoreOptions::default(),
+    )
+    .map_err(|e| EngineError::Failed(format!("restore: {e}")))?;
+    let secs = secs_since(start);
+    log.close().map_err(log_error)?;
+    let _ = std::fs::remove_dir_all(&target);
+    let restore_mb_s = file_bytes as f64 / 1e6 / secs.max(1e-9);
+    let read_mb_s = file_bytes as f64 / 1e6 / read_secs.max(1e-9);
+    let mut outcome = Outcome {
+        threads: 1,
+        ops: 1,
+        secs,
+        bytes: report.bytes,
+        ..Outcome::default()
+    };
+    outcome.latency.record_ns((secs * 1e9) as u64);
+    outcome.note = Some(format!(
+        "{} records, {:.0} MB of segments: restore {restore_mb_s:.0} MB/s, plain read {read_mb_s:.0} MB/s, ratio {:.2}",
+        report.records,
+        file_bytes as f64 / 1e6,
+        restore_mb_s / read_mb_s.max(1e-9)
+    ));
     Ok(outcome)
 }

@@ -11,6 +11,7 @@ use crate::key::{InternalKeyRef, SeqNo, ValueKind};
 use crate::sst::TableBuilder;
 use crate::state::DbInner;
 use crate::stats::Counters;
+use crate::ttl::{Expiry, Stored};
 use crate::version::{FileNumber, TableMeta, Version, VersionEdit};
 
 use super::picker::{Task, key_may_exist_below};
@@ -49,6 +50,12 @@ impl DbInner {
         if result.is_err() {
             self.remove_tables(&numbers);
         }
+        // Only now: the version this task read from still listed the
+        // inputs as live, so deleting earlier would have kept them.
+        drop(version);
+        if result.is_ok() {
+            self.delete_obsolete_tables();
+        }
         result
     }
 
@@ -85,6 +92,7 @@ impl DbInner {
         let mut merge = MergeCursor::new(children, true);
         merge.seek_to_end();
         let oldest = self.oldest_snapshot();
+        let expiry = self.expiry();
         let mut current_user_key: Vec<u8> = Vec::new();
         let mut newer_seqno: Option<SeqNo> = None;
         let mut merged = 0u64;
@@ -99,7 +107,23 @@ impl DbInner {
                 && key.seqno <= oldest
                 && !key_may_exist_below(version, task.output_level, key.user_key);
             newer_seqno = Some(key.seqno);
-            if !hidden && !dead_tombstone {
+            if hidden || dead_tombstone {
+                // Dropped.
+            } else if key.kind == ValueKind::Put && expired(expiry, merge.value()) {
+                // An expired put reads as absent. Dropping it is safe only
+                // where no older version can lie below (that one would
+                // reappear); elsewhere it becomes a tombstone.
+                if key.seqno > oldest
+                    || key_may_exist_below(version, task.output_level, key.user_key)
+                {
+                    let tombstone = InternalKeyRef {
+                        kind: ValueKind::Delete,
+                        ..key
+                    };
+                    out.add(tombstone, &[])?;
+                }
+                crate::metrics::StoreMetrics::add(&self.metrics.expired_entries, 1);
+            } else {
                 out.add(key, merge.value())?;
             }
             merged += 1;
@@ -136,7 +160,6 @@ impl DbInner {
             bytes_written = written,
             "compaction finished"
         );
-        self.delete_obsolete_tables();
         Ok(())
     }
 
@@ -149,6 +172,12 @@ impl DbInner {
             }
         }
     }
+}
+
+/// Whether a stored put of a TTL store has expired (damaged values are
+/// kept, for reads to report).
+fn expired(expiry: Option<Expiry>, stored: &[u8]) -> bool {
+    expiry.is_some_and(|e| e.read(stored) == Ok(Stored::Expired))
 }
 
 /// The tables a compaction writes, closed by size and at grandparent

@@ -114,6 +114,12 @@ impl DbInner {
     /// Called by the write leader before each group: delays it during a
     /// slowdown, holds it during a stop, and counts the time.
     pub(crate) fn stall_writes(&self) -> Result<()> {
+        self.stall_writes_checked(Self::check_writable)
+    }
+
+    /// [`stall_writes`](Self::stall_writes) with the writability check
+    /// given (a standby's replica groups pass a check that lets them in).
+    pub(crate) fn stall_writes_checked(&self, check: fn(&Self) -> Result<()>) -> Result<()> {
         let stall = self.stall.load(Ordering::Acquire);
         if stall == STALL_NONE {
             return Ok(());
@@ -126,20 +132,27 @@ impl DbInner {
             Counters::add(&self.counters.stops, 1);
             let mut state = self.compaction.lock();
             while self.stall.load(Ordering::Acquire) == STALL_STOP {
-                self.check_writable()?;
+                check(self)?;
                 self.compaction_cv
                     .wait_for(&mut state, Duration::from_millis(100));
             }
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         Counters::add(&self.counters.stall_micros, micros);
-        self.check_writable()
+        check(self)
     }
 
     /// Compacts every table meeting `[small, large]` (all tables if
     /// `None`) down the levels into the last level, in the calling thread.
     pub(crate) fn compact_range(&self, range: Option<(&[u8], &[u8])>) -> Result<()> {
-        for level in 0..NUM_LEVELS - 1 {
+        // A TTL store also rewrites the last level into itself, so values
+        // that expired there are dropped.
+        let levels = if self.opts.ttl.is_some() {
+            NUM_LEVELS
+        } else {
+            NUM_LEVELS - 1
+        };
+        for level in 0..levels {
             self.check_writable()?;
             // One manual task takes every table of the level in range.
             if let Some(task) = self.claim_manual_task(Level(level as u8), range)? {
@@ -168,7 +181,11 @@ impl DbInner {
             if level.0 > 0 && level < shape.base_level {
                 return Ok(None);
             }
-            let output = next_level(level, &shape);
+            let output = if level.index() + 1 == NUM_LEVELS {
+                level
+            } else {
+                next_level(level, &shape)
+            };
             let Some(task) = manual_task(&version, level, output, range) else {
                 return Ok(None);
             };

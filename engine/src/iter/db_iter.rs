@@ -1,12 +1,16 @@
 //! [`Iter`]: the user-facing ordered iterator over a consistent view.
 
 use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::iter::merge::MergeCursor;
 use crate::key::{InternalKeyRef, SeqNo, ValueKind};
+use crate::metrics::StoreMetrics;
+use crate::ttl::{Expiry, Stored};
 
 /// A key and its value.
 pub type KeyValue = (Bytes, Bytes);
@@ -18,6 +22,8 @@ pub(crate) struct Cursor {
     forward: bool,
     started: bool,
     done: bool,
+    /// In a TTL store: the expiry rule, and the store's path for errors.
+    ttl: Option<(Expiry, PathBuf)>,
 }
 
 impl Cursor {
@@ -28,6 +34,29 @@ impl Cursor {
             forward,
             started: false,
             done: false,
+            ttl: None,
+        }
+    }
+
+    /// Makes the cursor read a TTL store's values: strip each write time,
+    /// skip expired entries.
+    pub(crate) fn expiring(mut self, ttl: Option<(Expiry, PathBuf)>) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// What a reader sees of a put's stored value: `None` if expired.
+    fn live_value(&self, key: &[u8], value: Bytes) -> Result<Option<Bytes>> {
+        let Some((expiry, path)) = &self.ttl else {
+            return Ok(Some(value));
+        };
+        match expiry.read(&value) {
+            Ok(Stored::Live(v)) => Ok(Some(value.slice(value.len() - v.len()..))),
+            Ok(Stored::Expired) => Ok(None),
+            Err(what) => {
+                let what = format!("key {:?}: {what}", String::from_utf8_lossy(key));
+                Err(Error::corruption(path, 0, what))
+            }
         }
     }
 
@@ -81,7 +110,14 @@ impl Cursor {
                 continue;
             }
             if kind == ValueKind::Put {
-                return Some(Ok((key, value)));
+                match self.live_value(&key, value) {
+                    Ok(Some(value)) => return Some(Ok((key, value))),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                }
             }
         }
     }
@@ -180,6 +216,11 @@ pub struct Iter {
     front_last: Option<Bytes>,
     back_last: Option<Bytes>,
     _holding: Option<Box<dyn std::any::Any + Send>>,
+    metrics: Option<Arc<StoreMetrics>>,
+    /// Entries and value bytes returned so far, added to `metrics` once,
+    /// when the iterator is dropped (not one shared atomic per entry).
+    entries_read: u64,
+    bytes_read: u64,
 }
 
 impl Iter {
@@ -198,6 +239,9 @@ impl Iter {
             front_last: None,
             back_last: None,
             _holding: None,
+            metrics: None,
+            entries_read: 0,
+            bytes_read: 0,
         }
     }
 
@@ -205,6 +249,20 @@ impl Iter {
     pub(crate) fn holding(mut self, guard: impl std::any::Any + Send) -> Self {
         self._holding = Some(Box::new(guard));
         self
+    }
+
+    /// Counts the entries this iterator returns into `metrics`.
+    pub(crate) fn counting(mut self, metrics: Arc<StoreMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+}
+
+impl Drop for Iter {
+    fn drop(&mut self) {
+        if let Some(m) = &self.metrics {
+            m.entries_read(self.entries_read, self.bytes_read);
+        }
     }
 }
 
@@ -229,6 +287,10 @@ impl Iterator for Iter {
             }
             self.front_last = Some(k.clone());
         }
+        if let Ok((_, v)) = &item {
+            self.entries_read += 1;
+            self.bytes_read += v.len() as u64;
+        }
         Some(item)
     }
 }
@@ -247,6 +309,10 @@ impl DoubleEndedIterator for Iter {
                 return None;
             }
             self.back_last = Some(k.clone());
+        }
+        if let Ok((_, v)) = &item {
+            self.entries_read += 1;
+            self.bytes_read += v.len() as u64;
         }
         Some(item)
     }

@@ -23,6 +23,7 @@ const TAG_NEXT_FILE_NUMBER: u64 = 3;
 const TAG_LAST_SEQNO: u64 = 4;
 const TAG_DELETED_TABLE: u64 = 5;
 const TAG_ADDED_TABLE: u64 = 6;
+const TAG_TTL_MS: u64 = 7;
 
 /// Longest varint: ten bytes of seven bits cover 64 bits.
 const VARINT_SIZE_MAX: usize = 10;
@@ -46,6 +47,12 @@ pub struct VersionEdit {
     pub deleted: Vec<(Level, FileNumber)>,
     /// Tables added to a level.
     pub added: Vec<(Level, TableMeta)>,
+    /// The store is a TTL store with this time to live, in milliseconds
+    /// (at least 1): its values carry their write time
+    /// (`docs/TTL.md`). Present in the first record of a TTL store's
+    /// manifest; a later edit may change the duration. A manifest whose
+    /// first record lacks it is a plain store.
+    pub ttl_ms: Option<u64>,
 }
 
 impl VersionEdit {
@@ -55,6 +62,9 @@ impl VersionEdit {
     /// # Errors
     /// A description of the first problem found.
     pub fn check(&self) -> Result<(), String> {
+        if self.ttl_ms == Some(0) {
+            return Err("ttl of 0 ms".to_string());
+        }
         if let Some(seqno) = self.last_seqno
             && seqno > SeqNo::MAX
         {
@@ -95,6 +105,10 @@ impl VersionEdit {
                 put_varint(buf, tag);
                 put_varint(buf, value);
             }
+        }
+        if let Some(ttl_ms) = self.ttl_ms {
+            put_varint(buf, TAG_TTL_MS);
+            put_varint(buf, ttl_ms);
         }
         for (level, number) in &self.deleted {
             put_varint(buf, TAG_DELETED_TABLE);
@@ -173,6 +187,10 @@ fn decode_field(reader: &mut Reader<'_>, edit: &mut VersionEdit) -> Result<(), S
             let table = decode_table(reader)?;
             edit.added.push((level, table));
             Ok(())
+        }
+        TAG_TTL_MS => {
+            let ttl_ms = reader.varint()?;
+            set_once(&mut edit.ttl_ms, ttl_ms, "ttl")
         }
         _ => Err(format!("unknown field tag {tag}")),
     }
@@ -288,6 +306,7 @@ mod tests {
                 (Level(1), table(9, b"a", b"m", 4, 8)),
                 (Level(0), table(10, b"", b"\xff\xff", 0, SeqNo::MAX.0)),
             ],
+            ttl_ms: Some(86_400_000),
         }
     }
 
@@ -404,9 +423,10 @@ mod tests {
             prop::option::of(0..=SeqNo::MAX.0),
             prop::collection::vec((level.clone(), any::<u64>()), 0..4),
             prop::collection::vec((level, arb_table()), 0..4),
+            prop::option::of(1..=u64::MAX),
         )
-            .prop_map(
-                |((format, flushed, next), last, deleted, added)| VersionEdit {
+            .prop_map(|((format, flushed, next), last, deleted, added, ttl_ms)| {
+                VersionEdit {
                     engine_format: format,
                     flushed_offset: flushed,
                     next_file_number: next.map(FileNumber),
@@ -416,8 +436,9 @@ mod tests {
                         .map(|(l, n)| (l, FileNumber(n)))
                         .collect(),
                     added,
-                },
-            )
+                    ttl_ms,
+                }
+            })
     }
 
     const NUM_LEVELS_U8: u8 = crate::version::NUM_LEVELS as u8;

@@ -29,6 +29,7 @@ pub struct Version {
     flushed_offset: u64,
     last_seqno: SeqNo,
     next_file_number: FileNumber,
+    ttl_ms: Option<u64>,
 }
 
 impl Default for Version {
@@ -38,6 +39,7 @@ impl Default for Version {
             flushed_offset: 0,
             last_seqno: SeqNo(0),
             next_file_number: FileNumber(1),
+            ttl_ms: None,
         }
     }
 }
@@ -59,6 +61,18 @@ impl Version {
     #[must_use]
     pub fn last_seqno(&self) -> SeqNo {
         self.last_seqno
+    }
+
+    /// The time to live of a TTL store in milliseconds, `None` for a
+    /// plain store (manifest tag 7).
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(varve::version::Version::empty().ttl_ms(), None);
+    /// ```
+    #[must_use]
+    pub fn ttl_ms(&self) -> Option<u64> {
+        self.ttl_ms
     }
 
     /// The next unused file number recorded in the manifest.
@@ -160,6 +174,9 @@ impl Version {
     }
 
     fn apply_counters(&mut self, edit: &VersionEdit) -> Result<(), String> {
+        if let Some(ttl_ms) = edit.ttl_ms {
+            self.ttl_ms = Some(ttl_ms);
+        }
         if let Some(offset) = edit.flushed_offset {
             if offset < self.flushed_offset {
                 let old = self.flushed_offset;

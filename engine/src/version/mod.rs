@@ -32,6 +32,7 @@ pub use filename::{FileKind, manifest_file_name, parse_file_name, table_file_nam
 pub use levels::Version;
 pub use manifest::{ManifestScan, TornTail, read_manifest, scan_manifest};
 pub use set::{LiveFiles, VersionSet, VersionSetOptions};
+pub(crate) use set::{read_version, write_store_manifest};
 
 /// Number of levels: L0 (overlapping flush outputs) and L1..L6.
 pub const NUM_LEVELS: usize = 7;

@@ -98,6 +98,35 @@ impl VersionSet {
         dir: &Path,
         options: VersionSetOptions,
     ) -> Result<VersionSet> {
+        Self::create_new_with_ttl(fs, dir, options, None)
+    }
+
+    /// Like [`create_new_with_options`](Self::create_new_with_options), for
+    /// a TTL store if `ttl_ms` is given: the manifest's first record
+    /// carries it, so the store is never seen without it.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> varve::Result<()> {
+    /// use std::sync::Arc;
+    /// use varve::version::{VersionSet, VersionSetOptions};
+    /// use varve::varve_changelog::fs::MemFs;
+    /// let fs = Arc::new(MemFs::new());
+    /// let dir = std::path::Path::new("/store");
+    /// VersionSet::create_new_with_ttl(fs.clone(), dir, VersionSetOptions::default(), Some(60_000))?;
+    /// assert_eq!(VersionSet::open(fs, dir)?.current().ttl_ms(), Some(60_000));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`create_new`](Self::create_new); [`Error::InvalidArgument`] for
+    /// a TTL of 0 ms.
+    pub fn create_new_with_ttl(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        options: VersionSetOptions,
+        ttl_ms: Option<u64>,
+    ) -> Result<VersionSet> {
         fs.create_dir_all(dir)
             .map_err(|e| Error::io("create", dir, e))?;
         if Self::exists(fs.as_ref(), dir)? {
@@ -109,6 +138,7 @@ impl VersionSet {
         let manifest_number = FileNumber(1);
         let version = Version::empty().apply(&VersionEdit {
             next_file_number: Some(FileNumber(2)),
+            ttl_ms,
             ..VersionEdit::default()
         })?;
         let (manifest, snapshot_len_bytes) =
@@ -317,6 +347,35 @@ impl VersionSet {
     }
 }
 
+/// Writes a manifest holding `version` into `dir`, a new store's directory
+/// (its tables already in place), then points `CURRENT` at it: `CURRENT`
+/// is written last, so a crash midway leaves no store. Used by checkpoints
+/// and restores.
+pub(crate) fn write_store_manifest(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    version: &Version,
+) -> Result<()> {
+    let number = version.next_file_number();
+    let version = version.apply(&VersionEdit {
+        next_file_number: Some(FileNumber(number.0 + 1)),
+        ..VersionEdit::default()
+    })?;
+    let (writer, _) =
+        write_snapshot_manifest(fs, dir, &version, number).map_err(|failure| failure.error)?;
+    drop(writer);
+    write_current(fs, dir, number)
+}
+
+/// The current version of the store in `dir`, read without writing
+/// anything (a torn final manifest record is ignored).
+pub(crate) fn read_version(fs: &dyn FileSystem, dir: &Path) -> Result<Version> {
+    let number = read_current(fs, dir)?;
+    let path = dir.join(manifest_file_name(number));
+    let scan = scan_manifest(fs, &path)?;
+    replay(&scan, &path)
+}
+
 /// Replays a manifest's edits into a version, checking the engine format.
 fn replay(scan: &ManifestScan, path: &Path) -> Result<Version> {
     let Some((first_offset, first)) = scan.edits.first() else {
@@ -368,6 +427,7 @@ fn snapshot_edit(version: &Version) -> VersionEdit {
         last_seqno: Some(version.last_seqno()),
         deleted: Vec::new(),
         added,
+        ttl_ms: version.ttl_ms(),
     }
 }
 

@@ -1,0 +1,307 @@
+//! Restore: rebuilding a store in an empty directory from a changelog
+//! alone (a local [`Log`](varve_changelog::Log) through
+//! [`LogSource`](varve_changelog::LogSource), or any other
+//! [`RecordSource`]), optionally starting from a checkpoint.
+//!
+//! Records are bulk-loaded (see `bulk`): no group commit, no changelog
+//! writes, large memtables written straight to tables, background
+//! compaction off, and one full compaction at the end so the result is
+//! shaped like a store built by writes. A `RESTORING` marker (see
+//! [`MARKER_FILE`]) makes [`Db::open`](crate::Db::open) refuse the
+//! directory until the restore finishes; running [`restore`] again on it
+//! resumes from what is already in tables. `docs/STATE.md` is the manual.
+
+mod bulk;
+pub(crate) mod marker;
+mod options;
+mod progress;
+mod staleness;
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use varve_changelog::fs::FileSystem;
+use varve_changelog::{RecordSource, SourceBounds};
+
+use crate::error::{Error, Result};
+use crate::open::open_store;
+use crate::state::DbInner;
+use crate::version::{Version, read_version, write_store_manifest};
+
+pub use marker::MARKER_FILE;
+pub use options::RestoreOptions;
+pub use progress::{RestoreListener, RestoreProgress, RestoreReport};
+pub use staleness::check_position;
+
+use bulk::BulkLoader;
+
+/// Rebuilds a store in `dir` from `source`, up to the source's end offset
+/// taken when the restore starts (as Kafka Streams restores to the high
+/// watermark). `dir` must be missing, empty, or hold an interrupted restore
+/// (which is resumed from its flushed offset; the checkpoint option is then
+/// ignored). With [`RestoreOptions::from_checkpoint`] the checkpoint's
+/// tables are linked in first and only records at or past its offset are
+/// replayed. The result opens with [`Db::open`](crate::Db::open): it holds
+/// exactly the source's state below the end offset, and its changelog
+/// starts there.
+///
+/// An empty poll before the end offset is taken as the end of the source's
+/// records (the rest of the range is a gap, as in a compacted log).
+///
+/// # Examples
+/// ```
+/// # fn main() -> varve::Result<()> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// use varve::varve_changelog::LogSource;
+/// let db = varve::Db::open(tmp.path().join("live"), varve::Options::default())?;
+/// db.put("a", "1")?;
+/// db.put("b", "2")?;
+/// db.delete("a")?;
+/// let mut source = LogSource::new(db.changelog());
+/// let report = varve::restore(tmp.path().join("copy"), &mut source, varve::RestoreOptions::default())?;
+/// assert_eq!((report.records, report.end_offset), (3, 3));
+/// let copy = varve::Db::open(tmp.path().join("copy"), varve::Options::default())?;
+/// assert_eq!(copy.get("a")?, None);
+/// assert_eq!(copy.get("b")?.as_deref(), Some(&b"2"[..]));
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`Error::Source`] wrapping the source's own error;
+/// [`Error::Stale`] if the checkpoint's (or the resumed store's) offset is
+/// below the source's start offset; [`Error::InvalidArgument`] if `dir`
+/// holds something else, the starting offset is past the source's end, or
+/// the source delivers offsets out of order; [`Error::Cancelled`] when the
+/// cancel flag is set; I/O and corruption errors. After any error the
+/// directory stays marked incomplete: run `restore` again to resume, or
+/// delete it.
+pub fn restore<S: RecordSource>(
+    dir: impl AsRef<Path>,
+    source: &mut S,
+    opts: RestoreOptions,
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let dir = dir.as_ref();
+    let fs = opts.fs.clone();
+    let bounds = source.bounds().map_err(source_error)?;
+    let resumed = match inspect(fs.as_ref(), dir)? {
+        Target::Resume => true,
+        target => {
+            let checkpoint = match &opts.checkpoint {
+                Some(cp) => Some(checked_checkpoint(fs.as_ref(), cp, bounds)?),
+                None => None,
+            };
+            if target == Target::Wipe {
+                remove_contents(fs.as_ref(), dir, true)?;
+            }
+            marker::create(fs.as_ref(), dir)?;
+            if let (Some(cp), Some(version)) = (&opts.checkpoint, &checkpoint) {
+                crate::checkpoint::link_tables(fs.as_ref(), cp, dir, version)?;
+                write_store_manifest(fs.as_ref(), dir, version)?;
+            }
+            false
+        }
+    };
+    let inner = open_store(fs.clone(), dir, opts.load_options(), true)?;
+    let (start, end) = start_and_end(&inner, source, bounds)?;
+    let mut report = load(&inner, source, &opts, start, end, started)?;
+    report.resumed = resumed;
+    // Everything below `end` is applied: compaction may drop what no read
+    // at `end` sees, tombstones at the bottom included.
+    inner.visible_seqno.store(end, Ordering::Release);
+    inner.compact_range(None)?;
+    inner.log.flush()?;
+    drop(inner);
+    // Everything (the changelog's directory entry included) is durable
+    // before the marker goes.
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("sync directory", dir, e))?;
+    marker::remove(fs.as_ref(), dir)?;
+    report.elapsed = started.elapsed();
+    if let Some(listener) = &opts.listener {
+        listener.on_end(&report);
+    }
+    tracing::info!(store = %dir.display(), records = report.records, end, "restore finished");
+    Ok(report)
+}
+
+/// Where the restore starts and ends; seeks the source to the start.
+fn start_and_end<S: RecordSource>(
+    inner: &DbInner,
+    source: &mut S,
+    bounds: SourceBounds,
+) -> Result<(u64, u64)> {
+    let version = inner.versions.lock().current();
+    let position = version.flushed_offset();
+    let has_state = position > 0 || !version.all_table_numbers().is_empty();
+    let start = if has_state {
+        check_position(position, bounds)?;
+        position
+    } else {
+        bounds.start_offset
+    };
+    let end = bounds.end_offset;
+    if start > end {
+        return Err(Error::InvalidArgument(format!(
+            "the store is at offset {start}, past the source's end {end}"
+        )));
+    }
+    if start < end {
+        source.seek(start).map_err(source_error)?;
+    }
+    Ok((start, end))
+}
+
+/// Polls the source and bulk-loads records from `start` up to `end`.
+fn load<S: RecordSource>(
+    inner: &DbInner,
+    source: &mut S,
+    opts: &RestoreOptions,
+    start: u64,
+    end: u64,
+    started: Instant,
+) -> Result<RestoreReport> {
+    let listener = opts.listener.as_deref();
+    if let Some(l) = listener {
+        l.on_start(start, end);
+    }
+    let mut loader = BulkLoader::new(inner, opts.memtable_size_bytes, start);
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let mut reported = None;
+    while loader.position() < end {
+        if opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Acquire))
+        {
+            loader.flush()?;
+            return Err(Error::Cancelled);
+        }
+        let batch = source.poll(opts.poll_size_bytes).map_err(source_error)?;
+        if batch.is_empty() {
+            break;
+        }
+        let applied = loader.apply(&batch, end)?;
+        records += applied.records;
+        bytes += applied.bytes;
+        if let Some(l) = listener {
+            let progress = progress_at(records, bytes, loader.position(), end, started);
+            l.on_progress(&progress);
+            reported = Some(loader.position());
+        }
+    }
+    loader.finish(end)?;
+    if let Some(l) = listener
+        && reported != Some(end)
+    {
+        l.on_progress(&progress_at(records, bytes, end, end, started));
+    }
+    Ok(RestoreReport {
+        start_offset: start,
+        end_offset: end,
+        records,
+        bytes,
+        elapsed: started.elapsed(),
+        resumed: false,
+    })
+}
+
+fn progress_at(records: u64, bytes: u64, offset: u64, end: u64, at: Instant) -> RestoreProgress {
+    RestoreProgress {
+        records,
+        bytes,
+        offset,
+        end_offset: end,
+        elapsed: at.elapsed(),
+    }
+}
+
+fn source_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
+    Error::Source(Arc::new(e))
+}
+
+/// What a restore finds in its target directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    /// Missing or empty: start a new restore.
+    Fresh,
+    /// An interrupted restore that never wrote `CURRENT`: clear it and
+    /// start again.
+    Wipe,
+    /// An interrupted restore with a manifest: continue it.
+    Resume,
+}
+
+fn inspect(fs: &dyn FileSystem, dir: &Path) -> Result<Target> {
+    match fs.kind(dir).map_err(|e| Error::io("stat", dir, e))? {
+        None => return Ok(Target::Fresh),
+        Some(false) => {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a file, not a directory to restore into",
+                dir.display()
+            )));
+        }
+        Some(true) => {}
+    }
+    if marker::is_restoring(fs, dir)? {
+        let current = crate::version::VersionSet::exists(fs, dir)?;
+        return Ok(if current {
+            Target::Resume
+        } else {
+            Target::Wipe
+        });
+    }
+    crate::checkpoint::check_empty_target(fs, dir)?;
+    Ok(Target::Fresh)
+}
+
+/// The checkpoint's version, checked against the source's bounds.
+fn checked_checkpoint(fs: &dyn FileSystem, dir: &Path, bounds: SourceBounds) -> Result<Version> {
+    if marker::is_restoring(fs, dir)? {
+        return Err(Error::RestoreIncomplete {
+            path: dir.to_owned(),
+        });
+    }
+    let version = read_version(fs, dir)?;
+    let offset = version.flushed_offset();
+    check_position(offset, bounds)?;
+    if offset > bounds.end_offset {
+        return Err(Error::InvalidArgument(format!(
+            "the checkpoint's offset {offset} is past the source's end {}",
+            bounds.end_offset
+        )));
+    }
+    Ok(version)
+}
+
+/// Removes everything in `dir` (recursively), except the restore marker
+/// when `keep_marker`.
+fn remove_contents(fs: &dyn FileSystem, dir: &Path, keep_marker: bool) -> Result<()> {
+    let names = fs
+        .list_dir(dir)
+        .map_err(|e| Error::io("list directory", dir, e))?;
+    for name in names {
+        if keep_marker && name == MARKER_FILE {
+            continue;
+        }
+        let path = dir.join(&name);
+        match fs.kind(&path).map_err(|e| Error::io("stat", &path, e))? {
+            Some(true) => {
+                remove_contents(fs, &path, false)?;
+                fs.remove_dir(&path)
+                    .map_err(|e| Error::io("remove directory", &path, e))?;
+            }
+            Some(false) => match fs.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &path, e)),
+            },
+            None => {}
+        }
+    }
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("sync directory", dir, e))
+}

@@ -1,0 +1,176 @@
+//! [`RestoreOptions`]: how a restore runs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use varve_changelog::fs::{FileSystem, StdFs};
+
+use crate::options::Options;
+
+use super::progress::RestoreListener;
+
+/// Default size of the restore's memtable: each full one becomes a table.
+pub const DEFAULT_RESTORE_MEMTABLE_SIZE_BYTES: usize = 64 << 20;
+/// Default amount of records asked of the source per poll.
+pub const DEFAULT_POLL_SIZE_BYTES: usize = 1 << 20;
+
+/// How [`restore`](super::restore) runs; built with chained setters.
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::AtomicBool;
+/// let cancel = Arc::new(AtomicBool::new(false));
+/// let opts = varve::RestoreOptions::default()
+///     .memtable_size_bytes(8 << 20)
+///     .cancel_flag(cancel.clone());
+/// // Another thread may `cancel.store(true, ..)` to stop the restore.
+/// # let _ = opts;
+/// ```
+#[derive(Clone)]
+pub struct RestoreOptions {
+    pub(crate) store: Options,
+    pub(crate) checkpoint: Option<PathBuf>,
+    pub(crate) memtable_size_bytes: usize,
+    pub(crate) poll_size_bytes: usize,
+    pub(crate) cancel: Option<Arc<AtomicBool>>,
+    pub(crate) listener: Option<Arc<dyn RestoreListener>>,
+    pub(crate) fs: Arc<dyn FileSystem>,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            store: Options::default(),
+            checkpoint: None,
+            memtable_size_bytes: DEFAULT_RESTORE_MEMTABLE_SIZE_BYTES,
+            poll_size_bytes: DEFAULT_POLL_SIZE_BYTES,
+            cancel: None,
+            listener: None,
+            fs: Arc::new(StdFs),
+        }
+    }
+}
+
+impl std::fmt::Debug for RestoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreOptions")
+            .field("checkpoint", &self.checkpoint)
+            .field("memtable_size_bytes", &self.memtable_size_bytes)
+            .field("poll_size_bytes", &self.poll_size_bytes)
+            .field("cancellable", &self.cancel.is_some())
+            .field("listener", &self.listener.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RestoreOptions {
+    /// The options of the store being built (table format, compaction
+    /// shape, changelog retention). Background compaction is held off
+    /// during the load whatever they say.
+    ///
+    /// # Examples
+    /// ```
+    /// let store = varve::Options { bloom_bits_per_key: 12, ..varve::Options::default() };
+    /// let _opts = varve::RestoreOptions::default().store_options(store);
+    /// ```
+    #[must_use]
+    pub fn store_options(mut self, store: Options) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Start from the checkpoint in `dir` (see
+    /// [`Db::checkpoint`](crate::Db::checkpoint)): its tables are linked
+    /// (or copied) in, and only records at or past its offset are replayed.
+    ///
+    /// # Examples
+    /// ```
+    /// let _opts = varve::RestoreOptions::default().from_checkpoint("/backups/store-1");
+    /// ```
+    #[must_use]
+    pub fn from_checkpoint(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.checkpoint = Some(dir.into());
+        self
+    }
+
+    /// Size of the restore's memtable (default 64 MiB); each full one is
+    /// written as a level-0 table. At least 64 KiB is used.
+    ///
+    /// # Examples
+    /// ```
+    /// let _opts = varve::RestoreOptions::default().memtable_size_bytes(256 << 20);
+    /// ```
+    #[must_use]
+    pub fn memtable_size_bytes(mut self, size_bytes: usize) -> Self {
+        self.memtable_size_bytes = size_bytes.max(64 << 10);
+        self
+    }
+
+    /// About how many bytes to ask of the source per poll (default
+    /// 1 MiB); progress is reported after each poll.
+    ///
+    /// # Examples
+    /// ```
+    /// let _opts = varve::RestoreOptions::default().poll_size_bytes(4 << 20);
+    /// ```
+    #[must_use]
+    pub fn poll_size_bytes(mut self, size_bytes: usize) -> Self {
+        self.poll_size_bytes = size_bytes.max(1);
+        self
+    }
+
+    /// A flag checked before each poll: once set, the restore writes what
+    /// it has loaded to tables and stops with
+    /// [`Error::Cancelled`](crate::Error::Cancelled), leaving the directory
+    /// marked incomplete (a later restore resumes it).
+    ///
+    /// # Examples
+    /// ```
+    /// let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    /// let _opts = varve::RestoreOptions::default().cancel_flag(flag);
+    /// ```
+    #[must_use]
+    pub fn cancel_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(flag);
+        self
+    }
+
+    /// Callbacks for progress (see [`RestoreListener`]).
+    ///
+    /// # Examples
+    /// ```
+    /// struct Quiet;
+    /// impl varve::restore::RestoreListener for Quiet {}
+    /// let _opts = varve::RestoreOptions::default().listener(std::sync::Arc::new(Quiet));
+    /// ```
+    #[must_use]
+    pub fn listener(mut self, listener: Arc<dyn RestoreListener>) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// The file-system seam to write through (default: the real one; tests
+    /// use [`MemFs`](varve_changelog::fs::MemFs)).
+    ///
+    /// # Examples
+    /// ```
+    /// let fs = std::sync::Arc::new(varve::varve_changelog::fs::MemFs::new());
+    /// let _opts = varve::RestoreOptions::default().file_system(fs);
+    /// ```
+    #[must_use]
+    pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
+        self.fs = fs;
+        self
+    }
+
+    /// The store options the load itself runs with: created if missing,
+    /// no background compaction.
+    pub(crate) fn load_options(&self) -> Options {
+        let mut opts = self.store.clone();
+        opts.create_if_missing = true;
+        opts.compaction.auto = false;
+        opts
+    }
+}
