@@ -2,6 +2,8 @@
 //! restore (or a standby) and wherever the records live — a local
 //! [`Log`], a copy of one, or a Kafka topic-partition (the `kafka` bridge).
 
+use std::ops::Deref;
+
 use crate::error::Result;
 use crate::log::Log;
 use crate::record::StoredRecord;
@@ -68,19 +70,20 @@ pub trait RecordSource {
 /// assert!(source.poll(1 << 20)?.is_empty());
 /// # Ok(()) }
 /// ```
+///
+/// `L` is anything that derefs to the log: `&Log` for a source that
+/// borrows it, `Arc<Log>` for one that can move to another thread.
 #[derive(Debug)]
-pub struct LogSource<'a> {
-    log: &'a Log,
+pub struct LogSource<L: Deref<Target = Log>> {
+    log: L,
     position: u64,
 }
 
-impl<'a> LogSource<'a> {
+impl<L: Deref<Target = Log>> LogSource<L> {
     /// A source reading `log` from its start offset.
-    pub fn new(log: &'a Log) -> LogSource<'a> {
-        LogSource {
-            log,
-            position: log.log_start_offset(),
-        }
+    pub fn new(log: L) -> LogSource<L> {
+        let position = log.log_start_offset();
+        LogSource { log, position }
     }
 
     /// The offset the next poll starts at.
@@ -89,7 +92,7 @@ impl<'a> LogSource<'a> {
     }
 }
 
-impl RecordSource for LogSource<'_> {
+impl<L: Deref<Target = Log>> RecordSource for LogSource<L> {
     type Error = crate::Error;
 
     fn bounds(&mut self) -> Result<SourceBounds> {

@@ -15,6 +15,7 @@ use varve_changelog::kafka::{
     Compression, Error, KafkaConfig, KafkaSource, Shipper, ShipperOptions, TopicSpec, check_topic,
     ensure_topic,
 };
+use varve_changelog::partitioner::partition_for_key;
 use varve_changelog::{Log, LogOptions, RecordSource};
 
 #[test]
@@ -108,11 +109,18 @@ fn appends_after_a_first_shipment_ship_incrementally() {
     assert_eq!(latest(&got), latest(&local_records(&log)));
 }
 
-/// Stand-in for the store's key routing until the murmur2 partitioner
-/// lands: what matters here is that partition p holds exactly log p.
+/// The store's key routing: Kafka's default (murmur2) partitioner.
 fn route(key: &[u8], partitions: u32) -> i32 {
-    (crc32fast::hash(key) % partitions) as i32
+    partition_for_key(key, partitions) as i32
 }
+
+/// Each partition ships with another codec, so every codec is read back.
+const CODECS: [Compression; 4] = [
+    Compression::None,
+    Compression::Lz4,
+    Compression::Zstd,
+    Compression::Lz4,
+];
 
 #[test]
 fn four_partitions_round_trip_through_a_four_partition_topic() {
@@ -134,7 +142,7 @@ fn four_partitions_round_trip_through_a_four_partition_topic() {
         .collect();
     for (p, log) in logs.iter().enumerate() {
         fill(log, 0, 20_000, 2_000, |k| route(k, 4) == p as i32);
-        let opts = ShipperOptions::new("kafka", p as i32).with_compression(Compression::Lz4);
+        let opts = ShipperOptions::new("kafka", p as i32).with_compression(CODECS[p]);
         let mut shipper = Shipper::new(log, config.clone(), opts).unwrap();
         shipper.ship_until(log.next_offset(), SHIP_TIMEOUT).unwrap();
     }

@@ -61,9 +61,9 @@ pub use options::{
 pub use partitioned::{
     MAX_PARTITIONS, PARTITIONS_FILE, PartitionedIter, PartitionedStore, partition_dir,
 };
-pub use restore::{RestoreOptions, RestoreReport, restore};
+pub use restore::{RestoreOptions, RestoreReport, restore, restore_partitioned};
 pub use snapshot::Snapshot;
-pub use standby::Standby;
+pub use standby::{SourceStandby, Standby};
 pub use stats::{ChangelogStats, LevelStats, Stats};
 pub use store_api::Versioned;
 pub use ttl::{Clock, ManualClock, SystemClock};

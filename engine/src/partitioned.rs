@@ -523,7 +523,7 @@ fn first_error(results: impl Iterator<Item = Result<()>>) -> Result<()> {
 }
 
 /// Whether `dir` already holds a partitioned store; creates it if missing.
-fn prepare_dir(fs: &dyn FileSystem, dir: &Path, create: bool) -> Result<bool> {
+pub(crate) fn prepare_dir(fs: &dyn FileSystem, dir: &Path, create: bool) -> Result<bool> {
     let not_a_store = |reason: &str| Error::NotAStore {
         path: dir.to_owned(),
         reason: reason.to_owned(),
@@ -606,7 +606,7 @@ fn decode_partitions(buf: &[u8]) -> std::result::Result<u32, (String, u64)> {
     Ok(count)
 }
 
-fn read_partitions_file(fs: &dyn FileSystem, dir: &Path) -> Result<u32> {
+pub(crate) fn read_partitions_file(fs: &dyn FileSystem, dir: &Path) -> Result<u32> {
     let path = dir.join(PARTITIONS_FILE);
     let file = fs
         .open_file(&path, OpenMode::Read)
@@ -644,7 +644,11 @@ fn read_partitions_file(fs: &dyn FileSystem, dir: &Path) -> Result<u32> {
 
 /// Writes the file through a temporary file, then renames it into place
 /// and syncs the directory, so it is whole or absent after a crash.
-fn write_partitions_file(fs: &dyn FileSystem, dir: &Path, num_partitions: u32) -> Result<()> {
+pub(crate) fn write_partitions_file(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    num_partitions: u32,
+) -> Result<()> {
     let bytes = encode_partitions(num_partitions);
     debug_assert_eq!(decode_partitions(&bytes), Ok(num_partitions));
     let tmp = dir.join(format!("{PARTITIONS_FILE}.tmp"));

@@ -7,6 +7,7 @@
 //! (the two output forms) and [`report`] (charts from a JSON-lines file).
 
 pub mod json;
+pub mod kafka_restore;
 pub mod metrics;
 pub mod report;
 pub mod table;
@@ -39,6 +40,7 @@ pub const WORKLOADS: &[&str] = &[
     "log_append",
     "log_read",
     "restore",
+    "kafka_restore",
 ];
 
 /// Entries a `seekrandom` operation reads: the one it seeks to and the

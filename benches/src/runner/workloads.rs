@@ -70,6 +70,7 @@ pub(crate) fn run(ctx: &mut Context<'_>, name: &str) -> EngineResult<Outcome> {
         "log_append" => log_append(ctx),
         "log_read" => log_read(ctx),
         "restore" => restore(ctx),
+        "kafka_restore" => super::kafka_restore::run(ctx),
         other => Err(EngineError::Unsupported(format!("workload {other}"))),
     }
 }

@@ -28,5 +28,10 @@ pub use shipper::{Shipper, ShipperHandle, ShipperOptions};
 pub use source::{KafkaSource, local_offset_from_header};
 pub use topic::{CLEANUP_POLICY, TopicInfo, TopicSpec, check_topic, ensure_topic};
 
+/// The Kafka client the bridge uses, for settings and clients of your own
+/// (its librdkafka is built from source with the crate).
+#[doc(no_inline)]
+pub use rdkafka;
+
 /// The header holding a shipped record's local offset: 8 bytes, big-endian.
 pub const OFFSET_HEADER: &str = "varve.offset";

@@ -177,8 +177,11 @@ impl<L: Deref<Target = Log>> std::fmt::Debug for Shipper<L> {
 
 impl<L: Deref<Target = Log>> Shipper<L> {
     /// A shipper for `log`, resuming from the position committed under
-    /// `opts.name` (or the log start if there is none). It checks that the
-    /// topic and partition exist.
+    /// `opts.name`. Without one it starts at the log start and registers
+    /// that position at once, so retention that waits for consumers
+    /// (`retain_for_consumers`, the store's `UntilShipped`) keeps every
+    /// record from then on until it is shipped. It checks that the topic
+    /// and partition exist first.
     ///
     /// # Errors
     /// [`Error::TopicMissing`], [`Error::PartitionMissing`],
@@ -194,9 +197,16 @@ impl<L: Deref<Target = Log>> Shipper<L> {
         let producer = create_producer(&config, &opts)?;
         let partitions = topic_partitions(producer.client(), &producer.context().bridge, &config)?;
         check_partition(&config, opts.partition, partitions)?;
-        let position = log
-            .position(&opts.name)
-            .unwrap_or_else(|| log.log_start_offset());
+        let position = match log.position(&opts.name) {
+            Some(position) => position,
+            None => {
+                // Register at once, so that retention that waits for
+                // consumers keeps everything from here until it is shipped.
+                let start = log.log_start_offset();
+                log.commit_position(&opts.name, start)?;
+                start
+            }
+        };
         Ok(Shipper {
             log,
             config,

@@ -14,6 +14,7 @@
 mod bulk;
 pub(crate) mod marker;
 mod options;
+mod partitioned;
 mod progress;
 mod staleness;
 
@@ -33,6 +34,7 @@ use crate::version::{Version, read_version, write_store_manifest};
 
 pub use marker::MARKER_FILE;
 pub use options::RestoreOptions;
+pub use partitioned::restore_partitioned;
 pub use progress::{RestoreListener, RestoreProgress, RestoreReport};
 pub use staleness::check_position;
 

@@ -15,7 +15,7 @@ use crate::replicate::check_replica_position;
 use crate::state::DbInner;
 
 /// Bytes of keys and values the follower reads from the primary at once.
-const POLL_BYTES: usize = 1 << 20;
+pub(super) const POLL_BYTES: usize = 1 << 20;
 /// The most records applied as one replica group (one changelog batch).
 const GROUP_RECORDS_MAX: usize = 4096;
 /// The most estimated bytes applied as one replica group; well below the
@@ -26,7 +26,7 @@ const GROUP_BYTES_MAX: usize = 1 << 20;
 const RECORD_OVERHEAD_BYTES: usize = 64;
 /// How long the follower waits for new records before checking whether
 /// it must stop.
-const IDLE_WAIT: Duration = Duration::from_millis(20);
+pub(super) const IDLE_WAIT: Duration = Duration::from_millis(20);
 /// How often the follower syncs its changelog and commits its position on
 /// the primary (when it applied something since the last time).
 const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
@@ -266,7 +266,7 @@ fn fetch(log: &Log, position: u64) -> Result<(Vec<StoredRecord>, u64)> {
 }
 
 /// Splits `records` into groups small enough for one changelog batch.
-fn groups(records: &[StoredRecord]) -> impl Iterator<Item = &[StoredRecord]> {
+pub(super) fn groups(records: &[StoredRecord]) -> impl Iterator<Item = &[StoredRecord]> {
     let mut rest = records;
     std::iter::from_fn(move || {
         if rest.is_empty() {

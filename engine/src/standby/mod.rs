@@ -14,6 +14,7 @@
 
 mod follower;
 mod register;
+mod source;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::options::{ChangelogRetention, Options};
 
 use follower::{Follower, Halt, Shared};
 use register::register;
+pub use source::SourceStandby;
 
 /// A standby replica: a store of its own that follows a primary [`Db`]'s
 /// changelog in a background thread, serves reads (through `Deref` to
