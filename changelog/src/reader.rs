@@ -49,7 +49,13 @@ impl Log {
             return Ok(result);
         };
         let (batches, _) = segment.read_batches(position, max_bytes)?;
-        result.batches = batches.into_iter().map(|(_, batch)| batch).collect();
+        // Only batches published by the time of the range check: one
+        // written since may not have moved the log end yet.
+        result.batches = batches
+            .into_iter()
+            .map(|(_, batch)| batch)
+            .take_while(|batch| batch.header().next_offset() <= end)
+            .collect();
         if let Some(last) = result.batches.last() {
             result.next_fetch_offset = last.header().next_offset();
         }
@@ -57,8 +63,9 @@ impl Log {
     }
 
     /// A cursor over the records at offsets `>= from`, in offset order,
-    /// across segments. It ends at the log end as of each call to `next`;
-    /// use [`Log::wait_for`] to tail.
+    /// across segments. It ends at the log end as of each call to `next`
+    /// (never past it: a batch being appended is returned once its append
+    /// has moved the end); use [`Log::wait_for`] to tail.
     ///
     /// # Errors
     /// [`Error::OffsetOutOfRange`] if `from` is outside the log.
@@ -193,6 +200,13 @@ impl LogReader<'_> {
         loop {
             if let Some(buf) = self.buffer.as_mut() {
                 if let Some((position, batch)) = buf.batches.pop_front() {
+                    // A batch already in the segment but not yet published
+                    // (its append has not moved the log end) waits for a
+                    // later call: a reader never runs ahead of the end.
+                    if batch.header().next_offset() > self.log.next_offset() {
+                        buf.batches.push_front((position, batch));
+                        return Ok(None);
+                    }
                     self.next_offset = self.next_offset.max(batch.header().next_offset());
                     return Ok(Some((buf.segment.clone(), position, batch)));
                 }
