@@ -198,6 +198,14 @@ fn every_bit_flip_in_a_manifest_is_detected() {
 /// it silently.
 #[test]
 fn every_bit_flip_in_a_ttl_manifest_is_detected() {
+    let data = golden("MANIFEST-ttl").expect("golden TTL manifest");
+    let fs = MemFs::new();
+    fs.write_all(Path::new("/MANIFEST-1"), &data).unwrap();
+    let edits = varve::version::read_manifest(&fs, Path::new("/MANIFEST-1")).unwrap();
+    assert!(
+        edits.iter().any(|(_, e)| e.ttl_ms == Some(90_000)),
+        "the golden manifest records no TTL"
+    );
     every_flip_in_a_manifest("MANIFEST-ttl");
 }
 
