@@ -779,8 +779,8 @@ pub fn check_recovered(got: &Recovered, hist: &History) -> Result<usize, Violati
 /// batches attempted before it (each failed one present or absent), with
 /// `latest_seqno()` equal to the offset it returned and an empty
 /// changelog starting there. One the crash interrupted may be absent or
-/// fail to open with an error; if it opens, the same holds. Returns the
-/// number of checkpoints that opened.
+/// fail to open with an error other than an I/O error; if it opens, the
+/// same holds. Returns the number of checkpoints that opened.
 pub fn check_checkpoints(
     fs: &Arc<dyn FileSystem>,
     opts: &Options,
@@ -802,6 +802,9 @@ pub fn check_checkpoints(
         let db = match Db::open_with_fs(fs.clone(), &cp.dir, opts.clone()) {
             Ok(db) => db,
             Err(e) if cp.offset.is_some() => return Err(ctx(format!("does not open: {e}"))),
+            // After the crash no call fails: an I/O error (a file the
+            // checkpoint names but does not hold) is not a clean refusal.
+            Err(e) if is_io(&e) => return Err(ctx(format!("fails with an I/O error: {e}"))),
             Err(_) => continue,
         };
         let got = read_back(&db, keys).map_err(|v| ctx(v.0))?;
@@ -826,6 +829,15 @@ pub fn check_checkpoints(
         opened += 1;
     }
     Ok(opened)
+}
+
+/// Whether `e` is an I/O error (of the store or of its changelog).
+fn is_io(e: &varve::Error) -> bool {
+    match e {
+        varve::Error::Io { .. } => true,
+        varve::Error::Changelog(e) => matches!(**e, varve::varve_changelog::Error::Io { .. }),
+        _ => false,
+    }
 }
 
 /// A short printable form of a state.
