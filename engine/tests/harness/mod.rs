@@ -13,7 +13,10 @@
 //!    contiguous offsets, and `latest_seqno()` is its record count;
 //! 3. reads never return wrong data;
 //! 4. a write that returned an error may or may not be in the store, but it
-//!    is there whole or not at all.
+//!    is there whole or not at all;
+//! 5. a checkpoint that returned `Ok` opens, after any later crash, with
+//!    exactly the writes before it; one the crash interrupted is absent or
+//!    refused, never open with other data.
 //!
 //! Not every test file uses every helper.
 #![allow(dead_code)]
