@@ -58,6 +58,8 @@ pub use options::{
     ChangelogRetention, CompactionOptions, Compression, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES,
     Options, WriteOptions,
 };
+#[doc(hidden)]
+pub use partitioned::read_partitions_file;
 pub use partitioned::{
     MAX_PARTITIONS, PARTITIONS_FILE, PartitionedIter, PartitionedStore, partition_dir,
 };

@@ -606,7 +606,16 @@ fn decode_partitions(buf: &[u8]) -> std::result::Result<u32, (String, u64)> {
     Ok(count)
 }
 
-pub(crate) fn read_partitions_file(fs: &dyn FileSystem, dir: &Path) -> Result<u32> {
+/// Reads and checks the `PARTITIONS` file of `dir`, as
+/// [`PartitionedStore::open`] does, and returns the partition count.
+/// Public (hidden) only so the fuzz targets and bit-flip tests can reach
+/// the decoder; not part of the API.
+///
+/// # Errors
+/// [`Error::Io`]; [`Error::Corruption`] for a wrong length, checksum,
+/// magic or count; [`Error::UnsupportedVersion`].
+#[doc(hidden)]
+pub fn read_partitions_file(fs: &dyn FileSystem, dir: &Path) -> Result<u32> {
     let path = dir.join(PARTITIONS_FILE);
     let file = fs
         .open_file(&path, OpenMode::Read)

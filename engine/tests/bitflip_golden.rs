@@ -1,13 +1,19 @@
 //! Bit flips: every single-bit flip in a small golden file of each format
 //! is detected. The golden files (`tests/golden/`) are written by this
-//! test when missing (or with `VARVE_BLESS_GOLDEN=1`) from a small store,
-//! and committed, so a format change shows up as a diff.
+//! test when missing (or all of them with `VARVE_BLESS_GOLDEN=1`) from a
+//! small store, a TTL store and a partitioned store, and committed, so a
+//! format change shows up as a diff.
 //!
 //! "Detected" means: an SST fails to open, to verify or to scan; a
 //! changelog segment fails to open in strict recovery or is cut (and the
 //! cut reported) at or before the flipped byte; a manifest fails to read
 //! or reports a torn tail at or before the flipped byte; the positions and
-//! `log.meta` files fail to decode. Never a panic, never silent data.
+//! `log.meta` files fail to decode; a TTL store's manifest (tag 7) fails
+//! like any manifest, so its TTL never silently changes; a `PARTITIONS`
+//! file fails to read with a typed error, so the partition count never
+//! silently changes. The restore marker is an empty file whose presence
+//! is its meaning: any content, and a directory by its name, still refuses
+//! the store. Never a panic, never silent data.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -15,14 +21,58 @@ use std::sync::Arc;
 
 use varve::varve_changelog::fs::{FileSystem, MemFs, OpenMode};
 use varve::varve_changelog::{self as changelog, LogOptions};
-use varve::{Db, Options, WriteBatch, WriteOptions};
+use varve::{Db, Options, PartitionedStore, WriteBatch, WriteOptions};
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
 
-/// Writes the golden files from a small store.
-fn bless() {
+/// Writes the golden files from a small store (only the missing ones,
+/// unless `all`: a changelog segment holds record times).
+fn bless(all: bool) {
+    let dir = golden_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, data: &[u8]| {
+        if all || !dir.join(name).exists() {
+            std::fs::write(dir.join(name), data).unwrap();
+        }
+    };
+    bless_store(&write);
+    bless_new_formats(&write);
+}
+
+/// The golden files of the formats added later: a TTL store's manifest
+/// and a partitioned store's `PARTITIONS` file.
+fn bless_new_formats(write: &dyn Fn(&str, &[u8])) {
+    let fs = MemFs::new();
+    let opts = Options {
+        ttl: Some(std::time::Duration::from_secs(90)),
+        ..Options::default()
+    };
+    let db = Db::open_with_fs(Arc::new(fs.clone()), "/ttl", opts).unwrap();
+    db.put("k", "v").unwrap();
+    db.flush().unwrap();
+    db.close().unwrap();
+    for name in fs.list_dir(Path::new("/ttl")).unwrap() {
+        if name.starts_with("MANIFEST") {
+            write(
+                "MANIFEST-ttl",
+                &fs.read_all(&Path::new("/ttl").join(name)).unwrap(),
+            );
+        }
+    }
+    PartitionedStore::open_with_fs(Arc::new(fs.clone()), "/parts", 3, Options::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    write(
+        "PARTITIONS",
+        &fs.read_all(&Path::new("/parts").join(varve::PARTITIONS_FILE))
+            .unwrap(),
+    );
+}
+
+fn bless_store(write: &dyn Fn(&str, &[u8])) {
     let fs = MemFs::new();
     let opts = Options {
         block_size_bytes: 256,
@@ -40,8 +90,6 @@ fn bless() {
     db.flush().unwrap();
     db.changelog().commit_position("shipper", 5).unwrap();
     db.close().unwrap();
-    let dir = golden_dir();
-    std::fs::create_dir_all(&dir).unwrap();
     let mut walk = vec![PathBuf::from("/db")];
     while let Some(d) = walk.pop() {
         for name in fs.list_dir(&d).unwrap() {
@@ -70,17 +118,15 @@ fn bless() {
                     data.pop();
                 }
             }
-            std::fs::write(dir.join(golden), data).unwrap();
+            write(golden, &data);
         }
     }
 }
 
 fn golden(name: &str) -> Option<Vec<u8>> {
-    let dir = golden_dir();
-    if std::env::var_os("VARVE_BLESS_GOLDEN").is_some() || !dir.join("table.sst").exists() {
-        bless();
-    }
-    std::fs::read(dir.join(name)).ok()
+    static BLESSED: std::sync::Once = std::sync::Once::new();
+    BLESSED.call_once(|| bless(std::env::var_os("VARVE_BLESS_GOLDEN").is_some()));
+    std::fs::read(golden_dir().join(name)).ok()
 }
 
 /// Calls `detected` for every single-bit flip of `data`; returns the
@@ -145,8 +191,27 @@ fn every_bit_flip_in_a_segment_is_detected() {
 
 #[test]
 fn every_bit_flip_in_a_manifest_is_detected() {
-    let data = golden("MANIFEST").expect("golden manifest");
-    every_flip("MANIFEST", &data, |d, byte| {
+    every_flip_in_a_manifest("MANIFEST");
+}
+
+/// A TTL store's manifest records its TTL (tag 7); a flip never changes
+/// it silently.
+#[test]
+fn every_bit_flip_in_a_ttl_manifest_is_detected() {
+    let data = golden("MANIFEST-ttl").expect("golden TTL manifest");
+    let fs = MemFs::new();
+    fs.write_all(Path::new("/MANIFEST-1"), &data).unwrap();
+    let edits = varve::version::read_manifest(&fs, Path::new("/MANIFEST-1")).unwrap();
+    assert!(
+        edits.iter().any(|(_, e)| e.ttl_ms == Some(90_000)),
+        "the golden manifest records no TTL"
+    );
+    every_flip_in_a_manifest("MANIFEST-ttl");
+}
+
+fn every_flip_in_a_manifest(name: &str) {
+    let data = golden(name).expect("golden manifest");
+    every_flip(name, &data, |d, byte| {
         let fs = MemFs::new();
         fs.write_all(Path::new("/MANIFEST-1"), d).unwrap();
         match varve::version::scan_manifest(&fs, Path::new("/MANIFEST-1")) {
@@ -182,5 +247,90 @@ fn every_bit_flip_in_small_changelog_files_is_detected() {
                 Ok(m) => Err(format!("{m:?}")),
             },
         );
+    }
+}
+
+#[test]
+fn every_bit_flip_in_a_partitions_file_is_detected() {
+    let data = golden("PARTITIONS").expect("golden PARTITIONS");
+    let dir = Path::new("/parts");
+    let read = |d: &[u8]| {
+        let fs = MemFs::new();
+        fs.create_dir_all(dir).unwrap();
+        fs.write_all(&dir.join(varve::PARTITIONS_FILE), d).unwrap();
+        varve::read_partitions_file(&fs, dir)
+    };
+    assert_eq!(read(&data).unwrap(), 3, "the golden file");
+    let flips = every_flip("PARTITIONS", &data, |d, _| match read(d) {
+        Err(e) if e.is_corruption() || matches!(e, varve::Error::UnsupportedVersion { .. }) => {
+            Ok(())
+        }
+        other => Err(format!("{other:?}")),
+    });
+    assert_eq!(flips, 160);
+    // The store itself refuses a damaged file before opening a partition.
+    let mut damaged = data.clone();
+    damaged[12] ^= 1;
+    let fs = MemFs::new();
+    fs.create_dir_all(dir).unwrap();
+    fs.write_all(&dir.join(varve::PARTITIONS_FILE), &damaged)
+        .unwrap();
+    let opened = PartitionedStore::open_with_fs(Arc::new(fs.clone()), dir, 3, Options::default());
+    assert!(
+        matches!(opened, Err(ref e) if e.is_corruption()),
+        "{opened:?}"
+    );
+    let names = fs.list_dir(dir).unwrap();
+    assert!(
+        !names.iter().any(|n| n.starts_with("partition-")),
+        "{names:?}"
+    );
+}
+
+/// The restore marker is empty on disk; whatever bytes it holds (every
+/// single byte value, a flipped bit in a longer one) or a directory by its
+/// name, a store holding it is refused as an incomplete restore.
+#[test]
+fn any_restore_marker_refuses_the_store() {
+    let golden_store = {
+        let fs = MemFs::new();
+        Db::open_with_fs(Arc::new(fs.clone()), "/db", Options::default())
+            .unwrap()
+            .close()
+            .unwrap();
+        fs
+    };
+    let mut contents: Vec<Vec<u8>> = vec![Vec::new()];
+    contents.extend((0..=255u8).map(|b| vec![b]));
+    contents.extend((0..64).map(|bit| {
+        let mut d = vec![0u8; 8];
+        d[bit / 8] ^= 1 << (bit % 8);
+        d
+    }));
+    let marker = Path::new("/db").join(varve::restore::MARKER_FILE);
+    // `None`: a directory named like the marker.
+    for content in contents.iter().map(Some).chain([None]) {
+        let fs = MemFs::new();
+        copy_tree(&golden_store, &fs, Path::new("/db"));
+        match content {
+            Some(content) => fs.write_all(&marker, content).unwrap(),
+            None => fs.create_dir_all(&marker).unwrap(),
+        }
+        match Db::open_with_fs(Arc::new(fs), "/db", Options::default()) {
+            Err(varve::Error::RestoreIncomplete { .. }) => {}
+            other => panic!("marker {content:?}: {:?}", other.map(|_| "opened")),
+        }
+    }
+}
+
+fn copy_tree(from: &MemFs, to: &MemFs, dir: &Path) {
+    to.create_dir_all(dir).unwrap();
+    for name in from.list_dir(dir).unwrap() {
+        let p = dir.join(&name);
+        if from.kind(&p).unwrap() == Some(true) {
+            copy_tree(from, to, &p);
+        } else {
+            to.write_all(&p, &from.read_all(&p).unwrap()).unwrap();
+        }
     }
 }

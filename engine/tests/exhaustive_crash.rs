@@ -1,12 +1,15 @@
 //! Exhaustive small workloads: every workload of up to three operations
-//! from {put, delete, batch, flush, compact, log roll, log truncate}
-//! (checkpoints join as one more `Op` arm when they exist), run after a
-//! short preload, with a power loss at every file-system call.
+//! from {put, delete, batch, flush, compact, log roll, log truncate,
+//! checkpoint}, run after a short preload, with a power loss at every
+//! file-system call.
 //!
 //! At each crash point the in-memory file system loses power in
 //! `CrashMode::Random` (each unsynced write kept, dropped or torn; each
 //! directory may lose its unsynced entries), seeded by the crash point; the
-//! reopened store is checked against the oracle in `harness`.
+//! reopened store is checked against the oracle in `harness`, and so is
+//! every checkpoint taken before the crash: one that returned `Ok` opens
+//! with exactly the writes before it, one the crash interrupted is absent
+//! or fails to open.
 //! `VARVE_EXHAUSTIVE_SEEDS` sets how many damage seeds each crash point
 //! gets (default 1; a `DropAll` crash is always checked too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,8 +19,8 @@ mod harness;
 use std::sync::Arc;
 
 use harness::{
-    Mutation as M, Op, Runner, check_recovered, env_u64, fresh_store, open_db, read_back,
-    small_options,
+    Mutation as M, Op, Runner, check_checkpoints, check_recovered, env_u64, fresh_store, open_db,
+    read_back, small_options,
 };
 use varve::varve_changelog::fs::{CrashMode, FileSystem};
 
@@ -42,6 +45,7 @@ fn alphabet() -> Vec<Op> {
         Op::Compact,
         Op::LogRoll,
         Op::LogTruncate(100),
+        Op::Checkpoint,
     ]
 }
 
@@ -83,6 +87,7 @@ fn every_small_workload_crashed_at_every_call() {
     let opts = small_options();
     let started = std::time::Instant::now();
     let (mut workloads_run, mut crash_points, mut crash_states) = (0u64, 0u64, 0u64);
+    let mut checkpoints_opened = 0u64;
     for w in workloads() {
         let mut ops = preload();
         ops.extend(w.iter().cloned());
@@ -112,6 +117,10 @@ fn every_small_workload_crashed_at_every_call() {
                 let db = open_db(&dynfs, &opts).unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
                 let got = read_back(&db, KEYS).unwrap_or_else(|v| panic!("{ctx}: {v}"));
                 check_recovered(&got, &runner.hist).unwrap_or_else(|v| panic!("{ctx}: {v}"));
+                drop(db);
+                checkpoints_opened += check_checkpoints(&dynfs, &opts, &runner.hist, KEYS)
+                    .unwrap_or_else(|v| panic!("{ctx}: {v}"))
+                    as u64;
                 crash_states += 1;
             }
             crash_points += 1;
@@ -120,7 +129,8 @@ fn every_small_workload_crashed_at_every_call() {
     }
     eprintln!(
         "every_small_workload_crashed_at_every_call: {workloads_run} workloads, \
-         {crash_points} crash points, {crash_states} crash states checked, {:?}",
+         {crash_points} crash points, {crash_states} crash states checked, \
+         {checkpoints_opened} checkpoints opened after a crash, {:?}",
         started.elapsed()
     );
 }

@@ -1,6 +1,6 @@
 //! Simulated power loss against a `BTreeMap` oracle, over seeded random
-//! workloads of puts, deletes, batches, flushes, compactions, log rolls, log
-//! truncations, reopens, reads, scans and snapshots.
+//! workloads of puts, deletes, batches, flushes, compactions, checkpoints,
+//! log rolls, log truncations, reopens, reads, scans and snapshots.
 //!
 //! Each cycle runs a workload once without faults (to count its
 //! file-system calls and check its end state), then again on a fresh store
@@ -13,7 +13,9 @@
 //! reopened store is checked against the oracle in `harness`: a prefix of
 //! the attempted batches that includes every acknowledged one, the same
 //! records in the changelog at contiguous offsets, agreeing read paths,
-//! and no error before the crash point. One cycle in four then writes with
+//! and no error before the crash point. Every checkpoint that returned
+//! `Ok` must open with exactly the writes before it (one the crash
+//! interrupted may instead fail to open). One cycle in four then writes with
 //! `sync: true`, loses power again, and checks that write survived.
 //!
 //! Unlike `crash.rs` (scripted workloads, every call of one workload),
@@ -30,8 +32,8 @@ mod harness;
 use std::sync::Arc;
 
 use harness::{
-    Op, Rng, Runner, State, Violation, check_recovered, env_u64, fresh_store, open_db, random_ops,
-    read_back, small_options,
+    Op, Rng, Runner, State, Violation, check_checkpoints, check_recovered, env_u64, fresh_store,
+    open_db, random_ops, read_back, small_options,
 };
 use varve::varve_changelog::fs::{CrashMode, FileSystem, MemFs};
 use varve::{Options, WriteBatch, WriteOptions};
@@ -45,6 +47,7 @@ struct Tally {
     crash_points: u64,
     compound: u64,
     post_crash_writes: u64,
+    checkpoints_opened: u64,
 }
 
 fn options(rng: &mut Rng) -> Options {
@@ -81,6 +84,14 @@ fn cycle(seed: u64, tally: &mut Tally) -> Result<(), Violation> {
     }
     fs.crash(CrashMode::DropAll, 0);
     verify(&dynfs, &opts, &runner.hist, "fault-free")?;
+    let opened = check_checkpoints(&dynfs, &opts, &runner.hist, KEYS)
+        .map_err(|v| Violation(format!("fault-free: {v}")))?;
+    if opened != runner.hist.checkpoints.len() {
+        return Err(Violation(format!(
+            "fault-free: {opened} of {} checkpoints open",
+            runner.hist.checkpoints.len()
+        )));
+    }
 
     // The crash run.
     let n = rng.below(calls + 1);
@@ -115,6 +126,8 @@ fn cycle(seed: u64, tally: &mut Tally) -> Result<(), Violation> {
     }
     let ctx = format!("crash at call {n} of {calls}, {mode:?}/{crash_seed}");
     let state = verify(&dynfs, &opts, &runner.hist, &ctx)?;
+    tally.checkpoints_opened += check_checkpoints(&dynfs, &opts, &runner.hist, KEYS)
+        .map_err(|v| Violation(format!("{ctx}: {v}")))? as u64;
 
     if rng.chance(25) {
         post_crash_write(&fs, &dynfs, &opts, state)
@@ -216,11 +229,13 @@ fn power_loss_against_the_model() {
     }
     eprintln!(
         "power_loss_against_the_model: {} cycles, {} crash points, {} crashes during \
-         recovery, {} post-crash sync writes, 0 violations, {:?}",
+         recovery, {} post-crash sync writes, {} checkpoints opened after the crash, \
+         0 violations, {:?}",
         tally.cycles,
         tally.crash_points,
         tally.compound,
         tally.post_crash_writes,
+        tally.checkpoints_opened,
         started.elapsed()
     );
 }
@@ -239,6 +254,7 @@ fn generated_workloads_use_every_op() {
     assert!(has(&|o| matches!(o, Op::LogTruncate(_))));
     assert!(has(&|o| matches!(o, Op::Reopen)));
     assert!(has(&|o| matches!(o, Op::Compact)));
+    assert!(has(&|o| matches!(o, Op::Checkpoint)));
     assert!(has(&|o| matches!(o, Op::Range(_, _, true))));
     assert!(has(&|o| matches!(o, Op::CheckSnapshot)));
 }

@@ -32,6 +32,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sst_block_decode", sst_block_decode),
     ("sst_table_decode", sst_table_decode),
     ("manifest_decode", manifest_decode),
+    ("partitions_decode", partitions_decode),
+    ("restore_marker_decode", restore_marker_decode),
+    ("ttl_manifest_decode", ttl_manifest_decode),
     ("changelog_batch_roundtrip", changelog_batch_roundtrip),
     ("positions_roundtrip", positions_roundtrip),
     ("version_edit_roundtrip", version_edit_roundtrip),
@@ -260,6 +263,115 @@ pub fn manifest_decode(data: &[u8]) {
     let _ = varve::version::scan_manifest(&fs, &path);
 }
 
+/// A partitioned store's `PARTITIONS` file, read as opening the store
+/// reads it: a count it accepts is in range and is the one the file holds
+/// (the file is 20 bytes: magic, version, count, CRC).
+pub fn partitions_decode(data: &[u8]) {
+    let fs = MemFs::new();
+    let dir = Path::new("/parts");
+    fs.create_dir_all(dir).expect("mkdir");
+    fs.write_all(&dir.join(varve::PARTITIONS_FILE), data)
+        .expect("write PARTITIONS");
+    match varve::read_partitions_file(&fs, dir) {
+        Ok(count) => {
+            assert!(
+                (1..=varve::MAX_PARTITIONS).contains(&count),
+                "count {count}"
+            );
+            assert_eq!(data.len(), 20, "a {}-byte file accepted", data.len());
+            assert_eq!(
+                data[12..16],
+                count.to_le_bytes(),
+                "count read from elsewhere"
+            );
+        }
+        Err(e) => assert!(
+            e.is_corruption() || matches!(e, varve::Error::UnsupportedVersion { .. }),
+            "untyped error {e}"
+        ),
+    }
+}
+
+/// A store directory holding a `RESTORING` marker with any content (or a
+/// directory by that name), beside a `CURRENT` file made of the input: the
+/// store never opens, and the refusal says a restore is incomplete.
+pub fn restore_marker_decode(data: &[u8]) {
+    let fs = MemFs::new();
+    let dir = Path::new("/db");
+    fs.create_dir_all(dir).expect("mkdir");
+    let marker = dir.join(varve::restore::MARKER_FILE);
+    if data.first().is_some_and(|b| b & 1 == 1) {
+        fs.create_dir_all(&marker).expect("mkdir marker");
+    } else {
+        fs.write_all(&marker, data).expect("write marker");
+    }
+    if data.first().is_some_and(|b| b & 2 == 2) {
+        fs.write_all(&dir.join("CURRENT"), data)
+            .expect("write CURRENT");
+    }
+    let opts = varve::Options {
+        create_if_missing: data.first().is_some_and(|b| b & 4 == 4),
+        ..varve::Options::default()
+    };
+    match varve::Db::open_with_fs(Arc::new(fs), dir, opts) {
+        Err(varve::Error::RestoreIncomplete { .. }) => {}
+        Err(e) => panic!("a marked store was refused for another reason: {e}"),
+        Ok(_) => panic!("a store with a restore marker opened"),
+    }
+}
+
+/// Manifest tag 7, a TTL store's duration: the input as one version-edit
+/// payload, alone and after a TTL field. An edit that decodes never has
+/// a TTL of 0 and re-encodes to bytes that decode to the same edit. As a
+/// store's manifest, the input replays to a version whose TTL (or none) a
+/// store opened without a TTL, or with another one, never ignores: a TTL
+/// store opened without a TTL and a plain store opened with one are refused.
+pub fn ttl_manifest_decode(data: &[u8]) {
+    use varve::version::{FileNumber, VersionEdit, VersionSet, manifest_file_name};
+    let mut with_ttl = vec![7u8];
+    with_ttl.extend_from_slice(data);
+    for payload in [data, &with_ttl[..]] {
+        if let Ok(edit) = VersionEdit::decode(payload) {
+            assert_ne!(edit.ttl_ms, Some(0), "a TTL of 0 decoded");
+            let again = VersionEdit::decode(&edit.encode()).expect("re-encoded edit decodes");
+            assert_eq!(again, edit);
+        }
+    }
+    let fs = MemFs::new();
+    let dir = Path::new("/db");
+    fs.create_dir_all(dir).expect("mkdir");
+    let name = manifest_file_name(FileNumber(1));
+    fs.write_all(&dir.join(&name), data)
+        .expect("write manifest");
+    fs.write_all(&dir.join("CURRENT"), format!("{name}\n").as_bytes())
+        .expect("write CURRENT");
+    let dynfs: Arc<dyn FileSystem> = Arc::new(fs);
+    let Ok(versions) = VersionSet::open(dynfs.clone(), dir) else {
+        return;
+    };
+    let stored_ms = versions.current().ttl_ms();
+    drop(versions);
+    assert_ne!(stored_ms, Some(0), "a TTL of 0 replayed");
+    let other_ms = stored_ms.map_or(60_000, |ms| ms.saturating_add(1));
+    for given_ms in [None, Some(other_ms)] {
+        let opts = varve::Options {
+            create_if_missing: false,
+            ttl: given_ms.map(std::time::Duration::from_millis),
+            ..varve::Options::default()
+        };
+        let opened = varve::Db::open_with_fs(dynfs.clone(), dir, opts);
+        if stored_ms.is_some() != given_ms.is_some() {
+            assert!(
+                opened.is_err(),
+                "TTL {stored_ms:?} in the manifest, {given_ms:?} given, and the store opened"
+            );
+        }
+        if let Ok(db) = opened {
+            let _ = db.close();
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Round trips: encode, decode, compare.
 
@@ -329,6 +441,7 @@ pub fn version_edit_roundtrip(data: &[u8]) {
         flushed_offset: (flags & 2 != 0).then(|| u64::from(input.u16()) << 16),
         next_file_number: (flags & 4 != 0).then(|| FileNumber(u64::from(input.u16()))),
         last_seqno: (flags & 8 != 0).then(|| SeqNo(u64::from(input.u16()))),
+        ttl_ms: (flags & 16 != 0).then(|| u64::from(input.u16()) << u32::from(input.u8() % 40)),
         ..VersionEdit::default()
     };
     for _ in 0..input.u8() % 4 {

@@ -13,7 +13,10 @@
 //!    contiguous offsets, and `latest_seqno()` is its record count;
 //! 3. reads never return wrong data;
 //! 4. a write that returned an error may or may not be in the store, but it
-//!    is there whole or not at all.
+//!    is there whole or not at all;
+//! 5. a checkpoint that returned `Ok` opens, after any later crash, with
+//!    exactly the writes before it; one the crash interrupted is absent or
+//!    refused, never open with other data.
 //!
 //! Not every test file uses every helper.
 #![allow(dead_code)]
@@ -91,8 +94,8 @@ pub enum Mutation {
     Delete(u8),
 }
 
-/// One step of a workload. New operations (compaction, checkpoints) are
-/// one arm here and one arm in [`Runner::step`].
+/// One step of a workload. A new operation is one arm here and one arm in
+/// [`Runner::step`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// One write batch (a lone put or delete is a batch of one).
@@ -114,6 +117,11 @@ pub enum Op {
     /// `Db::compact_range(..)` over every key (it flushes first, so a
     /// completed compaction acknowledges every write before it).
     Compact,
+    /// `Db::checkpoint(..)` into a new directory (see [`checkpoint_dir`]).
+    /// It flushes first, so a completed checkpoint acknowledges every
+    /// write before it; after any later crash the checkpoint must open
+    /// with exactly those writes.
+    Checkpoint,
     /// A point read of key `.0`, checked against the model.
     Get(u8),
     /// A range scan `[.0, .1)` (forward, or reverse when `.2`), checked.
@@ -170,6 +178,7 @@ pub fn random_ops(rng: &mut Rng, len: usize, keys: u8, big_values: bool) -> Vec<
             }
             20..=21 => Op::Snapshot,
             22..=23 => Op::CheckSnapshot,
+            24..=25 => Op::Checkpoint,
             _ => {
                 let n = if rng.chance(40) { 1 } else { 2 + rng.below(5) };
                 let muts = (0..n)
@@ -238,6 +247,24 @@ pub struct Attempt {
     pub ok: bool,
 }
 
+/// The directory of the `n`th checkpoint a workload takes (outside the
+/// store's own directory).
+pub fn checkpoint_dir(n: usize) -> String {
+    format!("/checkpoint-{n}")
+}
+
+/// One checkpoint as the runner saw it.
+#[derive(Clone, Debug)]
+pub struct CheckpointTaken {
+    /// Its directory.
+    pub dir: String,
+    /// The number of write batches attempted before it: the checkpoint
+    /// holds exactly these (each failed one present or absent).
+    pub batches: usize,
+    /// The offset `checkpoint` returned, if it returned `Ok`.
+    pub offset: Option<u64>,
+}
+
 /// What a workload run told its caller.
 #[derive(Clone, Debug, Default)]
 pub struct History {
@@ -254,6 +281,8 @@ pub struct History {
     /// Errors that claimed corruption (an injected I/O error must never
     /// be reported as damaged data).
     pub corruption_errors: usize,
+    /// Every checkpoint attempted, in order.
+    pub checkpoints: Vec<CheckpointTaken>,
 }
 
 /// A violation of the promise found while the workload ran.
@@ -462,6 +491,23 @@ impl<'a> Runner<'a> {
                 }
                 Err(e) => return Ok(self.error(i, &e)),
             },
+            Op::Checkpoint => {
+                let dir = checkpoint_dir(self.hist.checkpoints.len());
+                let result = self.db().checkpoint(&dir);
+                self.hist.checkpoints.push(CheckpointTaken {
+                    dir,
+                    batches: self.hist.attempts.len(),
+                    offset: result.as_ref().ok().map(|info| info.offset),
+                });
+                match result {
+                    Ok(_) => {
+                        self.check_ack(i, "checkpoint", failed_before, true)?;
+                        self.hist.durable = self.hist.attempts.len();
+                        self.flushed_records = self.db().changelog().next_offset();
+                    }
+                    Err(e) => return Ok(self.error(i, &e)),
+                }
+            }
             Op::LogRoll => {
                 if let Err(e) = self.db().changelog().roll() {
                     return Ok(self.error(i, &e));
@@ -730,6 +776,73 @@ pub fn check_recovered(got: &Recovered, hist: &History) -> Result<usize, Violati
     )))
 }
 
+/// Opens every checkpoint of `hist` after a crash and checks it.
+///
+/// A checkpoint that returned `Ok` must open, and hold exactly the write
+/// batches attempted before it (each failed one present or absent), with
+/// `latest_seqno()` equal to the offset it returned and an empty
+/// changelog starting there. One the crash interrupted may be absent or
+/// fail to open with an error other than an I/O error; if it opens, the
+/// same holds. Returns the number of checkpoints that opened.
+pub fn check_checkpoints(
+    fs: &Arc<dyn FileSystem>,
+    opts: &Options,
+    hist: &History,
+    keys: u8,
+) -> Result<usize, Violation> {
+    let opts = Options {
+        create_if_missing: false,
+        ..opts.clone()
+    };
+    let mut opened = 0;
+    for cp in &hist.checkpoints {
+        let ctx = |what: String| {
+            Violation(format!(
+                "checkpoint {} (after {} batches, returned {:?}): {what}",
+                cp.dir, cp.batches, cp.offset
+            ))
+        };
+        let db = match Db::open_with_fs(fs.clone(), &cp.dir, opts.clone()) {
+            Ok(db) => db,
+            Err(e) if cp.offset.is_some() => return Err(ctx(format!("does not open: {e}"))),
+            // After the crash no call fails: an I/O error (a file the
+            // checkpoint names but does not hold) is not a clean refusal.
+            Err(e) if is_io(&e) => return Err(ctx(format!("fails with an I/O error: {e}"))),
+            Err(_) => continue,
+        };
+        let got = read_back(&db, keys).map_err(|v| ctx(v.0))?;
+        let before = History {
+            attempts: hist.attempts[..cp.batches].to_vec(),
+            durable: cp.batches,
+            ..History::default()
+        };
+        check_recovered(&got, &before).map_err(|v| ctx(v.0))?;
+        if !got.log.is_empty() || got.log_start != got.seqno {
+            return Err(ctx(format!(
+                "changelog [{}..{}) is not empty at seqno {}",
+                got.log_start,
+                got.log_start + got.log.len() as u64,
+                got.seqno
+            )));
+        }
+        if cp.offset.is_some_and(|o| o != got.seqno) {
+            return Err(ctx(format!("opens at seqno {}", got.seqno)));
+        }
+        db.close().map_err(|e| ctx(format!("close: {e}")))?;
+        opened += 1;
+    }
+    Ok(opened)
+}
+
+/// Whether `e` is an I/O error (of the store or of its changelog).
+fn is_io(e: &varve::Error) -> bool {
+    match e {
+        varve::Error::Io { .. } => true,
+        varve::Error::Changelog(e) => matches!(**e, varve::varve_changelog::Error::Io { .. }),
+        _ => false,
+    }
+}
+
 /// A short printable form of a state.
 pub fn show(state: &State) -> String {
     show_pairs(
@@ -814,5 +927,6 @@ pub fn fault_free_check(ops: &[Op], opts: &Options, keys: u8) -> Result<(), Viol
     let db = open_db(&dynfs, opts).map_err(|e| Violation(format!("reopen: {e}")))?;
     let got = read_back(&db, keys)?;
     check_recovered(&got, &runner.hist)?;
+    check_checkpoints(&dynfs, opts, &runner.hist, keys)?;
     Ok(())
 }

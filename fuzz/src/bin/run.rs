@@ -209,6 +209,7 @@ fn gen_corpus() {
             }
         }
     }
+    new_format_seeds(&put);
     // Batches of each shape.
     let records = vec![
         varve::varve_changelog::Record::put("k", "v"),
@@ -255,8 +256,10 @@ fn gen_corpus() {
         ("positions_roundtrip", &[&b"\x04name\x10\x00\x03"[..]][..]),
         (
             "version_edit_roundtrip",
-            &[&b"\x0f\x01\x02\x00\x03\x00\x04\x00\x01\x02\x05\x00\x01\x02ab\x02cd\x05\x09\x01"[..]]
-                [..],
+            &[
+                &b"\x0f\x01\x02\x00\x03\x00\x04\x00\x01\x02\x05\x00\x01\x02ab\x02cd\x05\x09\x01"[..],
+                b"\x10\x40\x1f\x05",
+            ][..],
         ),
         (
             "sst_block_roundtrip",
@@ -268,6 +271,50 @@ fn gen_corpus() {
         }
     }
     eprintln!("corpus written under {}", corpus.display());
+}
+
+/// Seeds for the formats added after the first corpus: a `PARTITIONS`
+/// file, restore markers, and a TTL store's manifest and TTL edit.
+fn new_format_seeds(put: &dyn Fn(&str, &str, &[u8])) {
+    let fs = MemFs::new();
+    let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    varve::PartitionedStore::open_with_fs(dynfs.clone(), "/parts", 3, varve::Options::default())
+        .expect("open partitioned store")
+        .close()
+        .expect("close partitioned store");
+    let partitions = fs
+        .read_all(&Path::new("/parts").join(varve::PARTITIONS_FILE))
+        .expect("read PARTITIONS");
+    put("partitions_decode", "three", &partitions);
+    put("restore_marker_decode", "empty", b"");
+    put("restore_marker_decode", "dir", b"\x01");
+    put("restore_marker_decode", "current", b"\x06MANIFEST-000001\n");
+    // Stores without tables, so that opening them needs nothing else.
+    for (name, ttl) in [
+        ("ttl-store", Some(Duration::from_secs(3600))),
+        ("plain-store", None),
+    ] {
+        let dir = Path::new("/stores").join(name);
+        let opts = varve::Options {
+            ttl,
+            ..varve::Options::default()
+        };
+        varve::Db::open_with_fs(dynfs.clone(), &dir, opts)
+            .expect("open store")
+            .close()
+            .expect("close store");
+        for file in fs.list_dir(&dir).expect("list") {
+            if file.starts_with("MANIFEST") {
+                let data = fs.read_all(&dir.join(&file)).expect("read");
+                put("ttl_manifest_decode", name, &data);
+            }
+        }
+    }
+    let edit = varve::version::VersionEdit {
+        ttl_ms: Some(86_400_000),
+        ..varve::version::VersionEdit::default()
+    };
+    put("ttl_manifest_decode", "edit", &edit.encode());
 }
 
 fn main() -> ExitCode {
