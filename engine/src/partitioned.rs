@@ -173,27 +173,7 @@ impl PartitionedStore {
             )));
         }
         let exists = prepare_dir(fs.as_ref(), dir, opts.create_if_missing)?;
-        let lock = fs
-            .lock(&dir.join(crate::LOCK_FILE))
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::WouldBlock => Error::Locked {
-                    path: dir.to_owned(),
-                },
-                _ => Error::io("lock", dir.join(crate::LOCK_FILE), e),
-            })?;
-        if exists {
-            let stored = read_partitions_file(fs.as_ref(), dir)?;
-            if stored != num_partitions {
-                return Err(Error::IncompatibleOptions {
-                    path: dir.to_owned(),
-                    option: "partitions",
-                    stored: stored.to_string(),
-                    given: num_partitions.to_string(),
-                });
-            }
-        } else {
-            write_partitions_file(fs.as_ref(), dir, num_partitions)?;
-        }
+        let lock = lock_and_check_count(fs.as_ref(), dir, num_partitions, exists)?;
         let mut partitions = Vec::with_capacity(num_partitions as usize);
         // A new store creates its partitions. In an existing one a missing
         // partition (a creation that crashed midway, or a deleted
@@ -522,6 +502,38 @@ fn first_error(results: impl Iterator<Item = Result<()>>) -> Result<()> {
     first
 }
 
+/// Locks the partitioned store in `dir`, then checks its partition count
+/// (`exists`) or writes it (a new store).
+pub(crate) fn lock_and_check_count(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    num_partitions: u32,
+    exists: bool,
+) -> Result<Box<dyn DirLock>> {
+    let lock = fs
+        .lock(&dir.join(crate::LOCK_FILE))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => Error::Locked {
+                path: dir.to_owned(),
+            },
+            _ => Error::io("lock", dir.join(crate::LOCK_FILE), e),
+        })?;
+    if exists {
+        let stored = read_partitions_file(fs, dir)?;
+        if stored != num_partitions {
+            return Err(Error::IncompatibleOptions {
+                path: dir.to_owned(),
+                option: "partitions",
+                stored: stored.to_string(),
+                given: num_partitions.to_string(),
+            });
+        }
+    } else {
+        write_partitions_file(fs, dir, num_partitions)?;
+    }
+    Ok(lock)
+}
+
 /// Whether `dir` already holds a partitioned store; creates it if missing.
 pub(crate) fn prepare_dir(fs: &dyn FileSystem, dir: &Path, create: bool) -> Result<bool> {
     let not_a_store = |reason: &str| Error::NotAStore {
@@ -653,11 +665,7 @@ pub fn read_partitions_file(fs: &dyn FileSystem, dir: &Path) -> Result<u32> {
 
 /// Writes the file through a temporary file, then renames it into place
 /// and syncs the directory, so it is whole or absent after a crash.
-pub(crate) fn write_partitions_file(
-    fs: &dyn FileSystem,
-    dir: &Path,
-    num_partitions: u32,
-) -> Result<()> {
+fn write_partitions_file(fs: &dyn FileSystem, dir: &Path, num_partitions: u32) -> Result<()> {
     let bytes = encode_partitions(num_partitions);
     debug_assert_eq!(decode_partitions(&bytes), Ok(num_partitions));
     let tmp = dir.join(format!("{PARTITIONS_FILE}.tmp"));

@@ -8,7 +8,7 @@ use varve_changelog::RecordSource;
 
 use super::{RestoreOptions, RestoreReport, restore};
 use crate::error::{Error, Result};
-use crate::partitioned::{partition_dir, prepare_dir, read_partitions_file, write_partitions_file};
+use crate::partitioned::{lock_and_check_count, partition_dir, prepare_dir};
 
 /// Rebuilds a partitioned store in `dir` with `sources.len()` partitions,
 /// partition `p` from `sources[p]`; the result opens with
@@ -66,27 +66,7 @@ pub fn restore_partitioned<S: RecordSource>(
             ))
         })?;
     let exists = prepare_dir(fs.as_ref(), dir, true)?;
-    let _lock = fs
-        .lock(&dir.join(crate::LOCK_FILE))
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock => Error::Locked {
-                path: dir.to_owned(),
-            },
-            _ => Error::io("lock", dir.join(crate::LOCK_FILE), e),
-        })?;
-    if exists {
-        let stored = read_partitions_file(fs.as_ref(), dir)?;
-        if stored != n {
-            return Err(Error::IncompatibleOptions {
-                path: dir.to_owned(),
-                option: "partitions",
-                stored: stored.to_string(),
-                given: n.to_string(),
-            });
-        }
-    } else {
-        write_partitions_file(fs.as_ref(), dir, n)?;
-    }
+    let _lock = lock_and_check_count(fs.as_ref(), dir, n, exists)?;
     let mut reports = Vec::with_capacity(sources.len());
     for (p, source) in (0..n).zip(sources.iter_mut()) {
         reports.push(restore(partition_dir(dir, p), source, opts.clone())?);

@@ -95,6 +95,52 @@ impl Shared {
     pub(super) fn halted(&self) -> Option<Halt> {
         self.halt.lock().clone()
     }
+
+    /// A fresh state at `position`.
+    pub(super) fn new(position: u64) -> Shared {
+        Shared {
+            stop: AtomicBool::new(false),
+            position: AtomicU64::new(position),
+            halt: Mutex::new(None),
+            progress: Mutex::new(()),
+            progress_cv: Condvar::new(),
+        }
+    }
+
+    /// Waits until the position reaches `offset`, up to `timeout`.
+    pub(super) fn wait_for_offset(&self, offset: u64, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let reached = || self.position.load(Ordering::Acquire) >= offset;
+        let mut g = self.progress.lock();
+        loop {
+            if reached() {
+                return Ok(true);
+            }
+            if let Some(halt) = self.halted() {
+                return Err(halt.to_error());
+            }
+            if self.progress_cv.wait_until(&mut g, deadline).timed_out() {
+                return Ok(reached());
+            }
+        }
+    }
+
+    /// Tells the follower `thread` to stop and waits for it.
+    pub(super) fn stop_thread(&self, thread: &mut Option<JoinHandle<()>>) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = thread.take()
+            && thread.join().is_err()
+        {
+            self.halt(Halt::Failed(Error::InvalidArgument(
+                "the standby's follower thread panicked".into(),
+            )));
+        }
+    }
+
+    /// Whether the follower `thread` is still applying records.
+    pub(super) fn is_following(&self, thread: Option<&JoinHandle<()>>) -> bool {
+        self.halted().is_none() && thread.is_some_and(|t| !t.is_finished())
+    }
 }
 
 /// The follower thread's handle and what it works on; stops the thread
@@ -120,14 +166,7 @@ impl Follower {
 
     /// Stops the thread and waits for it.
     pub(super) fn stop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            self.shared.halt(Halt::Failed(Error::InvalidArgument(
-                "the standby's follower thread panicked".into(),
-            )));
-        }
+        self.shared.stop_thread(&mut self.thread);
     }
 }
 

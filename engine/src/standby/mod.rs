@@ -18,10 +18,9 @@ mod source;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
 use varve_changelog::fs::{FileSystem, StdFs};
 
 use crate::db::Db;
@@ -172,13 +171,7 @@ impl Standby {
         let db = Db::open_with_fs(fs, dir, opts)?;
         db.inner().replica.store(true, Ordering::Release);
         let position = register(&primary_inner.log, db.changelog(), name)?;
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            position: AtomicU64::new(position),
-            halt: Mutex::new(None),
-            progress: Mutex::new(()),
-            progress_cv: Condvar::new(),
-        });
+        let shared = Arc::new(Shared::new(position));
         let mut follower = Follower {
             name: name.to_owned(),
             shared,
@@ -282,12 +275,9 @@ impl Standby {
     /// # Ok(()) }
     /// ```
     pub fn is_following(&self) -> bool {
-        self.follower.shared.halted().is_none()
-            && self
-                .follower
-                .thread
-                .as_ref()
-                .is_some_and(|t| !t.is_finished())
+        self.follower
+            .shared
+            .is_following(self.follower.thread.as_ref())
     }
 
     /// Blocks until the standby has applied every primary record below
@@ -312,20 +302,7 @@ impl Standby {
     /// The error that stopped the follower before it got there (see
     /// [`Standby::error`]).
     pub fn wait_for_offset(&self, offset: u64, timeout: Duration) -> Result<bool> {
-        let shared = &self.follower.shared;
-        let deadline = Instant::now() + timeout;
-        let mut g = shared.progress.lock();
-        loop {
-            if self.position() >= offset {
-                return Ok(true);
-            }
-            if let Some(halt) = shared.halted() {
-                return Err(halt.to_error());
-            }
-            if shared.progress_cv.wait_until(&mut g, deadline).timed_out() {
-                return Ok(self.position() >= offset);
-            }
-        }
+        self.follower.shared.wait_for_offset(offset, timeout)
     }
 
     /// Stops following and returns the standby's store as a writable

@@ -11,11 +11,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
 use varve_changelog::RecordSource;
 use varve_changelog::fs::{FileSystem, StdFs};
 
@@ -141,13 +140,7 @@ impl SourceStandby {
         let bounds = source.bounds().map_err(source_error)?;
         check_replica_position(position, bounds)?;
         source.seek(position).map_err(source_error)?;
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            position: AtomicU64::new(position),
-            halt: Mutex::new(None),
-            progress: Mutex::new(()),
-            progress_cv: Condvar::new(),
-        });
+        let shared = Arc::new(Shared::new(position));
         let source_end = Arc::new(AtomicU64::new(bounds.end_offset));
         let worker = SourceWorker {
             source,
@@ -200,12 +193,9 @@ impl SourceStandby {
     /// Whether the follower thread is still applying records.
     #[must_use]
     pub fn is_following(&self) -> bool {
-        self.follower.shared.halted().is_none()
-            && self
-                .follower
-                .thread
-                .as_ref()
-                .is_some_and(|t| !t.is_finished())
+        self.follower
+            .shared
+            .is_following(self.follower.thread.as_ref())
     }
 
     /// Waits until the standby has applied everything below `offset`, up
@@ -214,20 +204,7 @@ impl SourceStandby {
     /// # Errors
     /// The error that stopped the follower.
     pub fn wait_for_offset(&self, offset: u64, timeout: Duration) -> Result<bool> {
-        let shared = &self.follower.shared;
-        let deadline = Instant::now() + timeout;
-        let mut g = shared.progress.lock();
-        loop {
-            if self.position() >= offset {
-                return Ok(true);
-            }
-            if let Some(halt) = shared.halted() {
-                return Err(halt.to_error());
-            }
-            if shared.progress_cv.wait_until(&mut g, deadline).timed_out() {
-                return Ok(self.position() >= offset);
-            }
-        }
+        self.follower.shared.wait_for_offset(offset, timeout)
     }
 
     /// Stops following, makes the changelog durable and returns the store
@@ -274,14 +251,7 @@ struct SourceFollower {
 
 impl SourceFollower {
     fn stop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            self.shared.halt(Halt::Failed(Error::InvalidArgument(
-                "the standby's follower thread panicked".into(),
-            )));
-        }
+        self.shared.stop_thread(&mut self.thread);
     }
 }
 
