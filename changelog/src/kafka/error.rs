@@ -223,3 +223,45 @@ impl From<crate::Error> for Error {
         Error::Log(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(code: RDKafkaErrorCode) -> KafkaError {
+        KafkaError::MetadataFetch(code)
+    }
+
+    #[test]
+    fn client_errors_map_to_typed_errors() {
+        for code in [
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::ClusterAuthorizationFailed,
+            RDKafkaErrorCode::SaslAuthenticationFailed,
+        ] {
+            let e = Error::from_client("fetch metadata", "orders", client(code));
+            assert!(
+                matches!(&e, Error::Authorization { resource, operation: "fetch metadata", code: c } if resource == "orders" && *c == code),
+                "{e:?}"
+            );
+            assert!(!e.is_transient(), "retrying does not grant access");
+            assert!(e.to_string().contains("not authorized"), "{e}");
+        }
+        let e = Error::from_client(
+            "fetch metadata",
+            "orders",
+            client(RDKafkaErrorCode::UnknownTopicOrPartition),
+        );
+        assert!(
+            matches!(&e, Error::TopicMissing { topic } if topic == "orders"),
+            "{e:?}"
+        );
+        let e = Error::from_client(
+            "fetch metadata",
+            "orders",
+            client(RDKafkaErrorCode::BrokerTransportFailure),
+        );
+        assert!(matches!(e, Error::Client { .. }), "{e:?}");
+        assert!(e.is_transient());
+    }
+}
