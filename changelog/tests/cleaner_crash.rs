@@ -16,6 +16,17 @@ use varve_changelog::fs::{CrashMode, MemFs};
 use varve_changelog::{Log, LogOptions, Record, StoredRecord, SyncPolicy};
 
 const DIR: &str = "/log";
+
+/// A file system on which the log directory already exists, durably: the
+/// creation of a missing one by `Log::open` is what
+/// `open_creates_its_directory_durably.rs` tests.
+fn fs_with_log_dir() -> MemFs {
+    let fs = MemFs::new();
+    fs.create_dir_durably(std::path::Path::new(DIR))
+        .expect("create the log directory");
+    fs
+}
+
 const T0: i64 = 1_700_000_000_000;
 const KEYS: u64 = 24;
 /// Record-time step between batches.
@@ -287,7 +298,7 @@ fn clean_removes_superseded_records_and_expired_tombstones() {
     let mut removed = Vec::new();
     for now in clean_times() {
         let ctx = format!("clean at {now}");
-        let fs = MemFs::new();
+        let fs = fs_with_log_dir();
         let (log, w) = build(&fs);
         let before = read_all(&log);
         let report = log.clean_at(now).unwrap();
@@ -340,7 +351,7 @@ fn clean_removes_superseded_records_and_expired_tombstones() {
 #[test]
 fn power_loss_at_every_call_of_a_clean() {
     for now in clean_times() {
-        let fs = MemFs::new();
+        let fs = fs_with_log_dir();
         let (log, w) = build(&fs);
         let before = fs.op_count();
         log.clean_at(now).unwrap();
@@ -353,7 +364,7 @@ fn power_loss_at_every_call_of_a_clean() {
             for (mode, seed) in variants {
                 let ctx =
                     format!("clean at {now}, crash at call {n}/{total}, {mode:?} seed {seed}");
-                let fs = MemFs::new();
+                let fs = fs_with_log_dir();
                 let (log, w2) = build(&fs);
                 fs.crash_at(n);
                 let result = log.clean_at(now);
@@ -386,13 +397,13 @@ fn power_loss_at_every_call_of_a_clean() {
 fn reader_opened_before_a_clean_sees_a_consistent_log() {
     let now = clean_times()[0];
     let total = {
-        let (_log, w) = build(&MemFs::new());
+        let (_log, w) = build(&fs_with_log_dir());
         w.end - w.start
     };
     for split in (0..=total).step_by(7) {
         let ctx = format!("reader split at {split}");
         // A fresh copy of the log for every split.
-        let fs = MemFs::new();
+        let fs = fs_with_log_dir();
         let (log, w) = build(&fs);
         let mut reader = log.reader(w.start).unwrap();
         let mut got = Vec::new();
@@ -423,7 +434,7 @@ fn reader_opened_before_a_clean_sees_a_consistent_log() {
             );
         }
         // A reader opened before the clean but not yet started.
-        let fs2 = MemFs::new();
+        let fs2 = fs_with_log_dir();
         let (log2, _) = build(&fs2);
         let idle = log2.reader(w.start).unwrap();
         log2.clean_at(now).unwrap();
@@ -439,7 +450,7 @@ fn reader_concurrent_with_clean() {
     let now = clean_times()[0];
     for round in 0..20u64 {
         let ctx = format!("round {round}");
-        let fs = MemFs::new();
+        let fs = fs_with_log_dir();
         let (log, w) = build(&fs);
         let got = std::thread::scope(|s| {
             let mut reader = log.reader(w.start).unwrap();
@@ -477,7 +488,7 @@ fn reader_concurrent_with_clean() {
 #[test]
 fn clean_concurrent_with_appends_and_rolls() {
     let now = T0 + 1_000_000;
-    let fs = MemFs::new();
+    let fs = fs_with_log_dir();
     let (log, w) = build(&fs);
     let mut records = w.records.clone();
     let done = std::sync::atomic::AtomicBool::new(false);

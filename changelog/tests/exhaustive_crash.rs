@@ -31,6 +31,17 @@ use varve_changelog::fs::{CrashMode, MemFs};
 use varve_changelog::{Log, LogOptions, Record, SyncPolicy};
 
 const DIR: &str = "/log";
+
+/// A file system on which the log directory already exists, durably: the
+/// creation of a missing one by `Log::open` is what
+/// `open_creates_its_directory_durably.rs` tests.
+fn fs_with_log_dir() -> MemFs {
+    let fs = MemFs::new();
+    fs.create_dir_durably(std::path::Path::new(DIR))
+        .expect("create the log directory");
+    fs
+}
+
 /// Record time of batch 0; batch `b` has time `T0 + b`.
 const T0: i64 = 1_700_000_000_000;
 const CONSUMER: &str = "standby";
@@ -317,7 +328,7 @@ fn every_small_changelog_workload_crashed_at_every_call() {
     let (mut workloads_run, mut crash_points, mut crash_states) = (0u64, 0u64, 0u64);
     for w in workloads() {
         // Count the workload's calls, from after the preload to after close.
-        let fs = MemFs::new();
+        let fs = fs_with_log_dir();
         let log = open(&fs).expect("open");
         let mut out = Outcome::default();
         for op in PRELOAD {
@@ -334,7 +345,7 @@ fn every_small_changelog_workload_crashed_at_every_call() {
                 .into_iter()
                 .chain((0..seeds).map(|s| (CrashMode::Random, n * 1000 + s)));
             for (mode, seed) in modes {
-                let fs = MemFs::new();
+                let fs = fs_with_log_dir();
                 let out = run(&fs, &w, Some(n));
                 assert!(
                     out.failed || n == calls,
@@ -372,14 +383,14 @@ fn every_small_changelog_workload_crashed_at_every_call() {
 /// log start.
 #[test]
 fn the_workloads_move_the_log_start() {
-    let fs = MemFs::new();
+    let fs = fs_with_log_dir();
     let out = run(&fs, &[Op::Retain], None);
     let log = open(&fs).unwrap();
     assert!(log.log_start_offset() > 0, "retention deleted nothing");
     assert_eq!(log.positions().get(CONSUMER), Some(&7));
     check(&log, &out).unwrap();
     drop(log);
-    let fs = MemFs::new();
+    let fs = fs_with_log_dir();
     let out = run(&fs, &[Op::Truncate], None);
     let log = open(&fs).unwrap();
     assert_eq!(log.log_start_offset(), out.end() - 1);

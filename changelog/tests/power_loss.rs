@@ -22,6 +22,17 @@ use varve_changelog::fs::{CrashMode, FileSystem, MemFs};
 use varve_changelog::{Error, Log, LogOptions, Record, RecoveryMode, SyncPolicy};
 
 const DIR: &str = "/log";
+
+/// A file system on which the log directory already exists, durably: the
+/// creation of a missing one by `Log::open` is what
+/// `open_creates_its_directory_durably.rs` tests.
+fn fs_with_log_dir() -> MemFs {
+    let fs = MemFs::new();
+    fs.create_dir_durably(std::path::Path::new(DIR))
+        .expect("create the log directory");
+    fs
+}
+
 /// Record time of batch 0; batch `b` has time `T0 + b`.
 const T0: i64 = 1_700_000_000_000;
 
@@ -437,7 +448,7 @@ fn crash_variants(n: u64) -> Vec<(CrashMode, u64)> {
 fn crash_at_every_call(policy: SyncPolicy) {
     let opts = options(policy);
     let script = scripted_workload(policy);
-    let fs = MemFs::new();
+    let fs = fs_with_log_dir();
     let clean = run(&fs, &script, &opts, None);
     assert!(clean.error.is_none(), "clean run failed: {:?}", clean.error);
     let total = fs.op_count();
@@ -453,7 +464,7 @@ fn crash_at_every_call(policy: SyncPolicy) {
     for n in 0..=total {
         for (mode, seed) in crash_variants(n) {
             let ctx = format!("{policy:?}: crash at call {n}/{total}, {mode:?} seed {seed}");
-            let fs = MemFs::new();
+            let fs = fs_with_log_dir();
             let out = run(&fs, &script, &opts, Some(n));
             if mode == CrashMode::DropAll && out.error.is_some() {
                 fired += 1;
@@ -515,7 +526,7 @@ fn random_case(seed: u64) -> (LogOptions, Vec<Op>) {
 fn random_cycle(seed: u64) {
     let (opts, script) = random_case(seed);
     let mut rng = XorShift::new(seed ^ 0xC0FF_EE00);
-    let fs = MemFs::new();
+    let fs = fs_with_log_dir();
     let _ = run(&fs, &script, &opts, None);
     let total = fs.op_count();
     let n = rng.below(total + 1);
@@ -527,7 +538,7 @@ fn random_cycle(seed: u64) {
     if std::env::var_os("VARVE_CRASH_VERBOSE").is_some() {
         eprintln!("{ctx}\n  options {opts:?}\n  script {script:?}");
     }
-    let fs = MemFs::new();
+    let fs = fs_with_log_dir();
     let out = run(&fs, &script, &opts, Some(n));
     fs.crash(CrashMode::Random, crash_seed);
     if rng.chance(30) {
@@ -582,7 +593,7 @@ fn power_loss_during_tolerant_recovery() {
     // A log of several segments, cleanly closed (recovery point at the end).
     let script: Vec<Op> = (0..40).map(|i| Op::Append(1 + (i * 7) % 20)).collect();
     let build = || {
-        let fs = MemFs::new();
+        let fs = fs_with_log_dir();
         let out = run(&fs, &script, &opts, None);
         assert!(out.error.is_none());
         // Damage a batch in the middle of the second segment.
@@ -636,13 +647,13 @@ fn power_loss_during_tolerant_recovery() {
 #[test]
 fn power_loss_during_the_first_open() {
     let opts = options(SyncPolicy::Manual);
-    let fs = MemFs::new();
+    let fs = fs_with_log_dir();
     drop(open(&fs, &opts).unwrap());
     let total = fs.op_count();
     for n in 0..=total {
         for (mode, seed) in crash_variants(n) {
             let ctx = format!("first open crashed at call {n}/{total}, {mode:?} seed {seed}");
-            let fs = MemFs::new();
+            let fs = fs_with_log_dir();
             fs.crash_at(n);
             drop(open(&fs, &opts));
             fs.crash(mode, seed);
@@ -675,7 +686,7 @@ fn truncate_before_past_unflushed_data_then_power_loss() {
         .chain((0..64).map(|seed| (CrashMode::Random, seed)))
     {
         let ctx = format!("{mode:?} seed {seed}");
-        let fs = MemFs::new();
+        let fs = fs_with_log_dir();
         let log = open(&fs, &opts).unwrap();
         let mut out = Outcome::default();
         for op in script {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
 
 use parking_lot::{Condvar, Mutex, RwLock};
-use varve_changelog::fs::{DirLock, FileSystem};
+use varve_changelog::fs::{DirLock, FileSystem, create_dir_all_durably};
 use varve_changelog::{Log, LogOptions, SyncPolicy};
 
 use crate::cache::BlockCache;
@@ -60,7 +60,7 @@ pub(crate) fn open_store(
     } else {
         ValueFormat::Plain
     };
-    let log = Log::open_with_fs(fs.clone(), path.join(CHANGELOG_DIR), log_options(&opts))?;
+    let log = open_changelog(&fs, path, &opts)?;
     let version = versions.current();
     let flushed = version.flushed_offset();
     if restoring && flushed > log.next_offset() {
@@ -155,6 +155,23 @@ fn check_ttl(versions: &mut VersionSet, path: &Path, given_ms: Option<u64>) -> R
     }
 }
 
+/// Opens the store's changelog. When the open creates its directory, the
+/// store directory is synced so that the new entry survives power loss
+/// (the changelog does not sync the parent of a directory it creates).
+fn open_changelog(fs: &Arc<dyn FileSystem>, path: &Path, opts: &Options) -> Result<Log> {
+    let dir = path.join(CHANGELOG_DIR);
+    let missing = fs
+        .kind(&dir)
+        .map_err(|e| Error::io("stat", &dir, e))?
+        .is_none();
+    let log = Log::open_with_fs(fs.clone(), &dir, log_options(opts))?;
+    if missing {
+        fs.sync_dir(path)
+            .map_err(|e| Error::io("sync directory", path, e))?;
+    }
+    Ok(log)
+}
+
 fn log_options(opts: &Options) -> LogOptions {
     let mut log = LogOptions {
         segment_size_bytes: opts.changelog_segment_size_bytes,
@@ -187,8 +204,7 @@ fn check_dir(fs: &dyn FileSystem, path: &Path, opts: &Options) -> Result<bool> {
     match fs.kind(path).map_err(|e| Error::io("stat", path, e))? {
         Some(false) => return Err(not_a_store("it is a file".into())),
         None if opts.create_if_missing => {
-            fs.create_dir_all(path)
-                .map_err(|e| Error::io("create directory", path, e))?;
+            create_dir_all_durably(fs, path).map_err(|e| Error::io("create directory", path, e))?;
             return Ok(false);
         }
         None => {

@@ -245,3 +245,31 @@ fn failed_compaction_output_sync_makes_the_store_read_only() {
         "a write after a failed compaction sync was accepted"
     );
 }
+
+/// Issue 15, item 4, found once `MemFs` stopped making `mkdir` durable at
+/// once: a new store created `changelog/` (and the store directory itself)
+/// without syncing the parent, so a power loss right after a synced write
+/// lost the changelog directory, and the write with it.
+#[test]
+fn a_synced_write_to_a_new_store_survives_power_loss() {
+    use varve::varve_changelog::fs::CrashMode;
+    for dir in ["/db", "/data/stores/db", "rel/db"] {
+        let fs = MemFs::new();
+        let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
+        let db = Db::open_with_fs(dynfs.clone(), dir, Options::default()).unwrap();
+        db.write(
+            {
+                let mut b = varve::WriteBatch::new();
+                b.put("k", "v");
+                b
+            },
+            varve::WriteOptions { sync: true },
+        )
+        .unwrap();
+        drop(db);
+        fs.crash(CrashMode::DropAll, 0);
+        let db = Db::open_with_fs(dynfs, dir, Options::default())
+            .unwrap_or_else(|e| panic!("{dir}: reopen: {e}"));
+        assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]), "{dir}");
+    }
+}

@@ -28,8 +28,11 @@ pub enum CrashMode {
     ///   length change is independently kept or dropped, applied in order
     ///   on top of the durable bytes;
     /// - every directory independently either keeps all its current entries
-    ///   or reverts to its durable entries. (So an unsynced rename between
-    ///   two directories may leave the file under both names, or neither.)
+    ///   or reverts to its durable entries, subdirectories included: a
+    ///   directory created since its parent's last sync vanishes, with
+    ///   everything in it, when the parent reverts. (So an unsynced rename
+    ///   between two directories may leave the file under both names, or
+    ///   neither.)
     Random,
     /// Power loss where nothing unsynced reaches the disk: only durable
     /// bytes and durable directory entries survive.
@@ -66,9 +69,14 @@ pub enum FaultKind {
 ///   entries (changed at once by create, rename, remove and hard link) and
 ///   the durable entries, which [`FileSystem::sync_dir`] replaces with the
 ///   current ones.
-/// - **Directories themselves** are created and removed durably at once
-///   (as if every `mkdir`/`rmdir` were followed by a sync of its parent), to
-///   keep the model small. Renaming a directory is durable at once too.
+/// - **Directories themselves** are entries of their parent like files:
+///   a directory made by [`FileSystem::create_dir_all`] survives power loss
+///   only once its parent has been synced with [`FileSystem::sync_dir`]
+///   (each directory of a `create_dir_all` chain needs its own parent
+///   synced). Until then a crash that reverts the parent's entries removes
+///   it and everything in it. Removing a directory is durable at once, and
+///   so is renaming one (the moved directory keeps whether its own entry
+///   is durable yet), to keep the model small.
 /// - **Handles** refer to the inode, not the name: a removed or
 ///   renamed-over file stays readable and writable through a handle opened
 ///   before, as on Unix.
@@ -181,6 +189,26 @@ impl MemFs {
         let mut state = self.state.lock();
         let id = state.file_at_or_create_durably(path)?;
         state.inode_mut(id)?.replace_durably(data);
+        Ok(())
+    }
+
+    /// Creates the directory `path` and any missing parents durably, as if
+    /// each parent had been synced: a directory that is already on disk
+    /// when the test begins. Not counted as a call and never fails by
+    /// injection.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::AlreadyExists`] or [`io::ErrorKind::NotADirectory`]
+    /// if a file is in the way.
+    pub fn create_dir_durably(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state.lock();
+        state.create_dir_all(path)?;
+        let full = normalize(path);
+        for ancestor in full.ancestors() {
+            if let Some(dir) = state.dirs.get_mut(ancestor) {
+                dir.entry_durable = true;
+            }
+        }
         Ok(())
     }
 
@@ -439,11 +467,15 @@ struct State {
 }
 
 /// The file entries of one directory. Subdirectories are not entries: they
-/// are found from the paths in [`State::dirs`].
+/// are found from the paths in [`State::dirs`]; each records instead
+/// whether its own entry in its parent is durable.
 #[derive(Clone, Debug, Default)]
 struct Dir {
     current: BTreeMap<String, InodeId>,
     durable: BTreeMap<String, InodeId>,
+    /// Whether this directory's entry in its parent survives power loss:
+    /// false from its creation until the parent is synced.
+    entry_durable: bool,
 }
 
 /// A file's bytes, as reads see them and as they are on disk.
@@ -515,7 +547,13 @@ impl State {
     fn new() -> Self {
         let dirs = ROOT_DIRS
             .iter()
-            .map(|root| (PathBuf::from(root), Dir::default()))
+            .map(|root| {
+                let dir = Dir {
+                    entry_durable: true,
+                    ..Dir::default()
+                };
+                (PathBuf::from(root), dir)
+            })
             .collect();
         Self {
             inodes: BTreeMap::new(),
@@ -802,8 +840,14 @@ impl State {
     }
 
     fn sync_dir(&mut self, path: &Path) -> io::Result<()> {
-        let dir = self.dir_mut(&normalize(path))?;
+        let full = normalize(path);
+        let dir = self.dir_mut(&full)?;
         let old_durable = std::mem::replace(&mut dir.durable, dir.current.clone());
+        for (child_path, child) in &mut self.dirs {
+            if !is_root(child_path) && child_path.parent() == Some(full.as_path()) {
+                child.entry_durable = true;
+            }
+        }
         for id in old_durable.into_values() {
             self.forget_if_orphaned(id);
         }
@@ -839,13 +883,38 @@ impl State {
         self.locks.clear();
         self.fault = None;
         self.fail_syncs = false;
-        for dir in self.dirs.values_mut() {
-            dir.settle(mode, &mut rng);
+        let mut kept_current = BTreeMap::new();
+        for (path, dir) in &mut self.dirs {
+            kept_current.insert(path.clone(), dir.settle(mode, &mut rng));
         }
+        self.drop_unsynced_dirs(&kept_current);
         self.drop_entries_shadowed_by_dirs();
         self.drop_unlinked_inodes();
         for inode in self.inodes.values_mut() {
             inode.settle(mode, &mut rng);
+        }
+    }
+
+    /// Removes every directory whose entry was not durable and whose parent
+    /// reverted to its durable entries, with everything under it; marks
+    /// every surviving directory's entry durable.
+    fn drop_unsynced_dirs(&mut self, kept_current: &BTreeMap<PathBuf, bool>) {
+        let lost: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter(|(path, dir)| {
+                !dir.entry_durable
+                    && !is_root(path)
+                    && path
+                        .parent()
+                        .is_some_and(|parent| kept_current.get(parent) == Some(&false))
+            })
+            .map(|(path, _)| path.clone())
+            .collect();
+        self.dirs
+            .retain(|path, _| !lost.iter().any(|gone| path.starts_with(gone)));
+        for dir in self.dirs.values_mut() {
+            dir.entry_durable = true;
         }
     }
 
@@ -881,7 +950,9 @@ impl State {
 
 impl Dir {
     /// Decides which entries survive a crash; afterwards they are durable.
-    fn settle(&mut self, mode: CrashMode, rng: &mut SplitMix64) {
+    /// Returns whether the current entries were kept (rather than the
+    /// durable ones restored).
+    fn settle(&mut self, mode: CrashMode, rng: &mut SplitMix64) -> bool {
         let keep_current = match mode {
             CrashMode::KeepAll => true,
             CrashMode::DropAll => false,
@@ -892,6 +963,7 @@ impl Dir {
         } else {
             self.current.clone_from(&self.durable);
         }
+        keep_current
     }
 }
 
@@ -1099,10 +1171,11 @@ mod tests {
         Path::new(p)
     }
 
-    /// A file system with directory `db` (durable).
+    /// A file system with directory `db` (durable: its parent is synced).
     fn fs_with_db() -> MemFs {
         let fs = MemFs::new();
         fs.create_dir_all(path("db")).unwrap();
+        fs.sync_dir(path("")).unwrap();
         fs
     }
 
@@ -1201,6 +1274,8 @@ mod tests {
     fn rename_dir_moves_its_subtree_durably() {
         let fs = fs_with_db();
         fs.create_dir_all(path("db/ckpt.tmp/sub")).unwrap();
+        fs.sync_dir(path("db/ckpt.tmp")).unwrap();
+        fs.sync_dir(path("db")).unwrap();
         write_file_atomic(&fs, path("db/ckpt.tmp/sub/x"), b"x").unwrap();
         fs.rename(path("db/ckpt.tmp"), path("db/ckpt")).unwrap();
         fs.crash(CrashMode::DropAll, 0);
@@ -1209,9 +1284,70 @@ mod tests {
     }
 
     #[test]
+    fn unsynced_mkdir_is_lost_on_drop_all_with_what_it_holds() {
+        let fs = fs_with_db();
+        fs.create_dir_all(path("db/log/deeper")).unwrap();
+        write_file_atomic(&fs, path("db/log/meta"), b"m").unwrap();
+        fs.crash(CrashMode::DropAll, 0);
+        assert_eq!(fs.kind(path("db/log")).unwrap(), None);
+        assert_eq!(fs.kind(path("db/log/deeper")).unwrap(), None);
+        assert_eq!(fs.list_dir(path("db")).unwrap(), Vec::<String>::new());
+        assert_eq!(fs.kind(path("db")).unwrap(), Some(true));
+    }
+
+    #[test]
+    fn mkdir_survives_drop_all_once_its_parent_is_synced() {
+        let fs = fs_with_db();
+        fs.create_dir_all(path("db/a/b")).unwrap();
+        fs.sync_dir(path("db")).unwrap();
+        fs.crash(CrashMode::DropAll, 0);
+        // `a` is durable; `b`, whose parent `a` was never synced, is not.
+        assert_eq!(fs.kind(path("db/a")).unwrap(), Some(true));
+        assert_eq!(fs.kind(path("db/a/b")).unwrap(), None);
+        fs.create_dir_all(path("db/a/b")).unwrap();
+        fs.sync_dir(path("db/a")).unwrap();
+        fs.crash(CrashMode::DropAll, 0);
+        assert_eq!(fs.kind(path("db/a/b")).unwrap(), Some(true));
+    }
+
+    #[test]
+    fn unsynced_mkdir_survives_keep_all_and_random_decides_per_parent() {
+        let fs = fs_with_db();
+        fs.create_dir_all(path("db/sub")).unwrap();
+        fs.crash(CrashMode::KeepAll, 0);
+        assert_eq!(fs.kind(path("db/sub")).unwrap(), Some(true));
+        // After any crash what survived is durable.
+        fs.crash(CrashMode::DropAll, 0);
+        assert_eq!(fs.kind(path("db/sub")).unwrap(), Some(true));
+        let (mut kept, mut lost) = (0, 0);
+        for seed in 0..32 {
+            let fs = fs_with_db();
+            fs.create_dir_all(path("db/new")).unwrap();
+            fs.crash(CrashMode::Random, seed);
+            match fs.kind(path("db/new")).unwrap() {
+                Some(true) => kept += 1,
+                None => lost += 1,
+                Some(false) => panic!("a directory became a file"),
+            }
+        }
+        assert!(kept > 0 && lost > 0, "kept {kept}, lost {lost}");
+    }
+
+    #[test]
+    fn create_dir_durably_survives_drop_all_and_is_not_counted() {
+        let fs = MemFs::new();
+        fs.create_dir_durably(path("/a/b")).unwrap();
+        assert_eq!(fs.op_count(), 0);
+        fs.crash(CrashMode::DropAll, 0);
+        assert_eq!(fs.kind(path("/a/b")).unwrap(), Some(true));
+    }
+
+    #[test]
     fn absolute_paths_work() {
         let fs = MemFs::new();
         fs.create_dir_all(path("/var/db")).unwrap();
+        fs.sync_dir(path("/var")).unwrap();
+        fs.sync_dir(path("/")).unwrap();
         write_file_atomic(&fs, path("/var/db/meta"), b"v1").unwrap();
         assert_eq!(fs.list_dir(path("/var/db/")).unwrap(), ["meta"]);
         fs.crash(CrashMode::DropAll, 0);
@@ -1369,6 +1505,7 @@ mod tests {
     fn crash_at_stops_a_workload_and_crash_recovers() {
         let workload = |fs: &MemFs| -> io::Result<()> {
             fs.create_dir_all(path("db"))?;
+            fs.sync_dir(path(""))?;
             write_file_atomic(fs, path("db/a"), b"first")?;
             write_file_atomic(fs, path("db/a"), b"second")
         };
@@ -1432,7 +1569,7 @@ mod tests {
         assert_eq!(fs.read_all(path("db/f")).unwrap(), [0, 0, 0, 0x80, 0]);
         assert!(fs.flip_bit(path("db/f"), 5, 0).is_err());
         assert!(fs.flip_bit(path("db/f"), 0, 8).is_err());
-        assert_eq!(fs.op_count(), 1, "helpers are not counted");
+        assert_eq!(fs.op_count(), 2, "helpers are not counted");
     }
 
     /// Runs a fixed workload (a durable prefix, then unsynced appends and an

@@ -145,6 +145,8 @@ pub trait FileSystem: Send + Sync + Debug {
     fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
 
     /// Makes the directory's entries (creates, renames, removes) durable.
+    /// The empty path means the current directory (the parent of a bare
+    /// relative name).
     ///
     /// # Errors
     /// The underlying I/O error.
@@ -186,6 +188,32 @@ pub fn write_file_atomic(fs: &dyn FileSystem, path: &Path, data: &[u8]) -> io::R
     drop(file);
     fs.rename(tmp, path)?;
     fs.sync_dir(dir)
+}
+
+/// Creates the directory `path` and any missing parents, and makes each
+/// new directory's entry durable by syncing its parent (deepest first, so
+/// that once a directory's own entry is durable everything created under
+/// it is too). A directory that already exists is left as it is.
+///
+/// A bare `create_dir_all` is not enough: a new directory's name lives in
+/// its parent, and like any other name it can vanish in a power loss until
+/// the parent is synced.
+///
+/// # Errors
+/// The underlying I/O error.
+pub fn create_dir_all_durably(fs: &dyn FileSystem, path: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    for ancestor in path.ancestors() {
+        if ancestor.as_os_str().is_empty() || fs.kind(ancestor)?.is_some() {
+            break;
+        }
+        missing.push(ancestor);
+    }
+    fs.create_dir_all(path)?;
+    for parent in missing.into_iter().filter_map(Path::parent) {
+        fs.sync_dir(parent)?;
+    }
+    Ok(())
 }
 
 /// Reads a whole file into memory.

@@ -92,6 +92,12 @@ impl FileSystem for StdFs {
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        // `Path::parent` of a bare relative name is the empty path.
+        let path = if path.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            path
+        };
         fs::File::open(path)?.sync_all()
     }
 
