@@ -8,8 +8,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use bytes::Bytes;
-use varve_changelog::Log;
 use varve_changelog::fs::{FileSystem, StdFs};
+use varve_changelog::{Log, RecoveryReport};
 
 use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
@@ -57,6 +57,30 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// Logs a warning naming what changelog recovery removed, if anything.
+fn warn_if_recovery_cut(store: &Path, report: &RecoveryReport) {
+    let Some((segment, byte)) = &report.truncated_at else {
+        if report.segments_removed > 0 {
+            tracing::warn!(
+                store = %store.display(),
+                segments_removed = report.segments_removed,
+                "changelog recovery removed segments"
+            );
+        }
+        return;
+    };
+    tracing::warn!(
+        store = %store.display(),
+        segment = %segment.display(),
+        byte,
+        truncated_bytes = report.truncated_bytes,
+        segments_removed = report.segments_removed,
+        reason = report.truncation_reason.as_deref().unwrap_or("not given"),
+        next_offset = report.next_offset,
+        "changelog recovery cut the log"
+    );
+}
+
 impl Db {
     /// Opens the store in `path`, creating it if the directory is missing
     /// or empty (unless `create_if_missing` is off). Recovery replays the
@@ -82,6 +106,7 @@ impl Db {
         opts: Options,
     ) -> Result<Db> {
         let inner = Arc::new(crate::open::open_inner(fs, path.as_ref(), opts)?);
+        warn_if_recovery_cut(&inner.path, inner.log.recovery_report());
         let flusher = {
             let inner = inner.clone();
             std::thread::Builder::new()
@@ -346,6 +371,26 @@ impl Db {
     /// The store's changelog (read access, consumer positions, tailing).
     pub fn changelog(&self) -> &Log {
         &self.inner.log
+    }
+
+    /// What changelog recovery found and did when this store was opened:
+    /// whether it cut a torn tail (the segment and byte of the cut, why,
+    /// how many bytes and whole segments it removed) and where the log
+    /// ends. A cut removes only batches that were never acknowledged as
+    /// durable; it is also logged as a `tracing` warning at open, and
+    /// `varve info` shows what the next open would cut.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> varve::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = varve::Db::open(dir.path(), varve::Options::default())?;
+    /// let report = db.changelog_recovery_report();
+    /// assert!(report.created && report.truncated_at.is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn changelog_recovery_report(&self) -> &RecoveryReport {
+        self.inner.log.recovery_report()
     }
 
     /// The store's directory.

@@ -124,9 +124,24 @@ fn changelog_info(dir: &Path, flushed: u64) -> Result<Value> {
     let first_base = segs
         .first()
         .map_or(meta.log_start_offset, |s| s.base_offset);
-    let (end, end_note) = match segs.last() {
+    let (end, tail) = match segs.last() {
         Some(last) => log_end(last)?,
         None => (meta.log_start_offset, None),
+    };
+    let end_note = tail.as_ref().map(|bad| {
+        format!(
+            "the last segment stops at byte {} ({}); run `varve verify`",
+            bad.position, bad.what
+        )
+    });
+    let next_open_cut = match (segs.last(), &tail) {
+        (Some(last), Some(bad)) => json!({
+            "segment": last.path.display().to_string(),
+            "byte": bad.position,
+            "bytes": bad.tail_bytes,
+            "what": bad.what,
+        }),
+        _ => Value::Null,
     };
     let start = meta.log_start_offset.max(first_base).min(end);
     let positions = crate::positions::read_positions(&log_dir)?;
@@ -149,25 +164,20 @@ fn changelog_info(dir: &Path, flushed: u64) -> Result<Value> {
         "flushed_offset": flushed,
         "unflushed_records": end.saturating_sub(flushed),
         "end_note": end_note,
+        "next_open_cut": next_open_cut,
         "positions": positions,
     }))
 }
 
 /// The log end offset: the offset after the last valid batch of the last
-/// segment, and a note if damage stops the scan.
-fn log_end(last: &segments::SegmentFile) -> Result<(u64, Option<String>)> {
+/// segment, and where damage (or a torn tail) stops the scan, if it does.
+fn log_end(last: &segments::SegmentFile) -> Result<(u64, Option<segments::BadBatch>)> {
     let mut scanner = SegmentScanner::open(last)?;
     loop {
         match scanner.step()? {
             Step::Batch(_) => {}
             Step::End { .. } => return Ok((scanner.next_offset(), None)),
-            Step::Bad(bad) => {
-                let note = format!(
-                    "the last segment stops at byte {} ({}); run `varve verify`",
-                    bad.position, bad.what
-                );
-                return Ok((scanner.next_offset(), Some(note)));
-            }
+            Step::Bad(bad) => return Ok((scanner.next_offset(), Some(bad))),
         }
     }
 }
@@ -296,6 +306,16 @@ fn print_changelog(out: &mut Out, c: &Value) -> Result<()> {
     ))?;
     if let Some(note) = c["end_note"].as_str() {
         out.line(format!("  note: {note}"))?;
+    }
+    let cut = &c["next_open_cut"];
+    if let Some(segment) = cut["segment"].as_str() {
+        out.line(format!(
+            "  next open cuts {} byte(s) of {segment} from byte {} (a torn tail: {}), \
+             unless a valid batch follows, when it refuses the store as damaged",
+            cut["bytes"],
+            cut["byte"],
+            cut["what"].as_str().unwrap_or("")
+        ))?;
     }
     let positions = c["positions"].as_object().cloned().unwrap_or_default();
     if positions.is_empty() {
