@@ -18,7 +18,7 @@ use crate::state::{CompactionState, DbInner, STALL_NONE, SuperVersion};
 use crate::stats::Counters;
 use crate::table_cache::TableCache;
 use crate::ttl::ValueFormat;
-use crate::version::{FileKind, VersionSet, parse_file_name};
+use crate::version::{FileKind, VersionSet, VersionSetOptions, parse_file_name};
 use crate::write::{WriteQueue, insert_all};
 
 /// The changelog's directory inside a store.
@@ -49,10 +49,13 @@ pub(crate) fn open_store(
     let exists = check_dir(fs.as_ref(), path, &opts)?;
     let lock = take_lock(fs.as_ref(), path)?;
     let ttl_ms = opts.ttl.map(crate::ttl::ttl_ms);
+    let version_opts = VersionSetOptions {
+        manifest_rotate_size_bytes: opts.manifest_rotate_size_bytes,
+    };
     let mut versions = if exists {
-        VersionSet::open(fs.clone(), path)?
+        VersionSet::open_with_options(fs.clone(), path, version_opts)?
     } else {
-        VersionSet::create_new_with_ttl(fs.clone(), path, Default::default(), ttl_ms)?
+        VersionSet::create_new_with_ttl(fs.clone(), path, version_opts, ttl_ms)?
     };
     check_ttl(&mut versions, path, ttl_ms)?;
     let format = if ttl_ms.is_some() {

@@ -68,6 +68,13 @@ pub struct Options {
     pub changelog_retention: ChangelogRetention,
     /// Size of a changelog segment. Default 64 MiB.
     pub changelog_segment_size_bytes: u64,
+    /// Size at which the manifest is rotated: a new manifest holding a
+    /// snapshot of the current state replaces it (`CURRENT` is switched,
+    /// the old file removed). The threshold is raised to twice the size of
+    /// the last snapshot, so a large state does not rotate on every edit.
+    /// Default 4 MiB; at least 1 byte (tests use a few hundred bytes to
+    /// rotate often).
+    pub manifest_rotate_size_bytes: u64,
     /// Makes this a TTL store (like Samza's RocksDB TTL stores): a value
     /// is treated as absent once more than `ttl` has passed since it was
     /// written (its changelog record's timestamp), and compaction removes
@@ -101,6 +108,7 @@ impl Default for Options {
             sync_interval_ms: None,
             changelog_retention: ChangelogRetention::UntilFlushed,
             changelog_segment_size_bytes: 64 << 20,
+            manifest_rotate_size_bytes: 4 << 20,
             ttl: None,
             clock: std::sync::Arc::new(crate::SystemClock),
         }
@@ -132,6 +140,9 @@ impl Options {
         }
         if self.changelog_segment_size_bytes < 64 << 10 {
             return bad("changelog_segment_size_bytes must be at least 64 KiB");
+        }
+        if self.manifest_rotate_size_bytes == 0 {
+            return bad("manifest_rotate_size_bytes must be at least 1");
         }
         if self.max_open_tables < 16 {
             return bad("max_open_tables must be at least 16");

@@ -1,7 +1,8 @@
 //! Exhaustive small workloads: every workload of up to three operations
 //! from {put, delete, batch, flush, compact, log roll, log truncate,
 //! checkpoint}, run after a short preload, with a power loss at every
-//! file-system call.
+//! file-system call. The manifest rotates at 64 bytes, so the flushes and
+//! compactions of many workloads rotate it (each run prints how many).
 //!
 //! At each crash point the in-memory file system loses power in
 //! `CrashMode::Random` (each unsynced write kept, dropped or torn; each
@@ -19,8 +20,8 @@ mod harness;
 use std::sync::Arc;
 
 use harness::{
-    Mutation as M, Op, Runner, check_checkpoints, check_recovered, env_u64, fresh_store, open_db,
-    read_back, small_options,
+    Mutation as M, Op, Runner, check_checkpoints, check_recovered, env_u64, fresh_store,
+    manifest_number, open_db, read_back, small_options,
 };
 use varve::varve_changelog::fs::{CrashMode, FileSystem};
 
@@ -88,6 +89,7 @@ fn every_small_workload_crashed_at_every_call() {
     let started = std::time::Instant::now();
     let (mut workloads_run, mut crash_points, mut crash_states) = (0u64, 0u64, 0u64);
     let mut checkpoints_opened = 0u64;
+    let mut rotating = 0u64;
     for w in workloads() {
         let mut ops = preload();
         ops.extend(w.iter().cloned());
@@ -97,6 +99,9 @@ fn every_small_workload_crashed_at_every_call() {
         runner.run(&ops).unwrap();
         assert!(runner.hist.completed, "{w:?}: fault-free run failed");
         let calls = fs.op_count() - before;
+        if manifest_number(&fs) > 1 {
+            rotating += 1;
+        }
         for n in 0..=calls {
             for s in 0..=seeds {
                 let fs = fresh_store(&opts);
@@ -130,7 +135,9 @@ fn every_small_workload_crashed_at_every_call() {
     eprintln!(
         "every_small_workload_crashed_at_every_call: {workloads_run} workloads, \
          {crash_points} crash points, {crash_states} crash states checked, \
-         {checkpoints_opened} checkpoints opened after a crash, {:?}",
+         {checkpoints_opened} checkpoints opened after a crash, {rotating} workloads \
+         rotated the manifest, {:?}",
         started.elapsed()
     );
+    assert!(rotating > 0, "no workload rotated the manifest");
 }

@@ -48,6 +48,7 @@ struct Tally {
     compound: u64,
     post_crash_writes: u64,
     checkpoints_opened: u64,
+    manifest_rotations: u64,
 }
 
 fn options(rng: &mut Rng) -> Options {
@@ -76,6 +77,9 @@ fn cycle(seed: u64, tally: &mut Tally) -> Result<(), Violation> {
     let mut runner = Runner::new(dynfs.clone(), &opts);
     runner.run(&ops)?;
     let calls = fs.op_count() - before;
+    if harness::manifest_number(&fs) > 1 {
+        tally.manifest_rotations += 1;
+    }
     if !runner.hist.completed {
         return Err(Violation(format!(
             "fault-free run failed: {:?}",
@@ -230,14 +234,21 @@ fn power_loss_against_the_model() {
     eprintln!(
         "power_loss_against_the_model: {} cycles, {} crash points, {} crashes during \
          recovery, {} post-crash sync writes, {} checkpoints opened after the crash, \
-         0 violations, {:?}",
+         {} workloads rotated the manifest, 0 violations, {:?}",
         tally.cycles,
         tally.crash_points,
         tally.compound,
         tally.post_crash_writes,
         tally.checkpoints_opened,
+        tally.manifest_rotations,
         started.elapsed()
     );
+    if cycles >= 100 {
+        assert!(
+            tally.manifest_rotations > 0,
+            "no workload rotated the manifest"
+        );
+    }
 }
 
 /// The model test's own ops, spelled out once so that a change to the op

@@ -311,7 +311,7 @@ impl VersionSet {
         let threshold = self
             .options
             .manifest_rotate_size_bytes
-            .max(2 * self.snapshot_len_bytes);
+            .max(self.snapshot_len_bytes.saturating_mul(2));
         self.manifest.len_bytes() >= threshold
     }
 

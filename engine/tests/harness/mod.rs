@@ -89,7 +89,7 @@ pub fn env_u64(name: &str) -> Option<u64> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mutation {
     /// Put key number `.0` with `.1` bytes of padding in the value.
-    Put(u8, u16),
+    Put(u8, u32),
     /// Delete key number `.0`.
     Delete(u8),
 }
@@ -139,12 +139,10 @@ pub fn key(k: u8) -> Bytes {
 
 /// The value that write number `write` puts at key `k`: it names the
 /// write, so a stale or resurrected value is recognisable.
-pub fn value(write: usize, k: u8, pad: u16) -> Bytes {
+pub fn value(write: usize, k: u8, pad: u32) -> Bytes {
     let mut v = format!("w{write}-k{k}-").into_bytes();
-    v.extend(std::iter::repeat_n(
-        b'a' + (write % 26) as u8,
-        usize::from(pad),
-    ));
+    let pad = usize::try_from(pad).expect("pad fits in usize");
+    v.extend(std::iter::repeat_n(b'a' + (write % 26) as u8, pad));
     Bytes::from(v)
 }
 
@@ -192,7 +190,7 @@ pub fn random_ops(rng: &mut Rng, len: usize, keys: u8, big_values: bool) -> Vec<
                             } else {
                                 rng.below(40)
                             };
-                            Mutation::Put(k, pad as u16)
+                            Mutation::Put(k, pad as u32)
                         }
                     })
                     .collect();
@@ -207,16 +205,126 @@ pub fn random_ops(rng: &mut Rng, len: usize, keys: u8, big_values: bool) -> Vec<
     ops
 }
 
+/// The most bytes of padding a value may carry: the engine's 8 MiB value
+/// limit less room for the value's `w{write}-k{k}-` prefix.
+pub const PAD_MAX_BYTES: u32 = (varve::MAX_VALUE_SIZE_BYTES - 64) as u32;
+
+/// The most key and value bytes one batch of a realistic workload
+/// carries: the changelog's 16 MiB batch limit less room for the batch
+/// header and a record header per record.
+pub const BATCH_PAYLOAD_MAX_BYTES: u64 = (16 << 20) - (64 << 10);
+
+/// A value size drawn from a skewed distribution, as real state stores
+/// see it: most values are a few bytes, some are kilobytes, a few are
+/// megabytes, up to the engine's limit.
+pub fn skewed_pad(rng: &mut Rng) -> u32 {
+    let (lo, hi): (u64, u64) = match rng.below(1000) {
+        0..=599 => (0, 40),
+        600..=899 => (40, 4 << 10),
+        900..=969 => (4 << 10, 256 << 10),
+        970..=994 => (256 << 10, 2 << 20),
+        _ => (2 << 20, u64::from(PAD_MAX_BYTES)),
+    };
+    (lo + rng.below(hi - lo)) as u32
+}
+
+/// A write batch of a realistic workload: one record, a few, or records
+/// of skewed sizes filling a batch up to the 16 MiB limit, drawing at
+/// most `budget` bytes (which it lowers by what it used).
+pub fn realistic_batch(rng: &mut Rng, keys: u8, budget: &mut u64) -> Vec<Mutation> {
+    let keys = u64::from(keys.max(1));
+    let target = match rng.below(10) {
+        0..=4 => 1,
+        5..=7 => 0,
+        _ => rng.below(BATCH_PAYLOAD_MAX_BYTES + 1),
+    };
+    let count_max = if target == 1 { 1 } else { 2 + rng.below(40) };
+    let mut muts = Vec::new();
+    let mut bytes = 0u64;
+    while (muts.len() as u64) < count_max || bytes < target {
+        let k = rng.below(keys) as u8;
+        if rng.chance(10) {
+            muts.push(Mutation::Delete(k));
+            continue;
+        }
+        let room = BATCH_PAYLOAD_MAX_BYTES.saturating_sub(bytes).min(*budget);
+        let pad = u64::from(skewed_pad(rng)).min(room.saturating_sub(64));
+        bytes += pad + 64;
+        *budget = budget.saturating_sub(pad + 64);
+        muts.push(Mutation::Put(k, pad as u32));
+        if room <= 64 || muts.len() >= 5_000 {
+            break;
+        }
+    }
+    muts
+}
+
+/// A realistic workload of `len` steps over `keys` keys: batches from
+/// [`realistic_batch`] drawing on `budget_bytes` in all (so one run stays
+/// within a few tens of MiB), flushes, compactions, log rolls and
+/// truncations, reopens, reads and checkpoints. Its first write is a batch
+/// of just over 1 MiB and, when the budget allows, a later one is filled
+/// up to the 16 MiB limit, so every run writes both.
+pub fn realistic_ops(rng: &mut Rng, len: usize, keys: u8, budget_bytes: u64) -> Vec<Op> {
+    let mut budget = budget_bytes;
+    let mut ops = vec![Op::Write {
+        muts: vec![Mutation::Put(0, (1 << 20) + 100)],
+        sync: true,
+    }];
+    let mut full_batch_at = 1 + rng.below(len.max(2) as u64) as usize;
+    while ops.len() < len {
+        let op = match rng.below(100) {
+            0..=7 => Op::Flush,
+            8..=11 => Op::LogRoll,
+            12..=13 => Op::LogTruncate(rng.below(101) as u8),
+            14..=16 => Op::Reopen,
+            17..=19 => Op::Compact,
+            20..=23 => Op::Get(rng.below(u64::from(keys.max(1))) as u8),
+            24..=25 => Op::Range(0, keys, rng.chance(50)),
+            26 => Op::Checkpoint,
+            _ if ops.len() >= full_batch_at && budget >= BATCH_PAYLOAD_MAX_BYTES => {
+                full_batch_at = usize::MAX;
+                budget -= BATCH_PAYLOAD_MAX_BYTES;
+                let half = (BATCH_PAYLOAD_MAX_BYTES / 2 - 64) as u32;
+                Op::Write {
+                    muts: vec![Mutation::Put(1, half), Mutation::Put(2, half)],
+                    sync: rng.chance(50),
+                }
+            }
+            _ => Op::Write {
+                muts: realistic_batch(rng, keys, &mut budget),
+                sync: rng.chance(35),
+            },
+        };
+        ops.push(op);
+    }
+    ops
+}
+
 /// Small options so that a few dozen writes flush memtables, roll
-/// segments and delete old ones.
+/// segments and delete old ones, and a few flushes rotate the manifest.
 pub fn small_options() -> Options {
     Options {
         memtable_size_bytes: 4096,
         max_immutable_memtables: 1,
         changelog_segment_size_bytes: 64 << 10,
         block_size_bytes: 256,
+        manifest_rotate_size_bytes: 64,
         ..Options::default()
     }
+}
+
+/// The number of the manifest the store in [`DIR`] uses now (1 for a new
+/// store; higher once the manifest has been rotated).
+pub fn manifest_number(fs: &MemFs) -> u64 {
+    let current = fs
+        .read_all(std::path::Path::new(&format!("{DIR}/CURRENT")))
+        .expect("read CURRENT");
+    let name = String::from_utf8_lossy(&current);
+    name.trim_end()
+        .strip_prefix("MANIFEST-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("CURRENT names {name:?}"))
 }
 
 /// Opens the store in [`DIR`] of `fs`.
