@@ -154,9 +154,11 @@ fn damage_to_acknowledged_data_after_a_kill_is_a_problem_not_a_torn_tail() {
     let run = varve(&["verify", arg(dir.path())]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(
-        run.stdout.lines().any(|l| l
-            .starts_with(&format!("{}:{}: ", segment.display(), positions[0]))
-            && l.contains("damaged durable data, not a torn tail")),
+        run.stdout.lines().any(|l| l.starts_with(&format!(
+            "{}:{}: ",
+            segment.display(),
+            positions[0]
+        )) && l.contains("damaged durable data, not a torn tail")),
         "{}",
         run.stdout
     );
