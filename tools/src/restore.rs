@@ -8,6 +8,7 @@ use std::sync::Arc;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use varve::restore::{RestoreListener, RestoreProgress};
+use varve::varve_changelog::fs::StdFs;
 use varve::varve_changelog::{Log, LogOptions, LogSource};
 use varve::{RestoreOptions, RestoreReport};
 
@@ -29,6 +30,8 @@ pub fn run(
     checkpoint: Option<&Path>,
 ) -> Result<()> {
     let log_dir = changelog_dir(changelog)?;
+    // Links resolved: the new store must not land inside the source.
+    varve::check_outside_store(&StdFs, changelog, new_store)?;
     let log = Log::open(
         &log_dir,
         LogOptions {
@@ -36,7 +39,12 @@ pub fn run(
             ..LogOptions::default()
         },
     )?;
-    let mut opts = RestoreOptions::default();
+    // The marker records the source, so a resume from another changelog
+    // is refused.
+    let source_name = log_dir
+        .canonicalize()
+        .map_err(|e| ToolError::io("resolve", &log_dir, e))?;
+    let mut opts = RestoreOptions::default().source_name(source_name.display().to_string());
     let bar = std::io::stderr()
         .is_terminal()
         .then(|| Arc::new(Bar(ProgressBar::new(0))));
