@@ -14,6 +14,7 @@ use varve::{RestoreOptions, RestoreReport};
 
 use crate::error::{Result, ToolError};
 use crate::format::{Out, human_bytes, object};
+use crate::store::LockState;
 
 /// Restores `changelog` (a changelog directory, or a store whose
 /// `changelog/` is used) into `new_store`, optionally starting from the
@@ -21,8 +22,10 @@ use crate::format::{Out, human_bytes, object};
 /// `new_store`. Prints what was restored.
 ///
 /// # Errors
-/// [`ToolError::Missing`] if the changelog is missing; the restore's errors
-/// (`Stale`, a non-empty target, source errors).
+/// [`ToolError::Missing`] if the changelog is missing;
+/// [`ToolError::Locked`] if its store (or the checkpoint) is open in
+/// another process; the restore's errors (`Stale`, a non-empty target,
+/// source errors).
 pub fn run(
     out: &mut Out,
     changelog: &Path,
@@ -32,6 +35,11 @@ pub fn run(
     let log_dir = changelog_dir(changelog)?;
     // Links resolved: the new store must not land inside the source.
     varve::check_outside_store(&StdFs, changelog, new_store)?;
+    // Opening a live store's changelog could cut the batch its writer is
+    // appending as if it were a torn tail: hold the store's lock (and the
+    // checkpoint's, whose tables are linked) while reading.
+    let _source_lock = LockState::take(owning_store(&log_dir))?;
+    let _checkpoint_lock = checkpoint.map(LockState::take).transpose()?;
     let log = Log::open(
         &log_dir,
         LogOptions {
@@ -78,6 +86,20 @@ fn changelog_dir(path: &Path) -> Result<PathBuf> {
     } else {
         path.to_owned()
     })
+}
+
+/// The store whose changelog `log_dir` is (its parent, when that holds a
+/// lock file), or `log_dir` itself for a changelog on its own.
+fn owning_store(log_dir: &Path) -> &Path {
+    match log_dir.parent() {
+        Some(store)
+            if log_dir.file_name() == Some(std::ffi::OsStr::new(varve::CHANGELOG_DIR))
+                && store.join(varve::LOCK_FILE).exists() =>
+        {
+            store
+        }
+        _ => log_dir,
+    }
 }
 
 fn print_report(out: &mut Out, store: &Path, r: &RestoreReport) -> Result<()> {
