@@ -7,8 +7,10 @@
 use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use varve::restore::MARKER_FILE;
+use varve::varve_changelog::fs::{FileSystem, MemFs, read_file};
 use varve::varve_changelog::{LogSource, RecordSource, SourceBounds, StoredRecord};
 use varve::{Db, Error, Options, RestoreOptions};
 
@@ -221,4 +223,61 @@ fn a_file_named_like_the_marker_temp_is_the_only_leftover_a_new_restore_accepts(
         RestoreOptions::default(),
     )
     .unwrap();
+}
+
+/// Every file and directory under `dir` on `fs`, with file bytes.
+fn tree(fs: &MemFs, dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for name in fs.list_dir(&d).unwrap() {
+            let path = d.join(name);
+            if fs.kind(&path).unwrap() == Some(true) {
+                out.push((path.clone(), None));
+                stack.push(path);
+            } else {
+                out.push((path.clone(), Some(read_file(fs, &path).unwrap())));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn every_bit_flip_of_a_marker_is_refused_and_removes_nothing() {
+    for with_store in [true, false] {
+        let fs = MemFs::new();
+        let target = Path::new("/t");
+        let opts = || {
+            RestoreOptions::default()
+                .file_system(Arc::new(fs.clone()))
+                .source_name("/data/changelog")
+        };
+        assert!(varve::restore(target, &mut Broken, opts()).is_err());
+        if !with_store {
+            // As if it had crashed before its store existed.
+            fs.remove_file(&target.join("CURRENT")).unwrap();
+            let log_dir = target.join("changelog");
+            for name in fs.list_dir(&log_dir).unwrap() {
+                fs.remove_file(&log_dir.join(name)).unwrap();
+            }
+            fs.remove_dir(&log_dir).unwrap();
+        }
+        let marker = target.join(MARKER_FILE);
+        let good = read_file(&fs, &marker).unwrap();
+        for bit in 0..good.len() * 8 {
+            let mut bad = good.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            fs.write_all(&marker, &bad).unwrap();
+            let before = tree(&fs, target);
+            let err = varve::restore(target, &mut Broken, opts()).unwrap_err();
+            assert_eq!(refused_path(&err), marker, "bit {bit}: {err}");
+            assert_eq!(tree(&fs, target), before, "bit {bit} changed the target");
+        }
+        // The intact marker is accepted again: resumed or started over.
+        fs.write_all(&marker, &good).unwrap();
+        let err = varve::restore(target, &mut Broken, opts()).unwrap_err();
+        assert!(matches!(err, Error::Source(_)), "{err}");
+    }
 }
