@@ -33,12 +33,13 @@ pub fn run(
     checkpoint: Option<&Path>,
 ) -> Result<()> {
     let log_dir = changelog_dir(changelog)?;
+    let source_dir = owning_store(&log_dir);
     // Links resolved: the new store must not land inside the source.
-    varve::check_outside_store(&StdFs, changelog, new_store)?;
+    varve::check_outside_store(&StdFs, source_dir, new_store)?;
     // Opening a live store's changelog could cut the batch its writer is
     // appending as if it were a torn tail: hold the store's lock (and the
     // checkpoint's, whose tables are linked) while reading.
-    let _source_lock = LockState::take(owning_store(&log_dir))?;
+    let _source_lock = LockState::take(source_dir)?;
     let _checkpoint_lock = checkpoint.map(LockState::take).transpose()?;
     let log = Log::open(
         &log_dir,

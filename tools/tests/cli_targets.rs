@@ -178,5 +178,14 @@ fn restore_into_its_own_source_is_refused() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("is inside the store"), "{}", run.stderr);
     assert!(!src.join("changelog/copy").exists());
+    // Given as its changelog, the store around it is the source too.
+    let run = varve(&[
+        "restore",
+        arg(&src.join("changelog")),
+        arg(&src.join("copy")),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("is inside the store"), "{}", run.stderr);
+    assert!(!src.join("copy").exists());
     assert_opens(&src, &model);
 }
