@@ -7,7 +7,7 @@
 //! batch  := header record{record_count}
 //! header := length:u32 crc:u32 magic:u8 attributes:u8 reserved:u16
 //!           record_count:u32 base_offset:u64 last_offset_delta:u32
-//!           reserved:u32 first_timestamp_ms:i64 max_timestamp_ms:i64
+//!           durable_lag:u32 first_timestamp_ms:i64 max_timestamp_ms:i64
 //! record := attributes:u8 offset_delta:varint timestamp_delta:zigzag
 //!           key_len:varint key [value_len:varint value]
 //!           header_count:varint (hkey_len:varint hkey hval_len:varint hval)*
@@ -20,8 +20,11 @@ use crate::varint;
 
 /// Size of the fixed batch header in bytes.
 pub const BATCH_HEADER_SIZE: usize = 48;
-/// The only batch format version this build writes and reads.
-pub const BATCH_MAGIC: u8 = 1;
+/// The batch format version this build writes.
+pub const BATCH_MAGIC: u8 = 2;
+/// The first batch format version, still read: its `durable_lag` field is
+/// reserved (zero) and the batch makes no durability claim.
+pub const BATCH_MAGIC_V1: u8 = 1;
 /// The largest batch the format allows (a bound for decoders; the log's
 /// `max_batch_size_bytes` option may be smaller).
 pub const MAX_BATCH_SIZE_BYTES: usize = 64 << 20;
@@ -40,6 +43,7 @@ const OFF_ATTRIBUTES: usize = 9;
 const OFF_RECORD_COUNT: usize = 12;
 const OFF_BASE_OFFSET: usize = 16;
 const OFF_LAST_OFFSET_DELTA: usize = 24;
+const OFF_DURABLE_LAG: usize = 28;
 const OFF_FIRST_TIMESTAMP: usize = 32;
 const OFF_MAX_TIMESTAMP: usize = 40;
 
@@ -65,6 +69,10 @@ pub struct BatchHeader {
     pub first_timestamp_ms: i64,
     /// Largest record timestamp in the batch.
     pub max_timestamp_ms: i64,
+    /// Every offset below this one was durable (synced) when the batch was
+    /// written: the claim recovery uses to tell a torn tail from damaged
+    /// durable data. 0 (no claim) for format version 1.
+    pub durable_offset: u64,
 }
 
 impl BatchHeader {
@@ -130,27 +138,43 @@ pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, DecodeError> {
             "batch length {length} out of range"
         )));
     }
-    if buf[OFF_MAGIC] != BATCH_MAGIC {
-        return Err(DecodeError::Invalid(format!(
-            "unknown batch magic {}",
-            buf[OFF_MAGIC]
-        )));
+    let magic = buf[OFF_MAGIC];
+    if magic != BATCH_MAGIC && magic != BATCH_MAGIC_V1 {
+        return Err(DecodeError::Invalid(format!("unknown batch magic {magic}")));
     }
     let attributes = buf[OFF_ATTRIBUTES];
-    if attributes & !ATTR_COMPACTED != 0 || buf[10] != 0 || buf[11] != 0 || buf[28..32] != [0; 4] {
+    let durable_lag = read_u32(buf, OFF_DURABLE_LAG);
+    if attributes & !ATTR_COMPACTED != 0
+        || buf[10] != 0
+        || buf[11] != 0
+        || (magic == BATCH_MAGIC_V1 && durable_lag != 0)
+    {
         return Err(DecodeError::Invalid(format!(
             "unknown batch attributes {attributes:#04x}"
         )));
     }
+    let base_offset = read_u64(buf, OFF_BASE_OFFSET);
+    let durable_offset = if magic == BATCH_MAGIC_V1 {
+        0
+    } else {
+        base_offset
+            .checked_sub(u64::from(durable_lag))
+            .ok_or_else(|| {
+                DecodeError::Invalid(format!(
+                    "durable lag {durable_lag} exceeds base offset {base_offset}"
+                ))
+            })?
+    };
     let header = BatchHeader {
         length,
         crc: read_u32(buf, OFF_CRC),
         attributes,
         record_count: read_u32(buf, OFF_RECORD_COUNT),
-        base_offset: read_u64(buf, OFF_BASE_OFFSET),
+        base_offset,
         last_offset_delta: read_u32(buf, OFF_LAST_OFFSET_DELTA),
         first_timestamp_ms: read_u64(buf, OFF_FIRST_TIMESTAMP) as i64,
         max_timestamp_ms: read_u64(buf, OFF_MAX_TIMESTAMP) as i64,
+        durable_offset,
     };
     check_header_fields(&header)?;
     Ok(header)
@@ -222,6 +246,7 @@ pub(crate) struct BatchEncoder<'a> {
     first_timestamp_ms: i64,
     max_timestamp_ms: i64,
     last_delta: Option<u32>,
+    durable_offset: u64,
 }
 
 impl<'a> BatchEncoder<'a> {
@@ -236,6 +261,7 @@ impl<'a> BatchEncoder<'a> {
             first_timestamp_ms: 0,
             max_timestamp_ms: i64::MIN,
             last_delta: None,
+            durable_offset: 0,
         }
     }
 
@@ -283,6 +309,13 @@ impl<'a> BatchEncoder<'a> {
         self.buf.len() - self.start
     }
 
+    /// Records the batch's durability claim: every offset below
+    /// `durable_offset` was synced before this batch is written (the
+    /// default, 0, claims nothing).
+    pub(crate) fn set_durable_offset(&mut self, durable_offset: u64) {
+        self.durable_offset = durable_offset;
+    }
+
     /// Writes the header and CRC. `last_offset_delta` may exceed the last
     /// pushed delta only for compacted batches.
     ///
@@ -296,6 +329,10 @@ impl<'a> BatchEncoder<'a> {
             "batch exceeds the format maximum"
         );
         let compacted = self.count != last_offset_delta + 1;
+        // A lag too large for the field is clamped: the batch then claims
+        // less than is true, never more.
+        let durable_lag =
+            u32::try_from(base_offset - self.durable_offset.min(base_offset)).unwrap_or(u32::MAX);
         let h = BatchHeader {
             length: length as u32,
             crc: 0,
@@ -305,6 +342,7 @@ impl<'a> BatchEncoder<'a> {
             last_offset_delta,
             first_timestamp_ms: self.first_timestamp_ms,
             max_timestamp_ms: self.max_timestamp_ms,
+            durable_offset: base_offset - u64::from(durable_lag),
         };
         let out = &mut self.buf[self.start..];
         out[OFF_LENGTH..OFF_CRC].copy_from_slice(&h.length.to_le_bytes());
@@ -314,6 +352,7 @@ impl<'a> BatchEncoder<'a> {
         out[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8].copy_from_slice(&base_offset.to_le_bytes());
         out[OFF_LAST_OFFSET_DELTA..OFF_LAST_OFFSET_DELTA + 4]
             .copy_from_slice(&last_offset_delta.to_le_bytes());
+        out[OFF_DURABLE_LAG..OFF_DURABLE_LAG + 4].copy_from_slice(&durable_lag.to_le_bytes());
         out[OFF_FIRST_TIMESTAMP..OFF_FIRST_TIMESTAMP + 8]
             .copy_from_slice(&h.first_timestamp_ms.to_le_bytes());
         out[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8]
@@ -361,16 +400,29 @@ pub fn encoded_size(records: &[Record]) -> usize {
 }
 
 /// Encodes `records` as one batch starting at `base_offset`, appending it
-/// to `buf`. Returns the header written.
+/// to `buf`. Returns the header written. The batch makes no durability
+/// claim (its `durable_offset` is 0).
 ///
 /// # Panics
 /// If `records` is empty or too large for the format (callers check
 /// sizes first and return typed errors).
 pub fn encode_batch(buf: &mut Vec<u8>, base_offset: u64, records: &[Record]) -> BatchHeader {
+    encode_batch_claiming(buf, base_offset, 0, records)
+}
+
+/// As [`encode_batch`], with the claim that every offset below
+/// `durable_offset` was durable when the batch is written.
+pub(crate) fn encode_batch_claiming(
+    buf: &mut Vec<u8>,
+    base_offset: u64,
+    durable_offset: u64,
+    records: &[Record],
+) -> BatchHeader {
     let mut enc = BatchEncoder::new(buf);
     for (i, record) in records.iter().enumerate() {
         enc.push(i as u32, &RecordParts::from(record));
     }
+    enc.set_durable_offset(durable_offset);
     enc.finish(base_offset, records.len() as u32 - 1)
 }
 

@@ -111,6 +111,7 @@ impl Log {
                     &RecordParts::from(record),
                 );
             }
+            enc.set_durable_offset(header.durable_offset);
             enc.finish(header.base_offset, header.last_offset_delta);
             Ok(())
         })?;

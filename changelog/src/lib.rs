@@ -21,6 +21,7 @@
 
 pub mod batch;
 mod cleaner;
+pub mod durability;
 pub mod error;
 pub mod filename;
 pub mod fs;

@@ -38,6 +38,15 @@ pub(crate) struct AppendState {
     pub(crate) buf: Vec<u8>,
 }
 
+/// Where the next batch goes, as [`Log::append_encoded`] tells its encoder.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchSlot {
+    /// The log's next offset: the batch's base offset.
+    pub(crate) base_offset: u64,
+    /// Every offset below this one is durable: the batch's claim.
+    pub(crate) durable_offset: u64,
+}
+
 #[derive(Debug, Default)]
 struct SyncState {
     synced_offset: u64,
@@ -54,6 +63,9 @@ pub(crate) struct Inner {
     pub(crate) segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     pub(crate) next_offset: AtomicU64,
     pub(crate) log_start_offset: AtomicU64,
+    /// `SyncState::synced_offset`, readable without the sync lock: the
+    /// durability claim written into each new batch.
+    durable_offset: AtomicU64,
     sync: Mutex<SyncState>,
     sync_cv: Condvar,
     appended_cv: Condvar,
@@ -139,6 +151,7 @@ impl Log {
             segments: RwLock::new(Arc::new(recovered.segments)),
             next_offset: AtomicU64::new(next_offset),
             log_start_offset: AtomicU64::new(recovered.log_start_offset),
+            durable_offset: AtomicU64::new(next_offset),
             sync: Mutex::new(SyncState {
                 synced_offset: next_offset,
                 syncing: false,
@@ -196,8 +209,13 @@ impl Log {
             ));
         }
         let estimate = batch::encoded_size(records);
-        self.append_encoded(estimate, |buf, next_offset| {
-            Ok(batch::encode_batch(buf, next_offset, records))
+        self.append_encoded(estimate, |buf, slot| {
+            Ok(batch::encode_batch_claiming(
+                buf,
+                slot.base_offset,
+                slot.durable_offset,
+                records,
+            ))
         })
     }
 
@@ -205,12 +223,12 @@ impl Log {
     /// [`append_at`](Log::append_at): refuses a batch whose `estimate` is
     /// far over the limit, then, under the append lock, has `encode` write
     /// one batch into the reused buffer (it gets the log's next offset and
-    /// may refuse), writes it, wakes tailers and, under
+    /// durable offset, and may refuse), writes it, wakes tailers and, under
     /// [`SyncPolicy::Always`], syncs.
     pub(crate) fn append_encoded(
         &self,
         estimate: usize,
-        encode: impl FnOnce(&mut Vec<u8>, u64) -> Result<BatchHeader>,
+        encode: impl FnOnce(&mut Vec<u8>, BatchSlot) -> Result<BatchHeader>,
     ) -> Result<AppendInfo> {
         let inner = &self.inner;
         if estimate > inner.opts.max_batch_size_bytes.saturating_mul(2) {
@@ -224,7 +242,11 @@ impl Log {
             let mut st = inner.append.lock();
             let mut buf = std::mem::take(&mut st.buf);
             buf.clear();
-            let result = encode(&mut buf, st.next_offset)
+            let slot = BatchSlot {
+                base_offset: st.next_offset,
+                durable_offset: inner.durable_offset.load(Ordering::Acquire),
+            };
+            let result = encode(&mut buf, slot)
                 .and_then(|header| inner.write_batch(&mut st, &buf, &header).map(|()| header));
             st.buf = buf;
             let header = result?;
@@ -480,10 +502,7 @@ impl Inner {
             *segs = Arc::new(list);
         }
         st.active = segment;
-        {
-            let mut s = self.sync.lock();
-            s.synced_offset = s.synced_offset.max(base);
-        }
+        self.mark_synced(&mut self.sync.lock(), base);
         self.write_meta(Some(base))
     }
 
@@ -505,6 +524,13 @@ impl Inner {
             meta.write(self.fs.as_ref(), &path)?;
         }
         Ok(())
+    }
+
+    /// Records that everything below `upto` is durable.
+    fn mark_synced(&self, s: &mut SyncState, upto: u64) {
+        s.synced_offset = s.synced_offset.max(upto);
+        self.durable_offset
+            .store(s.synced_offset, Ordering::Release);
     }
 
     /// Waits until everything below `target` is durable, syncing as the
@@ -533,7 +559,7 @@ impl Inner {
             s = self.sync.lock();
             s.syncing = false;
             match result {
-                Ok(()) => s.synced_offset = s.synced_offset.max(upto),
+                Ok(()) => self.mark_synced(&mut s, upto),
                 Err(e) => {
                     self.fail(&e);
                 }

@@ -205,18 +205,17 @@ fn recover_segments(
             position,
             tail_bytes,
             what,
+            proof,
         } = stop
         {
             let damaged_offset = segment.next_offset();
-            let durable = damaged_offset < meta.recovery_point;
-            if durable && opts.recovery == RecoveryMode::Strict {
+            if let Some(why) = durable_damage(damaged_offset, meta.recovery_point, is_last, proof)
+                && opts.recovery == RecoveryMode::Strict
+            {
                 return Err(Error::corruption(
                     &segment.path,
                     position,
-                    format!(
-                        "{what} (offset {damaged_offset} is below the recovery point {})",
-                        meta.recovery_point
-                    ),
+                    format!("{what}: damaged durable data, not a torn tail ({why})"),
                 ));
             }
             tracing::warn!(segment = %segment.path.display(), position, tail_bytes, %what, "truncating the changelog");
@@ -241,4 +240,25 @@ fn recover_segments(
         segments.push(Arc::new(segment));
     }
     Ok(segments)
+}
+
+/// Why a bad batch at `damaged_offset` must be damaged durable data rather
+/// than a torn tail, if it must: it lies below the recovery point, a later
+/// segment exists (a segment is synced whole before the next one is
+/// created), or a later batch in the segment proves it was synced.
+fn durable_damage(
+    damaged_offset: u64,
+    recovery_point: u64,
+    is_last: bool,
+    proof: Option<String>,
+) -> Option<String> {
+    if damaged_offset < recovery_point {
+        return Some(format!(
+            "offset {damaged_offset} is below the recovery point {recovery_point}"
+        ));
+    }
+    if !is_last {
+        return Some("a later segment exists, so this one was synced whole".into());
+    }
+    proof
 }

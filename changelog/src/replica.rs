@@ -69,7 +69,8 @@ impl Log {
                 .iter()
                 .map(|r| batch::encoded_size(std::slice::from_ref(&r.record)))
                 .sum::<usize>();
-        self.append_encoded(estimate, |buf, next_offset| {
+        self.append_encoded(estimate, |buf, slot| {
+            let next_offset = slot.base_offset;
             if first.offset < next_offset {
                 return Err(Error::InvalidArgument(format!(
                     "append_at offset {} is below the log end {next_offset}",
@@ -83,6 +84,7 @@ impl Log {
                     &RecordParts::from(&r.record),
                 );
             }
+            enc.set_durable_offset(slot.durable_offset);
             Ok(enc.finish(first.offset, span as u32))
         })
     }

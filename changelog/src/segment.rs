@@ -10,6 +10,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use crate::batch::{self, BATCH_HEADER_SIZE, Batch, BatchHeader, DecodeError};
+use crate::durability::{self, TailVerdict};
 use crate::error::{Error, Result};
 use crate::filename::{INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_path};
 use crate::fs::{self, File, FileSystem, OpenMode};
@@ -79,6 +80,9 @@ pub(crate) enum ScanStop {
         tail_bytes: u64,
         /// What was wrong.
         what: String,
+        /// Why the bad batch cannot be a torn write, if something after it
+        /// proves it was synced.
+        proof: Option<String>,
     },
 }
 
@@ -165,7 +169,6 @@ impl Segment {
         let mut st = SegmentState::empty(self.base_offset);
         let mut buf = Vec::new();
         let mut buf_start = 0u64;
-        let mut refilled_at = None;
         loop {
             let pos = st.size_bytes;
             let rel = (pos - buf_start) as usize;
@@ -180,17 +183,27 @@ impl Segment {
             match outcome {
                 Ok(h) => st.record_batch(self.base_offset, &h, index_interval_bytes),
                 Err(DecodeError::Incomplete { needed_bytes })
-                    if refilled_at != Some(pos)
+                    if avail.len() < needed_bytes.max(BATCH_HEADER_SIZE)
                         && pos + (needed_bytes.max(BATCH_HEADER_SIZE) as u64) <= file_len =>
                 {
-                    // The buffer ends inside the batch: read on from `pos`.
-                    let want = needed_bytes.max(SCAN_CHUNK_BYTES);
+                    // The buffer ends inside the batch, whose bytes are in
+                    // the file: read on from `pos`. The new buffer holds at
+                    // least the bytes needed, so a batch is refilled at most
+                    // twice (for its header, then for its length).
+                    let needed = needed_bytes.max(BATCH_HEADER_SIZE);
+                    let want = needed.max(SCAN_CHUNK_BYTES);
                     buf = self.read_range(pos, want.min((file_len - pos) as usize))?;
                     buf_start = pos;
-                    refilled_at = Some(pos);
+                    if buf.len() < needed {
+                        return Err(Error::corruption(
+                            &self.path,
+                            pos,
+                            "segment file shrank while it was scanned",
+                        ));
+                    }
                 }
                 Err(e) => {
-                    let stop = self.classify_stop(pos, file_len, e)?;
+                    let stop = self.classify_stop(pos, file_len, st.next_offset, e)?;
                     *self.state.write() = st;
                     return Ok(stop);
                 }
@@ -198,9 +211,17 @@ impl Segment {
         }
     }
 
-    /// Decides whether a scan that failed at `pos` reached the end of the
-    /// data (only zeros follow) or a damaged/torn batch.
-    fn classify_stop(&self, pos: u64, file_len: u64, err: DecodeError) -> Result<ScanStop> {
+    /// Decides whether a scan that failed at `pos` (where a batch starting
+    /// at `expected_offset` should be) reached the end of the data (only
+    /// zeros follow) or a bad batch, and whether a later valid batch
+    /// proves the bad one was synced (see [`crate::durability`]).
+    fn classify_stop(
+        &self,
+        pos: u64,
+        file_len: u64,
+        expected_offset: u64,
+        err: DecodeError,
+    ) -> Result<ScanStop> {
         let last_nonzero = self.last_nonzero_byte(pos, file_len)?;
         let Some(last) = last_nonzero else {
             return Ok(ScanStop::Clean);
@@ -209,10 +230,22 @@ impl Segment {
             DecodeError::Incomplete { .. } => "incomplete batch at end of segment".to_owned(),
             DecodeError::Invalid(what) => what,
         };
+        let tail_bytes = last + 1 - pos;
+        // To the end of the file, not of the non-zero bytes: a batch may
+        // end in zero bytes.
+        let after = self.read_range(pos, usize::try_from(file_len - pos).unwrap_or(usize::MAX))?;
+        let proof = match durability::judge_bad_batch(&after, expected_offset) {
+            TailVerdict::Torn => None,
+            TailVerdict::Durable {
+                proof_position,
+                why,
+            } => Some(format!("{why} (byte {})", pos + proof_position as u64)),
+        };
         Ok(ScanStop::Bad {
             position: pos,
-            tail_bytes: last + 1 - pos,
+            tail_bytes,
             what,
+            proof,
         })
     }
 
@@ -418,6 +451,25 @@ impl Segment {
         Ok(buf)
     }
 
+    /// Reads exactly `len` bytes at `position`, bytes the segment's state
+    /// says exist: a shorter file (cut by something else) is corruption,
+    /// not a reason to read again.
+    fn read_exact_range(&self, position: u64, len: usize) -> Result<Vec<u8>> {
+        let buf = self.read_range(position, len)?;
+        if buf.len() < len {
+            return Err(Error::corruption(
+                &self.path,
+                position + buf.len() as u64,
+                format!(
+                    "segment file ends at byte {} but holds data up to byte {}",
+                    position + buf.len() as u64,
+                    position + len as u64
+                ),
+            ));
+        }
+        Ok(buf)
+    }
+
     /// Finds the byte position of the batch containing `offset` (or the first
     /// batch after it, if the cleaner removed it). Returns `None` if the
     /// segment holds nothing at or past `offset`.
@@ -486,7 +538,8 @@ impl Segment {
             return Ok((Vec::new(), position));
         }
         let avail = (size - position) as usize;
-        let mut buf = self.read_range(position, max_bytes.max(BATCH_HEADER_SIZE).min(avail))?;
+        let mut buf =
+            self.read_exact_range(position, max_bytes.max(BATCH_HEADER_SIZE).min(avail))?;
         let mut pos = 0usize;
         let mut headers = Vec::new();
         loop {
@@ -496,9 +549,9 @@ impl Segment {
                     pos += h.length as usize;
                 }
                 Err(DecodeError::Incomplete { needed_bytes })
-                    if pos == 0 && needed_bytes > 0 && needed_bytes <= avail =>
+                    if pos == 0 && needed_bytes > buf.len() && needed_bytes <= avail =>
                 {
-                    buf = self.read_range(position, needed_bytes)?;
+                    buf = self.read_exact_range(position, needed_bytes)?;
                 }
                 Err(DecodeError::Incomplete { .. }) if pos > 0 => break,
                 Err(DecodeError::Incomplete { .. }) => {

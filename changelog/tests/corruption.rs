@@ -331,3 +331,42 @@ fn every_single_bit_flip_in_a_closed_segment_is_detected_on_read() {
         restore_byte(&seg, &pristine, bit);
     }
 }
+
+/// A segment cut by something else while the log is open: a read of the
+/// bytes the log knows it wrote fails with `Corruption` at once, instead
+/// of reading again for ever.
+#[test]
+fn a_segment_truncated_under_an_open_log_fails_the_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(
+        dir.path(),
+        LogOptions {
+            preallocate_bytes: None,
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
+    let big = vec![b'x'; 200_000];
+    for i in 0..4u64 {
+        log.append(&[Record::put(format!("k{i}"), big.clone())])
+            .unwrap();
+    }
+    log.flush().unwrap();
+    let file = OpenOptions::new()
+        .write(true)
+        .open(segment(dir.path(), 0))
+        .unwrap();
+    file.set_len(100).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = log
+            .reader(0)
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>().map(|v| v.len()));
+        let _ = done_tx.send(result.map_err(|e| e.to_string()));
+    });
+    let result = done_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the read returns instead of waiting for bytes that are gone");
+    let err = result.expect_err("records past the cut cannot be read");
+    assert!(err.contains("corruption"), "{err}");
+}

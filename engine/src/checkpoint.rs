@@ -7,7 +7,7 @@
 //! the writes at changelog offsets below F. `CURRENT` is written last, so a
 //! crash midway leaves a directory that does not open as a store.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use varve_changelog::fs::{FileSystem, OpenMode};
 use varve_changelog::{Log, LogOptions};
@@ -67,14 +67,17 @@ impl Db {
     /// ```
     ///
     /// # Errors
+    /// [`Error::TargetInsideSource`] if `dir` lies inside the store's own
+    /// directory tree once links are resolved, and
     /// [`Error::InvalidArgument`] if `dir` exists and is not an empty
-    /// directory (nothing is written); [`Error::ReadOnly`] after a failed
+    /// directory (nothing is written in either case); [`Error::ReadOnly`] after a failed
     /// sync; I/O errors. A failed checkpoint leaves a directory without
     /// `CURRENT`, which never opens as a store: delete it.
     pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<CheckpointInfo> {
         let dir = dir.as_ref();
         let inner = self.inner();
         let fs = inner.fs.as_ref();
+        check_outside_store(fs, &inner.path, dir)?;
         check_empty_target(fs, dir)?;
         self.flush()?;
         // Holding the version keeps its tables out of obsolete-file
@@ -93,6 +96,74 @@ impl Db {
             offset,
         })
     }
+}
+
+/// Refuses a `target` inside the directory tree of the store in `store`,
+/// comparing paths with every link resolved: the longest existing
+/// ancestor of `target` is resolved and the rest of `target` (which does
+/// not exist yet, so holds no link) is appended. A checkpoint or a
+/// repaired store written there would change the store it copies.
+///
+/// # Examples
+/// ```
+/// # fn main() -> varve::Result<()> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// use varve::varve_changelog::fs::StdFs;
+/// let store = tmp.path().join("store");
+/// std::fs::create_dir(&store).unwrap();
+/// varve::check_outside_store(&StdFs, &store, &tmp.path().join("copy"))?;
+/// let inside = varve::check_outside_store(&StdFs, &store, &store.join("changelog/cp"));
+/// assert!(matches!(inside, Err(varve::Error::TargetInsideSource { .. })));
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+/// [`Error::TargetInsideSource`] for a target inside the store (the store
+/// itself included); [`Error::Io`] if a path cannot be resolved.
+pub fn check_outside_store(fs: &dyn FileSystem, store: &Path, target: &Path) -> Result<()> {
+    let store_real = fs
+        .resolve_links(store)
+        .map_err(|e| Error::io("resolve", store, e))?;
+    let target_real = resolve_as_far_as_exists(fs, target)?;
+    if target_real.starts_with(&store_real) {
+        return Err(Error::TargetInsideSource {
+            target: target.to_owned(),
+            store: store.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// `path` with its longest existing ancestor resolved and the missing
+/// rest appended lexically (`.` dropped, `..` taking a component off).
+fn resolve_as_far_as_exists(fs: &dyn FileSystem, path: &Path) -> Result<PathBuf> {
+    let components: Vec<Component<'_>> = path.components().collect();
+    let mut resolved = PathBuf::new();
+    let mut rest: &[Component<'_>] = &components;
+    for n in (0..=components.len()).rev() {
+        let prefix: PathBuf = components[..n].iter().collect();
+        let probe = if n == 0 { Path::new(".") } else { &prefix };
+        let kind = fs
+            .entry_kind(probe)
+            .map_err(|e| Error::io("stat", probe, e))?;
+        if kind.is_some() {
+            resolved = fs
+                .resolve_links(probe)
+                .map_err(|e| Error::io("resolve", probe, e))?;
+            rest = &components[n..];
+            break;
+        }
+    }
+    for component in rest {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            other => resolved.push(other.as_os_str()),
+        }
+    }
+    Ok(resolved)
 }
 
 /// Refuses a target that exists and is not an empty directory.

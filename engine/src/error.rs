@@ -121,6 +121,25 @@ pub enum Error {
         /// The value given when opening.
         given: String,
     },
+    /// A directory entry that the call did not write and may not touch:
+    /// a foreign file, a link or a subdirectory in a restore's target, or
+    /// a restore marker that is not one this build wrote. Nothing was
+    /// modified or deleted.
+    NotOwned {
+        /// The entry refused.
+        path: PathBuf,
+        /// What it is and why it is refused.
+        reason: String,
+    },
+    /// A copy's target (a checkpoint, a repaired store) lies inside the
+    /// store it copies, once links are resolved: writing it would change
+    /// the store. Nothing was written.
+    TargetInsideSource {
+        /// The target as given.
+        target: PathBuf,
+        /// The store's directory as given.
+        store: PathBuf,
+    },
 }
 
 impl Error {
@@ -243,6 +262,17 @@ impl fmt::Display for Error {
                 f,
                 "store {} was created with {option} = {stored} and cannot be opened with {option} = {given}",
                 path.display()
+            ),
+            Error::NotOwned { path, reason } => write!(
+                f,
+                "refusing to touch {}: {reason}; it was not written here, and nothing was modified",
+                path.display()
+            ),
+            Error::TargetInsideSource { target, store } => write!(
+                f,
+                "{} is inside the store {} (links resolved): writing there would change the store; choose a directory outside it",
+                target.display(),
+                store.display()
             ),
         }
     }

@@ -48,7 +48,7 @@ mod write;
 
 pub use batch::WriteBatch;
 pub use cache::{BlockCache, CacheStats};
-pub use checkpoint::CheckpointInfo;
+pub use checkpoint::{CheckpointInfo, check_outside_store};
 pub use db::Db;
 pub use error::{Error, Result};
 pub use iter::db_iter::{Iter, KeyValue};

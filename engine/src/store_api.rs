@@ -119,6 +119,7 @@ impl Db {
                 Ok((Some(batch), None))
             }
         })
+        .map(|(_, existing)| existing)
     }
 
     /// Deletes `key` and returns the value it had (Kafka Streams'
@@ -136,6 +137,7 @@ impl Db {
             }
             None => Ok((None, None)),
         })
+        .map(|(_, old)| old)
     }
 
     /// Writes `value` only if `key`'s current version is
@@ -167,7 +169,6 @@ impl Db {
         value: impl Into<Bytes>,
     ) -> Result<u64> {
         let (key, value) = (key.into(), value.into());
-        let inner = self.inner();
         self.conditionally(&key, |found| {
             let actual = found.map(|f| f.version);
             if actual != expected_version {
@@ -179,17 +180,19 @@ impl Db {
             let mut batch = WriteBatch::new();
             batch.put(key.clone(), value);
             Ok((Some(batch), ()))
-        })?;
-        Ok(inner.visible().0)
+        })
+        .map(|(version, ())| version.unwrap_or(0))
     }
 
     /// Reads `key`, lets `decide` choose a batch to write, and writes it,
-    /// all under the write leadership.
+    /// all under the write leadership. Returns the sequence number of the
+    /// written batch's last record (`None` if nothing was written) with
+    /// `decide`'s result.
     fn conditionally<T>(
         &self,
         key: &[u8],
         decide: impl FnOnce(Option<Versioned>) -> Result<(Option<WriteBatch>, T)>,
-    ) -> Result<T> {
+    ) -> Result<(Option<u64>, T)> {
         check_key(key)?;
         let inner = self.inner();
         inner.check_writable()?;
@@ -198,10 +201,11 @@ impl Db {
             let found = inner.versioned_in(&sv, key, inner.visible())?;
             drop(sv);
             let (batch, out) = decide(found)?;
-            if let Some(batch) = batch {
-                inner.commit_exclusive(batch, false)?;
-            }
-            Ok(out)
+            let version = match batch {
+                Some(batch) => Some(inner.commit_exclusive(batch, false)?),
+                None => None,
+            };
+            Ok((version, out))
         })
     }
 }

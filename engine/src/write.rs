@@ -65,7 +65,7 @@ impl DbInner {
         while !q.pending.is_empty() {
             let group = take_group(&mut q.pending);
             drop(q);
-            let result = self.commit_group(&group);
+            let result = self.commit_group(&group).map(|_| ());
             q = self.writes.lock();
             for p in &group {
                 q.results.insert(p.id, result.clone());
@@ -77,10 +77,12 @@ impl DbInner {
         q.results.remove(&id).unwrap_or(Err(Error::Closed))
     }
 
-    /// Commits `batch` as a group of its own. Only call while holding the
-    /// write leadership ([`with_write_leadership`](Self::with_write_leadership)),
-    /// so nothing else commits between a caller's check and this write.
-    pub(crate) fn commit_exclusive(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+    /// Commits `batch` as a group of its own and returns the sequence
+    /// number of its last record (the version its writes carry). Only call
+    /// while holding the write leadership
+    /// ([`with_write_leadership`](Self::with_write_leadership)), so nothing
+    /// else commits between a caller's check and this write.
+    pub(crate) fn commit_exclusive(&self, batch: WriteBatch, sync: bool) -> Result<u64> {
         batch.validate()?;
         self.check_writable()?;
         let pending = Pending {
@@ -91,7 +93,9 @@ impl DbInner {
         self.commit_group(std::slice::from_ref(&pending))
     }
 
-    fn commit_group(&self, group: &[Pending]) -> Result<()> {
+    /// Commits `group` as one changelog batch; returns the sequence number
+    /// of its last record.
+    fn commit_group(&self, group: &[Pending]) -> Result<u64> {
         self.check_writable()?;
         self.stall_writes()?;
         self.make_room()?;
@@ -109,7 +113,7 @@ impl DbInner {
         crate::stats::Counters::add(&self.counters.user_bytes_written, user_bytes as u64);
         self.visible_seqno
             .store(info.last_offset + 1, Ordering::Release);
-        Ok(())
+        Ok(info.last_offset + 1)
     }
 
     /// A changelog failure during a write: sync failures make the store

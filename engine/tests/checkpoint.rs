@@ -252,3 +252,37 @@ fn tables_are_copied_where_hard_links_fail() {
     assert_eq!(info.offset, 1500);
     assert_eq!(contents(&copy), model(1500));
 }
+
+#[test]
+fn a_checkpoint_inside_the_store_is_refused_and_the_store_still_opens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let db = Db::open(&store, Options::default()).unwrap();
+    db.put("k", "v").unwrap();
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(store.join("changelog"), &link).unwrap();
+    for target in [
+        store.join("changelog/cp"),
+        store.join("cp"),
+        store.clone(),
+        link.join("cp"),
+        store.join("changelog/../../store/cp"),
+    ] {
+        let err = db.checkpoint(&target).unwrap_err();
+        assert!(
+            matches!(err, Error::TargetInsideSource { .. }),
+            "{target:?}: {err}"
+        );
+        assert!(err.to_string().contains(target.to_str().unwrap()), "{err}");
+    }
+    assert!(!store.join("changelog/cp").exists() && !store.join("cp").exists());
+    db.close().unwrap();
+    let db = Db::open(&store, Options::default()).unwrap();
+    assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    // On the in-memory file system (no links), lexically.
+    let fs: Arc<dyn FileSystem> = Arc::new(MemFs::new());
+    let db = Db::open_with_fs(fs.clone(), "/s", Options::default()).unwrap();
+    let err = db.checkpoint("/s/changelog/./cp").unwrap_err();
+    assert!(matches!(err, Error::TargetInsideSource { .. }), "{err}");
+    assert_eq!(db.checkpoint("/s/../cp").unwrap().offset, 0);
+}

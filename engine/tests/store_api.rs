@@ -141,3 +141,41 @@ fn concurrent_compare_and_put_loses_no_increment() {
     let total = (threads * per_thread).to_string();
     assert_eq!(db.get("counter").unwrap(), Some(Bytes::from(total)));
 }
+
+/// The version `compare_and_put` returns is that of the caller's own
+/// write, even while other threads write: a writer that chains its
+/// updates on the returned version never meets a spurious conflict.
+#[test]
+fn compare_and_put_returns_its_own_version_under_concurrent_writes() {
+    let (_dir, db) = open();
+    let db = Arc::new(db);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noise: Vec<_> = (0..3)
+        .map(|t| {
+            let (db, stop) = (db.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    db.put(format!("noise-{t}-{}", i % 100), "x").unwrap();
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let mut version = None;
+    for n in 0..2000u64 {
+        let v = db
+            .compare_and_put("mine", version, n.to_string())
+            .unwrap_or_else(|e| panic!("update {n} with the version returned before: {e}"));
+        assert_eq!(
+            db.get_versioned("mine").unwrap().map(|x| x.version),
+            Some(v),
+            "update {n}: the returned version is not the key's"
+        );
+        version = Some(v);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in noise {
+        t.join().unwrap();
+    }
+}

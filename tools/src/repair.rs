@@ -86,11 +86,9 @@ fn check_target(dir: &Path, to: &Path) -> Result<()> {
             to.display()
         )));
     }
-    if to.starts_with(dir) {
-        return Err(ToolError::Invalid(
-            "the repaired store must not be inside the damaged one".into(),
-        ));
-    }
+    // Links resolved: a symlink must not lead the new store into the
+    // damaged one.
+    varve::check_outside_store(&varve::varve_changelog::fs::StdFs, dir, to)?;
     Ok(())
 }
 

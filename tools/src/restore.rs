@@ -8,11 +8,13 @@ use std::sync::Arc;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use varve::restore::{RestoreListener, RestoreProgress};
+use varve::varve_changelog::fs::StdFs;
 use varve::varve_changelog::{Log, LogOptions, LogSource};
 use varve::{RestoreOptions, RestoreReport};
 
 use crate::error::{Result, ToolError};
 use crate::format::{Out, human_bytes, object};
+use crate::store::LockState;
 
 /// Restores `changelog` (a changelog directory, or a store whose
 /// `changelog/` is used) into `new_store`, optionally starting from the
@@ -20,8 +22,10 @@ use crate::format::{Out, human_bytes, object};
 /// `new_store`. Prints what was restored.
 ///
 /// # Errors
-/// [`ToolError::Missing`] if the changelog is missing; the restore's errors
-/// (`Stale`, a non-empty target, source errors).
+/// [`ToolError::Missing`] if the changelog is missing;
+/// [`ToolError::Locked`] if its store (or the checkpoint) is open in
+/// another process; the restore's errors (`Stale`, a non-empty target,
+/// source errors).
 pub fn run(
     out: &mut Out,
     changelog: &Path,
@@ -29,6 +33,14 @@ pub fn run(
     checkpoint: Option<&Path>,
 ) -> Result<()> {
     let log_dir = changelog_dir(changelog)?;
+    let source_dir = owning_store(&log_dir);
+    // Links resolved: the new store must not land inside the source.
+    varve::check_outside_store(&StdFs, source_dir, new_store)?;
+    // Opening a live store's changelog could cut the batch its writer is
+    // appending as if it were a torn tail: hold the store's lock (and the
+    // checkpoint's, whose tables are linked) while reading.
+    let _source_lock = LockState::take(source_dir)?;
+    let _checkpoint_lock = checkpoint.map(LockState::take).transpose()?;
     let log = Log::open(
         &log_dir,
         LogOptions {
@@ -36,7 +48,12 @@ pub fn run(
             ..LogOptions::default()
         },
     )?;
-    let mut opts = RestoreOptions::default();
+    // The marker records the source, so a resume from another changelog
+    // is refused.
+    let source_name = log_dir
+        .canonicalize()
+        .map_err(|e| ToolError::io("resolve", &log_dir, e))?;
+    let mut opts = RestoreOptions::default().source_name(source_name.display().to_string());
     let bar = std::io::stderr()
         .is_terminal()
         .then(|| Arc::new(Bar(ProgressBar::new(0))));
@@ -70,6 +87,20 @@ fn changelog_dir(path: &Path) -> Result<PathBuf> {
     } else {
         path.to_owned()
     })
+}
+
+/// The store whose changelog `log_dir` is (its parent, when that holds a
+/// lock file), or `log_dir` itself for a changelog on its own.
+fn owning_store(log_dir: &Path) -> &Path {
+    match log_dir.parent() {
+        Some(store)
+            if log_dir.file_name() == Some(std::ffi::OsStr::new(varve::CHANGELOG_DIR))
+                && store.join(varve::LOCK_FILE).exists() =>
+        {
+            store
+        }
+        _ => log_dir,
+    }
 }
 
 fn print_report(out: &mut Out, store: &Path, r: &RestoreReport) -> Result<()> {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use varve_changelog::batch::{BATCH_HEADER_SIZE, Batch, BatchHeader, DecodeError, parse_header};
+use varve_changelog::durability::{TailVerdict, judge_bad_batch};
 use varve_changelog::filename::{FileKind, LOG_SUFFIX, META_FILE, parse_file_name, segment_path};
 use varve_changelog::meta::LogMeta;
 
@@ -230,6 +231,28 @@ impl SegmentScanner {
                 tail_bytes: last + 1 - position,
             })),
         }
+    }
+
+    /// Whether the bad batch `bad` must be damaged durable data (a later
+    /// batch proves it was synced), and why; `None` if a torn write may
+    /// explain it. The same rule as the changelog's recovery.
+    ///
+    /// # Errors
+    /// [`ToolError::Io`] if a read fails.
+    pub fn durable_damage_proof(&self, bad: &BadBatch) -> Result<Option<String>> {
+        let len = usize::try_from(self.len_bytes.saturating_sub(bad.position)).unwrap_or(0);
+        let mut after = vec![0u8; len];
+        self.read_at(&mut after, bad.position)?;
+        Ok(match judge_bad_batch(&after, self.next_offset) {
+            TailVerdict::Torn => None,
+            TailVerdict::Durable {
+                proof_position,
+                why,
+            } => Some(format!(
+                "{why} (byte {})",
+                bad.position + proof_position as u64
+            )),
+        })
     }
 
     fn last_nonzero_byte(&self, from: u64) -> Result<Option<u64>> {

@@ -344,8 +344,18 @@ fn check_segment(
                 }
             }
             Step::Bad(bad) => {
-                let torn = last && recovery_point.is_some_and(|rp| scanner.next_offset() >= rp);
-                let p = Problem::at(
+                let proof = if !last {
+                    Some("a later segment exists, so this one was synced whole".to_owned())
+                } else if let Some(rp) = recovery_point.filter(|&rp| scanner.next_offset() < rp) {
+                    Some(format!(
+                        "offset {} is below the recovery point {rp}",
+                        scanner.next_offset()
+                    ))
+                } else {
+                    scanner.durable_damage_proof(&bad)?
+                };
+                let torn = proof.is_none() && recovery_point.is_some();
+                let mut p = Problem::at(
                     &seg.path,
                     bad.position,
                     format!(
@@ -356,12 +366,17 @@ fn check_segment(
                 if torn {
                     f.note(Problem {
                         what: format!(
-                            "torn tail past the recovery point, cut on the next open: {}",
+                            "torn tail (nothing after it shows it was synced), cut on the next \
+                             open: {}",
                             p.what
                         ),
                         ..p
                     })?;
                 } else {
+                    if let Some(why) = proof {
+                        p.what =
+                            format!("{}; damaged durable data, not a torn tail ({why})", p.what);
+                    }
                     f.problem(p)?;
                 }
                 if !scanner.skip_bad(&bad) {

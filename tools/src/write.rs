@@ -6,13 +6,25 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use serde_json::{Map, Value};
-use varve::{Db, Options, WriteBatch, WriteOptions};
+use varve::varve_changelog::LogOptions;
+use varve::version::parse_file_name;
+use varve::{Db, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES, Options, WriteBatch, WriteOptions};
 
 use crate::error::{Result, ToolError};
 use crate::format::{Out, arg_bytes, get_bytes, object};
 
-/// Records written per batch by `load`.
-const LOAD_BATCH_RECORDS: usize = 1000;
+/// Bytes of keys and values (plus [`LOAD_RECORD_OVERHEAD_BYTES`] each)
+/// that `load` gathers into one batch: half the changelog's batch limit
+/// (16 MiB by default; the engine keeps the changelog's default), so the
+/// encoded batch always fits. A record larger than this (values go up to
+/// 8 MiB) is written in a batch of its own.
+pub fn load_batch_bytes() -> usize {
+    LogOptions::default().max_batch_size_bytes / 2
+}
+
+/// What one record is counted as beyond its key and value: more than
+/// its framing in a changelog batch (lengths, offset and time deltas).
+const LOAD_RECORD_OVERHEAD_BYTES: usize = 64;
 
 /// Opens the store for writing; creates it only when `create` is set.
 ///
@@ -63,8 +75,10 @@ pub fn delete(out: &Out, dir: &Path, key: &str) -> Result<()> {
 
 /// Writes every line of `file` (`-` for stdin): one JSON object a line with
 /// `key` (or `key_hex`) and `value` (or `value_hex`; `null` deletes). Lines
-/// are written in batches of [`LOAD_BATCH_RECORDS`]; a bad line stops the
-/// load before its batch is written, and the error names the line.
+/// are written in batches of about [`load_batch_bytes`]; a bad line (bad
+/// JSON, a key or value over the engine's limits) stops the load before
+/// its batch is written, and the error names the line. With `create`, a
+/// store this load created is removed again if the load fails.
 ///
 /// # Errors
 /// As [`put`], and [`ToolError::Invalid`] for a bad line.
@@ -75,16 +89,43 @@ pub fn load(out: &mut Out, dir: &Path, file: &Path, create: bool) -> Result<()> 
         let f = std::fs::File::open(file).map_err(|e| ToolError::io("open", file, e))?;
         Box::new(BufReader::new(f))
     };
-    let db = open_for_write(dir, create)?;
+    let created = if create {
+        NewStore::before_open(dir)
+    } else {
+        NewStore::Existed
+    };
+    let loaded = open_for_write(dir, create).and_then(|db| {
+        let counts = load_lines(&db, reader, file)?;
+        db.close()?;
+        Ok(counts)
+    });
+    match loaded {
+        Ok((puts, deletes)) => report_load(out, puts, deletes),
+        Err(e) => Err(created.remove_after(dir, e)),
+    }
+}
+
+/// Reads, checks and writes every line; returns the puts and deletes.
+fn load_lines(db: &Db, reader: Box<dyn BufRead>, file: &Path) -> Result<(u64, u64)> {
+    let budget = load_batch_bytes();
     let mut batch = WriteBatch::new();
+    let mut batch_bytes = 0usize;
     let (mut puts, mut deletes) = (0u64, 0u64);
     for (i, line) in reader.lines().enumerate() {
         let line = line.map_err(|e| ToolError::io("read", file, e))?;
         if line.trim().is_empty() {
             continue;
         }
-        let (key, value) = parse_line(&line)
-            .map_err(|e| ToolError::Invalid(format!("{}:{}: {e}", file.display(), i + 1)))?;
+        let at_line =
+            |e: ToolError| ToolError::Invalid(format!("{}:{}: {e}", file.display(), i + 1));
+        let (key, value) = parse_line(&line).map_err(at_line)?;
+        check_sizes(&key, value.as_deref()).map_err(at_line)?;
+        let size = key.len() + value.as_ref().map_or(0, Vec::len) + LOAD_RECORD_OVERHEAD_BYTES;
+        if !batch.is_empty() && batch_bytes + size > budget {
+            commit(db, std::mem::take(&mut batch))?;
+            batch_bytes = 0;
+        }
+        batch_bytes += size;
         match value {
             Some(value) => {
                 batch.put(key, value);
@@ -95,15 +136,111 @@ pub fn load(out: &mut Out, dir: &Path, file: &Path, create: bool) -> Result<()> 
                 deletes += 1;
             }
         }
-        if batch.len() >= LOAD_BATCH_RECORDS {
-            commit(&db, std::mem::take(&mut batch))?;
-        }
     }
     if !batch.is_empty() {
-        commit(&db, batch)?;
+        commit(db, batch)?;
     }
-    db.close()?;
-    report_load(out, puts, deletes)
+    Ok((puts, deletes))
+}
+
+/// Refuses a key or value over the engine's limits, as a write would.
+fn check_sizes(key: &[u8], value: Option<&[u8]>) -> Result<()> {
+    if key.len() > MAX_KEY_SIZE_BYTES {
+        return Err(ToolError::Invalid(
+            varve::Error::KeyTooLarge {
+                size_bytes: key.len(),
+                max_bytes: MAX_KEY_SIZE_BYTES,
+            }
+            .to_string(),
+        ));
+    }
+    match value {
+        Some(v) if v.len() > MAX_VALUE_SIZE_BYTES => Err(ToolError::Invalid(
+            varve::Error::ValueTooLarge {
+                size_bytes: v.len(),
+                max_bytes: MAX_VALUE_SIZE_BYTES,
+            }
+            .to_string(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What `load --create` found before opening, so a failed load removes
+/// only what it created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NewStore {
+    /// `dir` was missing: the load creates it.
+    Dir,
+    /// `dir` was an empty directory: the load fills it.
+    Contents,
+    /// `dir` held something (a store): nothing is removed.
+    Existed,
+}
+
+impl NewStore {
+    fn before_open(dir: &Path) -> NewStore {
+        match std::fs::symlink_metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => NewStore::Dir,
+            Ok(meta) if meta.is_dir() => {
+                let empty = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
+                if empty {
+                    NewStore::Contents
+                } else {
+                    NewStore::Existed
+                }
+            }
+            _ => NewStore::Existed,
+        }
+    }
+
+    /// Removes the store a failed load created (only entries a store
+    /// writes, never following links), and says so in the error.
+    fn remove_after(self, dir: &Path, error: ToolError) -> ToolError {
+        if self == NewStore::Existed || std::fs::symlink_metadata(dir).is_err() {
+            return error;
+        }
+        match remove_store_entries(dir, self == NewStore::Dir) {
+            Ok(()) => ToolError::Invalid(format!(
+                "{error}; nothing was loaded: the new store {} was removed",
+                dir.display()
+            )),
+            Err(cleanup) => ToolError::Invalid(format!(
+                "{error}; removing the new store {} failed too: {cleanup}",
+                dir.display()
+            )),
+        }
+    }
+}
+
+/// Removes the regular files a store writes in `dir` (and its
+/// `changelog/`), then `dir` itself when `and_dir` and it is empty.
+fn remove_store_entries(dir: &Path, and_dir: bool) -> Result<()> {
+    let log_dir = dir.join(varve::CHANGELOG_DIR);
+    if std::fs::symlink_metadata(&log_dir).is_ok_and(|m| m.is_dir()) {
+        remove_files(&log_dir, |_| true)?;
+        std::fs::remove_dir(&log_dir).map_err(|e| ToolError::io("remove", &log_dir, e))?;
+    }
+    remove_files(dir, |name| parse_file_name(name).is_some())?;
+    if and_dir {
+        std::fs::remove_dir(dir).map_err(|e| ToolError::io("remove", dir, e))?;
+    }
+    Ok(())
+}
+
+/// Removes the regular files (not links, not directories) of `dir` whose
+/// names `pick` accepts.
+fn remove_files(dir: &Path, pick: impl Fn(&str) -> bool) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ToolError::io("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| ToolError::io("list", dir, e))?;
+        let path = entry.path();
+        let is_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
+        if is_file && entry.file_name().to_str().is_some_and(&pick) {
+            std::fs::remove_file(&path).map_err(|e| ToolError::io("remove", &path, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn report_load(out: &mut Out, puts: u64, deletes: u64) -> Result<()> {

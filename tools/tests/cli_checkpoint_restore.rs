@@ -81,9 +81,19 @@ fn refused_targets_and_unfinished_restores() {
     let src = tmp.path().join("src");
     write(&src, 0, 50);
     // A non-empty target is refused, for both commands.
-    let run = varve(&["checkpoint", arg(&src), arg(&src)]);
+    let full = tmp.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("file"), b"x").unwrap();
+    let run = varve(&["checkpoint", arg(&src), arg(&full)]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("not empty"), "{}", run.stderr);
+    let run = varve(&["restore", arg(&src), arg(&full)]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("not empty"), "{}", run.stderr);
+    // So is the source itself (`cli_targets.rs` has the other cases).
+    let run = varve(&["checkpoint", arg(&src), arg(&src)]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("inside the store"), "{}", run.stderr);
     let run = varve(&["restore", arg(&src), arg(&src)]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     let run = varve(&[

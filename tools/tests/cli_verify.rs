@@ -114,3 +114,68 @@ fn a_missing_table_is_named_with_the_manifest_record() {
         run.stdout
     );
 }
+
+/// Writes three synced batches of 1,000 keys and leaves the store as a
+/// killed writer would (not closed, so `log.meta`'s recovery point is
+/// still 0). Returns the batches' byte positions in the first segment,
+/// then the end of the data.
+fn killed_writer_store(dir: &std::path::Path) -> Vec<u64> {
+    use varve::{Db, Options, WriteBatch, WriteOptions};
+    let db = Db::open(dir, Options::default()).unwrap();
+    for b in 0..3 {
+        let mut batch = WriteBatch::new();
+        for i in 0..1000 {
+            batch.put(format!("b{b}-{i:04}"), vec![b'v'; 100]);
+        }
+        db.write(batch, WriteOptions { sync: true }).unwrap();
+    }
+    // No close: the store stays as a SIGKILL leaves it (and locked, which
+    // verify does not mind).
+    std::mem::forget(db);
+    let segment = common::first_segment(dir);
+    let dump = json_lines(&ok(&["log", "dump", arg(&segment), "--json"]));
+    let mut positions: Vec<u64> = dump
+        .iter()
+        .filter(|o| o["kind"] == "batch")
+        .map(|o| o["position"].as_u64().unwrap())
+        .collect();
+    let last = dump.iter().rfind(|o| o["kind"] == "batch").unwrap();
+    positions.push(last["position"].as_u64().unwrap() + last["size_bytes"].as_u64().unwrap());
+    positions
+}
+
+#[test]
+fn damage_to_acknowledged_data_after_a_kill_is_a_problem_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let positions = killed_writer_store(dir.path());
+    assert_eq!(positions.len(), 4);
+    let segment = common::first_segment(dir.path());
+    flip_byte(&segment, positions[0] + 5000);
+    let run = varve(&["verify", arg(dir.path())]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.lines().any(|l| l.starts_with(&format!(
+            "{}:{}: ",
+            segment.display(),
+            positions[0]
+        )) && l.contains("damaged durable data, not a torn tail")),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("nothing after it"), "{}", run.stdout);
+}
+
+#[test]
+fn a_real_torn_tail_after_a_kill_is_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let positions = killed_writer_store(dir.path());
+    let segment = common::first_segment(dir.path());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.set_len(positions[2] + 1000).unwrap();
+    let run = varve(&["verify", arg(dir.path())]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("torn tail"), "{}", run.stdout);
+}

@@ -166,6 +166,42 @@ pub trait FileSystem: Send + Sync + Debug {
     /// # Errors
     /// [`io::ErrorKind::WouldBlock`] or the underlying I/O error.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>>;
+
+    /// What the entry at `path` is, without following a symbolic link
+    /// (`lstat`), or `None` if it does not exist. Code that deletes uses
+    /// it so a link is never taken for what it points to. The default
+    /// (for file systems without links) asks [`kind`](Self::kind).
+    ///
+    /// # Errors
+    /// The underlying I/O error.
+    fn entry_kind(&self, path: &Path) -> io::Result<Option<EntryKind>> {
+        Ok(self
+            .kind(path)?
+            .map(|dir| if dir { EntryKind::Dir } else { EntryKind::File }))
+    }
+
+    /// `path` with every symbolic link resolved (`realpath`); `path` must
+    /// exist. The default (for file systems without links) returns it
+    /// unchanged.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] or the underlying I/O error.
+    fn resolve_links(&self, path: &Path) -> io::Result<std::path::PathBuf> {
+        Ok(path.to_path_buf())
+    }
+}
+
+/// What a directory entry is, as [`FileSystem::entry_kind`] sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory (not a link to one).
+    Dir,
+    /// A symbolic link (to anything, or dangling).
+    Symlink,
+    /// Anything else: a socket, a FIFO, a device.
+    Other,
 }
 
 /// Writes `data` to `path` atomically and durably: a temporary file is

@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{DirLock, File, FileSystem, OpenMode};
+use super::{DirLock, EntryKind, File, FileSystem, OpenMode};
 
 /// The operating system's file system.
 #[derive(Clone, Copy, Debug, Default)]
@@ -124,5 +124,28 @@ impl FileSystem for StdFs {
             )),
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+
+    fn entry_kind(&self, path: &Path) -> io::Result<Option<EntryKind>> {
+        match fs::symlink_metadata(path) {
+            Ok(meta) => {
+                let kind = meta.file_type();
+                Ok(Some(if kind.is_symlink() {
+                    EntryKind::Symlink
+                } else if kind.is_dir() {
+                    EntryKind::Dir
+                } else if kind.is_file() {
+                    EntryKind::File
+                } else {
+                    EntryKind::Other
+                }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn resolve_links(&self, path: &Path) -> io::Result<std::path::PathBuf> {
+        fs::canonicalize(path)
     }
 }

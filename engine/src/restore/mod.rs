@@ -17,8 +17,8 @@ mod options;
 mod partitioned;
 mod progress;
 mod staleness;
+mod target;
 
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -26,6 +26,9 @@ use std::time::Instant;
 
 use varve_changelog::fs::FileSystem;
 use varve_changelog::{RecordSource, SourceBounds};
+
+use marker::Marker;
+use target::Target;
 
 use crate::error::{Error, Result};
 use crate::open::open_store;
@@ -89,17 +92,21 @@ pub fn restore<S: RecordSource>(
     let dir = dir.as_ref();
     let fs = opts.fs.clone();
     let bounds = source.bounds().map_err(source_error)?;
-    let resumed = match inspect(fs.as_ref(), dir)? {
+    let resumed = match target::inspect(fs.as_ref(), dir, &opts.source_name)? {
         Target::Resume => true,
         target => {
             let checkpoint = match &opts.checkpoint {
                 Some(cp) => Some(checked_checkpoint(fs.as_ref(), cp, bounds)?),
                 None => None,
             };
-            if target == Target::Wipe {
-                remove_contents(fs.as_ref(), dir, true)?;
+            if let Target::Wipe(found) = &target {
+                target::remove_listed(fs.as_ref(), dir, found)?;
             }
-            marker::create(fs.as_ref(), dir)?;
+            let marker = Marker {
+                source: opts.source_name.clone(),
+                names: target::names_before_store(checkpoint.as_ref()),
+            };
+            marker::write(fs.as_ref(), dir, &marker)?;
             if let (Some(cp), Some(version)) = (&opts.checkpoint, &checkpoint) {
                 crate::checkpoint::link_tables(fs.as_ref(), cp, dir, version)?;
                 write_store_manifest(fs.as_ref(), dir, version)?;
@@ -225,41 +232,6 @@ fn source_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
     Error::Source(Arc::new(e))
 }
 
-/// What a restore finds in its target directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Target {
-    /// Missing or empty: start a new restore.
-    Fresh,
-    /// An interrupted restore that never wrote `CURRENT`: clear it and
-    /// start again.
-    Wipe,
-    /// An interrupted restore with a manifest: continue it.
-    Resume,
-}
-
-fn inspect(fs: &dyn FileSystem, dir: &Path) -> Result<Target> {
-    match fs.kind(dir).map_err(|e| Error::io("stat", dir, e))? {
-        None => return Ok(Target::Fresh),
-        Some(false) => {
-            return Err(Error::InvalidArgument(format!(
-                "{} is a file, not a directory to restore into",
-                dir.display()
-            )));
-        }
-        Some(true) => {}
-    }
-    if marker::is_restoring(fs, dir)? {
-        let current = crate::version::VersionSet::exists(fs, dir)?;
-        return Ok(if current {
-            Target::Resume
-        } else {
-            Target::Wipe
-        });
-    }
-    crate::checkpoint::check_empty_target(fs, dir)?;
-    Ok(Target::Fresh)
-}
-
 /// The checkpoint's version, checked against the source's bounds.
 fn checked_checkpoint(fs: &dyn FileSystem, dir: &Path, bounds: SourceBounds) -> Result<Version> {
     if marker::is_restoring(fs, dir)? {
@@ -277,33 +249,4 @@ fn checked_checkpoint(fs: &dyn FileSystem, dir: &Path, bounds: SourceBounds) -> 
         )));
     }
     Ok(version)
-}
-
-/// Removes everything in `dir` (recursively), except the restore marker
-/// when `keep_marker`.
-fn remove_contents(fs: &dyn FileSystem, dir: &Path, keep_marker: bool) -> Result<()> {
-    let names = fs
-        .list_dir(dir)
-        .map_err(|e| Error::io("list directory", dir, e))?;
-    for name in names {
-        if keep_marker && name == MARKER_FILE {
-            continue;
-        }
-        let path = dir.join(&name);
-        match fs.kind(&path).map_err(|e| Error::io("stat", &path, e))? {
-            Some(true) => {
-                remove_contents(fs, &path, false)?;
-                fs.remove_dir(&path)
-                    .map_err(|e| Error::io("remove directory", &path, e))?;
-            }
-            Some(false) => match fs.remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove", &path, e)),
-            },
-            None => {}
-        }
-    }
-    fs.sync_dir(dir)
-        .map_err(|e| Error::io("sync directory", dir, e))
 }

@@ -32,6 +32,7 @@ pub const DEFAULT_POLL_SIZE_BYTES: usize = 1 << 20;
 pub struct RestoreOptions {
     pub(crate) store: Options,
     pub(crate) checkpoint: Option<PathBuf>,
+    pub(crate) source_name: String,
     pub(crate) memtable_size_bytes: usize,
     pub(crate) poll_size_bytes: usize,
     pub(crate) cancel: Option<Arc<AtomicBool>>,
@@ -44,6 +45,7 @@ impl Default for RestoreOptions {
         RestoreOptions {
             store: Options::default(),
             checkpoint: None,
+            source_name: String::new(),
             memtable_size_bytes: DEFAULT_RESTORE_MEMTABLE_SIZE_BYTES,
             poll_size_bytes: DEFAULT_POLL_SIZE_BYTES,
             cancel: None,
@@ -57,6 +59,7 @@ impl std::fmt::Debug for RestoreOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RestoreOptions")
             .field("checkpoint", &self.checkpoint)
+            .field("source_name", &self.source_name)
             .field("memtable_size_bytes", &self.memtable_size_bytes)
             .field("poll_size_bytes", &self.poll_size_bytes)
             .field("cancellable", &self.cancel.is_some())
@@ -92,6 +95,23 @@ impl RestoreOptions {
     #[must_use]
     pub fn from_checkpoint(mut self, dir: impl Into<PathBuf>) -> Self {
         self.checkpoint = Some(dir.into());
+        self
+    }
+
+    /// A name for the source (`varve restore` gives the changelog's
+    /// resolved path), at most 4,096 bytes; default empty. The restore
+    /// marker records it, and resuming an interrupted restore with a
+    /// source of another name is refused with
+    /// [`Error::NotOwned`](crate::Error::NotOwned): the records already
+    /// loaded came from the other source.
+    ///
+    /// # Examples
+    /// ```
+    /// let _opts = varve::RestoreOptions::default().source_name("/data/task-7/changelog");
+    /// ```
+    #[must_use]
+    pub fn source_name(mut self, name: impl Into<String>) -> Self {
+        self.source_name = name.into();
         self
     }
 
