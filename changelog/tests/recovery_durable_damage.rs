@@ -12,6 +12,17 @@ use varve_changelog::fs::{CrashMode, FileSystem, MemFs};
 use varve_changelog::{Error, Log, LogOptions, Record, SyncPolicy};
 
 const DIR: &str = "/log";
+
+/// A file system on which the log directory already exists, durably: the
+/// creation of a missing one by `Log::open` is what
+/// `open_creates_its_directory_durably.rs` tests.
+fn fs_with_log_dir() -> MemFs {
+    let fs = MemFs::new();
+    fs.create_dir_durably(std::path::Path::new(DIR))
+        .expect("create the log directory");
+    fs
+}
+
 const SEGMENT: &str = "/log/00000000000000000000.log";
 
 fn options(sync_policy: SyncPolicy) -> LogOptions {
@@ -61,7 +72,7 @@ fn write_large_batches(log: &Log) -> Vec<(u64, Vec<u8>)> {
 
 #[test]
 fn batches_up_to_the_limit_recover_after_a_clean_close() {
-    let fs = MemFs::new();
+    let fs = fs_with_log_dir();
     let log = open(&fs, SyncPolicy::Manual).unwrap();
     let want = write_large_batches(&log);
     log.close().unwrap();
@@ -73,7 +84,7 @@ fn batches_up_to_the_limit_recover_after_a_clean_close() {
 #[test]
 fn batches_up_to_the_limit_recover_after_a_crash() {
     for mode in [CrashMode::KeepAll, CrashMode::DropAll, CrashMode::Random] {
-        let fs = MemFs::new();
+        let fs = fs_with_log_dir();
         let log = open(&fs, SyncPolicy::Always).unwrap();
         let want = write_large_batches(&log);
         fs.crash(mode, 7);
@@ -102,7 +113,7 @@ fn batches_up_to_the_limit_recover_on_a_real_file_system() {
 /// the recovery point in `log.meta` is still 0. Returns the batches' byte
 /// positions and, last, the end of the data.
 fn synced_batches_then_kill(n: u32, per: usize, value_bytes: usize) -> (MemFs, Vec<u64>) {
-    let fs = MemFs::new();
+    let fs = fs_with_log_dir();
     let log = open(&fs, SyncPolicy::Always).unwrap();
     let mut positions = Vec::new();
     let mut pos = 0u64;
@@ -147,7 +158,7 @@ fn every_flip_in_an_acknowledged_batch_followed_by_others_is_refused() {
     // written after it was synced.
     for byte in 0..positions[3] {
         for bit in 0..8 {
-            let damaged = MemFs::new();
+            let damaged = fs_with_log_dir();
             damaged.create_dir_all(Path::new(DIR)).unwrap();
             let mut data = clean.clone();
             data[byte as usize] ^= 1 << bit;
@@ -191,7 +202,7 @@ fn unsynced_batches_lost_out_of_order_are_a_torn_tail() {
     // earlier one: the later batch claims nothing about the lost one, so
     // recovery cuts there instead of refusing to open.
     for seed in 0..200 {
-        let fs = MemFs::new();
+        let fs = fs_with_log_dir();
         let log = open(&fs, SyncPolicy::Manual).unwrap();
         log.append(&batch(0, 3, 300)).unwrap();
         log.flush().unwrap();
