@@ -73,7 +73,7 @@ impl DbInner {
             Ok(size_bytes) => size_bytes,
             Err(e) => {
                 self.fail_on_sync_error(&e);
-                self.remove_tables(&[number]);
+                self.remove_unrecorded_tables(&[number]);
                 return Err(e);
             }
         };

@@ -236,6 +236,14 @@ impl VersionSet {
         self.manifest_number
     }
 
+    /// Whether an earlier failure left the manifest's durable contents
+    /// unknown (edits are refused from then on). The edit that failed may
+    /// still reach the disk, so the files it names must not be deleted.
+    #[must_use]
+    pub fn durable_state_unknown(&self) -> bool {
+        self.failed.is_some()
+    }
+
     /// The torn final record found (and dropped) when the store was opened.
     #[must_use]
     pub fn torn_tail_on_open(&self) -> Option<TornTail> {
