@@ -88,6 +88,11 @@ pub(crate) struct CompactionState {
     /// Tables being written by flushes and compactions: in no version yet,
     /// so obsolete-file deletion must leave them alone.
     pub(crate) pending_outputs: HashSet<FileNumber>,
+    /// The error of the last background compaction, if it failed (cleared
+    /// by the next one that succeeds). Writers held by a write stop get
+    /// it instead of waiting for a compaction that cannot run (a full
+    /// disk would hold them for ever).
+    pub(crate) last_failure: Option<Error>,
 }
 
 impl DbInner {

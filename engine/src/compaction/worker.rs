@@ -24,13 +24,18 @@ impl DbInner {
         while let Some(task) = self.next_task() {
             let result = self.run_task(&task);
             self.finish_task(&task);
-            if let Err(e) = result {
-                if !self.compaction_error(&e) {
-                    return;
-                }
-                let mut state = self.compaction.lock();
-                if !self.stopping() {
-                    self.compaction_cv.wait_for(&mut state, RETRY_DELAY);
+            match result {
+                Ok(()) => self.compaction.lock().last_failure = None,
+                Err(e) => {
+                    if !self.compaction_error(&e) {
+                        return;
+                    }
+                    let mut state = self.compaction.lock();
+                    state.last_failure = Some(e);
+                    self.compaction_cv.notify_all();
+                    if !self.stopping() {
+                        self.compaction_cv.wait_for(&mut state, RETRY_DELAY);
+                    }
                 }
             }
         }
@@ -112,7 +117,10 @@ impl DbInner {
     }
 
     /// Called by the write leader before each group: delays it during a
-    /// slowdown, holds it during a stop, and counts the time.
+    /// slowdown, holds it during a stop, and counts the time. A group held
+    /// by a stop while the last background compaction failed gets that
+    /// compaction's error (nothing of it is written): the stop lasts until
+    /// a compaction succeeds, which a full disk may prevent for ever.
     pub(crate) fn stall_writes(&self) -> Result<()> {
         self.stall_writes_checked(Self::check_writable)
     }
@@ -133,6 +141,9 @@ impl DbInner {
             let mut state = self.compaction.lock();
             while self.stall.load(Ordering::Acquire) == STALL_STOP {
                 check(self)?;
+                if let Some(e) = &state.last_failure {
+                    return Err(e.clone());
+                }
                 self.compaction_cv
                     .wait_for(&mut state, Duration::from_millis(100));
             }
