@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! crashtest run   --dir DIR [--cycles N] [--seconds S] [--seed X] [--kill-ms-max M]
-//! crashtest child --dir DIR --seed X --from B
+//! crashtest child --dir DIR --seed X --from B [--count N] [--grow-bytes G]
+//! crashtest check --dir DIR --seed X [--floor F] [--grow-bytes G]
 //! ```
 //!
 //! `run` (the parent) repeatedly starts `child`, kills it with `SIGKILL` at
@@ -20,6 +21,12 @@
 //! more (the write in flight); and every key holds exactly the value the
 //! model gives after batches `0..=__batch` (the contents are a prefix).
 //! Every 40 batches the child flushes, so tables are recovered too.
+//!
+//! `child` alone writes until it is killed or a write fails (or, with
+//! `--count`, writes that many batches and closes the store); `check`
+//! verifies the store once, as `run` does after each kill (`--floor`: the
+//! batches a previous check found), and prints `{"batches": N}`. Tests use
+//! the two to drive a writer into a full file system and back.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -51,8 +58,10 @@ impl Rng {
 }
 
 /// The mutations of batch `b`: `(key, Some(value))` puts, `(key, None)`
-/// deletes. The last one is always `__batch = b`.
-fn batch_ops(seed: u64, b: u64) -> Vec<(String, Option<String>)> {
+/// deletes; with `grow_bytes`, a put of a new key `grow-B` with that many
+/// bytes, so the store grows by about that much a batch. The last one is
+/// always `__batch = b`.
+fn batch_ops(seed: u64, b: u64, grow_bytes: u64) -> Vec<(String, Option<String>)> {
     let mut rng = Rng(seed ^ b.wrapping_mul(0xA24B_AED4_963E_E407));
     let n = 1 + rng.below(8);
     let mut ops = Vec::new();
@@ -64,6 +73,10 @@ fn batch_ops(seed: u64, b: u64) -> Vec<(String, Option<String>)> {
             let pad = "x".repeat(rng.below(300) as usize);
             ops.push((k, Some(format!("b{b}-{pad}"))));
         }
+    }
+    if grow_bytes > 0 {
+        let value = "g".repeat(usize::try_from(grow_bytes).unwrap_or(0));
+        ops.push((format!("grow-{b:012}"), Some(value)));
     }
     ops.push(("__batch".to_owned(), Some(b.to_string())));
     ops
@@ -84,6 +97,9 @@ struct Args {
     cycles: u64,
     seconds: Option<u64>,
     kill_ms_max: u64,
+    count: Option<u64>,
+    floor: u64,
+    grow_bytes: u64,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -94,6 +110,9 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         cycles: 100,
         seconds: None,
         kill_ms_max: 150,
+        count: None,
+        floor: 0,
+        grow_bytes: 0,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -106,6 +125,9 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--cycles" => a.cycles = num()?,
             "--seconds" => a.seconds = Some(num()?),
             "--kill-ms-max" => a.kill_ms_max = num()?.max(1),
+            "--count" => a.count = Some(num()?),
+            "--floor" => a.floor = num()?,
+            "--grow-bytes" => a.grow_bytes = num()?.min(1 << 20),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -123,9 +145,10 @@ fn child(a: &Args) -> Result<(), String> {
         .append(true)
         .open(a.dir.join(ACKS_FILE))
         .map_err(|e| e.to_string())?;
-    for b in a.from.. {
+    let end = a.count.map_or(u64::MAX, |n| a.from.saturating_add(n));
+    for b in a.from..end {
         let mut batch = WriteBatch::new();
-        for (k, v) in batch_ops(a.seed, b) {
+        for (k, v) in batch_ops(a.seed, b, a.grow_bytes) {
             match v {
                 Some(v) => batch.put(k, v),
                 None => batch.delete(k),
@@ -140,6 +163,19 @@ fn child(a: &Args) -> Result<(), String> {
             db.flush().map_err(|e| format!("flush: {e}"))?;
         }
     }
+    db.close().map_err(|e| format!("close: {e}"))
+}
+
+/// One verification of the store, as `run` makes after each kill.
+fn check(a: &Args) -> Result<(), String> {
+    let mut model = Model {
+        seed: a.seed,
+        grow_bytes: a.grow_bytes,
+        applied: 0,
+        state: BTreeMap::new(),
+    };
+    let held = verify(a, &mut model, a.floor)?;
+    println!("{{\"batches\": {held}}}");
     Ok(())
 }
 
@@ -160,6 +196,7 @@ fn last_ack(dir: &Path) -> Result<Option<u64>, String> {
 /// The parent's model: the state after batches `0..applied`.
 struct Model {
     seed: u64,
+    grow_bytes: u64,
     applied: u64,
     state: BTreeMap<String, String>,
 }
@@ -167,7 +204,7 @@ struct Model {
 impl Model {
     fn advance_to(&mut self, applied: u64) {
         while self.applied < applied {
-            for (k, v) in batch_ops(self.seed, self.applied) {
+            for (k, v) in batch_ops(self.seed, self.applied, self.grow_bytes) {
                 match v {
                     Some(v) => self.state.insert(k, v),
                     None => self.state.remove(&k),
@@ -248,6 +285,7 @@ fn run(a: &Args) -> Result<(), String> {
     std::fs::create_dir_all(&a.dir).map_err(|e| e.to_string())?;
     let mut model = Model {
         seed: a.seed,
+        grow_bytes: a.grow_bytes,
         applied: 0,
         state: BTreeMap::new(),
     };
@@ -268,6 +306,7 @@ fn run(a: &Args) -> Result<(), String> {
             .arg("child")
             .args(["--dir".as_ref(), a.dir.as_os_str()])
             .args(["--seed", &a.seed.to_string(), "--from", &held.to_string()])
+            .args(["--grow-bytes", &a.grow_bytes.to_string()])
             .spawn()
             .map_err(|e| format!("spawn: {e}"))?;
         std::thread::sleep(Duration::from_millis(1 + rng.below(a.kill_ms_max)));
@@ -290,7 +329,7 @@ fn run(a: &Args) -> Result<(), String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((mode, rest)) = args.split_first() else {
-        eprintln!("usage: crashtest run|child --dir DIR [flags]");
+        eprintln!("usage: crashtest run|child|check --dir DIR [flags]");
         return ExitCode::from(2);
     };
     let parsed = match parse_args(rest) {
@@ -303,6 +342,7 @@ fn main() -> ExitCode {
     let result = match mode.as_str() {
         "run" => run(&parsed),
         "child" => child(&parsed),
+        "check" => check(&parsed),
         other => Err(format!("unknown mode {other}")),
     };
     match result {
