@@ -812,10 +812,41 @@ pub fn read_back(db: &Db, keys: u8) -> Result<Recovered, Violation> {
         }
     }
     let log = db.changelog();
-    let log_start = log.log_start_offset();
+    // Background retention may delete segments while this reads (a flush
+    // wakes its waiters before it applies retention): a read that ended
+    // early because the log start moved past it is read again.
+    let mut attempts = 0;
+    let (log_start, recs) = loop {
+        attempts += 1;
+        let log_start = log.log_start_offset();
+        let (recs, expect) = read_log(log, log_start)?;
+        if expect == log.next_offset() {
+            break (log_start, recs);
+        }
+        if attempts >= 5 || log.log_start_offset() <= expect {
+            return Err(Violation(format!(
+                "changelog read from {log_start} ended at {expect}, next_offset {}, \
+                 log start now {}",
+                log.next_offset(),
+                log.log_start_offset()
+            )));
+        }
+    };
+    Ok(Recovered {
+        state,
+        log: recs,
+        log_start,
+        seqno: db.latest_seqno(),
+    })
+}
+
+/// The changelog's records from `from`, checked contiguous, and the
+/// offset the read ended at.
+fn read_log(log: &varve::varve_changelog::Log, from: u64) -> Result<(Vec<Rec>, u64), Violation> {
+    let v = |what: &str, e: &dyn fmt::Display| Violation(format!("{what}: {e}"));
     let mut recs = Vec::new();
-    let mut reader = log.reader(log_start).map_err(|e| v("log reader", &e))?;
-    let mut expect = log_start;
+    let mut reader = log.reader(from).map_err(|e| v("log reader", &e))?;
+    let mut expect = from;
     while let Some((_, batch)) = reader.next_batch().map_err(|e| v("log read", &e))? {
         for r in batch {
             if r.offset != expect {
@@ -828,18 +859,7 @@ pub fn read_back(db: &Db, keys: u8) -> Result<Recovered, Violation> {
             recs.push((r.record.key, r.record.value));
         }
     }
-    if expect != log.next_offset() {
-        return Err(Violation(format!(
-            "changelog read ended at {expect}, next_offset {}",
-            log.next_offset()
-        )));
-    }
-    Ok(Recovered {
-        state,
-        log: recs,
-        log_start,
-        seqno: db.latest_seqno(),
-    })
+    Ok((recs, expect))
 }
 
 /// Checks a reopened store against every candidate of `hist`. Returns the
