@@ -155,7 +155,7 @@ fn check_ttl(versions: &mut VersionSet, path: &Path, given_ms: Option<u64>) -> R
     }
 }
 
-fn log_options(opts: &Options) -> LogOptions {
+pub(crate) fn log_options(opts: &Options) -> LogOptions {
     let mut log = LogOptions {
         segment_size_bytes: opts.changelog_segment_size_bytes,
         sync_policy: opts
