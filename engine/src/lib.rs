@@ -52,7 +52,7 @@ pub use checkpoint::{CheckpointInfo, check_outside_store};
 pub use db::Db;
 pub use error::{Error, Result};
 pub use iter::db_iter::{Iter, KeyValue};
-pub use metrics::{LatencySummary, Metrics, RestoreMetrics};
+pub use metrics::{LatencySummary, Metrics};
 pub use open::{CHANGELOG_DIR, LOCK_FILE};
 pub use options::{
     ChangelogRetention, CompactionOptions, Compression, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES,

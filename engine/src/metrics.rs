@@ -1,5 +1,7 @@
 //! Per-store operation metrics: counts, latency histograms, bytes read and
-//! written, and restore progress ([`Db::metrics`](crate::Db::metrics)).
+//! written ([`Db::metrics`](crate::Db::metrics)). A restore's progress is
+//! reported to its listener and in its report (see `RestoreOptions`), not here:
+//! it runs before the store is open.
 //!
 //! Recording is lock-free: every counter is an `AtomicU64` updated with
 //! `Relaxed` ordering, and latencies go into a fixed log-linear histogram
@@ -154,26 +156,6 @@ impl fmt::Display for LatencySummary {
     }
 }
 
-/// How far a restore has got, as last reported by the restore engine.
-///
-/// # Examples
-/// ```
-/// let r = varve::RestoreMetrics::default();
-/// assert_eq!(r.records_restored, 0);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RestoreMetrics {
-    /// Records applied so far.
-    pub records_restored: u64,
-    /// Key and value bytes applied so far.
-    pub bytes_restored: u64,
-    /// The next changelog offset the restore will apply.
-    pub offset: u64,
-    /// The offset the restore runs up to (the source's end when it
-    /// started).
-    pub end_offset: u64,
-}
-
 /// A snapshot of a store's operation metrics since it was opened
 /// ([`Db::metrics`](crate::Db::metrics)). Latencies are in nanoseconds.
 ///
@@ -228,8 +210,6 @@ pub struct Metrics {
     /// Expired puts of a TTL store that compactions turned into
     /// tombstones or dropped.
     pub expired_entries_compacted: u64,
-    /// Restore progress (all zero if no restore reported any).
-    pub restore: RestoreMetrics,
 }
 
 impl fmt::Display for Metrics {
@@ -248,16 +228,10 @@ impl fmt::Display for Metrics {
             "bytes:   read {} written {}",
             self.read_bytes, self.written_bytes
         )?;
-        writeln!(
+        write!(
             f,
             "expired: {} entries compacted",
             self.expired_entries_compacted
-        )?;
-        let r = &self.restore;
-        write!(
-            f,
-            "restore: {} records, {} bytes, offset {} of {}",
-            r.records_restored, r.bytes_restored, r.offset, r.end_offset
         )
     }
 }
@@ -274,10 +248,6 @@ pub(crate) struct StoreMetrics {
     pub(crate) read_bytes: AtomicU64,
     pub(crate) written_bytes: AtomicU64,
     pub(crate) expired_entries: AtomicU64,
-    restore_records: AtomicU64,
-    restore_bytes: AtomicU64,
-    restore_offset: AtomicU64,
-    restore_end_offset: AtomicU64,
 }
 
 impl StoreMetrics {
@@ -293,22 +263,6 @@ impl StoreMetrics {
         Self::add(&self.read_bytes, value_bytes);
     }
 
-    /// Sets the restore progress: `records` and `bytes` applied so far
-    /// (totals, not increments), the next `offset` to apply and the
-    /// `end_offset` the restore runs up to.
-    pub(crate) fn record_restore_progress(
-        &self,
-        records: u64,
-        bytes: u64,
-        offset: u64,
-        end_offset: u64,
-    ) {
-        self.restore_records.store(records, Ordering::Relaxed);
-        self.restore_bytes.store(bytes, Ordering::Relaxed);
-        self.restore_offset.store(offset, Ordering::Relaxed);
-        self.restore_end_offset.store(end_offset, Ordering::Relaxed);
-    }
-
     pub(crate) fn snapshot(&self) -> Metrics {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Metrics {
@@ -321,12 +275,6 @@ impl StoreMetrics {
             read_bytes: load(&self.read_bytes),
             written_bytes: load(&self.written_bytes),
             expired_entries_compacted: load(&self.expired_entries),
-            restore: RestoreMetrics {
-                records_restored: load(&self.restore_records),
-                bytes_restored: load(&self.restore_bytes),
-                offset: load(&self.restore_offset),
-                end_offset: load(&self.restore_end_offset),
-            },
         }
     }
 }
@@ -347,22 +295,6 @@ impl crate::Db {
     #[must_use]
     pub fn metrics(&self) -> Metrics {
         self.inner().metrics.snapshot()
-    }
-
-    /// Reports restore progress into [`Metrics::restore`]: `records` and
-    /// `bytes` applied so far (running totals), the next changelog
-    /// `offset` to apply and the `end_offset` the restore runs up to.
-    #[allow(dead_code)] // called by the restore engine
-    pub(crate) fn record_restore_progress(
-        &self,
-        records: u64,
-        bytes: u64,
-        offset: u64,
-        end_offset: u64,
-    ) {
-        self.inner()
-            .metrics
-            .record_restore_progress(records, bytes, offset, end_offset);
     }
 }
 
@@ -460,18 +392,6 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(h.summary().count, 40_000);
-    }
-
-    #[test]
-    fn restore_progress_is_reported() {
-        let m = StoreMetrics::default();
-        m.record_restore_progress(10, 200, 11, 50);
-        let r = m.snapshot().restore;
-        assert_eq!(
-            (r.records_restored, r.bytes_restored, r.offset, r.end_offset),
-            (10, 200, 11, 50)
-        );
-        assert!(m.snapshot().to_string().contains("offset 11 of 50"));
     }
 
     proptest::proptest! {

@@ -175,7 +175,7 @@ fn open_changelog(fs: &Arc<dyn FileSystem>, path: &Path, opts: &Options) -> Resu
     Ok(log)
 }
 
-fn log_options(opts: &Options) -> LogOptions {
+pub(crate) fn log_options(opts: &Options) -> LogOptions {
     let mut log = LogOptions {
         segment_size_bytes: opts.changelog_segment_size_bytes,
         sync_policy: opts

@@ -250,9 +250,13 @@ fn print_text(out: &mut Out, r: &Map<String, Value>) -> Result<()> {
         m["records"],
         m["size_bytes"]
     ))?;
+    // A sequence number is a changelog offset plus one, so the store's
+    // newest write is the changelog's end even before it reaches a table.
+    let in_tables = m["last_seqno"].as_u64().unwrap_or(0);
+    let newest = in_tables.max(r["changelog"]["log_end_offset"].as_u64().unwrap_or(0));
     out.line(format!(
-        "last seqno     {}    next file number {}",
-        m["last_seqno"], m["next_file_number"]
+        "last seqno     {newest} ({in_tables} in tables)    next file number {}",
+        m["next_file_number"]
     ))?;
     print_levels(out, &r["levels"])?;
     print_changelog(out, &r["changelog"])?;

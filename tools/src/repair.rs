@@ -28,7 +28,7 @@ use varve::{Db, Options, WriteBatch, WriteOptions};
 
 use crate::error::{Problem, Result, ToolError};
 use crate::format::{Out, show_bytes};
-use crate::segments;
+use crate::segments::{self, SegmentScanner, Step};
 use crate::store::{self, LockState, Manifest};
 use crate::view::{Entry, KeyRange, Overlay, View, overlay_insert};
 
@@ -242,6 +242,15 @@ fn lost_range(path: &Path, offset: u64, after: Option<&[u8]>, before: Option<&[u
     )
 }
 
+/// Reads the changelog into `overlay`: every record at or above the
+/// manifest's `flushed` offset (those are in no table), and below it only
+/// records that a lost or damaged table may have held (a record the tables
+/// already reflect must not override them: a key deleted later, whose
+/// tombstone compaction dropped, would come back). Damage below `flushed`
+/// loses nothing (the tables hold those records) and reading goes on past
+/// it; reading stops at damage at or above `flushed`, so the new store
+/// holds a prefix of the acknowledged writes, and what follows is counted
+/// as lost.
 fn read_changelog(
     dir: &Path,
     flushed: u64,
@@ -264,36 +273,137 @@ fn read_changelog(
             None
         }
     };
-    let end = segments::read_records(&log_dir, 0, |offset, record| {
-        report.log_first_offset.get_or_insert(offset);
-        overlay_insert(
-            overlay,
-            record.key.to_vec(),
-            Entry {
-                seqno: offset + 1,
-                value: record.value,
-            },
-        );
-        Ok(())
-    })?;
-    report.log_next_offset = end.next_offset;
-    if let Some((path, bad)) = &end.damage {
-        let at = Problem::at(path, bad.position, &bad.what);
-        let synced = recovery_point.filter(|rp| *rp > end.next_offset).map_or(String::new(), |rp| {
-            format!("; {} acknowledged (synced) record(s) below the recovery point {rp} are among them", rp - end.next_offset)
-        });
-        report.lost.push(format!(
-            "changelog cut at {at}: records from offset {} on are lost ({} later segment(s) not read){synced}",
-            end.next_offset, end.segments_skipped
+    let lost_ranges: Vec<(u64, u64)> = report
+        .lost_seqnos
+        .iter()
+        .map(|(_, min, max)| (*min, *max))
+        .collect();
+    let wanted = |seqno: u64| {
+        seqno > flushed
+            || lost_ranges
+                .iter()
+                .any(|&(min, max)| (min..=max).contains(&seqno))
+    };
+    let mut next_offset = 0u64;
+    let mut stop: Option<(Problem, u64)> = None;
+    let mut skipped_below_flushed = Vec::new();
+    let mut resumed_after: Option<Problem> = None;
+    let list = segments::list_segments(&log_dir)?;
+    'segments: for segment in &list {
+        let mut scanner = SegmentScanner::open(segment)?;
+        loop {
+            match scanner.step()? {
+                Step::Batch(good) => {
+                    let header = *good.batch.header();
+                    if let Some(at) = resumed_after.take()
+                        && header.base_offset > flushed
+                    {
+                        // The damage hid offsets from below the flushed
+                        // offset up to this batch: those at or above it
+                        // are lost, and what follows would leave a hole.
+                        stop = Some((at, flushed));
+                        break 'segments;
+                    }
+                    let records: std::result::Result<Vec<_>, _> = good.batch.records().collect();
+                    let Ok(records) = records else {
+                        let at =
+                            Problem::at(&segment.path, good.position, "a record does not decode");
+                        if header.base_offset >= flushed {
+                            stop = Some((at, header.base_offset));
+                            break 'segments;
+                        }
+                        skipped_below_flushed.push(at);
+                        next_offset = next_offset.max(header.next_offset());
+                        continue;
+                    };
+                    for (offset, record) in records {
+                        report.log_first_offset.get_or_insert(offset);
+                        if wanted(offset + 1) {
+                            overlay_insert(
+                                overlay,
+                                record.key.to_vec(),
+                                Entry {
+                                    seqno: offset + 1,
+                                    value: record.value,
+                                },
+                            );
+                        }
+                    }
+                    next_offset = next_offset.max(header.next_offset());
+                }
+                Step::Bad(bad) => {
+                    let at = Problem::at(&segment.path, bad.position, &bad.what);
+                    let from = scanner.next_offset();
+                    if from >= flushed {
+                        stop = Some((at, from));
+                        break 'segments;
+                    }
+                    skipped_below_flushed.push(at.clone());
+                    resumed_after = Some(at.clone());
+                    if !scanner.skip_bad(&bad) && !scanner.resync(&bad)? {
+                        // The rest of this segment cannot be walked; the
+                        // next segment starts where reading goes on. If
+                        // that is past the flushed offset, the records in
+                        // between are lost.
+                        let resume = list
+                            .iter()
+                            .find(|s| s.base_offset > segment.base_offset)
+                            .map(|s| s.base_offset);
+                        if resume.is_none_or(|r| r > flushed) {
+                            stop = Some((at, flushed));
+                            break 'segments;
+                        }
+                        continue 'segments;
+                    }
+                }
+                Step::End { .. } => break,
+            }
+        }
+        next_offset = next_offset.max(scanner.next_offset());
+    }
+    report.log_next_offset = next_offset;
+    for at in skipped_below_flushed {
+        report.notes.push(format!(
+            "changelog damaged at {at}, below the manifest's flushed offset {flushed}: those records are in the tables, nothing is lost"
         ));
     }
-    if end.next_offset < flushed {
+    if let Some((at, from)) = stop {
+        let known_end = recovery_point.unwrap_or(0).max(segments_end(&list, from)?);
+        let count = if known_end > from {
+            format!(
+                " (the changelog held offsets up to {known_end}: {} record offset(s) lost)",
+                known_end - from
+            )
+        } else {
+            String::new()
+        };
         report.lost.push(format!(
-            "the changelog ends at offset {} below the manifest's flushed offset {flushed}",
-            end.next_offset
+            "changelog cut at {at}: records from offset {from} on are lost{count}"
+        ));
+        report.log_next_offset = from;
+    } else if next_offset < flushed {
+        report.lost.push(format!(
+            "the changelog ends at offset {next_offset} below the manifest's flushed offset {flushed}"
         ));
     }
     Ok(())
+}
+
+/// The end offset of the last readable batch of the changelog's segments
+/// at or after `from` (what the log held past a cut), as far as the
+/// segments after the damaged one can be walked.
+fn segments_end(list: &[segments::SegmentFile], from: u64) -> Result<u64> {
+    let mut end = from;
+    for segment in list.iter().rev() {
+        let mut scanner = SegmentScanner::open(segment)?;
+        while let Step::Batch(good) = scanner.step()? {
+            end = end.max(good.batch.header().next_offset());
+        }
+        if end > from {
+            break;
+        }
+    }
+    Ok(end)
 }
 
 /// Notes whether the changelog still held the records of damaged tables.

@@ -233,6 +233,38 @@ impl SegmentScanner {
         }
     }
 
+    /// Moves past a bad batch whose extent is unknown to the next byte
+    /// position after it where a valid batch starts (header and CRC check,
+    /// offsets not going backwards); false if there is none. The CRC work
+    /// is bounded (four times the bytes searched plus 64 MiB), so a crafted
+    /// file cannot make it quadratic.
+    ///
+    /// # Errors
+    /// [`ToolError::Io`] if a read fails.
+    pub fn resync(&mut self, bad: &BadBatch) -> Result<bool> {
+        let len = usize::try_from(self.len_bytes.saturating_sub(bad.position)).unwrap_or(0);
+        let mut after = vec![0u8; len];
+        self.read_at(&mut after, bad.position)?;
+        let mut budget = len.saturating_mul(4).saturating_add(64 << 20);
+        for pos in 1..len.saturating_sub(BATCH_HEADER_SIZE - 1) {
+            let Ok(h) = parse_header(&after[pos..]) else {
+                continue;
+            };
+            if h.base_offset < self.next_offset || h.length as usize > len - pos {
+                continue;
+            }
+            if budget < h.length as usize {
+                return Ok(false);
+            }
+            budget -= h.length as usize;
+            if varve_changelog::batch::check_batch(&after[pos..]).is_ok() {
+                self.position = bad.position + pos as u64;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Whether the bad batch `bad` must be damaged durable data (a later
     /// batch proves it was synced), and why; `None` if a torn write may
     /// explain it. The same rule as the changelog's recovery.

@@ -305,7 +305,10 @@ fn check_changelog(
     if let Err(e) = crate::positions::read_positions(log_dir) {
         f.problem(problem_of(&positions_path, &e))?;
     }
-    f.progress.checked(&positions_path);
+    if positions_path.exists() {
+        // Absent until the first commit: then there is nothing to check.
+        f.progress.checked(&positions_path);
+    }
     if recovery_point.is_none() && segs.is_empty() {
         return Ok(None);
     }

@@ -17,6 +17,15 @@ fn info_shows_levels_changelog_and_positions() {
     assert!(text.contains("consumer shipper: offset 10"), "{text}");
     assert!(text.contains("write amp      ≥"), "{text}");
     let json = json_lines(&ok(&["info", arg(&store), "--json", "--live"]));
+    // The store's newest sequence number is the changelog's end, even for
+    // writes not yet in a table.
+    let end = json[0]["changelog"]["log_end_offset"].as_u64().unwrap();
+    let in_tables = json[0]["manifest"]["last_seqno"].as_u64().unwrap();
+    assert!(end > in_tables);
+    assert!(
+        text.contains(&format!("last seqno     {end} ({in_tables} in tables)")),
+        "{text}"
+    );
     assert_eq!(json.len(), 1);
     let info = &json[0];
     assert_eq!(info["levels"][0]["tables"].as_array().unwrap().len(), 2);

@@ -22,6 +22,26 @@ fn a_clean_store_verifies() {
     );
     // Not a terminal: plain progress lines on stderr.
     assert!(run.stderr.contains("checked "), "{}", run.stderr);
+    assert_checked_files_exist(&run.stderr);
+    // A store with no consumer positions has no positions file, and
+    // verify does not claim to have checked one.
+    let fresh = tempfile::tempdir().unwrap();
+    varve::Db::open(fresh.path(), varve::Options::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    let run = varve(&["verify", arg(fresh.path())]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("positions"), "{}", run.stderr);
+    assert_checked_files_exist(&run.stderr);
+}
+
+/// Every "checked N/M PATH" progress line names a file that exists.
+fn assert_checked_files_exist(stderr: &str) {
+    for line in stderr.lines().filter(|l| l.starts_with("checked ")) {
+        let path = line.split_whitespace().last().unwrap_or("");
+        assert!(std::path::Path::new(path).exists(), "{line}");
+    }
 }
 
 /// Runs verify, expects exit 1 and a problem line starting with `prefix`.

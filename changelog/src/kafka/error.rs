@@ -92,6 +92,14 @@ pub enum Error {
     InvalidArgument(String),
     /// The shipper was stopped, or its thread ended.
     Stopped,
+    /// The shipper's thread stopped on an error that retrying cannot cure
+    /// (authorization, a missing topic, a record the broker refuses, a
+    /// local changelog error); nothing after the shipped position was
+    /// committed.
+    Failed {
+        /// The error that stopped it.
+        cause: String,
+    },
     /// An error of the local changelog.
     Log(crate::Error),
     /// Any other error of the Kafka client.
@@ -131,13 +139,38 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Unreachable { .. } | Error::Timeout { .. } => true,
-            Error::Client { source, .. } => !matches!(
-                source,
-                KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_)
-            ),
+            Error::Client { source, .. } => {
+                !matches!(
+                    source,
+                    KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_)
+                ) && !source.rdkafka_error_code().is_some_and(is_permanent)
+            }
             _ => false,
         }
     }
+}
+
+/// Whether `code` says the request itself is wrong, so sending it again
+/// cannot succeed (a record too large, an invalid record or topic, a
+/// policy or version the broker refuses).
+pub(crate) fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    is_authorization(code)
+        || matches!(
+            code,
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidTopic
+                | RDKafkaErrorCode::InvalidRequiredAcks
+                | RDKafkaErrorCode::PolicyViolation
+                | RDKafkaErrorCode::UnsupportedVersion
+                | RDKafkaErrorCode::UnsupportedForMessageFormat
+                | RDKafkaErrorCode::UnsupportedCompressionType
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+        )
 }
 
 /// Whether `code` says the principal may not do what it asked.
@@ -200,6 +233,10 @@ impl fmt::Display for Error {
             } => write!(f, "bad record at {topic}/{partition}@{offset}: {what}"),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
             Error::Stopped => f.write_str("the shipper has stopped"),
+            Error::Failed { cause } => write!(
+                f,
+                "the shipper stopped on an error that retrying cannot cure: {cause}"
+            ),
             Error::Log(e) => write!(f, "changelog: {e}"),
             Error::Client { operation, source } => {
                 write!(f, "Kafka client failed to {operation}: {source}")
@@ -227,6 +264,25 @@ impl From<crate::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_the_broker_refuses_are_not_transient() {
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::InvalidRecord,
+            RDKafkaErrorCode::PolicyViolation,
+        ] {
+            let e =
+                Error::from_client("deliver a record", "t", KafkaError::MessageProduction(code));
+            assert!(!e.is_transient(), "{code:?} retried for ever");
+        }
+        let e = Error::from_client(
+            "deliver a record",
+            "t",
+            KafkaError::MessageProduction(RDKafkaErrorCode::NotEnoughReplicas),
+        );
+        assert!(e.is_transient());
+    }
 
     fn client(code: RDKafkaErrorCode) -> KafkaError {
         KafkaError::MetadataFetch(code)

@@ -22,7 +22,7 @@ mod shipper;
 mod source;
 mod topic;
 
-pub use config::{Compression, KafkaConfig};
+pub use config::{Compression, GUARANTEED_PROPERTIES, KafkaConfig};
 pub use error::{Error, Result};
 pub use shipper::{Shipper, ShipperHandle, ShipperOptions};
 pub use source::{KafkaSource, local_offset_from_header};

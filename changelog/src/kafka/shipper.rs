@@ -431,7 +431,10 @@ impl<L: Deref<Target = Log> + Send + 'static> Shipper<L> {
     /// Runs the shipper on a background thread until
     /// [`ShipperHandle::stop`] (or the handle is dropped). Transient
     /// failures (broker down, timeouts) are retried forever; the last one
-    /// is visible through [`ShipperHandle::last_error`].
+    /// is visible through [`ShipperHandle::last_error`]. A failure that
+    /// retrying cannot cure stops the thread after committing what was
+    /// acknowledged; [`ShipperHandle::failure`] says why, and
+    /// [`ShipperHandle::wait_shipped`] returns [`Error::Failed`].
     pub fn spawn(self) -> ShipperHandle {
         let shared = Arc::new(Shared::default());
         shared.shipped.store(self.committed, Ordering::Release);
@@ -464,6 +467,8 @@ struct Shared {
     shipped: AtomicU64,
     end: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// The error that stopped the thread for good, if one did.
+    failure: Mutex<Option<String>>,
 }
 
 /// The body of the shipper thread.
@@ -472,11 +477,20 @@ fn run<L: Deref<Target = Log>>(mut shipper: Shipper<L>, shared: &Shared) {
     while !shared.stop.load(Ordering::Acquire) {
         match shipper.step(Duration::from_millis(10)) {
             Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => {
+            Err(e) if e.is_transient() => {
                 tracing::warn!(target: "varve::kafka", error = %e, "shipping failed; retrying");
                 *shared.last_error.lock() = Some(e.to_string());
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                // Retrying cannot cure it, and under UntilShipped the local
+                // changelog would grow without bound meanwhile: stop, and
+                // say why.
+                tracing::error!(target: "varve::kafka", error = %e, "shipping failed for good; the shipper stops");
+                *shared.last_error.lock() = Some(e.to_string());
+                *shared.failure.lock() = Some(e.to_string());
+                break;
             }
         }
         shared.shipped.store(shipper.committed, Ordering::Release);
@@ -531,6 +545,14 @@ impl ShipperHandle {
         self.shared.last_error.lock().clone()
     }
 
+    /// The error that stopped the thread for good (one that retrying
+    /// cannot cure: authorization, a missing topic, a record the broker
+    /// refuses, a local changelog error), if one did. Transient errors are
+    /// retried and only shown by [`last_error`](ShipperHandle::last_error).
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.lock().clone()
+    }
+
     /// Whether the thread is still running.
     pub fn is_running(&self) -> bool {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
@@ -540,8 +562,9 @@ impl ShipperHandle {
     /// passes.
     ///
     /// # Errors
-    /// [`Error::Timeout`] with the last error in the log; [`Error::Stopped`]
-    /// if the thread is not running.
+    /// [`Error::Timeout`] with the last error in the log; [`Error::Failed`]
+    /// if the thread stopped on an error retrying cannot cure,
+    /// [`Error::Stopped`] if it is not running otherwise.
     pub fn wait_shipped(&self, offset: u64, timeout: Duration) -> Result<u64> {
         let started = Instant::now();
         loop {
@@ -550,7 +573,10 @@ impl ShipperHandle {
                 return Ok(shipped);
             }
             if !self.is_running() {
-                return Err(Error::Stopped);
+                return Err(match self.failure() {
+                    Some(cause) => Error::Failed { cause },
+                    None => Error::Stopped,
+                });
             }
             if started.elapsed() >= timeout {
                 if let Some(e) = self.last_error() {

@@ -7,7 +7,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use varve_changelog::{Log, LogSource, RecordSource, StoredRecord};
+use std::path::PathBuf;
+
+use varve_changelog::fs::FileSystem;
+use varve_changelog::{Log, LogOptions, LogSource, RecordSource, StoredRecord};
 
 use super::register::bounds;
 use crate::error::{Error, Result};
@@ -150,7 +153,17 @@ pub(super) struct Follower {
     pub(super) shared: Arc<Shared>,
     pub(super) standby: Arc<DbInner>,
     pub(super) primary: Weak<DbInner>,
+    /// Where the primary's changelog lives, to catch up from its files
+    /// when the primary is gone.
+    pub(super) primary_changelog: PrimaryChangelog,
     pub(super) thread: Option<JoinHandle<()>>,
+}
+
+/// The primary's changelog directory, file system and options.
+pub(super) struct PrimaryChangelog {
+    pub(super) fs: Arc<dyn FileSystem>,
+    pub(super) dir: PathBuf,
+    pub(super) opts: LogOptions,
 }
 
 impl Follower {
@@ -195,8 +208,10 @@ impl Worker {
                 return;
             };
             if primary.closing.load(Ordering::Acquire) {
-                // Its changelog is still open until the last handle goes:
-                // record how far the standby got, for when it reopens.
+                // Its changelog stays open while this handle lives: apply
+                // what it acknowledged before closing, then record how far
+                // the standby got, for when it reopens.
+                self.drain(&primary.log);
                 if let Err(e) = self.commit() {
                     tracing::warn!(name = self.name, error = %e, "standby could not commit its position");
                 }
@@ -204,7 +219,7 @@ impl Worker {
                 self.shared.halt(Halt::PrimaryGone);
                 return;
             }
-            let applied = match self.step(&primary) {
+            let applied = match self.step(&primary.log) {
                 Ok(applied) => applied,
                 Err(e) => {
                     drop(primary);
@@ -234,10 +249,25 @@ impl Worker {
         }
     }
 
-    /// Reads the next records from the primary and applies them; returns
-    /// whether anything new was read.
-    pub(super) fn step(&self, primary: &DbInner) -> Result<bool> {
-        let log = &primary.log;
+    /// Applies everything up to the end of the primary's changelog `log`
+    /// (which takes no more writes); returns whether it got there. A
+    /// failure is logged: promotion catches up again and reports it.
+    pub(super) fn drain(&self, log: &Log) -> bool {
+        loop {
+            match self.step(log) {
+                Ok(true) => {}
+                Ok(false) => return true,
+                Err(e) => {
+                    tracing::warn!(name = self.name, error = %e, "standby could not apply the closing primary's last records");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Reads the next records from the primary's changelog `log` and
+    /// applies them; returns whether anything new was read.
+    pub(super) fn step(&self, log: &Log) -> Result<bool> {
         let position = self.shared.position.load(Ordering::Acquire);
         let end = log.next_offset();
         check_replica_position(position, bounds(log))?;

@@ -27,7 +27,7 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::options::{ChangelogRetention, Options};
 
-use follower::{Follower, Halt, Shared};
+use follower::{Follower, Halt, PrimaryChangelog, Shared};
 use register::register;
 pub use source::SourceStandby;
 
@@ -177,6 +177,11 @@ impl Standby {
             shared,
             standby: db.inner().clone(),
             primary: Arc::downgrade(primary_inner),
+            primary_changelog: PrimaryChangelog {
+                fs: primary_inner.fs.clone(),
+                dir: primary.changelog().dir().to_owned(),
+                opts: crate::open::log_options(&primary_inner.opts),
+            },
             thread: None,
         };
         let worker = follower.worker(position);
@@ -307,18 +312,18 @@ impl Standby {
 
     /// Stops following and returns the standby's store as a writable
     /// [`Db`]: the follower thread is stopped, the standby catches up to
-    /// the primary's changelog end as of this call (if the primary is
-    /// still open), syncs its changelog, deregisters its consumer name on
-    /// the primary, and leaves replica mode. The next write gets the
-    /// offset after the last replicated record; nothing is rebuilt.
+    /// the end of the primary's changelog, syncs its changelog,
+    /// deregisters its consumer name on the primary, and leaves replica
+    /// mode. The next write gets the offset after the last replicated
+    /// record; nothing is rebuilt.
     ///
-    /// Promote while the primary takes no more writes (or is gone):
-    /// writes the primary accepts after this call are not in the promoted
-    /// store. A closed primary is not an error: promotion is how a standby
-    /// takes over. If the primary is gone its registration cannot be
-    /// removed; remove it with
-    /// [`Log::remove_position`](varve_changelog::Log::remove_position)
-    /// after reopening it if it should not hold back retention.
+    /// The end caught up to is the primary's changelog end as of this
+    /// call if the primary is still open, and every record it holds if it
+    /// is closed: a closed (or dropped) primary's changelog is opened from
+    /// its directory and read to its end, so a standby promoted after its
+    /// primary closed holds every write the primary acknowledged. Promote
+    /// while the primary takes no more writes: writes it accepts after
+    /// this call are not in the promoted store.
     ///
     /// # Examples
     /// ```
@@ -326,49 +331,67 @@ impl Standby {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # use varve::{Db, Options, Standby};
     /// let primary = Db::open(dir.path().join("p"), Options::default())?;
-    /// primary.put("a", "1")?;
     /// let standby = Standby::follow(&primary, dir.path().join("s"), "s1", Options::default())?;
-    /// standby.wait_for_offset(1, std::time::Duration::from_secs(10))?;
-    /// drop(primary); // the primary dies
+    /// for i in 0..1000 {
+    ///     primary.put(format!("k{i}"), "v")?;
+    /// }
+    /// primary.close()?; // the standby may not have applied everything yet
     /// let db = standby.promote()?;
-    /// assert_eq!(db.get("a")?.as_deref(), Some(&b"1"[..]));
-    /// db.put("b", "2")?; // offset 1: continues the primary's offsets
-    /// assert_eq!(db.changelog().next_offset(), 2);
+    /// assert_eq!(db.get("k999")?.as_deref(), Some(&b"v"[..]));
+    /// db.put("next", "x")?; // continues the primary's offsets
+    /// assert_eq!(db.changelog().next_offset(), 1001);
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
     /// The follower's error if it stopped on one other than the primary
-    /// being closed ([`Error::Stale`], the standby's own I/O failure),
-    /// errors catching up or syncing. The store is closed on error; it can
-    /// be reopened with [`Db::open`] (which opens it writable) or
-    /// [`Standby::follow`].
+    /// being closed ([`Error::Stale`], the standby's own I/O failure);
+    /// errors reading the primary's changelog (for a closed primary, the
+    /// errors of opening it: [`Error::Changelog`] with `Locked` if
+    /// something reopened it), in which case the standby is not promoted
+    /// short of the primary's end; errors catching up or syncing. The
+    /// store is closed on error; it can be reopened with [`Db::open`]
+    /// (which opens it writable) or [`Standby::follow`].
     pub fn promote(self) -> Result<Db> {
         let Standby { mut follower, db } = self;
         follower.stop();
         if let Some(Halt::Failed(e)) = follower.shared.halted() {
             return Err(e);
         }
-        let primary = follower.primary.upgrade();
-        if let Some(primary) = primary
-            .as_ref()
-            .filter(|p| !p.closing.load(Ordering::Acquire))
-        {
-            let target = primary.log.next_offset();
-            let worker = follower.worker(follower.shared.position.load(Ordering::Acquire));
+        let worker = follower.worker(follower.shared.position.load(Ordering::Acquire));
+        let catch_up = |log: &varve_changelog::Log| -> Result<()> {
+            let target = log.next_offset();
             while follower.shared.position.load(Ordering::Acquire) < target {
-                if !worker.step(primary)? {
+                if !worker.step(log)? {
                     break;
                 }
             }
+            Ok(())
+        };
+        let deregister = |log: &varve_changelog::Log| {
+            if let Err(e) = log.remove_position(&follower.name) {
+                tracing::warn!(name = follower.name, error = %e, "could not deregister the promoted standby on its primary");
+            }
+        };
+        match follower.primary.upgrade() {
+            Some(primary) => {
+                catch_up(&primary.log)?;
+                db.inner().sync_log()?;
+                deregister(&primary.log);
+            }
+            None => {
+                let PrimaryChangelog { fs, dir, opts } = &follower.primary_changelog;
+                let log = varve_changelog::Log::open_with_fs(fs.clone(), dir, opts.clone())
+                    .inspect_err(|e| {
+                        tracing::error!(standby = %db.path().display(), position = follower.shared.position.load(Ordering::Acquire), error = %e,
+                            "cannot read the closed primary's changelog to catch up; not promoted");
+                    })?;
+                catch_up(&log)?;
+                db.inner().sync_log()?;
+                deregister(&log);
+                log.close()?;
+            }
         }
-        db.inner().sync_log()?;
-        if let Some(primary) = &primary
-            && let Err(e) = primary.log.remove_position(&follower.name)
-        {
-            tracing::warn!(name = follower.name, error = %e, "could not deregister the promoted standby on its primary");
-        }
-        drop(primary);
         db.inner().replica.store(false, Ordering::Release);
         tracing::info!(store = %db.path().display(), next_offset = db.changelog().next_offset(), "standby promoted");
         Ok(db)
