@@ -543,7 +543,9 @@ pub(crate) fn prepare_dir(fs: &dyn FileSystem, dir: &Path, create: bool) -> Resu
     match fs.kind(dir).map_err(|e| Error::io("stat", dir, e))? {
         Some(false) => return Err(not_a_store("it is a file")),
         None if create => {
-            fs.create_dir_all(dir)
+            // Durably: a new directory's name survives power loss only
+            // once its parent is synced.
+            varve_changelog::fs::create_dir_all_durably(fs, dir)
                 .map_err(|e| Error::io("create directory", dir, e))?;
             return Ok(false);
         }
