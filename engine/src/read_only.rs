@@ -199,11 +199,15 @@ impl ReadOnlyDb {
     pub fn changelog_end(&self) -> &ReadOnlyEnd {
         &self.inner.changelog
     }
+}
 
-    /// The options a writer should open this store with to keep what it
-    /// recorded: [`Options::default`] with the store's TTL, and the
-    /// compression of its newest table (compression is not recorded in the
-    /// manifest; a store without tables gets [`Compression::None`]).
+impl Options {
+    /// The options a writer should open the store in `dir` with to keep
+    /// what the store recorded: [`Options::default`] with the store's TTL,
+    /// and the compression of its newest table (compression is not
+    /// recorded in the manifest; a store without tables gets
+    /// [`Compression::None`]). Reads the manifest and one table's
+    /// properties; writes nothing.
     ///
     /// # Examples
     /// ```
@@ -216,27 +220,50 @@ impl ReadOnlyDb {
     /// db.put("k", "v".repeat(100))?;
     /// db.flush()?;
     /// db.close()?;
-    /// let ro = varve::ReadOnlyDb::open(dir.path(), varve::Options::default())?;
-    /// let recorded = ro.recorded_options()?;
+    /// let recorded = varve::Options::recorded(dir.path())?;
     /// assert_eq!((recorded.ttl, recorded.compression), (ttl, varve::Compression::Lz4));
+    /// varve::Db::open(dir.path(), recorded)?; // no IncompatibleOptions
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
-    /// I/O or corruption errors from opening the newest table.
-    pub fn recorded_options(&self) -> Result<Options> {
+    /// As [`ReadOnlyDb::open`], without its changelog checks.
+    pub fn recorded(dir: impl AsRef<Path>) -> Result<Options> {
+        Options::recorded_with_fs(&StdFs, dir)
+    }
+
+    /// [`Options::recorded`] through the file-system seam `fs`.
+    ///
+    /// # Errors
+    /// As [`Options::recorded`].
+    pub fn recorded_with_fs(fs: &dyn FileSystem, dir: impl AsRef<Path>) -> Result<Options> {
+        let dir = dir.as_ref();
+        check_store_dir(fs, dir)?;
+        let _lock = lock_if_present(fs, dir)?;
+        let version = crate::version::read_version(fs, dir)?;
         let newest = Level::all()
-            .flat_map(|l| self.inner.version.tables(l).iter())
+            .flat_map(|l| version.tables(l).iter())
             .map(|t| t.number)
             .max();
         let compression = match newest {
-            Some(number) if self.inner.table(number)?.properties().compression == "lz4" => {
-                Compression::Lz4
+            Some(number) => {
+                let path = dir.join(table_file_name(number));
+                let file = fs
+                    .open_file(&path, OpenMode::Read)
+                    .map_err(|e| Error::io("open table", &path, e))?;
+                match Table::open(file, path, number.0)?
+                    .properties()
+                    .compression
+                    .as_str()
+                {
+                    "lz4" => Compression::Lz4,
+                    _ => Compression::None,
+                }
             }
-            _ => Compression::None,
+            None => Compression::None,
         };
         Ok(Options {
-            ttl: self.inner.ttl,
+            ttl: version.ttl_ms().map(Duration::from_millis),
             compression,
             ..Options::default()
         })

@@ -128,13 +128,11 @@ fn read_only_open_applies_the_recorded_ttl() {
             ..Options::default()
         };
         let ro = ReadOnlyDb::open(dir.path(), opts).unwrap();
-        assert_eq!(
-            ro.recorded_options().unwrap().ttl,
-            Some(Duration::from_secs(60))
-        );
         let all: Vec<_> = ro.all().map(|kv| kv.unwrap()).collect();
         (ro.get("old").unwrap(), ro.get("new").unwrap(), all.len())
     };
+    let recorded = Options::recorded(dir.path()).unwrap();
+    assert_eq!(recorded.ttl, Some(Duration::from_secs(60)));
     let (old, new, n) = read(55_000);
     assert_eq!(
         old.as_deref(),

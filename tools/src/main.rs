@@ -10,6 +10,7 @@ mod get;
 mod info;
 mod log_dump;
 mod manifest_dump;
+mod open;
 mod positions;
 mod repair;
 mod restore;

@@ -14,7 +14,8 @@ use crate::format::{Out, arg_bytes, get_bytes, object};
 /// Records written per batch by `load`.
 const LOAD_BATCH_RECORDS: usize = 1000;
 
-/// Opens the store for writing; creates it only when `create` is set.
+/// Opens the store for writing with the options it recorded (its TTL and
+/// compression); creates it only when `create` is set.
 ///
 /// # Errors
 /// [`ToolError::Missing`] if `dir` is missing and `create` is off, the
@@ -25,7 +26,7 @@ pub fn open_for_write(dir: &Path, create: bool) -> Result<Db> {
     }
     let opts = Options {
         create_if_missing: create,
-        ..Options::default()
+        ..crate::open::write_options(dir)?
     };
     Ok(Db::open(dir, opts)?)
 }
