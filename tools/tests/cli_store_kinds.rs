@@ -162,3 +162,36 @@ fn a_partitioned_root_is_read_by_get_and_scan() {
         );
     }
 }
+
+#[test]
+fn repairing_a_ttl_store_makes_a_ttl_store_with_the_original_write_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("ttl");
+    make_ttl_store(&store);
+    // One more value, written 50 minutes ago: 10 minutes left to live.
+    let now_ms = SystemClock.now_ms();
+    let opts = Options {
+        clock: Arc::new(ManualClock::new(now_ms - 50 * 60 * 1000)),
+        ..Options::recorded(&store).unwrap()
+    };
+    let db = Db::open(&store, opts).unwrap();
+    db.put("aging", "ten minutes left").unwrap();
+    db.close().unwrap();
+    let fixed = dir.path().join("fixed");
+    let text = ok(&["repair", arg(&store), "--to", arg(&fixed)]);
+    assert!(text.contains("2 expired value(s) not written"), "{text}");
+    assert!(text.contains("lost: nothing"), "{text}");
+    assert_eq!(
+        ok(&["scan", arg(&fixed)]),
+        "aging\tten minutes left\nnew:table\tlive in a table\nnew:tail\tlive in the changelog\n"
+    );
+    let recorded = Options::recorded(&fixed).unwrap();
+    assert_eq!(recorded.ttl, Some(TTL), "the repaired store is a TTL store");
+    let in_15_minutes = Options {
+        clock: Arc::new(ManualClock::new(now_ms + 15 * 60 * 1000)),
+        ..Options::default()
+    };
+    let ro = varve::ReadOnlyDb::open(&fixed, in_15_minutes).unwrap();
+    assert_eq!(ro.get("aging").unwrap(), None, "the write time was kept");
+    assert!(ro.get("new:table").unwrap().is_some());
+}
