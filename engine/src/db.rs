@@ -470,21 +470,14 @@ impl DbInner {
     /// One internal iterator per memtable and table of the current view.
     fn children(&self) -> Vec<Box<dyn InternalIterator>> {
         let sv = self.super_version();
-        let mut children: Vec<Box<dyn InternalIterator>> = vec![Box::new(sv.mem.iter())];
-        children.extend(
-            sv.imm
-                .iter()
-                .map(|m| Box::new(m.iter()) as Box<dyn InternalIterator>),
-        );
-        for level in crate::version::Level::all() {
-            for meta in sv.version.tables(level) {
-                match self.table(meta.number) {
-                    Ok(t) => children.push(Box::new(t.iter())),
-                    Err(e) => children.push(Box::new(ErrorIter(e))),
-                }
-            }
-        }
-        children
+        let table = |n| self.table(n);
+        let sources = crate::read_path::ReadSources {
+            mem: &sv.mem,
+            imm: &sv.imm,
+            version: &sv.version,
+            table: &table,
+        };
+        sources.children()
     }
 }
 

@@ -34,6 +34,7 @@ mod open;
 mod options;
 mod partitioned;
 mod read_only;
+mod read_path;
 mod replicate;
 pub mod restore;
 mod snapshot;

@@ -20,18 +20,19 @@ use varve_changelog::fs::{DirLock, FileSystem, OpenMode, StdFs};
 use varve_changelog::read_only::{ReadOnlyEnd, read_records};
 
 use crate::cache::BlockCache;
-use crate::db::{ErrorIter, bounds_of, prefix_bounds};
+use crate::db::{bounds_of, prefix_bounds};
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
 use crate::iter::db_iter::{Cursor, Iter};
 use crate::iter::merge::MergeCursor;
-use crate::key::{SeqNo, ValueKind};
+use crate::key::SeqNo;
 use crate::memtable::MemTable;
 use crate::open::{CHANGELOG_DIR, LOCK_FILE};
 use crate::options::{Compression, Options};
+use crate::read_path::ReadSources;
 use crate::sst::Table;
 use crate::table_cache::TableCache;
-use crate::ttl::{Expiry, Stored, ValueFormat};
+use crate::ttl::{Expiry, ValueFormat};
 use crate::version::{FileNumber, Level, Version, table_file_name};
 use crate::write::insert_all;
 
@@ -382,48 +383,30 @@ impl Inner {
         Ok(table)
     }
 
-    fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        crate::batch::check_key(key)?;
-        let stored = match self.mem.get(key, self.seqno) {
-            Some((_, kind, value)) => {
-                (kind == ValueKind::Put).then(|| Bytes::copy_from_slice(value))
-            }
-            None => self.get_from_tables(key)?,
-        };
-        let (Some(stored), Some(expiry)) = (stored.clone(), self.expiry()) else {
-            return Ok(stored);
-        };
-        match expiry.read(&stored) {
-            Ok(Stored::Live(v)) => Ok(Some(stored.slice(stored.len() - v.len()..))),
-            Ok(Stored::Expired) => Ok(None),
-            Err(what) => {
-                let what = format!("key {:?}: {what}", String::from_utf8_lossy(key));
-                Err(Error::corruption(&self.path, 0, what))
-            }
+    fn sources<'a>(
+        &'a self,
+        table: &'a dyn Fn(FileNumber) -> Result<Arc<Table>>,
+    ) -> ReadSources<'a> {
+        ReadSources {
+            mem: &self.mem,
+            imm: &[],
+            version: &self.version,
+            table,
         }
     }
 
-    /// The newest stored value of `key` in the tables (`None` if deleted).
-    fn get_from_tables(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        for (_, meta) in self.version.tables_for_key(key) {
-            if let Some((_, kind, value)) = self.table(meta.number)?.get(key, self.seqno)? {
-                return Ok((kind == ValueKind::Put).then_some(value));
-            }
-        }
-        Ok(None)
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        crate::batch::check_key(key)?;
+        let table = |n| self.table(n);
+        let found = self
+            .sources(&table)
+            .versioned(key, self.seqno, self.expiry(), &self.path)?;
+        Ok(found.map(|f| f.value))
     }
 
     fn children(&self) -> Vec<Box<dyn InternalIterator>> {
-        let mut children: Vec<Box<dyn InternalIterator>> = vec![Box::new(self.mem.iter())];
-        for level in Level::all() {
-            for meta in self.version.tables(level) {
-                match self.table(meta.number) {
-                    Ok(t) => children.push(Box::new(t.iter())),
-                    Err(e) => children.push(Box::new(ErrorIter(e))),
-                }
-            }
-        }
-        children
+        let table = |n| self.table(n);
+        self.sources(&table).children()
     }
 
     fn iter(self: &Arc<Self>, lower: Bound<Bytes>, upper: Bound<Bytes>) -> Iter {
