@@ -207,8 +207,9 @@ impl Options {
     /// what the store recorded: [`Options::default`] with the store's TTL,
     /// and the compression of its newest table (compression is not
     /// recorded in the manifest; a store without tables gets
-    /// [`Compression::None`]). Reads the manifest and one table's
-    /// properties; writes nothing.
+    /// [`Compression::None`], as does one whose newest table cannot be
+    /// read). Reads the manifest and one table's properties; writes
+    /// nothing.
     ///
     /// # Examples
     /// ```
@@ -228,7 +229,7 @@ impl Options {
     /// ```
     ///
     /// # Errors
-    /// As [`ReadOnlyDb::open`], without its changelog checks.
+    /// As [`ReadOnlyDb::open`], without its changelog and table checks.
     pub fn recorded(dir: impl AsRef<Path>) -> Result<Options> {
         Options::recorded_with_fs(&StdFs, dir)
     }
@@ -247,20 +248,7 @@ impl Options {
             .map(|t| t.number)
             .max();
         let compression = match newest {
-            Some(number) => {
-                let path = dir.join(table_file_name(number));
-                let file = fs
-                    .open_file(&path, OpenMode::Read)
-                    .map_err(|e| Error::io("open table", &path, e))?;
-                match Table::open(file, path, number.0)?
-                    .properties()
-                    .compression
-                    .as_str()
-                {
-                    "lz4" => Compression::Lz4,
-                    _ => Compression::None,
-                }
-            }
+            Some(number) => table_compression(fs, dir, number),
             None => Compression::None,
         };
         Ok(Options {
@@ -268,6 +256,21 @@ impl Options {
             compression,
             ..Options::default()
         })
+    }
+}
+
+/// The compression table `number` was written with; a table that cannot
+/// be read counts as uncompressed (compression is a preference for new
+/// tables, not a format: each block records its own), so that a damaged
+/// table does not stop a writer that would never read it.
+fn table_compression(fs: &dyn FileSystem, dir: &Path, number: FileNumber) -> Compression {
+    let path = dir.join(table_file_name(number));
+    let Ok(file) = fs.open_file(&path, OpenMode::Read) else {
+        return Compression::None;
+    };
+    match Table::open(file, path, number.0) {
+        Ok(table) if table.properties().compression == "lz4" => Compression::Lz4,
+        _ => Compression::None,
     }
 }
 

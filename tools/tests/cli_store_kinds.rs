@@ -195,3 +195,24 @@ fn repairing_a_ttl_store_makes_a_ttl_store_with_the_original_write_times() {
     assert_eq!(ro.get("aging").unwrap(), None, "the write time was kept");
     assert!(ro.get("new:table").unwrap().is_some());
 }
+
+#[test]
+fn a_damaged_newest_table_does_not_stop_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        ttl: Some(TTL),
+        compression: Compression::Lz4,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts).unwrap();
+    db.put("k", "v".repeat(100)).unwrap();
+    db.flush().unwrap();
+    db.close().unwrap();
+    let table = common::tables(dir.path()).pop().unwrap();
+    let len = std::fs::metadata(&table).unwrap().len();
+    common::flip_byte(&table, len - 1);
+    let d = arg(dir.path());
+    ok(&["put", d, "other", "value"]);
+    assert_eq!(ok(&["get", d, "other"]), "value\n");
+    assert_eq!(Options::recorded(dir.path()).unwrap().ttl, Some(TTL));
+}
