@@ -36,7 +36,7 @@ pub fn overlay_insert(overlay: &mut Overlay, key: Vec<u8>, entry: Entry) {
     }
 }
 
-/// Tables and the changelog tail of a store, merged.
+/// The tables repair keeps whole, with the salvaged overlay on top.
 #[derive(Debug)]
 pub struct View {
     tables: Vec<Arc<Table>>,
