@@ -265,7 +265,13 @@ fn decode_records(
     batch: &Batch,
     from: u64,
 ) -> Result<Vec<StoredRecord>> {
-    let mut out = Vec::with_capacity(batch.header().record_count as usize);
+    // The record count comes from the file: reserve no more than the
+    // batch's bytes could hold (a record decodes to a `StoredRecord` far
+    // larger than its few encoded bytes), and let the vector grow with
+    // the records that really decode.
+    let held_max = batch.bytes().len() / std::mem::size_of::<StoredRecord>();
+    let count = usize::try_from(batch.header().record_count).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(count.min(held_max));
     for item in batch.records() {
         let (offset, record) =
             item.map_err(|e| Error::corruption(&segment.path, position, format!("{e:?}")))?;
