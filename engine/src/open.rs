@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use varve_changelog::filename::segment_path;
-use varve_changelog::fs::{DirLock, FileSystem};
+use varve_changelog::fs::{DirLock, FileSystem, OpenMode};
 use varve_changelog::{Log, LogOptions, SyncPolicy};
 
 use crate::cache::BlockCache;
@@ -20,7 +20,7 @@ use crate::state::{CompactionState, DbInner, STALL_NONE, SuperVersion};
 use crate::stats::Counters;
 use crate::table_cache::TableCache;
 use crate::ttl::ValueFormat;
-use crate::version::{FileKind, VersionSet, parse_file_name};
+use crate::version::{FileKind, Level, Version, VersionSet, parse_file_name, table_file_name};
 use crate::write::{WriteQueue, insert_all};
 
 /// The changelog's directory inside a store.
@@ -57,6 +57,7 @@ pub(crate) fn open_store(
         VersionSet::create_new_with_ttl(fs.clone(), path, Default::default(), ttl_ms)?
     };
     check_ttl(&mut versions, path, ttl_ms)?;
+    check_table_sizes(fs.as_ref(), path, &versions.current())?;
     let format = if ttl_ms.is_some() {
         ValueFormat::Timestamped
     } else {
@@ -166,6 +167,38 @@ fn replay_changelog(log: &Log, from: u64, mem: &MemTable, format: ValueFormat) -
         ));
     }
     Ok(replayed)
+}
+
+/// Checks that every live table exists with the size the manifest records
+/// (as RocksDB does at open), so a truncated or missing table fails the
+/// open rather than the first read that touches it.
+fn check_table_sizes(fs: &dyn FileSystem, dir: &Path, version: &Version) -> Result<()> {
+    for level in Level::all() {
+        for table in version.tables(level) {
+            let path = dir.join(table_file_name(table.number));
+            let file = match fs.open_file(&path, OpenMode::Read) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let what = format!("table of {level} listed in the manifest is missing");
+                    return Err(Error::corruption(path, 0, what));
+                }
+                Err(e) => return Err(Error::io("open table", &path, e)),
+            };
+            let size_bytes = file.len().map_err(|e| Error::io("stat", &path, e))?;
+            if size_bytes != table.size_bytes {
+                let what = format!(
+                    "table of {level} is {size_bytes} bytes, but the manifest records {}",
+                    table.size_bytes
+                );
+                return Err(Error::corruption(
+                    path,
+                    size_bytes.min(table.size_bytes),
+                    what,
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a TTL store opened without a TTL and a plain store opened with
