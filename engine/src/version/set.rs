@@ -235,6 +235,15 @@ impl VersionSet {
         self.manifest_number
     }
 
+    /// Whether an earlier failure left the manifest's durable contents
+    /// unknown, so edits are refused with [`Error::ReadOnly`]. The edit that
+    /// failed then may still be durable: the tables it added must be kept
+    /// (the next open removes them if the manifest does not list them).
+    #[must_use]
+    pub fn edits_refused(&self) -> bool {
+        self.failed.is_some()
+    }
+
     /// The torn final record found (and dropped) when the store was opened.
     #[must_use]
     pub fn torn_tail_on_open(&self) -> Option<TornTail> {
