@@ -378,7 +378,7 @@ pub const STORE_DIR: &str = "/db";
 
 /// Encodes a store directory's files as a `store_open` input: a flags byte
 /// (bit 0: open with a one-hour TTL; bit 1: recompute the checksums of
-/// manifest records and changelog batches), then for each file
+/// manifest records, changelog batches and tables), then for each file
 /// `name_len:u8 name len:u32le bytes`, where `name` is relative to the
 /// store directory (`CURRENT`, `000002.sst`, `changelog/log.meta`, …).
 pub fn encode_store(flags: u8, files: &[(String, Vec<u8>)]) -> Vec<u8> {
@@ -478,11 +478,15 @@ pub fn build_store(data: &[u8]) -> (Arc<dyn FileSystem>, varve::Options) {
     (dynfs, opts)
 }
 
-/// Recomputes the checksum of every manifest record and changelog batch
-/// whose length fits in `bytes`, so mutations of their contents reach the
-/// decoders instead of stopping at the CRC. Both checksums are CRC-32
-/// over bytes `[0, 4)` and `[8, length)` of the record or batch.
+/// Recomputes the checksums in a file: of every manifest record and
+/// changelog batch whose length fits in `bytes`, and of a table's blocks
+/// and footer, so mutations of their contents reach the decoders instead
+/// of stopping at the CRC. The record and batch checksums are CRC-32 over
+/// bytes `[0, 4)` and `[8, length)` of the record or batch.
 fn fix_checksums(name: &str, bytes: &mut [u8]) {
+    if name.ends_with(".sst") {
+        return fix_table_checksums(bytes);
+    }
     let (is_batch, header_size) = if name.starts_with("MANIFEST-") {
         (false, 8)
     } else if name.starts_with("changelog/") && name.ends_with(".log") {
@@ -507,6 +511,65 @@ fn fix_checksums(name: &str, bytes: &mut [u8]) {
         bytes[pos + 4..pos + 8].copy_from_slice(&crc.to_le_bytes());
         pos += len;
     }
+}
+
+/// Recomputes a table's checksums: every data block the index names (if
+/// the index is stored uncompressed and decodes), the filter, properties
+/// and index blocks, and the footer, wherever their handles fit.
+fn fix_table_checksums(bytes: &mut [u8]) {
+    use varve::sst::BlockHandle;
+    use varve::sst::block::{Block, BlockKind};
+    use varve::sst::format::{
+        FOOTER_CRC_OFFSET, FOOTER_FILTER_OFFSET, FOOTER_INDEX_OFFSET, FOOTER_PROPERTIES_OFFSET,
+        FOOTER_SIZE, block_crc,
+    };
+    let Some(footer_at) = bytes.len().checked_sub(FOOTER_SIZE) else {
+        return;
+    };
+    let handle_at = |at: usize| {
+        let word = |i: usize| {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(&bytes[footer_at + i..footer_at + i + 8]);
+            u64::from_le_bytes(raw)
+        };
+        BlockHandle {
+            offset: word(at),
+            size_bytes: word(at + 8),
+        }
+    };
+    let index = handle_at(FOOTER_INDEX_OFFSET);
+    let mut handles = vec![
+        handle_at(FOOTER_FILTER_OFFSET),
+        handle_at(FOOTER_PROPERTIES_OFFSET),
+    ];
+    if let Some((start, end)) = block_span(bytes, index)
+        && bytes[end] == 0
+    {
+        let contents = Bytes::copy_from_slice(&bytes[start..end]);
+        if let Ok(block) = Block::decode(contents, BlockKind::Index, origin()) {
+            block.for_each_entry(|_, value| handles.extend(BlockHandle::decode_varint(value)));
+        }
+    }
+    handles.push(index);
+    for handle in handles {
+        if let Some((start, end)) = block_span(bytes, handle) {
+            let crc = block_crc(&bytes[start..end], bytes[end]);
+            bytes[end + 1..end + 5].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+    // The footer's CRC covers its first 52 bytes: `block_crc` of the first
+    // 51 with the 52nd as the "type byte" is exactly that CRC.
+    let covered = footer_at + FOOTER_CRC_OFFSET;
+    let crc = block_crc(&bytes[footer_at..covered - 1], bytes[covered - 1]);
+    bytes[covered..covered + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The contents' start and end of the block at `handle`, if it and its
+/// 5-byte trailer lie inside `bytes`.
+fn block_span(bytes: &[u8], handle: varve::sst::BlockHandle) -> Option<(usize, usize)> {
+    let start = usize::try_from(handle.offset).ok()?;
+    let end = start.checked_add(usize::try_from(handle.size_bytes).ok()?)?;
+    (end.checked_add(5)? <= bytes.len()).then_some((start, end))
 }
 
 /// Reads everything in `db` (bounded), writes one key and flushes it.
