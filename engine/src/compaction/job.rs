@@ -47,7 +47,9 @@ impl DbInner {
             self.fail_on_sync_error(e);
         }
         self.release_outputs(&numbers);
-        if result.is_err() {
+        // After a failed manifest sync the edit may be durable: keep the
+        // outputs, which the next open removes if the manifest lacks them.
+        if result.is_err() && !self.versions.lock().edits_refused() {
             self.remove_tables(&numbers);
         }
         // Only now: the version this task read from still listed the
