@@ -74,6 +74,20 @@ fn the_last_offset_in_range_replays() {
     assert_eq!(db.get("k1").unwrap().as_deref(), Some(&b"v"[..]));
 }
 
+/// A store whose last write took the last sequence number opens, reads,
+/// and refuses the next write with a clear error instead of an assertion.
+#[test]
+fn a_write_past_the_last_sequence_number_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_batch_at(dir.path(), SeqNo::MAX.0 - 1);
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    let err = db.put("one", "more").unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(err.to_string().contains("sequence numbers"), "{err}");
+    assert_eq!(db.get("far").unwrap().as_deref(), Some(&b"away"[..]));
+    assert_eq!(db.get("one").unwrap(), None);
+}
+
 #[test]
 fn a_log_ending_beyond_the_seqno_range_is_corruption() {
     let dir = tempfile::tempdir().unwrap();
