@@ -14,6 +14,7 @@ use varve_changelog::fs::{FileSystem, StdFs};
 use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
+use crate::iter::bounds::{bounds_of, prefix_bounds};
 use crate::iter::db_iter::{Cursor, Iter};
 use crate::iter::merge::MergeCursor;
 use crate::key::{InternalKeyRef, SeqNo};
@@ -503,35 +504,4 @@ impl InternalIterator for ErrorIter {
     fn status(&self) -> Result<()> {
         Err(self.0.clone())
     }
-}
-
-fn to_bound<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<Bytes> {
-    match b {
-        Bound::Included(k) => Bound::Included(Bytes::copy_from_slice(k.as_ref())),
-        Bound::Excluded(k) => Bound::Excluded(Bytes::copy_from_slice(k.as_ref())),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
-pub(crate) fn bounds_of<K: AsRef<[u8]>, R: RangeBounds<K>>(
-    range: &R,
-) -> (Bound<Bytes>, Bound<Bytes>) {
-    (to_bound(range.start_bound()), to_bound(range.end_bound()))
-}
-
-/// `[prefix, successor(prefix))`; unbounded above if the prefix is all
-/// `0xff` bytes (or empty).
-pub(crate) fn prefix_bounds(prefix: &[u8]) -> (Bound<Bytes>, Bound<Bytes>) {
-    let lower = Bound::Included(Bytes::copy_from_slice(prefix));
-    let mut upper = prefix.to_vec();
-    while let Some(&last) = upper.last() {
-        if last == 0xff {
-            upper.pop();
-        } else {
-            let n = upper.len();
-            upper[n - 1] = last + 1;
-            return (lower, Bound::Excluded(Bytes::from(upper)));
-        }
-    }
-    (lower, Bound::Unbounded)
 }

@@ -20,9 +20,9 @@ use varve_changelog::fs::{DirLock, FileSystem, OpenMode, StdFs};
 use varve_changelog::read_only::{ReadOnlyEnd, read_records};
 
 use crate::cache::BlockCache;
-use crate::db::{bounds_of, prefix_bounds};
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
+use crate::iter::bounds::{bounds_of, prefix_bounds};
 use crate::iter::db_iter::{Cursor, Iter};
 use crate::iter::merge::MergeCursor;
 use crate::key::SeqNo;
