@@ -41,44 +41,83 @@ pub enum TailVerdict {
 /// (so `after[0]` is the bad batch's first byte), and `expected_offset` is
 /// the offset the bad batch should have started at.
 pub fn judge_bad_batch(after: &[u8], expected_offset: u64) -> TailVerdict {
-    let mut budget = after
-        .len()
+    let read = |at: usize, len: usize| -> Result<Vec<u8>, std::convert::Infallible> {
+        let end = at.saturating_add(len).min(after.len());
+        Ok(after.get(at..end).unwrap_or_default().to_vec())
+    };
+    match judge_bad_batch_from(read, after.len(), expected_offset) {
+        Ok(verdict) => verdict,
+        Err(never) => match never {},
+    }
+}
+
+/// Bytes of candidate positions examined per read.
+const WINDOW_BYTES: usize = 4 << 20;
+
+/// As [`judge_bad_batch`], reading the `len` bytes after the bad batch's
+/// first byte through `read(position, len)` (positions relative to the
+/// bad batch) a window at a time, so memory stays bounded by the window
+/// and the largest candidate batch, whatever the file's size.
+///
+/// # Errors
+/// What `read` returns.
+pub fn judge_bad_batch_from<E>(
+    mut read: impl FnMut(usize, usize) -> Result<Vec<u8>, E>,
+    len: usize,
+    expected_offset: u64,
+) -> Result<TailVerdict, E> {
+    let mut budget = len
         .saturating_mul(CRC_BUDGET_PER_BYTE)
         .saturating_add(CRC_BUDGET_FIXED_BYTES);
-    let last_start = after.len().saturating_sub(BATCH_HEADER_SIZE);
-    for pos in 1..=last_start {
-        let rest = &after[pos..];
-        if rest[8] != BATCH_MAGIC {
-            continue;
-        }
-        let Ok(h) = batch::parse_header(rest) else {
-            continue;
-        };
-        if h.base_offset < expected_offset
-            || h.durable_offset <= expected_offset
-            || h.length as usize > rest.len()
-        {
-            continue;
-        }
-        if budget < h.length as usize {
-            return TailVerdict::Durable {
-                proof_position: pos,
-                why: "too many candidate batches follow it to tell a torn write from damage".into(),
+    let mut window_start = 1usize;
+    while window_start + BATCH_HEADER_SIZE <= len {
+        let window = read(window_start, WINDOW_BYTES + BATCH_HEADER_SIZE - 1)?;
+        let starts = window.len().saturating_sub(BATCH_HEADER_SIZE - 1);
+        for i in 0..starts {
+            let rest = &window[i..];
+            if rest[8] != BATCH_MAGIC {
+                continue;
+            }
+            let Ok(h) = batch::parse_header(rest) else {
+                continue;
             };
-        }
-        budget -= h.length as usize;
-        if batch::check_batch(rest).is_ok() {
-            return TailVerdict::Durable {
-                proof_position: pos,
-                why: format!(
-                    "a valid batch follows at offset {} and records that offsets below {} \
-                     were already synced",
-                    h.base_offset, h.durable_offset
-                ),
+            let pos = window_start + i;
+            if h.base_offset < expected_offset
+                || h.durable_offset <= expected_offset
+                || h.length as usize > len - pos
+            {
+                continue;
+            }
+            if budget < h.length as usize {
+                return Ok(TailVerdict::Durable {
+                    proof_position: pos,
+                    why: "too many candidate batches follow it to tell a torn write from damage"
+                        .into(),
+                });
+            }
+            budget -= h.length as usize;
+            let candidate = if h.length as usize <= rest.len() {
+                std::borrow::Cow::Borrowed(&rest[..h.length as usize])
+            } else {
+                std::borrow::Cow::Owned(read(pos, h.length as usize)?)
             };
+            if batch::check_batch(&candidate).is_ok() {
+                return Ok(TailVerdict::Durable {
+                    proof_position: pos,
+                    why: format!(
+                        "a valid batch follows at offset {} and records that offsets below {} \
+                         were already synced",
+                        h.base_offset, h.durable_offset
+                    ),
+                });
+            }
         }
+        if starts == 0 {
+            break;
+        }
+        window_start += starts;
     }
-    TailVerdict::Torn
+    Ok(TailVerdict::Torn)
 }
 
 #[cfg(test)]
@@ -132,6 +171,27 @@ mod tests {
         assert!(matches!(
             judge_bad_batch(&data, 5),
             TailVerdict::Durable { .. }
+        ));
+    }
+
+    #[test]
+    fn a_proof_across_windows_is_found() {
+        // The proving batch starts just before a window boundary and is
+        // larger than a window.
+        let mut data = batch(5, 0);
+        data[50] ^= 1;
+        data.resize(WINDOW_BYTES - 10, 0);
+        let mut big = Vec::new();
+        encode_batch_claiming(
+            &mut big,
+            6,
+            6,
+            &[Record::put("k", vec![7u8; WINDOW_BYTES + 1000])],
+        );
+        data.extend(big);
+        assert!(matches!(
+            judge_bad_batch(&data, 5),
+            TailVerdict::Durable { proof_position, .. } if proof_position == WINDOW_BYTES - 10
         ));
     }
 

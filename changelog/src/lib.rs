@@ -33,6 +33,7 @@ pub mod meta;
 mod options;
 pub mod partitioner;
 pub mod positions;
+pub mod read_only;
 mod reader;
 mod record;
 mod recovery;

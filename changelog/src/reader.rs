@@ -2,6 +2,7 @@
 //! cursor across segments.
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,6 +136,19 @@ impl Log {
     }
 }
 
+impl Log {
+    /// The segment file and byte position of the batch holding `offset`
+    /// (or of the first batch after it), for errors that must name where
+    /// a record lies. `None` if no batch holds it.
+    ///
+    /// # Errors
+    /// I/O errors while reading the segment's index.
+    pub fn batch_location(&self, offset: u64) -> Result<Option<(PathBuf, u64)>> {
+        let found = self.inner.locate(offset)?;
+        Ok(found.map(|(segment, position)| (segment.path.clone(), position)))
+    }
+}
+
 impl Inner {
     /// The segment and byte position of the batch holding `offset` (or the
     /// first batch after it).
@@ -178,6 +192,15 @@ impl LogReader<'_> {
     /// end it will wait at).
     pub fn position(&self) -> u64 {
         self.next_offset
+    }
+
+    /// The segment file and byte position of the batch whose records the
+    /// iterator is handing out (that of the record it returned last), for
+    /// errors that must name where a record lies.
+    pub fn batch_location(&self) -> Option<(&Path, u64)> {
+        self.records
+            .as_ref()
+            .map(|(segment, position, _)| (segment.path.as_path(), *position))
     }
 
     /// Reads the next whole batch, header and records, skipping records
@@ -265,7 +288,13 @@ fn decode_records(
     batch: &Batch,
     from: u64,
 ) -> Result<Vec<StoredRecord>> {
-    let mut out = Vec::with_capacity(batch.header().record_count as usize);
+    // The record count comes from the file: reserve no more than the
+    // batch's bytes could hold (a record decodes to a `StoredRecord` far
+    // larger than its few encoded bytes), and let the vector grow with
+    // the records that really decode.
+    let held_max = batch.bytes().len() / std::mem::size_of::<StoredRecord>();
+    let count = usize::try_from(batch.header().record_count).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(count.min(held_max));
     for item in batch.records() {
         let (offset, record) =
             item.map_err(|e| Error::corruption(&segment.path, position, format!("{e:?}")))?;

@@ -246,7 +246,7 @@ fn recover_segments(
 /// than a torn tail, if it must: it lies below the recovery point, a later
 /// segment exists (a segment is synced whole before the next one is
 /// created), or a later batch in the segment proves it was synced.
-fn durable_damage(
+pub(crate) fn durable_damage(
     damaged_offset: u64,
     recovery_point: u64,
     is_last: bool,

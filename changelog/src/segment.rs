@@ -232,9 +232,10 @@ impl Segment {
         };
         let tail_bytes = last + 1 - pos;
         // To the end of the file, not of the non-zero bytes: a batch may
-        // end in zero bytes.
-        let after = self.read_range(pos, usize::try_from(file_len - pos).unwrap_or(usize::MAX))?;
-        let proof = match durability::judge_bad_batch(&after, expected_offset) {
+        // end in zero bytes. Read a window at a time.
+        let searched = usize::try_from(file_len - pos).unwrap_or(usize::MAX);
+        let read = |at: usize, len: usize| self.read_range(pos + at as u64, len);
+        let proof = match durability::judge_bad_batch_from(read, searched, expected_offset)? {
             TailVerdict::Torn => None,
             TailVerdict::Durable {
                 proof_position,

@@ -14,11 +14,13 @@ use varve_changelog::{Log, RecoveryReport};
 use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
+use crate::iter::bounds::{bounds_of, prefix_bounds};
 use crate::iter::db_iter::{Cursor, Iter};
 use crate::iter::merge::MergeCursor;
 use crate::key::{InternalKeyRef, SeqNo};
 use crate::metrics::{Histogram, StoreMetrics};
 use crate::options::{Options, WriteOptions};
+use crate::read_only::ReadOnlyDb;
 use crate::snapshot::Snapshot;
 use crate::state::{DbInner, SuperVersion};
 use crate::stats::Stats;
@@ -93,6 +95,26 @@ impl Db {
     /// bad options, I/O errors.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         Db::open_with_fs(Arc::new(StdFs), path, opts)
+    }
+
+    /// Opens the store in `path` for reading only, as RocksDB's
+    /// `DB::OpenForReadOnly`: nothing is written, and the store's recorded
+    /// TTL applies without being given (see [`ReadOnlyDb`]).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> varve::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// varve::Db::open(dir.path(), varve::Options::default())?.put("k", "v")?;
+    /// let ro = varve::Db::open_read_only(dir.path(), varve::Options::default())?;
+    /// assert_eq!(ro.get("k")?.as_deref(), Some(&b"v"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ReadOnlyDb::open`].
+    pub fn open_read_only(path: impl AsRef<Path>, opts: Options) -> Result<ReadOnlyDb> {
+        ReadOnlyDb::open(path, opts)
     }
 
     /// Opens the store through the file-system seam `fs` (for tests with
@@ -494,26 +516,19 @@ impl DbInner {
     /// One internal iterator per memtable and table of the current view.
     fn children(&self) -> Vec<Box<dyn InternalIterator>> {
         let sv = self.super_version();
-        let mut children: Vec<Box<dyn InternalIterator>> = vec![Box::new(sv.mem.iter())];
-        children.extend(
-            sv.imm
-                .iter()
-                .map(|m| Box::new(m.iter()) as Box<dyn InternalIterator>),
-        );
-        for level in crate::version::Level::all() {
-            for meta in sv.version.tables(level) {
-                match self.table(meta.number) {
-                    Ok(t) => children.push(Box::new(t.iter())),
-                    Err(e) => children.push(Box::new(ErrorIter(e))),
-                }
-            }
-        }
-        children
+        let table = |n| self.table(n);
+        let sources = crate::read_path::ReadSources {
+            mem: &sv.mem,
+            imm: &sv.imm,
+            version: &sv.version,
+            table: &table,
+        };
+        sources.children()
     }
 }
 
 /// A child iterator that only reports an error (a table that failed to open).
-struct ErrorIter(Error);
+pub(crate) struct ErrorIter(pub(crate) Error);
 
 impl InternalIterator for ErrorIter {
     fn valid(&self) -> bool {
@@ -534,35 +549,4 @@ impl InternalIterator for ErrorIter {
     fn status(&self) -> Result<()> {
         Err(self.0.clone())
     }
-}
-
-fn to_bound<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<Bytes> {
-    match b {
-        Bound::Included(k) => Bound::Included(Bytes::copy_from_slice(k.as_ref())),
-        Bound::Excluded(k) => Bound::Excluded(Bytes::copy_from_slice(k.as_ref())),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
-pub(crate) fn bounds_of<K: AsRef<[u8]>, R: RangeBounds<K>>(
-    range: &R,
-) -> (Bound<Bytes>, Bound<Bytes>) {
-    (to_bound(range.start_bound()), to_bound(range.end_bound()))
-}
-
-/// `[prefix, successor(prefix))`; unbounded above if the prefix is all
-/// `0xff` bytes (or empty).
-pub(crate) fn prefix_bounds(prefix: &[u8]) -> (Bound<Bytes>, Bound<Bytes>) {
-    let lower = Bound::Included(Bytes::copy_from_slice(prefix));
-    let mut upper = prefix.to_vec();
-    while let Some(&last) = upper.last() {
-        if last == 0xff {
-            upper.pop();
-        } else {
-            let n = upper.len();
-            upper[n - 1] = last + 1;
-            return (lower, Bound::Excluded(Bytes::from(upper)));
-        }
-    }
-    (lower, Bound::Unbounded)
 }

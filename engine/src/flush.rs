@@ -73,7 +73,11 @@ impl DbInner {
             Ok(size_bytes) => size_bytes,
             Err(e) => {
                 self.fail_on_sync_error(&e);
-                self.remove_unrecorded_tables(&[number]);
+                // After a failed manifest sync the edit may be durable:
+                // keep the table, which the next open removes if unlisted.
+                if !self.versions.lock().edits_refused() {
+                    self.remove_tables(&[number]);
+                }
                 return Err(e);
             }
         };

@@ -33,6 +33,8 @@ mod metrics;
 mod open;
 mod options;
 mod partitioned;
+mod read_only;
+mod read_path;
 mod replicate;
 pub mod restore;
 mod snapshot;
@@ -63,6 +65,7 @@ pub use partitioned::read_partitions_file;
 pub use partitioned::{
     MAX_PARTITIONS, PARTITIONS_FILE, PartitionedIter, PartitionedStore, partition_dir,
 };
+pub use read_only::ReadOnlyDb;
 pub use restore::{RestoreOptions, RestoreReport, restore, restore_partitioned};
 pub use snapshot::Snapshot;
 pub use standby::{SourceStandby, Standby};

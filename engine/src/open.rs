@@ -7,18 +7,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
 
 use parking_lot::{Condvar, Mutex, RwLock};
-use varve_changelog::fs::{DirLock, FileSystem, create_dir_all_durably};
+use varve_changelog::filename::segment_path;
+use varve_changelog::fs::{DirLock, FileSystem, OpenMode, create_dir_all_durably};
 use varve_changelog::{Log, LogOptions, SyncPolicy};
 
 use crate::cache::BlockCache;
 use crate::error::{Error, Result};
-use crate::memtable::MemTable;
+use crate::key::SeqNo;
+use crate::memtable::{MemTable, seqno_of_offset};
 use crate::options::{ChangelogRetention, Options};
 use crate::state::{CompactionState, DbInner, STALL_NONE, SuperVersion};
 use crate::stats::Counters;
 use crate::table_cache::TableCache;
 use crate::ttl::ValueFormat;
-use crate::version::{FileKind, VersionSet, VersionSetOptions, parse_file_name};
+use crate::version::{
+    FileKind, Level, Version, VersionSet, VersionSetOptions, parse_file_name, table_file_name,
+};
 use crate::write::{WriteQueue, insert_all};
 
 /// The changelog's directory inside a store.
@@ -58,6 +62,7 @@ pub(crate) fn open_store(
         VersionSet::create_new_with_ttl(fs.clone(), path, version_opts, ttl_ms)?
     };
     check_ttl(&mut versions, path, ttl_ms)?;
+    check_table_sizes(fs.as_ref(), path, &versions.current())?;
     let format = if ttl_ms.is_some() {
         ValueFormat::Timestamped
     } else {
@@ -81,17 +86,7 @@ pub(crate) fn open_store(
         ));
     }
     let mem = Arc::new(MemTable::new(0));
-    let mut replayed = 0u64;
-    for record in log.reader(flushed)? {
-        let record = record?;
-        insert_all(
-            &mem,
-            std::slice::from_ref(&record.record),
-            record.offset,
-            format,
-        );
-        replayed += 1;
-    }
+    let replayed = replay_changelog(&log, flushed, &mem, format)?;
     tracing::info!(store = %path.display(), flushed, replayed, next = log.next_offset(), "store opened");
     let visible = log.next_offset().max(version.last_seqno().0);
     let inner = DbInner {
@@ -131,6 +126,84 @@ pub(crate) fn open_store(
     let version = inner.versions.lock().current();
     inner.update_stall(&version);
     Ok(inner)
+}
+
+/// Inserts every changelog record at or after `from` into `mem`; returns
+/// how many. A record whose offset lies beyond the sequence-number range
+/// (`offset + 1 > SeqNo::MAX`), and a log whose next offset does, are
+/// `Corruption` naming the segment and the batch's byte: the memtable
+/// could not hold them, and the store could not write after them.
+fn replay_changelog(log: &Log, from: u64, mem: &MemTable, format: ValueFormat) -> Result<u64> {
+    let mut reader = log.reader(from)?;
+    let mut replayed = 0u64;
+    while let Some(record) = reader.next() {
+        let record = record?;
+        if seqno_of_offset(record.offset).is_none() {
+            let (path, position) = reader.batch_location().map_or_else(
+                || (log.dir().to_path_buf(), 0),
+                |(p, b)| (p.to_path_buf(), b),
+            );
+            let what = format!(
+                "record at offset {} lies beyond the sequence-number range (offsets must be below {})",
+                record.offset,
+                SeqNo::MAX.0
+            );
+            return Err(Error::corruption(path, position, what));
+        }
+        insert_all(
+            mem,
+            std::slice::from_ref(&record.record),
+            record.offset,
+            format,
+        );
+        replayed += 1;
+    }
+    let end = log.next_offset();
+    if end > SeqNo::MAX.0 {
+        let base = log.segment_base_offsets().last().copied().unwrap_or(end);
+        let what = format!(
+            "the changelog ends at offset {end}, beyond the sequence-number range (at most {})",
+            SeqNo::MAX.0
+        );
+        return Err(Error::corruption(
+            segment_path(log.dir(), base, ".log"),
+            0,
+            what,
+        ));
+    }
+    Ok(replayed)
+}
+
+/// Checks that every live table exists with the size the manifest records
+/// (as RocksDB does at open), so a truncated or missing table fails the
+/// open rather than the first read that touches it.
+fn check_table_sizes(fs: &dyn FileSystem, dir: &Path, version: &Version) -> Result<()> {
+    for level in Level::all() {
+        for table in version.tables(level) {
+            let path = dir.join(table_file_name(table.number));
+            let file = match fs.open_file(&path, OpenMode::Read) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let what = format!("table of {level} listed in the manifest is missing");
+                    return Err(Error::corruption(path, 0, what));
+                }
+                Err(e) => return Err(Error::io("open table", &path, e)),
+            };
+            let size_bytes = file.len().map_err(|e| Error::io("stat", &path, e))?;
+            if size_bytes != table.size_bytes {
+                let what = format!(
+                    "table of {level} is {size_bytes} bytes, but the manifest records {}",
+                    table.size_bytes
+                );
+                return Err(Error::corruption(
+                    path,
+                    size_bytes.min(table.size_bytes),
+                    what,
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a TTL store opened without a TTL and a plain store opened with

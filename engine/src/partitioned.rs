@@ -27,8 +27,9 @@ use varve_changelog::fs::{DirLock, FileSystem, OpenMode, StdFs};
 use varve_changelog::partitioner::partition_for_key;
 
 use crate::batch::{BatchOp, WriteBatch};
-use crate::db::{Db, bounds_of, prefix_bounds};
+use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::iter::bounds::{bounds_of, prefix_bounds};
 use crate::iter::db_iter::{Iter, KeyValue};
 use crate::options::{Options, WriteOptions};
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::db::{bounds_of, prefix_bounds};
 use crate::error::Result;
+use crate::iter::bounds::{bounds_of, prefix_bounds};
 use crate::iter::db_iter::Iter;
 use crate::key::SeqNo;
 use crate::state::DbInner;

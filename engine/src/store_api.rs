@@ -17,10 +17,9 @@ use crate::batch::{WriteBatch, check_key};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::iter::db_iter::Iter;
-use crate::key::{SeqNo, ValueKind};
+use crate::key::SeqNo;
 use crate::options::WriteOptions;
 use crate::state::{DbInner, SuperVersion};
-use crate::ttl::{Expiry, Stored};
 
 /// A value and its version (the sequence number of the write that made it).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,51 +219,13 @@ impl DbInner {
         seqno: SeqNo,
     ) -> Result<Option<Versioned>> {
         check_key(key)?;
-        let expiry = self.expiry();
-        for mem in std::iter::once(&sv.mem).chain(sv.imm.iter()) {
-            if let Some((found, kind, value)) = mem.get(key, seqno) {
-                if kind != ValueKind::Put {
-                    return Ok(None);
-                }
-                return self.live_version(key, found, Bytes::copy_from_slice(value), expiry);
-            }
-        }
-        for (_, meta) in sv.version.tables_for_key(key) {
-            let table = self.table(meta.number)?;
-            if let Some((found, kind, value)) = table.get(key, seqno)? {
-                if kind != ValueKind::Put {
-                    return Ok(None);
-                }
-                return self.live_version(key, found, value, expiry);
-            }
-        }
-        Ok(None)
-    }
-
-    /// The newest version `found` of `key` as the reader sees it: in a TTL
-    /// store the write time is stripped, and an expired value is absent
-    /// (older versions are not consulted: they are older still).
-    fn live_version(
-        &self,
-        key: &[u8],
-        found: SeqNo,
-        stored: Bytes,
-        expiry: Option<Expiry>,
-    ) -> Result<Option<Versioned>> {
-        let value = match expiry {
-            None => stored,
-            Some(expiry) => match expiry.read(&stored) {
-                Ok(Stored::Live(v)) => stored.slice(stored.len() - v.len()..),
-                Ok(Stored::Expired) => return Ok(None),
-                Err(what) => {
-                    let what = format!("key {:?}: {what}", String::from_utf8_lossy(key));
-                    return Err(Error::corruption(&self.path, 0, what));
-                }
-            },
+        let table = |n| self.table(n);
+        let sources = crate::read_path::ReadSources {
+            mem: &sv.mem,
+            imm: &sv.imm,
+            version: &sv.version,
+            table: &table,
         };
-        Ok(Some(Versioned {
-            value,
-            version: found.0,
-        }))
+        sources.versioned(key, seqno, self.expiry(), &self.path)
     }
 }

@@ -100,6 +100,15 @@ impl DbInner {
         self.stall_writes()?;
         self.make_room()?;
         let records = to_records(group, self.opts.clock.now_ms());
+        // Only the write leader appends, so the end cannot move meanwhile.
+        let end = self.log.next_offset();
+        if end.saturating_add(records.len() as u64) > crate::key::SeqNo::MAX.0 {
+            return Err(Error::InvalidArgument(format!(
+                "the store has used up its sequence numbers: its changelog ends at offset {end}, \
+                 and the engine's sequence numbers end at {}",
+                crate::key::SeqNo::MAX.0
+            )));
+        }
         let info = self
             .log
             .append(&records)

@@ -30,7 +30,7 @@ fn every_corpus_and_regression_input_replays() {
             }
         }
     }
-    assert!(replayed >= 13, "only {replayed} inputs found");
+    assert!(replayed >= 16, "only {replayed} inputs found");
     eprintln!("replayed {replayed} fuzz inputs");
 }
 
@@ -42,4 +42,24 @@ fn every_target_survives_degenerate_inputs() {
             target(data);
         }
     }
+}
+
+/// The whole-store seeds are stores that open and hold their keys, so
+/// the mutations of `store_open` start from real stores.
+#[test]
+fn store_open_seeds_are_stores_that_open() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/store_open");
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let (fs, opts) = targets::build_store(&data);
+        let db = varve::Db::open_with_fs(fs, targets::STORE_DIR, opts)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let keys = db.all().count();
+        assert!(keys >= 10, "{}: {keys} keys", path.display());
+        db.close().unwrap();
+        seeds += 1;
+    }
+    assert!(seeds >= 3, "{seeds} seeds");
 }

@@ -310,3 +310,81 @@ fn every_single_bit_flip_is_corruption_or_a_prefix() {
     assert!(prefix <= 32, "{prefix} prefixes, {corrupt} corruptions");
     assert!(corrupt > 0);
 }
+
+#[test]
+fn current_naming_the_largest_manifest_number_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    build_store(dir.path(), 1);
+    let name = manifest_file_name(FileNumber(u64::MAX));
+    assert_eq!(name, "MANIFEST-18446744073709551615");
+    fs::copy(manifest_path(dir.path()), dir.path().join(&name)).unwrap();
+    fs::write(dir.path().join("CURRENT"), format!("{name}\n")).unwrap();
+    let err = open(dir.path()).unwrap_err();
+    assert_corruption_at(&err, &dir.path().join("CURRENT"), 0);
+    assert!(err.to_string().contains("largest file number"), "{err}");
+    let err = varve::Db::open(dir.path(), varve::Options::default()).unwrap_err();
+    assert_corruption_at(&err, &dir.path().join("CURRENT"), 0);
+}
+
+#[test]
+fn next_file_number_beyond_the_maximum_is_corruption() {
+    for next in [u64::MAX, FileNumber::MAX.0 + 1] {
+        let dir = tempfile::tempdir().unwrap();
+        build_store(dir.path(), 1);
+        let path = manifest_path(dir.path());
+        let end = fs::metadata(&path).unwrap().len();
+        let edit = VersionEdit {
+            next_file_number: Some(FileNumber(next)),
+            ..VersionEdit::default()
+        };
+        append(&path, &frame(&edit.encode()));
+        let err = open(dir.path()).unwrap_err();
+        assert_corruption_at(&err, &path, end);
+        assert!(err.to_string().contains("next file number"), "{err}");
+    }
+}
+
+#[test]
+fn largest_next_file_number_opens_and_refuses_edits_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    build_store(dir.path(), 1);
+    let path = manifest_path(dir.path());
+    let edit = VersionEdit {
+        next_file_number: Some(FileNumber::MAX),
+        ..VersionEdit::default()
+    };
+    append(&path, &frame(&edit.encode()));
+    let mut set = open(dir.path()).unwrap();
+    assert_eq!(set.new_file_number(), FileNumber::MAX);
+    // The counter saturates instead of wrapping; the edit is refused.
+    assert_eq!(set.new_file_number().0, FileNumber::MAX.0 + 1);
+    let err = set.log_and_apply(VersionEdit::default()).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+}
+
+#[test]
+fn table_sizes_and_counts_beyond_their_bounds_are_corruption() {
+    type Damage = fn(&mut TableMeta);
+    let cases: [(&str, Damage); 3] = [
+        ("exceeds the maximum", |t| t.size_bytes = u64::MAX),
+        ("cannot fit", |t| t.entry_count = t.size_bytes + 1),
+        ("number exceeds", |t| t.number = FileNumber(u64::MAX)),
+    ];
+    for (words, damage) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        build_store(dir.path(), 1);
+        let path = manifest_path(dir.path());
+        let end = fs::metadata(&path).unwrap().len();
+        let mut added = table(FileNumber(9), b"x", b"x", 50);
+        damage(&mut added);
+        let edit = VersionEdit {
+            next_file_number: Some(FileNumber(10)),
+            added: vec![(Level(0), added)],
+            ..VersionEdit::default()
+        };
+        append(&path, &frame(&edit.encode()));
+        let err = open(dir.path()).unwrap_err();
+        assert_corruption_at(&err, &path, end);
+        assert!(err.to_string().contains(words), "{words}: {err}");
+    }
+}

@@ -520,3 +520,70 @@ fn crafted_blocks_with_valid_crcs_never_panic() {
     }
     assert!(outcomes[1] > 0, "{outcomes:?}");
 }
+
+/// A real store with two flushed tables (closed); returns the newest
+/// table's path.
+fn store_with_tables(dir: &Path) -> PathBuf {
+    let db = varve::Db::open(dir, varve::Options::default()).unwrap();
+    for round in 0..2 {
+        for i in 0..50 {
+            db.put(format!("key-{i:03}"), format!("value-{round}-{i}"))
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    db.close().unwrap();
+    let mut tables: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sst"))
+        .collect();
+    tables.sort();
+    assert!(tables.len() >= 2, "{tables:?}");
+    tables.pop().unwrap()
+}
+
+fn assert_open_refuses(dir: &Path, table: &Path, words: &str) {
+    match varve::Db::open(dir, varve::Options::default()) {
+        Err(err @ Error::Corruption { .. }) => {
+            let Error::Corruption { path, what, .. } = &err else {
+                unreachable!()
+            };
+            assert_eq!(path, table, "{err}");
+            assert!(what.contains(words), "{err}");
+        }
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok(_) => panic!("a store with a damaged table opened"),
+    }
+}
+
+#[test]
+fn open_refuses_a_newest_table_truncated_to_zero_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = store_with_tables(dir.path());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&table)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert_open_refuses(dir.path(), &table, "is 0 bytes, but the manifest records");
+}
+
+#[test]
+fn open_refuses_a_table_longer_than_the_manifest_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = store_with_tables(dir.path());
+    let mut bytes = std::fs::read(&table).unwrap();
+    bytes.push(0);
+    std::fs::write(&table, bytes).unwrap();
+    assert_open_refuses(dir.path(), &table, "but the manifest records");
+}
+
+#[test]
+fn open_refuses_a_missing_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = store_with_tables(dir.path());
+    std::fs::remove_file(&table).unwrap();
+    assert_open_refuses(dir.path(), &table, "is missing");
+}

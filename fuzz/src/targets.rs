@@ -40,6 +40,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("version_edit_roundtrip", version_edit_roundtrip),
     ("sst_block_roundtrip", sst_block_roundtrip),
     ("db_model", db_model),
+    ("store_open", store_open),
 ];
 
 /// The target called `name`.
@@ -369,6 +370,238 @@ pub fn ttl_manifest_decode(data: &[u8]) {
         if let Ok(db) = opened {
             let _ = db.close();
         }
+    }
+}
+
+/// The store directory `store_open` builds its files in.
+pub const STORE_DIR: &str = "/db";
+
+/// Encodes a store directory's files as a `store_open` input: a flags byte
+/// (bit 0: open with a one-hour TTL; bit 1: recompute the checksums of
+/// manifest records, changelog batches and tables), then for each file
+/// `name_len:u8 name len:u32le bytes`, where `name` is relative to the
+/// store directory (`CURRENT`, `000002.sst`, `changelog/log.meta`, …).
+pub fn encode_store(flags: u8, files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = vec![flags];
+    for (name, bytes) in files {
+        let name = &name.as_bytes()[..name.len().min(255)];
+        out.push(name.len() as u8);
+        out.extend_from_slice(name);
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+/// The files of a `store_open` input (see [`encode_store`]); a length past
+/// the end takes what is left, and names that are not a plain file name,
+/// optionally under `changelog/`, are skipped.
+fn decode_store(data: &[u8]) -> (u8, Vec<(String, &[u8])>) {
+    let mut input = Input(data);
+    let flags = input.u8();
+    let mut files = Vec::new();
+    while !input.is_empty() && files.len() < 64 {
+        let name = String::from_utf8_lossy(input.bytes(255)).into_owned();
+        let len = u32::from(input.u16()) | u32::from(input.u16()) << 16;
+        let len = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .min(input.0.len());
+        let (bytes, rest) = input.0.split_at(len);
+        input.0 = rest;
+        let plain = |n: &str| {
+            !n.is_empty()
+                && n != "."
+                && n != ".."
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        let ok = match name.strip_prefix("changelog/") {
+            Some(inner) => plain(inner),
+            None => plain(&name),
+        };
+        if ok {
+            files.push((name, bytes));
+        }
+    }
+    (flags, files)
+}
+
+/// A whole store directory built from the input (`CURRENT`, a manifest,
+/// tables, changelog segments and indexes, `log.meta`, consumer
+/// positions; see [`encode_store`]) in a [`MemFs`], opened with `Db`. If
+/// it opens, everything is read (a full scan both ways, point reads),
+/// one write is flushed into a table, and the store is closed and opened
+/// again. Nothing may panic or hang, and every corruption error must name
+/// a file of the store.
+pub fn store_open(data: &[u8]) {
+    let (dynfs, opts) = build_store(data);
+    let dir = Path::new(STORE_DIR);
+    for round in 0..2 {
+        let db = match varve::Db::open_with_fs(dynfs.clone(), dir, opts.clone()) {
+            Ok(db) => db,
+            Err(e) => return check_store_error(&e),
+        };
+        if let Err(e) = exercise_store(&db, round) {
+            check_store_error(&e);
+        }
+        if let Err(e) = db.close() {
+            return check_store_error(&e);
+        }
+    }
+}
+
+/// The store directory a `store_open` input describes, in a new
+/// [`MemFs`], and the options to open it with (at [`STORE_DIR`]).
+pub fn build_store(data: &[u8]) -> (Arc<dyn FileSystem>, varve::Options) {
+    let (flags, files) = decode_store(data);
+    let fs = MemFs::new();
+    let dir = Path::new(STORE_DIR);
+    fs.create_dir_all(&dir.join("changelog")).expect("mkdir");
+    for (name, bytes) in &files {
+        let path = dir.join(name);
+        let mut bytes = bytes.to_vec();
+        if flags & 2 == 2 {
+            fix_checksums(name, &mut bytes);
+        }
+        // A name may collide with a directory; that file is left out.
+        if fs.kind(&path).expect("kind") != Some(true) {
+            fs.write_all(&path, &bytes).expect("write file");
+        }
+    }
+    let dynfs: Arc<dyn FileSystem> = Arc::new(fs);
+    let opts = varve::Options {
+        create_if_missing: false,
+        memtable_size_bytes: 64 << 10,
+        ttl: (flags & 1 == 1).then(|| std::time::Duration::from_secs(3600)),
+        ..varve::Options::default()
+    };
+    (dynfs, opts)
+}
+
+/// Recomputes the checksums in a file: of every manifest record and
+/// changelog batch whose length fits in `bytes`, and of a table's blocks
+/// and footer, so mutations of their contents reach the decoders instead
+/// of stopping at the CRC. The record and batch checksums are CRC-32 over
+/// bytes `[0, 4)` and `[8, length)` of the record or batch.
+fn fix_checksums(name: &str, bytes: &mut [u8]) {
+    if name.ends_with(".sst") {
+        return fix_table_checksums(bytes);
+    }
+    let (is_batch, header_size) = if name.starts_with("MANIFEST-") {
+        (false, 8)
+    } else if name.starts_with("changelog/") && name.ends_with(".log") {
+        (true, changelog::batch::BATCH_HEADER_SIZE)
+    } else {
+        return;
+    };
+    let mut pos = 0usize;
+    while bytes.len().saturating_sub(pos) >= header_size {
+        let raw = [bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]];
+        let field = u32::from_le_bytes(raw) as usize;
+        // A batch's length covers its header; a record's does not.
+        let len = if is_batch {
+            field
+        } else {
+            field.saturating_add(8)
+        };
+        if len < header_size || len > bytes.len() - pos {
+            return;
+        }
+        let crc = changelog::batch::batch_crc(&bytes[pos..pos + len]);
+        bytes[pos + 4..pos + 8].copy_from_slice(&crc.to_le_bytes());
+        pos += len;
+    }
+}
+
+/// Recomputes a table's checksums: every data block the index names (if
+/// the index is stored uncompressed and decodes), the filter, properties
+/// and index blocks, and the footer, wherever their handles fit.
+fn fix_table_checksums(bytes: &mut [u8]) {
+    use varve::sst::BlockHandle;
+    use varve::sst::block::{Block, BlockKind};
+    use varve::sst::format::{
+        FOOTER_CRC_OFFSET, FOOTER_FILTER_OFFSET, FOOTER_INDEX_OFFSET, FOOTER_PROPERTIES_OFFSET,
+        FOOTER_SIZE, block_crc,
+    };
+    let Some(footer_at) = bytes.len().checked_sub(FOOTER_SIZE) else {
+        return;
+    };
+    let handle_at = |at: usize| {
+        let word = |i: usize| {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(&bytes[footer_at + i..footer_at + i + 8]);
+            u64::from_le_bytes(raw)
+        };
+        BlockHandle {
+            offset: word(at),
+            size_bytes: word(at + 8),
+        }
+    };
+    let index = handle_at(FOOTER_INDEX_OFFSET);
+    let mut handles = vec![
+        handle_at(FOOTER_FILTER_OFFSET),
+        handle_at(FOOTER_PROPERTIES_OFFSET),
+    ];
+    if let Some((start, end)) = block_span(bytes, index)
+        && bytes[end] == 0
+    {
+        let contents = Bytes::copy_from_slice(&bytes[start..end]);
+        if let Ok(block) = Block::decode(contents, BlockKind::Index, origin()) {
+            block.for_each_entry(|_, value| handles.extend(BlockHandle::decode_varint(value)));
+        }
+    }
+    handles.push(index);
+    for handle in handles {
+        if let Some((start, end)) = block_span(bytes, handle) {
+            let crc = block_crc(&bytes[start..end], bytes[end]);
+            bytes[end + 1..end + 5].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+    // The footer's CRC covers its first 52 bytes: `block_crc` of the first
+    // 51 with the 52nd as the "type byte" is exactly that CRC.
+    let covered = footer_at + FOOTER_CRC_OFFSET;
+    let crc = block_crc(&bytes[footer_at..covered - 1], bytes[covered - 1]);
+    bytes[covered..covered + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The contents' start and end of the block at `handle`, if it and its
+/// 5-byte trailer lie inside `bytes`.
+fn block_span(bytes: &[u8], handle: varve::sst::BlockHandle) -> Option<(usize, usize)> {
+    let start = usize::try_from(handle.offset).ok()?;
+    let end = start.checked_add(usize::try_from(handle.size_bytes).ok()?)?;
+    (end.checked_add(5)? <= bytes.len()).then_some((start, end))
+}
+
+/// Reads everything in `db` (bounded), writes one key and flushes it.
+/// Damage the checksums cannot see (a manifest's key range that does not
+/// match its table) may make reads disagree, so only errors are checked.
+fn exercise_store(db: &varve::Db, round: u8) -> varve::Result<()> {
+    let mut keys = Vec::new();
+    for kv in db.all().take(10_000) {
+        keys.push(kv?.0);
+    }
+    for kv in db.all().rev().take(10_000) {
+        kv?;
+    }
+    for key in keys.iter().step_by(keys.len() / 16 + 1) {
+        db.get(key)?;
+    }
+    db.put(format!("fuzz-{round}"), "value")?;
+    db.flush()?;
+    db.get(format!("fuzz-{round}"))?;
+    Ok(())
+}
+
+/// A store built from bytes may be refused, but a corruption error must
+/// name a file or directory of the store.
+fn check_store_error(e: &varve::Error) {
+    assert!(!e.to_string().is_empty(), "an error without a message");
+    if let varve::Error::Corruption { path, .. } = e {
+        assert!(
+            path.starts_with(STORE_DIR),
+            "corruption names {} outside the store: {e}",
+            path.display()
+        );
     }
 }
 

@@ -17,6 +17,7 @@
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
+use varve::ReadOnlyDb;
 use varve::key::TRAILER_SIZE;
 use varve::version::{FileKind, NUM_LEVELS, parse_file_name};
 
@@ -24,7 +25,6 @@ use crate::error::Result;
 use crate::format::{Out, human_bytes};
 use crate::segments::{self, SegmentScanner, Step};
 use crate::store::{self, LockState, Manifest};
-use crate::view::{KeyRange, View};
 
 /// Prints what the store in `dir` is.
 ///
@@ -37,17 +37,25 @@ pub fn run(out: &mut Out, dir: &Path, live: bool) -> Result<()> {
     if let (true, LockState::InUse(lock)) = (live, &lock) {
         return Err(crate::error::ToolError::Locked { lock: lock.clone() });
     }
+    let in_use = matches!(lock, LockState::InUse(_));
+    // The engine's read-only open takes the lock itself, and holds it.
+    let live_db = if live {
+        drop(lock);
+        Some(crate::open::read_only(dir)?)
+    } else {
+        None
+    };
     let manifest = Manifest::load(dir)?;
     let mut report = Map::new();
     report.insert("store".into(), json!(dir.display().to_string()));
-    report.insert("in_use".into(), json!(matches!(lock, LockState::InUse(_))));
+    report.insert("in_use".into(), json!(in_use));
     report.insert("engine_format".into(), json!(manifest.engine_format));
     report.insert("manifest".into(), manifest_info(&manifest)?);
     let (levels, tables_total) = levels_info(dir, &manifest);
     report.insert("levels".into(), levels);
     let log = changelog_info(dir, manifest.version.flushed_offset())?;
     let disk = disk_info(dir)?;
-    let amp = amplification(&tables_total, &disk, live.then_some(dir))?;
+    let amp = amplification(&tables_total, &disk, live_db.as_ref())?;
     report.insert("changelog".into(), log);
     report.insert("disk".into(), disk);
     report.insert("amplification".into(), amp);
@@ -210,7 +218,7 @@ fn disk_info(dir: &Path) -> Result<Value> {
     }))
 }
 
-fn amplification(tables: &TableTotals, disk: &Value, live: Option<&Path>) -> Result<Value> {
+fn amplification(tables: &TableTotals, disk: &Value, live: Option<&ReadOnlyDb>) -> Result<Value> {
     let write_amp = (tables.logical_bytes > 0)
         .then(|| 1.0 + tables.size_bytes as f64 / tables.logical_bytes as f64);
     let mut amp = json!({
@@ -219,11 +227,10 @@ fn amplification(tables: &TableTotals, disk: &Value, live: Option<&Path>) -> Res
         "live_bytes": null,
         "space_amplification": null,
     });
-    if let Some(dir) = live {
-        let view = View::open(dir)?;
-        let mut scan = view.scan(&KeyRange::default(), false);
+    if let Some(db) = live {
         let mut live_bytes = 0u64;
-        while let Some((k, v)) = scan.next_entry()? {
+        for entry in db.all() {
+            let (k, v) = entry?;
             live_bytes += (k.len() + v.len()) as u64;
         }
         let total = disk["total_bytes"].as_u64().unwrap_or(0);

@@ -10,6 +10,7 @@ mod get;
 mod info;
 mod log_dump;
 mod manifest_dump;
+mod open;
 mod positions;
 mod repair;
 mod restore;
@@ -35,8 +36,9 @@ use crate::format::{Out, Style};
 /// Commands that read files directly (info, verify, sst dump, log dump,
 /// manifest dump, positions) also work on a store another process has
 /// open, and then say that the view may be moving. get and scan read a
-/// closed store only, without writing to it; put, delete and load open it
-/// through the engine.
+/// closed store only, through the engine's read-only open, without writing
+/// to it; put, delete, load and compact open it through the engine with
+/// the options it recorded (its TTL and compression).
 ///
 /// Exit status: 0 on success; 1 when verify finds problems or get finds no
 /// value; 2 when the command cannot do its job (missing directory, not a
@@ -92,7 +94,7 @@ enum Command {
     /// Print the value of a key (exit 1 if it has none). The store must be
     /// closed; nothing is written to it.
     Get {
-        /// The store's directory.
+        /// The store's directory (or a partitioned store's root).
         dir: PathBuf,
         /// The key.
         key: String,
@@ -100,7 +102,7 @@ enum Command {
     /// Print live entries in key order, `key<TAB>value` a line. The store
     /// must be closed; nothing is written to it.
     Scan {
-        /// The store's directory.
+        /// The store's directory (or a partitioned store's root).
         dir: PathBuf,
         /// First key (inclusive).
         #[arg(long)]

@@ -19,12 +19,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
 
 use serde_json::{Value, json};
 use varve::key::{InternalKeyRef, ValueKind};
 use varve::sst::Table;
 use varve::version::{FileKind, TableMeta, parse_file_name};
-use varve::{Db, Options, WriteBatch, WriteOptions};
+use varve::{Clock, Db, ManualClock, Options, SystemClock, WriteBatch, WriteOptions};
 
 use crate::error::{Problem, Result, ToolError};
 use crate::format::{Out, show_bytes};
@@ -48,6 +51,10 @@ struct Report {
     log_first_offset: Option<u64>,
     log_next_offset: u64,
     keys_written: u64,
+    /// The damaged store's TTL (its stored values carry a write time).
+    ttl_ms: Option<u64>,
+    /// Values of a TTL store that had expired: not written.
+    expired: u64,
 }
 
 /// Repairs the store in `dir` into the new store `to`.
@@ -62,6 +69,7 @@ pub fn run(out: &mut Out, dir: &Path, to: &Path) -> Result<()> {
     let _lock = LockState::take(dir)?;
     let mut report = Report::default();
     let (table_paths, flushed) = tables_to_read(dir, &mut report)?;
+    report.ttl_ms = Manifest::load(dir).ok().and_then(|m| m.version.ttl_ms());
     let mut overlay = Overlay::new();
     let mut good = Vec::new();
     for (path, meta) in table_paths {
@@ -324,7 +332,11 @@ fn read_changelog(
                                 record.key.to_vec(),
                                 Entry {
                                     seqno: offset + 1,
-                                    value: record.value,
+                                    value: stored_form(
+                                        record.value,
+                                        record.timestamp_ms,
+                                        report.ttl_ms,
+                                    ),
                                 },
                             );
                         }
@@ -434,22 +446,88 @@ fn check_lost_tables_covered(report: &mut Report) {
     }
 }
 
+/// A changelog value in the form a store holds it: in a TTL store, behind
+/// its record's write time (as the engine stores it, `docs/TTL.md`), so
+/// that it merges with table values.
+fn stored_form(value: Option<Bytes>, timestamp_ms: i64, ttl_ms: Option<u64>) -> Option<Bytes> {
+    let value = value?;
+    if ttl_ms.is_none() {
+        return Some(value);
+    }
+    let mut stored = u64::try_from(timestamp_ms)
+        .unwrap_or(0)
+        .to_le_bytes()
+        .to_vec();
+    stored.extend_from_slice(&value);
+    Some(Bytes::from(stored))
+}
+
+/// Writes the live entries into the new store `to`. A TTL store's
+/// repair is a TTL store too: each value is written with its original
+/// write time (the clock is set to it), and expired values are left out,
+/// so nothing lives longer than it would have.
 fn write_store(to: &Path, view: &View, report: &mut Report) -> Result<()> {
-    let db = Db::open(to, Options::default())?;
+    let now_ms = SystemClock.now_ms();
+    let clock = Arc::new(ManualClock::new(now_ms));
+    let opts = Options {
+        ttl: report.ttl_ms.map(Duration::from_millis),
+        clock: clock.clone(),
+        ..Options::default()
+    };
+    let db = Db::open(to, opts)?;
     let mut scan = view.scan(&KeyRange::default(), false);
     let mut batch = WriteBatch::new();
-    while let Some((key, value)) = scan.next_entry()? {
-        batch.put(key, value);
-        report.keys_written += 1;
-        if batch.len() >= WRITE_BATCH_RECORDS {
+    let mut batch_time_ms = now_ms;
+    while let Some((key, stored)) = scan.next_entry()? {
+        let (write_time_ms, value) = match report.ttl_ms {
+            None => (now_ms, stored),
+            Some(ttl_ms) => match live_ttl_value(&key, stored, ttl_ms, now_ms, report) {
+                Some(found) => found,
+                None => continue,
+            },
+        };
+        if !batch.is_empty()
+            && (batch.len() >= WRITE_BATCH_RECORDS || write_time_ms != batch_time_ms)
+        {
             db.write(std::mem::take(&mut batch), WriteOptions::default())?;
         }
+        batch_time_ms = write_time_ms;
+        clock.set_ms(write_time_ms);
+        batch.put(key, value);
+        report.keys_written += 1;
     }
     if !batch.is_empty() {
         db.write(batch, WriteOptions::default())?;
     }
+    clock.set_ms(now_ms);
     db.flush()?;
     Ok(db.close()?)
+}
+
+/// A TTL store's stored value split into its write time and the user's
+/// value; `None` (and counted) if it has expired or is too short to hold
+/// a write time.
+fn live_ttl_value(
+    key: &[u8],
+    stored: Bytes,
+    ttl_ms: u64,
+    now_ms: u64,
+    report: &mut Report,
+) -> Option<(u64, Bytes)> {
+    let Some(time) = stored.first_chunk::<8>() else {
+        report.lost.push(format!(
+            "key {:?}: its value holds {} bytes, fewer than the 8-byte write time of a TTL store",
+            show_bytes(key, false),
+            stored.len()
+        ));
+        return None;
+    };
+    let write_time_ms = u64::from_le_bytes(*time);
+    if now_ms.saturating_sub(write_time_ms) > ttl_ms {
+        report.expired += 1;
+        return None;
+    }
+    Some((write_time_ms, stored.slice(8..)))
 }
 
 fn print_report(out: &mut Out, dir: &Path, to: &Path, r: &Report) -> Result<()> {
@@ -465,6 +543,8 @@ fn print_report(out: &mut Out, dir: &Path, to: &Path, r: &Report) -> Result<()> 
                 json!([r.log_first_offset, r.log_next_offset]),
             ),
             ("keys_written", json!(r.keys_written)),
+            ("ttl_ms", json!(r.ttl_ms)),
+            ("expired_not_written", json!(r.expired)),
             ("lost", Value::from(r.lost.clone())),
             ("notes", Value::from(r.notes.clone())),
         ]))?;
@@ -481,6 +561,12 @@ fn print_report(out: &mut Out, dir: &Path, to: &Path, r: &Report) -> Result<()> 
         r.log_next_offset
     ))?;
     out.line(format!("live keys written: {}", r.keys_written))?;
+    if let Some(ttl_ms) = r.ttl_ms {
+        out.line(format!(
+            "TTL store ({ttl_ms} ms): values keep their write times; {} expired value(s) not written",
+            r.expired
+        ))?;
+    }
     for note in &r.notes {
         out.line(format!("note: {note}"))?;
     }

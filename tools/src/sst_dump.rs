@@ -185,6 +185,7 @@ fn summary_json(
     s.insert("creation_time_ms".into(), json!(p.creation_time_ms));
     s.insert("creator".into(), json!(p.creator));
     s.insert("block_size_bytes".into(), json!(p.block_size_bytes));
+    s.insert("compression".into(), json!(p.compression));
     s.insert(
         "block_restart_interval".into(),
         json!(p.block_restart_interval),
@@ -262,8 +263,10 @@ fn print_summary(out: &mut Out, s: &Map<String, Value>) -> Result<()> {
         s["creation_time_ms"], s["creator"]
     ))?;
     out.line(format!(
-        "options       block size {}  restart interval {}",
-        s["block_size_bytes"], s["block_restart_interval"]
+        "options       block size {}  restart interval {}  compression {}",
+        s["block_size_bytes"],
+        s["block_restart_interval"],
+        s["compression"].as_str().unwrap_or("")
     ))?;
     let b = &s["bloom"];
     let fp = b["estimated_false_positive_rate"]

@@ -31,6 +31,11 @@ pub fn check_store_dir(dir: &Path) -> Result<()> {
     if !dir.is_dir() {
         return Err(not_a_store(dir, "it is not a directory"));
     }
+    if !dir.join(CURRENT).is_file() && dir.join(varve::PARTITIONS_FILE).is_file() {
+        let reason = "it is the root of a partitioned store: run this command on one of its \
+                      partition-NNNNN directories (get and scan also take the root)";
+        return Err(not_a_store(dir, reason));
+    }
     if !dir.join(CURRENT).is_file() {
         let reason = "it has no CURRENT file (for a changelog directory, use `varve log dump`)";
         return Err(not_a_store(dir, reason));

@@ -6,7 +6,8 @@
 //! recorded size and agrees with its entry; every table (footer, index,
 //! filter, properties, every data block, keys strictly increasing, counts);
 //! `log.meta` and `positions`; every changelog segment (every batch's
-//! header, CRC and records, offsets increasing within and across segments);
+//! header, CRC and records, offsets increasing within and across segments
+//! and below the engine's sequence-number range);
 //! the index files of sealed segments; and that the manifest's flushed
 //! offset lies inside the changelog. Leftover files are notes, not
 //! problems. A torn tail past the changelog's recovery point (what a crash
@@ -341,6 +342,14 @@ fn check_segment(
         match scanner.step()? {
             Step::Batch(good) => {
                 batches.insert(good.position, good.batch.header().base_offset);
+                let last_offset = good.batch.header().last_offset();
+                if varve::memtable::seqno_of_offset(last_offset).is_none() {
+                    let what = format!(
+                        "batch offsets up to {last_offset} lie beyond the sequence-number range (offsets must be below {}); the store cannot replay them",
+                        varve::key::SeqNo::MAX.0
+                    );
+                    f.problem(Problem::at(&seg.path, good.position, what))?;
+                }
                 if let Some(Err(e)) = good.batch.records().find(Result::is_err) {
                     let what = format!("a record does not decode: {e:?}");
                     f.problem(Problem::at(&seg.path, good.position, what))?;

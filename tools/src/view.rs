@@ -1,11 +1,10 @@
-//! A read-only view of a store built from its files: the tables the
-//! manifest lists, plus the changelog records from the flushed offset on
-//! (what `Db::open` would replay into its memtable), merged by sequence
-//! number. Opening it writes nothing, unlike `Db::open`, which recovers the
-//! changelog and may rotate the manifest and delete files.
+//! The merge `varve repair` writes its new store from: the tables that
+//! verify, plus an overlay of what was salvaged from damaged tables and
+//! read from the changelog, newest sequence number first. Repair reads a
+//! damaged store's files directly, which the engine refuses to open; every
+//! other command reads stores through the engine (`crate::open`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,9 +12,7 @@ use varve::iter::InternalIterator;
 use varve::key::{InternalKeyRef, SeqNo, ValueKind};
 use varve::sst::{Table, TableIterator};
 
-use crate::error::{Problem, Result, ToolError};
-use crate::segments::{self, LogEnd};
-use crate::store::{self, Manifest};
+use crate::error::Result;
 
 /// One version of a key: its sequence number and value (`None` = deleted).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +36,7 @@ pub fn overlay_insert(overlay: &mut Overlay, key: Vec<u8>, entry: Entry) {
     }
 }
 
-/// Tables and the changelog tail of a store, merged.
+/// The tables repair keeps whole, with the salvaged overlay on top.
 #[derive(Debug)]
 pub struct View {
     tables: Vec<Arc<Table>>,
@@ -50,55 +47,6 @@ impl View {
     /// A view of `tables` with `overlay` on top (newest seqno wins).
     pub fn new(tables: Vec<Arc<Table>>, overlay: Overlay) -> View {
         View { tables, overlay }
-    }
-
-    /// Opens the view of the store in `dir` from its files. A torn tail at
-    /// the end of the changelog (past its recovery point) is left out with
-    /// a warning, as opening the store would cut it.
-    ///
-    /// # Errors
-    /// [`ToolError::Engine`] / [`ToolError::Changelog`] for damage that
-    /// opening the store would also refuse.
-    pub fn open(dir: &Path) -> Result<View> {
-        let manifest = Manifest::load(dir)?;
-        let mut tables = Vec::new();
-        for (_, meta) in manifest.tables() {
-            tables.push(store::open_table(&store::table_path(dir, meta.number))?);
-        }
-        let log_dir = dir.join(varve::CHANGELOG_DIR);
-        let meta = segments::read_meta(&log_dir)?;
-        let flushed = manifest.version.flushed_offset();
-        let mut overlay = Overlay::new();
-        let end = segments::read_records(&log_dir, flushed, |offset, record| {
-            let entry = Entry {
-                seqno: offset + 1,
-                value: record.value,
-            };
-            overlay_insert(&mut overlay, record.key.to_vec(), entry);
-            Ok(())
-        })?;
-        check_log_end(&end, meta.recovery_point, flushed)?;
-        Ok(View::new(tables, overlay))
-    }
-
-    /// The value of `key`, if it has one.
-    ///
-    /// # Errors
-    /// Damage met in a table.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        let mut best = self.overlay.get(key).cloned();
-        for table in &self.tables {
-            if let Some((seqno, kind, value)) = table.get(key, SeqNo::MAX)?
-                && best.as_ref().is_none_or(|b| b.seqno < seqno.0)
-            {
-                let value = (kind == ValueKind::Put).then_some(value);
-                best = Some(Entry {
-                    seqno: seqno.0,
-                    value,
-                });
-            }
-        }
-        Ok(best.and_then(|e| e.value))
     }
 
     /// The live entries in `range`, in key order (or reverse).
@@ -128,30 +76,6 @@ impl View {
     }
 }
 
-/// Refuses a changelog damaged below its recovery point, or one that ends
-/// before the flushed offset, as opening the store would.
-fn check_log_end(end: &LogEnd, recovery_point: u64, flushed: u64) -> Result<()> {
-    if let Some((path, bad)) = &end.damage {
-        let problem = Problem::at(path, bad.position, &bad.what);
-        if end.next_offset < recovery_point {
-            return Err(ToolError::Invalid(format!(
-                "{problem} (below the recovery point {recovery_point}: acknowledged records are damaged; see `varve verify` and `varve repair`)"
-            )));
-        }
-        eprintln!(
-            "warning: ignoring a torn tail of {} bytes at {problem}; opening the store would cut it",
-            bad.tail_bytes
-        );
-    }
-    if end.next_offset < flushed {
-        return Err(ToolError::Invalid(format!(
-            "the changelog ends at offset {} but the manifest's flushed offset is {flushed}",
-            end.next_offset
-        )));
-    }
-    Ok(())
-}
-
 /// A range of keys: `lower` inclusive, `upper` exclusive, either unbounded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyRange {
@@ -162,26 +86,6 @@ pub struct KeyRange {
 }
 
 impl KeyRange {
-    /// The keys from `from` (inclusive) to `to` (exclusive) that start with
-    /// `prefix`.
-    pub fn new(from: Option<Vec<u8>>, to: Option<Vec<u8>>, prefix: Option<&[u8]>) -> KeyRange {
-        let mut range = KeyRange {
-            lower: from,
-            upper: to,
-        };
-        if let Some(prefix) = prefix {
-            if range.lower.as_deref().is_none_or(|l| l < prefix) {
-                range.lower = Some(prefix.to_vec());
-            }
-            if let Some(end) = prefix_end(prefix)
-                && range.upper.as_deref().is_none_or(|u| u > end.as_slice())
-            {
-                range.upper = Some(end);
-            }
-        }
-        range
-    }
-
     /// Whether `key` lies in the range.
     pub fn contains(&self, key: &[u8]) -> bool {
         self.lower.as_deref().is_none_or(|l| key >= l)
@@ -203,19 +107,6 @@ impl KeyRange {
             .as_deref()
             .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded)
     }
-}
-
-/// The first key after every key that starts with `prefix`; `None` if
-/// there is none (the prefix is empty or all `0xff`).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 /// A cursor over the live entries of a [`View`].
@@ -359,17 +250,6 @@ fn position(it: &mut TableIterator, range: &KeyRange, reverse: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefix_ranges() {
-        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
-        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
-        assert_eq!(prefix_end(b"\xff\xff"), None);
-        let r = KeyRange::new(Some(b"a".to_vec()), None, Some(b"ord"));
-        assert_eq!(r.lower.as_deref(), Some(&b"ord"[..]));
-        assert_eq!(r.upper.as_deref(), Some(&b"ore"[..]));
-        assert!(r.contains(b"order:1") && !r.contains(b"ore") && !r.contains(b"or"));
-    }
 
     #[test]
     fn overlay_keeps_the_newest() {

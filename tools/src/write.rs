@@ -26,7 +26,8 @@ pub fn load_batch_bytes() -> usize {
 /// its framing in a changelog batch (lengths, offset and time deltas).
 const LOAD_RECORD_OVERHEAD_BYTES: usize = 64;
 
-/// Opens the store for writing; creates it only when `create` is set.
+/// Opens the store for writing with the options it recorded (its TTL and
+/// compression); creates it only when `create` is set.
 ///
 /// # Errors
 /// [`ToolError::Missing`] if `dir` is missing and `create` is off, the
@@ -37,7 +38,7 @@ pub fn open_for_write(dir: &Path, create: bool) -> Result<Db> {
     }
     let opts = Options {
         create_if_missing: create,
-        ..Options::default()
+        ..crate::open::write_options(dir)?
     };
     Ok(Db::open(dir, opts)?)
 }

@@ -199,3 +199,23 @@ fn a_real_torn_tail_after_a_kill_is_a_note() {
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("torn tail"), "{}", run.stdout);
 }
+
+#[test]
+fn a_batch_beyond_the_seqno_range_is_found() {
+    use varve::varve_changelog::{Log, LogOptions, Record, StoredRecord};
+    let dir = tempfile::tempdir().unwrap();
+    make_store(dir.path());
+    let log = Log::open(dir.path().join("changelog"), LogOptions::default()).unwrap();
+    let offset = 1 << 57;
+    let record = StoredRecord {
+        offset,
+        record: Record::put("far", "away"),
+    };
+    log.append_at(&[record]).unwrap();
+    log.flush().unwrap();
+    let (segment, position) = log.batch_location(offset).unwrap().unwrap();
+    log.close().unwrap();
+    expect_problem(dir.path(), &format!("{}:{position}: ", segment.display()));
+    let text = varve(&["verify", arg(dir.path())]).stdout;
+    assert!(text.contains("sequence-number range"), "{text}");
+}

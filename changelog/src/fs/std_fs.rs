@@ -38,9 +38,22 @@ impl File for StdFile {
 }
 
 #[derive(Debug)]
-struct StdLock(#[allow(dead_code)] fs::File);
+struct StdLock(fs::File);
 
 impl DirLock for StdLock {}
+
+impl Drop for StdLock {
+    /// Unlocks explicitly before the file closes. A lock belongs to the open
+    /// file description, which a child process started meanwhile by any
+    /// thread shares until it execs: closing this handle alone would leave
+    /// the lock held for that moment, and a reopen right after a close
+    /// would see `Locked`.
+    fn drop(&mut self) {
+        if let Err(e) = self.0.unlock() {
+            tracing::warn!(error = %e, "could not unlock a directory lock");
+        }
+    }
+}
 
 impl FileSystem for StdFs {
     fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn File>> {

@@ -47,8 +47,10 @@ impl DbInner {
             self.fail_on_sync_error(e);
         }
         self.release_outputs(&numbers);
-        if result.is_err() {
-            self.remove_unrecorded_tables(&numbers);
+        // After a failed manifest sync the edit may be durable: keep the
+        // outputs, which the next open removes if the manifest lacks them.
+        if result.is_err() && !self.versions.lock().edits_refused() {
+            self.remove_tables(&numbers);
         }
         // Only now: the version this task read from still listed the
         // inputs as live, so deleting earlier would have kept them.
@@ -161,22 +163,6 @@ impl DbInner {
             "compaction finished"
         );
         Ok(())
-    }
-
-    /// Removes the tables of an edit that failed, unless the failure left
-    /// the manifest's durable contents unknown: the edit may then be on
-    /// disk (a process restart keeps the page cache, and the next open
-    /// may rotate the manifest), so its tables stay; the next open's
-    /// obsolete-file cleanup removes them if no version names them.
-    pub(crate) fn remove_unrecorded_tables(&self, numbers: &[FileNumber]) {
-        if self.versions.lock().durable_state_unknown() {
-            tracing::warn!(
-                tables = ?numbers,
-                "keeping the tables of a failed manifest edit that may be durable"
-            );
-            return;
-        }
-        self.remove_tables(numbers);
     }
 
     /// Removes table files (best effort: they are not in any version).

@@ -1,5 +1,6 @@
 //! Iterators over internal entries, shared by memtables, tables and merges.
 
+pub(crate) mod bounds;
 pub(crate) mod db_iter;
 pub(crate) mod merge;
 

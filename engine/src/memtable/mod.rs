@@ -19,6 +19,29 @@ use crate::iter::InternalIterator;
 use crate::key::{InternalKeyRef, SeqNo, ValueKind};
 use skiplist::{SkipList, SkipListIter};
 
+/// The sequence number of the write at changelog `offset` (`offset + 1`),
+/// or `None` if it would exceed [`SeqNo::MAX`]: the offset lies beyond
+/// the engine's sequence-number range. Every path that takes offsets from
+/// a file (replay at open, a standby's copy) checks them with this before
+/// [`MemTable::insert`], whose bound is an assertion.
+///
+/// # Examples
+/// ```
+/// use varve::key::SeqNo;
+/// use varve::memtable::seqno_of_offset;
+/// assert_eq!(seqno_of_offset(0), Some(SeqNo(1)));
+/// assert_eq!(seqno_of_offset(SeqNo::MAX.0 - 1), Some(SeqNo::MAX));
+/// assert_eq!(seqno_of_offset(SeqNo::MAX.0), None);
+/// assert_eq!(seqno_of_offset(u64::MAX), None);
+/// ```
+#[must_use]
+pub fn seqno_of_offset(offset: u64) -> Option<SeqNo> {
+    offset
+        .checked_add(1)
+        .filter(|&seqno| seqno <= SeqNo::MAX.0)
+        .map(SeqNo)
+}
+
 /// `min_seqno` before the first insert.
 const NO_MIN_SEQNO: u64 = u64::MAX;
 

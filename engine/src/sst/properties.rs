@@ -124,7 +124,8 @@ impl TableProperties {
     /// have been dropped, and batches span several offsets).
     pub fn changelog_offsets(&self) -> Option<RangeInclusive<u64>> {
         let first = self.seqno_min.0.checked_sub(1)?;
-        (!self.is_empty()).then_some(first..=self.seqno_max.0 - 1)
+        let last = self.seqno_max.0.checked_sub(1)?;
+        (!self.is_empty() && first <= last).then_some(first..=last)
     }
 
     /// Encodes the properties block's contents.
@@ -360,6 +361,16 @@ mod tests {
         assert_eq!(decode(props.encode()).unwrap(), props);
         assert_eq!(props.changelog_offsets(), Some(2..=11));
         assert_eq!(TableProperties::default().changelog_offsets(), None);
+    }
+
+    #[test]
+    fn changelog_offsets_of_inverted_seqnos_is_none() {
+        // Decoded from a file, the seqnos may be anything: no underflow.
+        let mut props = sample();
+        (props.seqno_min, props.seqno_max) = (SeqNo(5), SeqNo(0));
+        assert_eq!(props.changelog_offsets(), None);
+        (props.seqno_min, props.seqno_max) = (SeqNo(9), SeqNo(4));
+        assert_eq!(props.changelog_offsets(), None);
     }
 
     #[test]

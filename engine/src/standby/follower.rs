@@ -14,6 +14,8 @@ use varve_changelog::{Log, LogOptions, LogSource, RecordSource, StoredRecord};
 
 use super::register::bounds;
 use crate::error::{Error, Result};
+use crate::key::SeqNo;
+use crate::memtable::seqno_of_offset;
 use crate::replicate::check_replica_position;
 use crate::state::DbInner;
 
@@ -281,6 +283,7 @@ impl Worker {
         // never ahead of the end it reports against.
         let read_past_end = records.last().is_some_and(|r| r.offset >= end);
         records.retain(|r| r.offset < end);
+        check_offsets_in_range(log, &records)?;
         for group in groups(&records) {
             self.standby.apply_replicated(group)?;
             if let Some(last) = group.last() {
@@ -317,6 +320,24 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// Refuses records copied from `log` whose offsets lie beyond the
+/// sequence-number range: `Corruption` naming the primary's segment and
+/// the batch's byte (the standby's memtable could not hold them).
+fn check_offsets_in_range(log: &Log, records: &[StoredRecord]) -> Result<()> {
+    let Some(bad) = records.iter().find(|r| seqno_of_offset(r.offset).is_none()) else {
+        return Ok(());
+    };
+    let (path, position) = log
+        .batch_location(bad.offset)?
+        .unwrap_or_else(|| (log.dir().to_path_buf(), 0));
+    let what = format!(
+        "record at offset {} lies beyond the sequence-number range (offsets must be below {})",
+        bad.offset,
+        SeqNo::MAX.0
+    );
+    Err(Error::corruption(path, position, what))
 }
 
 /// The records at and after `position` (about [`POLL_BYTES`] of them) and

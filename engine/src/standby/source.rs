@@ -21,6 +21,7 @@ use varve_changelog::fs::{FileSystem, StdFs};
 use super::follower::{Halt, IDLE_WAIT, POLL_BYTES, Shared, groups};
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::memtable::seqno_of_offset;
 use crate::options::Options;
 use crate::replicate::check_replica_position;
 use crate::state::DbInner;
@@ -312,6 +313,18 @@ impl<S: RecordSource> SourceWorker<S> {
         records.retain(|r| r.offset >= position);
         if records.is_empty() {
             return Ok(false);
+        }
+        if let Some(bad) = records.iter().find(|r| seqno_of_offset(r.offset).is_none()) {
+            // Not a file of ours: the source gave data the store cannot hold.
+            let what = format!(
+                "the source gave a record at offset {}, beyond the sequence-number range (offsets must be below {})",
+                bad.offset,
+                crate::key::SeqNo::MAX.0
+            );
+            return Err(source_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                what,
+            )));
         }
         for group in groups(&records) {
             self.standby.apply_replicated(group)?;

@@ -57,7 +57,8 @@ pub struct VersionEdit {
 
 impl VersionEdit {
     /// Checks what can be checked without a [`Version`](super::Version):
-    /// levels exist, tables are well formed, `last_seqno <= SeqNo::MAX`.
+    /// levels exist, tables are well formed, `last_seqno <= SeqNo::MAX`,
+    /// `next_file_number <= FileNumber::MAX`.
     ///
     /// # Errors
     /// A description of the first problem found.
@@ -69,6 +70,15 @@ impl VersionEdit {
             && seqno > SeqNo::MAX
         {
             return Err(format!("last seqno {} exceeds the maximum", seqno.0));
+        }
+        if let Some(number) = self.next_file_number
+            && number > FileNumber::MAX
+        {
+            return Err(format!(
+                "next file number {} exceeds the maximum {}",
+                number.0,
+                FileNumber::MAX.0
+            ));
         }
         for (level, number) in &self.deleted {
             if !level.is_valid() {
@@ -293,6 +303,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::version::TABLE_SIZE_BYTES_MAX;
     use crate::version::test_util::table;
 
     fn full_edit() -> VersionEdit {
@@ -394,14 +405,15 @@ mod tests {
             prop::collection::vec(any::<u8>(), 0..12),
         );
         (
-            any::<u64>(),
-            any::<u64>(),
+            0..FileNumber::MAX.0,
+            0..=TABLE_SIZE_BYTES_MAX,
             keys,
             0..=SeqNo::MAX.0,
             0..=SeqNo::MAX.0,
             any::<u64>(),
         )
             .prop_map(|(number, size_bytes, (a, b), s1, s2, entries)| {
+                let entries = entries % (size_bytes + 1);
                 let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
                 let (seq_lo, seq_hi) = (s1.min(s2), s1.max(s2));
                 let mut t = table(number, &lo, &hi, seq_lo, seq_hi);
@@ -418,7 +430,7 @@ mod tests {
             (
                 any::<Option<u32>>(),
                 any::<Option<u64>>(),
-                any::<Option<u64>>(),
+                prop::option::of(0..=FileNumber::MAX.0),
             ),
             prop::option::of(0..=SeqNo::MAX.0),
             prop::collection::vec((level.clone(), any::<u64>()), 0..4),

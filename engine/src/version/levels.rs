@@ -87,10 +87,14 @@ impl Version {
         self.levels.get(level.index()).map_or(&[], Vec::as_slice)
     }
 
-    /// Total size of the tables of `level`.
+    /// Total size of the tables of `level` (saturating: each table is at
+    /// most [`TABLE_SIZE_BYTES_MAX`](super::TABLE_SIZE_BYTES_MAX), so a
+    /// real level never comes near it).
     #[must_use]
     pub fn level_size_bytes(&self, level: Level) -> u64 {
-        self.tables(level).iter().map(|t| t.size_bytes).sum()
+        self.tables(level)
+            .iter()
+            .fold(0u64, |sum, t| sum.saturating_add(t.size_bytes))
     }
 
     /// The numbers of every table in this version, ascending.

@@ -103,11 +103,20 @@ fn parse_manifest(bytes: &[u8], path: &Path) -> Result<ManifestScan> {
                 return Err(Error::corruption(path, offset, what));
             }
             Frame::Incomplete => {
-                if let Some(next) = next_valid_record(bytes, pos + 1) {
-                    let what = format!(
-                        "record length runs past the end of the file, but a valid record starts at byte {next}"
-                    );
-                    return Err(Error::corruption(path, offset, what));
+                match next_valid_record(bytes, pos + 1) {
+                    Search::Nothing => {}
+                    Search::Found(next) => {
+                        let what = format!(
+                            "record length runs past the end of the file, but a valid record starts at byte {next}"
+                        );
+                        return Err(Error::corruption(path, offset, what));
+                    }
+                    Search::Exhausted(at) => {
+                        let what = format!(
+                            "record length runs past the end of the file, and the search for a valid record after it gave up at byte {at} (too many candidate records to check)"
+                        );
+                        return Err(Error::corruption(path, offset, what));
+                    }
                 }
                 let len_bytes = (bytes.len() - pos) as u64;
                 scan.torn_tail = Some(TornTail { offset, len_bytes });
@@ -137,11 +146,60 @@ fn frame_at(bytes: &[u8], pos: usize) -> Frame<'_> {
     Frame::Record { payload, end }
 }
 
-/// The first position at or after `from` where a checksum-valid record
-/// starts, if any.
-fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
-    let last = bytes.len().checked_sub(RECORD_HEADER_SIZE)?;
-    (from..=last).find(|&pos| matches!(frame_at(bytes, pos), Frame::Record { .. }))
+/// How many bytes the search after an incomplete record may checksum, per
+/// byte of the manifest (plus [`SEARCH_BUDGET_BASE_BYTES`]). Every candidate
+/// position costs its header plus the payload its length field claims, so
+/// a crafted file whose every position claims a long payload would cost the
+/// square of its size without a bound.
+const SEARCH_BUDGET_PER_FILE_BYTE: u64 = 8;
+
+/// The part of the search budget that does not depend on the file's size.
+const SEARCH_BUDGET_BASE_BYTES: u64 = 1 << 20;
+
+/// What the search after an incomplete record found.
+#[derive(Debug, PartialEq, Eq)]
+enum Search {
+    /// No checksum-valid record starts after it: a torn tail.
+    Nothing,
+    /// A checksum-valid record starts at this byte.
+    Found(usize),
+    /// The budget ran out at this byte before every position was tried.
+    Exhausted(usize),
+}
+
+/// Looks for a checksum-valid record starting at or after `from`, hashing
+/// at most `SEARCH_BUDGET_PER_FILE_BYTE` times the file's size (plus a
+/// constant): the work is linear in the bytes that exist.
+fn next_valid_record(bytes: &[u8], from: usize) -> Search {
+    let Some(last) = bytes.len().checked_sub(RECORD_HEADER_SIZE) else {
+        return Search::Nothing;
+    };
+    let file_len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    let mut budget_bytes = file_len
+        .saturating_mul(SEARCH_BUDGET_PER_FILE_BYTE)
+        .saturating_add(SEARCH_BUDGET_BASE_BYTES);
+    for pos in from..=last {
+        let cost = RECORD_HEADER_SIZE as u64 + claimed_payload_len(bytes, pos);
+        let Some(left) = budget_bytes.checked_sub(cost) else {
+            return Search::Exhausted(pos);
+        };
+        budget_bytes = left;
+        if matches!(frame_at(bytes, pos), Frame::Record { .. }) {
+            return Search::Found(pos);
+        }
+    }
+    Search::Nothing
+}
+
+/// The payload length the header at `pos` claims if the payload fits in
+/// the file (what checking it costs), else 0 (nothing is hashed).
+fn claimed_payload_len(bytes: &[u8], pos: usize) -> u64 {
+    let Some(header) = bytes.get(pos..).and_then(|r| r.first_chunk::<4>()) else {
+        return 0;
+    };
+    let len = u64::from(u32::from_le_bytes(*header));
+    let room = (bytes.len() - pos).saturating_sub(RECORD_HEADER_SIZE) as u64;
+    if len <= room { len } else { 0 }
 }
 
 fn record_crc(len_bytes: &[u8], payload: &[u8]) -> u32 {
@@ -354,6 +412,48 @@ mod tests {
         let err = parse_manifest(&bytes, path).unwrap_err();
         assert!(matches!(err, Error::Corruption { offset: 0, .. }), "{err}");
         assert!(err.to_string().contains("valid record starts"), "{err}");
+    }
+
+    /// A first record whose length runs past the end, followed by bytes
+    /// whose every fourth position claims a 1 MiB payload that fits: the
+    /// unbounded search checksummed about 1 MiB at each of them.
+    fn crafted_search_bomb(len_bytes: usize) -> Vec<u8> {
+        let mut bytes = vec![0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0];
+        while bytes.len() < len_bytes {
+            bytes.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        }
+        bytes
+    }
+
+    #[test]
+    fn search_after_bad_length_is_linear() {
+        let bytes = crafted_search_bomb(4 << 20);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let result = parse_manifest(&bytes, Path::new("M"));
+            let _ = done_tx.send((result, started.elapsed()));
+        });
+        let (result, elapsed) = done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a 4 MiB manifest decodes in well under 10 s");
+        let err = result.unwrap_err();
+        assert!(matches!(err, Error::Corruption { offset: 0, .. }), "{err}");
+        assert!(err.to_string().contains("gave up"), "{err}");
+        assert!(elapsed < std::time::Duration::from_secs(1), "{elapsed:?}");
+    }
+
+    #[test]
+    fn search_budget_still_finds_a_valid_record_and_a_torn_tail() {
+        // A valid record after a damaged length is still found.
+        let mut bytes = manifest(&[edit(1), edit(2), edit(3)]);
+        bytes[3] = 0x40;
+        assert!(matches!(next_valid_record(&bytes, 1), Search::Found(_)));
+        // A real torn tail (a cut final record) costs little.
+        let whole = manifest(&[edit(1), edit(2)]);
+        let cut = &whole[..whole.len() - 1];
+        let second = manifest(&[edit(1)]).len();
+        assert_eq!(next_valid_record(cut, second + 1), Search::Nothing);
     }
 
     #[test]

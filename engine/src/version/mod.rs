@@ -34,6 +34,12 @@ pub use manifest::{ManifestScan, TornTail, read_manifest, scan_manifest};
 pub use set::{LiveFiles, VersionSet, VersionSetOptions};
 pub(crate) use set::{read_version, write_store_manifest};
 
+/// The largest table size the manifest may record (2^40 bytes, 1 TiB).
+/// It keeps sums of table sizes (per level, per store) far from
+/// overflowing, whatever a manifest holds; a real table is thousands of
+/// times smaller.
+pub const TABLE_SIZE_BYTES_MAX: u64 = 1 << 40;
+
 /// Number of levels: L0 (overlapping flush outputs) and L1..L6.
 pub const NUM_LEVELS: usize = 7;
 
@@ -41,6 +47,14 @@ pub const NUM_LEVELS: usize = 7;
 /// so a number is never reused within a store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct FileNumber(pub u64);
+
+impl FileNumber {
+    /// The largest next file number a manifest may record (2^63 − 1). A
+    /// manifest or `CURRENT` naming a number at or above it is corrupt: the
+    /// bound leaves 2^63 numbers of headroom, so handing out numbers can
+    /// never wrap the 64-bit counter.
+    pub const MAX: FileNumber = FileNumber(u64::MAX >> 1);
+}
 
 impl fmt::Display for FileNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,7 +136,9 @@ impl TableMeta {
 
     /// Checks the table's own invariants: both bounds decode as internal
     /// keys, `smallest <= largest`, `min_seqno <= max_seqno <= SeqNo::MAX`,
-    /// and `tombstone_count <= entry_count`.
+    /// `tombstone_count <= entry_count <= size_bytes <=`
+    /// [`TABLE_SIZE_BYTES_MAX`], and the number is below
+    /// [`FileNumber::MAX`].
     ///
     /// # Errors
     /// A description of the first violated invariant.
@@ -147,6 +163,22 @@ impl TableMeta {
                 "table {n}: {} tombstones among {} entries",
                 self.tombstone_count, self.entry_count
             ));
+        }
+        if self.size_bytes > TABLE_SIZE_BYTES_MAX {
+            return Err(format!(
+                "table {n}: size of {} bytes exceeds the maximum {TABLE_SIZE_BYTES_MAX}",
+                self.size_bytes
+            ));
+        }
+        // Every entry takes at least its 8-byte trailer in the file.
+        if self.entry_count > self.size_bytes {
+            return Err(format!(
+                "table {n}: {} entries cannot fit in {} bytes",
+                self.entry_count, self.size_bytes
+            ));
+        }
+        if self.number >= FileNumber::MAX {
+            return Err(format!("table {n}: number exceeds the maximum"));
         }
         Ok(())
     }

@@ -186,6 +186,7 @@ impl VersionSet {
         options: VersionSetOptions,
     ) -> Result<VersionSet> {
         let manifest_number = read_current(fs.as_ref(), dir)?;
+        let after_manifest = number_after_manifest(manifest_number, dir)?;
         let path = dir.join(manifest_file_name(manifest_number));
         match fs.kind(&path).map_err(|e| Error::io("stat", &path, e))? {
             Some(false) => {}
@@ -205,9 +206,7 @@ impl VersionSet {
         let snapshot_len_bytes = scan.edits.get(1).map_or(scan.valid_len_bytes, |e| e.0);
         let mut set = VersionSet {
             manifest: ManifestWriter::open_append(fs.as_ref(), &path, scan.valid_len_bytes)?,
-            next_file_number: version
-                .next_file_number()
-                .max(FileNumber(manifest_number.0 + 1)),
+            next_file_number: version.next_file_number().max(after_manifest),
             fs,
             dir: dir.to_path_buf(),
             options,
@@ -237,10 +236,11 @@ impl VersionSet {
     }
 
     /// Whether an earlier failure left the manifest's durable contents
-    /// unknown (edits are refused from then on). The edit that failed may
-    /// still reach the disk, so the files it names must not be deleted.
+    /// unknown, so edits are refused with [`Error::ReadOnly`]. The edit that
+    /// failed then may still be durable: the tables it added must be kept
+    /// (the next open removes them if the manifest does not list them).
     #[must_use]
-    pub fn durable_state_unknown(&self) -> bool {
+    pub fn edits_refused(&self) -> bool {
         self.failed.is_some()
     }
 
@@ -252,9 +252,13 @@ impl VersionSet {
 
     /// Hands out an unused file number for a new table. The number becomes
     /// durable with the next [`log_and_apply`](Self::log_and_apply).
+    ///
+    /// The counter starts at most at [`FileNumber::MAX`] (a manifest
+    /// recording more is refused as corrupt), so it cannot wrap; past
+    /// [`FileNumber::MAX`] the next edit is refused.
     pub fn new_file_number(&mut self) -> FileNumber {
         let number = self.next_file_number;
-        self.next_file_number = FileNumber(number.0 + 1);
+        self.next_file_number = FileNumber(number.0.saturating_add(1));
         number
     }
 
@@ -365,8 +369,12 @@ pub(crate) fn write_store_manifest(
     version: &Version,
 ) -> Result<()> {
     let number = version.next_file_number();
+    let next = number
+        .0
+        .checked_add(1)
+        .ok_or_else(|| Error::InvalidArgument(format!("no file number left after {}", number.0)))?;
     let version = version.apply(&VersionEdit {
-        next_file_number: Some(FileNumber(number.0 + 1)),
+        next_file_number: Some(FileNumber(next)),
         ..VersionEdit::default()
     })?;
     let (writer, _) =
@@ -379,9 +387,27 @@ pub(crate) fn write_store_manifest(
 /// anything (a torn final manifest record is ignored).
 pub(crate) fn read_version(fs: &dyn FileSystem, dir: &Path) -> Result<Version> {
     let number = read_current(fs, dir)?;
+    number_after_manifest(number, dir)?;
     let path = dir.join(manifest_file_name(number));
     let scan = scan_manifest(fs, &path)?;
     replay(&scan, &path)
+}
+
+/// The file number after manifest `number` (the least the counter may
+/// hold); `Corruption` in `CURRENT` if `number` leaves none below
+/// [`FileNumber::MAX`].
+fn number_after_manifest(number: FileNumber, dir: &Path) -> Result<FileNumber> {
+    match number.0.checked_add(1) {
+        Some(next) if next <= FileNumber::MAX.0 => Ok(FileNumber(next)),
+        _ => {
+            let what = format!(
+                "names manifest {}, above the largest file number {}",
+                number.0,
+                FileNumber::MAX.0
+            );
+            Err(Error::corruption(current_path(dir), 0, what))
+        }
+    }
 }
 
 /// Replays a manifest's edits into a version, checking the engine format.

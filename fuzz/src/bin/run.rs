@@ -3,19 +3,21 @@
 //!
 //! ```text
 //! cargo run --release --bin run -- [--target NAME] [--iters N] [--seconds S] [--seed X]
-//! cargo run --release --bin run -- gen-corpus
+//! cargo run --release --bin run -- gen-corpus [TARGET]
 //! ```
 //!
 //! Without `--target` every target runs in turn (`--iters`/`--seconds` per
-//! target; defaults 10,000 iterations). An input that panics is saved under
+//! target; defaults 10,000 iterations). An input that panics (or runs over
+//! `HANG_SECONDS`, a hang) is saved under
 //! `regressions/<target>/` and the driver exits with status 1. It prints
 //! one JSON line per target with the executions made. `gen-corpus` writes
-//! valid seed inputs (encoded by Varve itself) under `corpus/<target>/`.
+//! valid seed inputs (encoded by Varve itself) under `corpus/<target>/`
+//! (for `TARGET` alone if given).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use varve::varve_changelog::fs::{FileSystem, MemFs};
@@ -100,8 +102,45 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, pool: &[Vec<u8>]) {
     }
 }
 
+/// An input that runs longer than this is a hang: it is saved under
+/// `regressions/<target>/` and the driver exits with status 1.
+const HANG_SECONDS: u64 = 10;
+
+/// The input being run: its target, start time and bytes (for the
+/// watchdog).
+static RUNNING: Mutex<Option<(&'static str, Instant, Vec<u8>)>> = Mutex::new(None);
+
+/// Runs `f` on `input` under the watchdog; false if it panicked.
+fn run_one(name: &'static str, f: fn(&[u8]), input: &[u8]) -> bool {
+    *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((name, Instant::now(), input.to_vec()));
+    let ok = std::panic::catch_unwind(|| f(input)).is_ok();
+    *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    ok
+}
+
+/// Watches the input being run; saves one that hangs and exits.
+fn start_watchdog() {
+    std::thread::spawn(|| {
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((name, started, input)) = running.as_ref()
+                && started.elapsed() > Duration::from_secs(HANG_SECONDS)
+            {
+                let path = save(&root().join("regressions").join(name), "hang", input);
+                eprintln!(
+                    "{name}: an input ran over {HANG_SECONDS} s; saved to {}",
+                    path.display()
+                );
+                std::process::exit(1);
+            }
+        }
+    });
+}
+
 /// Fuzzes one target; returns the executions made, or the panicking input.
-fn fuzz(name: &str, iters: u64, until: Option<Instant>, seed: u64) -> Result<u64, Vec<u8>> {
+fn fuzz(name: &'static str, iters: u64, until: Option<Instant>, seed: u64) -> Result<u64, Vec<u8>> {
     let f = target(name).expect("known target");
     let mut pool = read_dir_files(&root().join("corpus").join(name));
     pool.extend(read_dir_files(&root().join("regressions").join(name)));
@@ -109,7 +148,7 @@ fn fuzz(name: &str, iters: u64, until: Option<Instant>, seed: u64) -> Result<u64
     let mut execs = 0u64;
     for input in &pool {
         execs += 1;
-        if std::panic::catch_unwind(|| f(input)).is_err() {
+        if !run_one(name, f, input) {
             return Err(input.clone());
         }
     }
@@ -129,7 +168,7 @@ fn fuzz(name: &str, iters: u64, until: Option<Instant>, seed: u64) -> Result<u64
         };
         mutate(&mut rng, &mut input, &pool);
         execs += 1;
-        if std::panic::catch_unwind(|| f(&input)).is_err() {
+        if !run_one(name, f, &input) {
             return Err(input);
         }
     }
@@ -145,12 +184,17 @@ fn save(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     path
 }
 
-/// Writes valid inputs for the decoders, made by Varve's own encoders.
-fn gen_corpus() {
+/// Writes valid inputs for the decoders, made by Varve's own encoders;
+/// with `only`, for that target alone (stores are written with the current
+/// time, so rewriting every corpus would add new copies of old seeds).
+fn gen_corpus(only: Option<&str>) {
     let corpus = root().join("corpus");
     let put = |target: &str, name: &str, data: &[u8]| {
-        save(&corpus.join(target), name, data);
+        if only.is_none_or(|o| o == target) {
+            save(&corpus.join(target), name, data);
+        }
     };
+    store_seeds(&put);
     // A small store: changelog segments, a table, a manifest.
     let fs = MemFs::new();
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
@@ -273,6 +317,74 @@ fn gen_corpus() {
     eprintln!("corpus written under {}", corpus.display());
 }
 
+/// Every file under `dir` in `fs`, named relative to it.
+fn store_files(fs: &MemFs, dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut walk = vec![PathBuf::new()];
+    while let Some(rel) = walk.pop() {
+        for entry in fs.list_dir(&dir.join(&rel)).expect("list") {
+            let rel = rel.join(&entry);
+            let path = dir.join(&rel);
+            if fs.kind(&path).expect("kind") == Some(true) {
+                walk.push(rel);
+            } else if entry != "LOCK" {
+                let name = rel.to_str().expect("utf-8 name").to_owned();
+                files.push((name, fs.read_all(&path).expect("read")));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Whole stores for `store_open`: tables on two levels with an unflushed
+/// changelog tail and a consumer position; a TTL store; a store dropped
+/// without closing (its memtable only in the changelog).
+fn store_seeds(put: &dyn Fn(&str, &str, &[u8])) {
+    for (name, flags) in [
+        ("tables-and-tail", 0u8),
+        ("ttl", 1),
+        ("unclosed", 0),
+        ("fixed-checksums", 2),
+        ("ttl-fixed-checksums", 3),
+    ] {
+        let fs = MemFs::new();
+        let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
+        let opts = varve::Options {
+            block_size_bytes: 256,
+            ttl: (flags & 1 == 1).then(|| Duration::from_secs(3600)),
+            ..varve::Options::default()
+        };
+        let dir = Path::new(varve_fuzz::targets::STORE_DIR);
+        let db = varve::Db::open_with_fs(dynfs, dir, opts).expect("open");
+        for round in 0..3u32 {
+            let mut b = varve::WriteBatch::new();
+            for i in 0..20u32 {
+                b.put(format!("key-{i:03}"), format!("value-{round}-{i}"));
+            }
+            b.delete(format!("key-{round:03}"));
+            db.write(b, varve::WriteOptions { sync: true })
+                .expect("write");
+            if round < 2 {
+                db.flush().expect("flush");
+            }
+            if round == 0 {
+                db.compact_range::<&[u8], _>(..).expect("compact");
+            }
+        }
+        db.changelog()
+            .commit_position("shipper", 5)
+            .expect("position");
+        if name == "unclosed" {
+            drop(db);
+        } else {
+            db.close().expect("close");
+        }
+        let input = varve_fuzz::targets::encode_store(flags, &store_files(&fs, dir));
+        put("store_open", name, &input);
+    }
+}
+
 /// Seeds for the formats added after the first corpus: a `PARTITIONS`
 /// file, restore markers, and a TTL store's manifest and TTL edit.
 fn new_format_seeds(put: &dyn Fn(&str, &str, &[u8])) {
@@ -320,7 +432,7 @@ fn new_format_seeds(put: &dyn Fn(&str, &str, &[u8])) {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("gen-corpus") {
-        gen_corpus();
+        gen_corpus(args.get(1).map(String::as_str));
         return ExitCode::SUCCESS;
     }
     let mut only = None;
@@ -342,6 +454,7 @@ fn main() -> ExitCode {
     }
     // Keep panics quiet: the driver reports them itself.
     std::panic::set_hook(Box::new(|_| {}));
+    start_watchdog();
     for (name, _) in TARGETS {
         if only.as_deref().is_some_and(|o| o != *name) {
             continue;

@@ -1,0 +1,107 @@
+//! The read path shared by an open [`Db`](crate::Db) and a
+//! [`ReadOnlyDb`](crate::ReadOnlyDb): a point lookup over memtables and
+//! tables, and the child iterators a merge reads, with a TTL store's
+//! values decoded the same way for both.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::db::ErrorIter;
+use crate::error::{Error, Result};
+use crate::iter::InternalIterator;
+use crate::key::{SeqNo, ValueKind};
+use crate::memtable::MemTable;
+use crate::sst::Table;
+use crate::store_api::Versioned;
+use crate::ttl::{Expiry, Stored};
+use crate::version::{FileNumber, Level, Version};
+
+/// What a read looks at: the memtables, the table version, and how to
+/// open one of its tables.
+pub(crate) struct ReadSources<'a> {
+    /// The active memtable.
+    pub(crate) mem: &'a Arc<MemTable>,
+    /// Immutable memtables, newest first.
+    pub(crate) imm: &'a [Arc<MemTable>],
+    pub(crate) version: &'a Version,
+    pub(crate) table: &'a dyn Fn(FileNumber) -> Result<Arc<Table>>,
+}
+
+impl ReadSources<'_> {
+    /// The newest version of `key` visible at `seqno`, with its sequence
+    /// number; in a TTL store (`expiry`) without its write time, and
+    /// absent once expired. `path` names the store in errors.
+    pub(crate) fn versioned(
+        &self,
+        key: &[u8],
+        seqno: SeqNo,
+        expiry: Option<Expiry>,
+        path: &Path,
+    ) -> Result<Option<Versioned>> {
+        for mem in std::iter::once(self.mem).chain(self.imm) {
+            if let Some((found, kind, value)) = mem.get(key, seqno) {
+                if kind != ValueKind::Put {
+                    return Ok(None);
+                }
+                return live_version(key, found, Bytes::copy_from_slice(value), expiry, path);
+            }
+        }
+        for (_, meta) in self.version.tables_for_key(key) {
+            let table = (self.table)(meta.number)?;
+            if let Some((found, kind, value)) = table.get(key, seqno)? {
+                if kind != ValueKind::Put {
+                    return Ok(None);
+                }
+                return live_version(key, found, value, expiry, path);
+            }
+        }
+        Ok(None)
+    }
+
+    /// One internal iterator per memtable and table; a table that fails to
+    /// open gives an iterator that reports the error.
+    pub(crate) fn children(&self) -> Vec<Box<dyn InternalIterator>> {
+        let mut children: Vec<Box<dyn InternalIterator>> = std::iter::once(self.mem)
+            .chain(self.imm)
+            .map(|m| Box::new(m.iter()) as Box<dyn InternalIterator>)
+            .collect();
+        for level in Level::all() {
+            for meta in self.version.tables(level) {
+                match (self.table)(meta.number) {
+                    Ok(t) => children.push(Box::new(t.iter())),
+                    Err(e) => children.push(Box::new(ErrorIter(e))),
+                }
+            }
+        }
+        children
+    }
+}
+
+/// The newest version `found` of `key` as the reader sees it: in a TTL
+/// store the write time is stripped, and an expired value is absent (older
+/// versions are not consulted: they are older still).
+fn live_version(
+    key: &[u8],
+    found: SeqNo,
+    stored: Bytes,
+    expiry: Option<Expiry>,
+    path: &Path,
+) -> Result<Option<Versioned>> {
+    let value = match expiry {
+        None => stored,
+        Some(expiry) => match expiry.read(&stored) {
+            Ok(Stored::Live(v)) => stored.slice(stored.len() - v.len()..),
+            Ok(Stored::Expired) => return Ok(None),
+            Err(what) => {
+                let what = format!("key {:?}: {what}", String::from_utf8_lossy(key));
+                return Err(Error::corruption(path, 0, what));
+            }
+        },
+    };
+    Ok(Some(Versioned {
+        value,
+        version: found.0,
+    }))
+}
