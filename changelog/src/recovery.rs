@@ -49,8 +49,9 @@ pub(crate) fn prepare_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Box<dyn Dir
                 reason: "it is a file, not a directory".into(),
             });
         }
-        None => fs
-            .create_dir_all(dir)
+        // Durably: the new directory's entry (and any parent's it made)
+        // survives power loss once the open returns.
+        None => crate::fs::create_dir_all_durably(fs, dir)
             .map_err(|e| Error::io("create directory", dir, e))?,
     }
     let names = fs

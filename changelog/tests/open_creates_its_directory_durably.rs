@@ -16,7 +16,6 @@ use varve_changelog::{Log, LogOptions, Record};
 // it creates (the change is described in issue 15, item 4); the engine
 // syncs the store directory itself after opening its changelog.
 #[test]
-#[ignore = "needs prepare_dir to sync the parent of the log directory it creates (issue 15, item 4)"]
 fn a_synced_append_to_a_new_log_survives_power_loss() {
     let fs = MemFs::new();
     fs.create_dir_durably(Path::new("/data")).unwrap();

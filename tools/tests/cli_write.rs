@@ -92,3 +92,29 @@ fn compact_leaves_one_level_and_the_same_contents() {
         0
     );
 }
+
+/// A new store given by a relative path (one component, and nested ones)
+/// is created durably: syncing the parent of its first component means
+/// syncing the current directory, not a path "".
+#[test]
+fn a_new_store_at_a_relative_path_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    for rel in ["store", "a/b/store"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_varve"))
+            .args(["put", rel, "k", "v", "--create"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{rel}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_varve"))
+            .args(["get", rel, "k"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "v\n", "{rel}");
+    }
+}
