@@ -373,6 +373,11 @@ pub fn ttl_manifest_decode(data: &[u8]) {
     }
 }
 
+/// The time, in ms since the epoch, of the clock `store_open` opens its
+/// stores with and its seeds were written with: a TTL store's seed stays
+/// live (and every run alike) whatever the real time is.
+pub const SEED_CLOCK_MS: u64 = 1_800_000_000_000;
+
 /// The store directory `store_open` builds its files in.
 pub const STORE_DIR: &str = "/db";
 
@@ -473,6 +478,7 @@ pub fn build_store(data: &[u8]) -> (Arc<dyn FileSystem>, varve::Options) {
         create_if_missing: false,
         memtable_size_bytes: 64 << 10,
         ttl: (flags & 1 == 1).then(|| std::time::Duration::from_secs(3600)),
+        clock: Arc::new(varve::ManualClock::new(SEED_CLOCK_MS)),
         ..varve::Options::default()
     };
     (dynfs, opts)

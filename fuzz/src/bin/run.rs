@@ -353,6 +353,7 @@ fn store_seeds(put: &dyn Fn(&str, &str, &[u8])) {
         let opts = varve::Options {
             block_size_bytes: 256,
             ttl: (flags & 1 == 1).then(|| Duration::from_secs(3600)),
+            clock: Arc::new(varve::ManualClock::new(varve_fuzz::targets::SEED_CLOCK_MS)),
             ..varve::Options::default()
         };
         let dir = Path::new(varve_fuzz::targets::STORE_DIR);
