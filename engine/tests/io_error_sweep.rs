@@ -407,6 +407,15 @@ fn fail_every_sync_once_and_from_then_on() {
                         .filter(|p| must_poison(p))
                         .count()
                 }));
+                let watch = shared.clone();
+                runner.log_sync_failed = Some(Box::new(move || {
+                    watch
+                        .failed
+                        .lock()
+                        .iter()
+                        .filter(|p| must_poison(p) && p.extension().is_some_and(|e| e == "log"))
+                        .count()
+                }));
                 runner
                     .run(&ops)
                     .unwrap_or_else(|v| panic!("{ctx}: wrong read: {v}"));
