@@ -84,12 +84,12 @@ impl Db {
         // deletion until they are linked.
         let version = inner.versions.lock().current();
         let offset = version.flushed_offset();
-        fs.create_dir_all(dir)
+        // Durably: the checkpoint directory's own entry survives power loss.
+        varve_changelog::fs::create_dir_all_durably(fs, dir)
             .map_err(|e| Error::io("create directory", dir, e))?;
         link_tables(fs, &inner.path, dir, &version)?;
         create_changelog_at(&inner.fs, dir, offset)?;
         write_store_manifest(fs, dir, &version)?;
-        sync_parent(fs, dir)?;
         tracing::info!(checkpoint = %dir.display(), offset, "checkpoint written");
         Ok(CheckpointInfo {
             path: dir.to_owned(),
@@ -255,14 +255,4 @@ pub(crate) fn create_changelog_at(
         .map_err(|e| Error::io("sync directory", &log_dir, e))?;
     fs.sync_dir(dir)
         .map_err(|e| Error::io("sync directory", dir, e))
-}
-
-/// Syncs the directory holding `dir`, so `dir`'s own entry is durable.
-pub(crate) fn sync_parent(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
-    match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => fs
-            .sync_dir(parent)
-            .map_err(|e| Error::io("sync directory", parent, e)),
-        _ => Ok(()),
-    }
 }

@@ -259,11 +259,11 @@ pub(crate) fn read(fs: &dyn FileSystem, dir: &Path) -> Result<Marker> {
 /// parent.
 pub(crate) fn write(fs: &dyn FileSystem, dir: &Path, marker: &Marker) -> Result<()> {
     let bytes = marker.encode()?;
-    fs.create_dir_all(dir)
+    // Durably: the target's own entry survives power loss with its marker.
+    varve_changelog::fs::create_dir_all_durably(fs, dir)
         .map_err(|e| Error::io("create directory", dir, e))?;
     let path = dir.join(MARKER_FILE);
-    write_file_atomic(fs, &path, &bytes).map_err(|e| Error::io("write", &path, e))?;
-    crate::checkpoint::sync_parent(fs, dir)
+    write_file_atomic(fs, &path, &bytes).map_err(|e| Error::io("write", &path, e))
 }
 
 /// Removes the marker and syncs the directory: the last step of a restore.
