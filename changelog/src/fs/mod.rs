@@ -247,13 +247,8 @@ pub fn create_dir_all_durably(fs: &dyn FileSystem, path: &Path) -> io::Result<()
     }
     fs.create_dir_all(path)?;
     for parent in missing.into_iter().filter_map(Path::parent) {
-        // The parent of a relative path's first component is "": the
-        // current directory.
-        let parent = if parent.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            parent
-        };
+        // The parent of a relative path's first component is "", which
+        // names the current directory (see `FileSystem::sync_dir`).
         fs.sync_dir(parent)?;
     }
     Ok(())
