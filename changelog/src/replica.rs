@@ -20,7 +20,7 @@ impl Log {
     /// copies its leader's records. Offsets must strictly increase, the
     /// first must be at or past [`next_offset`](Log::next_offset), and they
     /// may have gaps (a compacted source); the log's next offset becomes
-    /// the last offset plus one. Under [`SyncPolicy::Always`] the batch is
+    /// the last offset plus one. Under [`SyncPolicy::Always`](crate::SyncPolicy::Always) the batch is
     /// durable when this returns.
     ///
     /// # Errors

@@ -1,7 +1,7 @@
 //! The file-system seam.
 //!
 //! Every byte Varve reads or writes goes through [`FileSystem`] and [`File`].
-//! Production code uses [`StdFs`]; tests use [`MemFs`](crate::fs::MemFs), an
+//! Production code uses [`StdFs`]; tests use [`MemFs`], an
 //! in-memory file system that can simulate power loss (dropping, keeping or
 //! tearing every write that was not synced, and forgetting unsynced creates,
 //! renames and removes), flip bits, and fail chosen calls with an I/O error.

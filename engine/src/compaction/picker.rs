@@ -148,7 +148,7 @@ pub struct LevelShape {
 }
 
 /// Computes the dynamic level targets (see
-/// [`CompactionOptions`](crate::CompactionOptions)).
+/// [`CompactionOptions`]).
 #[must_use]
 pub fn shape(version: &Version, opts: &CompactionOptions) -> LevelShape {
     let mut targets_bytes = [0; NUM_LEVELS];
