@@ -517,13 +517,7 @@ impl DbInner {
     fn children(&self) -> Vec<Box<dyn InternalIterator>> {
         let sv = self.super_version();
         let table = |n| self.table(n);
-        let sources = crate::read_path::ReadSources {
-            mem: &sv.mem,
-            imm: &sv.imm,
-            version: &sv.version,
-            table: &table,
-        };
-        sources.children()
+        sv.sources(&table).children()
     }
 }
 

@@ -372,18 +372,13 @@ impl Inner {
     }
 
     fn table(&self, number: FileNumber) -> Result<Arc<Table>> {
-        if let Some(t) = self.tables.lock().get(number) {
-            return Ok(t);
-        }
-        let path = self.path.join(table_file_name(number));
-        let file = self
-            .fs
-            .open_file(&path, OpenMode::Read)
-            .map_err(|e| Error::io("open table", &path, e))?;
-        let cache = self.block_cache.clone();
-        let table = Arc::new(Table::open_with_cache(file, path, number.0, cache)?);
-        self.tables.lock().insert(number, table.clone());
-        Ok(table)
+        crate::table_cache::open_table(
+            &self.tables,
+            self.fs.as_ref(),
+            &self.path,
+            number,
+            self.block_cache.as_ref(),
+        )
     }
 
     fn sources<'a>(

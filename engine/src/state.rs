@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use varve_changelog::Log;
-use varve_changelog::fs::{DirLock, FileSystem, OpenMode};
+use varve_changelog::fs::{DirLock, FileSystem};
 
 use crate::cache::BlockCache;
 use crate::compaction::Busy;
@@ -18,7 +18,7 @@ use crate::options::Options;
 use crate::sst::Table;
 use crate::stats::Counters;
 use crate::table_cache::TableCache;
-use crate::version::{FileNumber, Version, VersionSet, table_file_name};
+use crate::version::{FileNumber, Version, VersionSet};
 use crate::write::WriteQueue;
 
 /// What readers see: the memtables and the table version, swapped as one.
@@ -27,6 +27,22 @@ pub(crate) struct SuperVersion {
     /// Immutable memtables, newest first.
     pub(crate) imm: Vec<Arc<MemTable>>,
     pub(crate) version: Arc<Version>,
+}
+
+impl SuperVersion {
+    /// This view's memtables and tables as the read path takes them, with
+    /// tables opened through `table`.
+    pub(crate) fn sources<'a>(
+        &'a self,
+        table: &'a dyn Fn(FileNumber) -> Result<Arc<Table>>,
+    ) -> crate::read_path::ReadSources<'a> {
+        crate::read_path::ReadSources {
+            mem: &self.mem,
+            imm: &self.imm,
+            version: &self.version,
+            table,
+        }
+    }
 }
 
 /// Everything an open store shares between its handle, its snapshots, its
@@ -106,18 +122,13 @@ impl DbInner {
 
     /// Opens (or finds in the cache) the table with `number`.
     pub(crate) fn table(&self, number: FileNumber) -> Result<Arc<Table>> {
-        if let Some(t) = self.tables.lock().get(number) {
-            return Ok(t);
-        }
-        let path = self.path.join(table_file_name(number));
-        let file = self
-            .fs
-            .open_file(&path, OpenMode::Read)
-            .map_err(|e| Error::io("open table", &path, e))?;
-        let cache = self.block_cache.clone();
-        let table = Arc::new(Table::open_with_cache(file, path, number.0, cache)?);
-        self.tables.lock().insert(number, table.clone());
-        Ok(table)
+        crate::table_cache::open_table(
+            &self.tables,
+            self.fs.as_ref(),
+            &self.path,
+            number,
+            self.block_cache.as_ref(),
+        )
     }
 
     /// Makes the version set's current version the one readers see,

@@ -220,12 +220,7 @@ impl DbInner {
     ) -> Result<Option<Versioned>> {
         check_key(key)?;
         let table = |n| self.table(n);
-        let sources = crate::read_path::ReadSources {
-            mem: &sv.mem,
-            imm: &sv.imm,
-            version: &sv.version,
-            table: &table,
-        };
-        sources.versioned(key, seqno, self.expiry(), &self.path)
+        sv.sources(&table)
+            .versioned(key, seqno, self.expiry(), &self.path)
     }
 }

@@ -5,10 +5,42 @@
 //! handle lives on in any reader still holding it).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+use varve_changelog::fs::{FileSystem, OpenMode};
+
+use crate::cache::BlockCache;
+use crate::error::{Error, Result};
 use crate::sst::Table;
-use crate::version::FileNumber;
+use crate::version::{FileNumber, table_file_name};
+
+/// The table with `number` of the store in `dir`: from `tables` if it is
+/// open, else opened (its blocks cached in `block_cache`) and kept there.
+pub(crate) fn open_table(
+    tables: &Mutex<TableCache>,
+    fs: &dyn FileSystem,
+    dir: &Path,
+    number: FileNumber,
+    block_cache: Option<&Arc<BlockCache>>,
+) -> Result<Arc<Table>> {
+    if let Some(t) = tables.lock().get(number) {
+        return Ok(t);
+    }
+    let path = dir.join(table_file_name(number));
+    let file = fs
+        .open_file(&path, OpenMode::Read)
+        .map_err(|e| Error::io("open table", &path, e))?;
+    let table = Arc::new(Table::open_with_cache(
+        file,
+        path,
+        number.0,
+        block_cache.cloned(),
+    )?);
+    tables.lock().insert(number, table.clone());
+    Ok(table)
+}
 
 /// Open tables by file number, at most `capacity` of them.
 pub(crate) struct TableCache {
