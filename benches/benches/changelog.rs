@@ -93,11 +93,9 @@ fn discard_file(file: File, dir: tempfile::TempDir) {
 }
 
 fn open_log(dir: &Path, sync_policy: SyncPolicy, preallocate_bytes: Option<u64>) -> Log {
-    let opts = LogOptions {
-        sync_policy,
-        preallocate_bytes,
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default()
+        .sync_policy(sync_policy)
+        .preallocate_bytes(preallocate_bytes);
     Log::open(dir, opts).expect("open log")
 }
 

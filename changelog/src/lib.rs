@@ -40,6 +40,7 @@ mod recovery;
 mod replica;
 mod retention;
 mod segment;
+mod setters;
 mod source;
 mod varint;
 

@@ -11,7 +11,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::batch::{self, BatchHeader};
 use crate::error::{Error, Result};
 use crate::filename::{META_FILE, POSITIONS_FILE};
-use crate::fs::{DirLock, FileSystem, StdFs};
+use crate::fs::{DirLock, FileSystem};
 use crate::meta::LogMeta;
 use crate::options::{LogOptions, SyncPolicy};
 use crate::positions;
@@ -110,25 +110,15 @@ pub struct Log {
 }
 
 impl Log {
-    /// Opens (or creates) the log in `dir` on the real file system.
+    /// Opens (or creates) the log in `dir`, on the file system of
+    /// [`LogOptions::fs`] (the real one by default).
     ///
     /// # Errors
     /// [`Error::Locked`] if the log is open elsewhere, [`Error::NotALog`]
     /// if the directory holds anything else, [`Error::Corruption`] for
     /// damage below the recovery point (strict recovery), I/O errors.
     pub fn open(dir: impl AsRef<Path>, opts: LogOptions) -> Result<Log> {
-        Log::open_with_fs(Arc::new(StdFs), dir, opts)
-    }
-
-    /// Opens (or creates) the log in `dir` through the file-system seam `fs`.
-    ///
-    /// # Errors
-    /// As [`Log::open`].
-    pub fn open_with_fs(
-        fs: Arc<dyn FileSystem>,
-        dir: impl AsRef<Path>,
-        opts: LogOptions,
-    ) -> Result<Log> {
+        let fs = opts.fs.clone();
         opts.validate()?;
         let dir = dir.as_ref().to_owned();
         let lock = recovery::prepare_dir(fs.as_ref(), &dir)?;

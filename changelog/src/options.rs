@@ -1,5 +1,9 @@
 //! Options of a [`Log`](crate::Log).
 
+use std::sync::Arc;
+
+use crate::fs::{FileSystem, StdFs};
+
 /// When appended records are made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncPolicy {
@@ -27,10 +31,11 @@ pub enum RecoveryMode {
 /// # Examples
 /// ```
 /// use varve_changelog::{LogOptions, SyncPolicy};
-/// let opts = LogOptions { sync_policy: SyncPolicy::Always, ..LogOptions::default() };
+/// let opts = LogOptions::default().sync_policy(SyncPolicy::Always);
 /// assert_eq!(opts.index_interval_bytes, 4096);
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct LogOptions {
     /// Roll to a new segment when the active one would exceed this size.
     /// Default 64 MiB.
@@ -63,7 +68,25 @@ pub struct LogOptions {
     /// The cleaner keeps a key's latest tombstone this long (record time)
     /// before removing it. Default 24 hours.
     pub tombstone_retention_ms: u64,
+    /// The file system the log lives on. Default [`StdFs`], the real one;
+    /// tests use [`MemFs`](crate::fs::MemFs) or a fault-injecting wrapper.
+    pub fs: Arc<dyn FileSystem>,
 }
+
+crate::option_setters!(LogOptions {
+    segment_size_bytes: u64,
+    segment_age_ms: u64,
+    index_interval_bytes: u64,
+    max_batch_size_bytes: usize,
+    sync_policy: SyncPolicy,
+    preallocate_bytes: Option<u64>,
+    recovery: RecoveryMode,
+    retention_bytes: Option<u64>,
+    retention_ms: Option<u64>,
+    retain_for_consumers: bool,
+    tombstone_retention_ms: u64,
+    fs: Arc<dyn FileSystem>,
+});
 
 impl Default for LogOptions {
     fn default() -> Self {
@@ -79,6 +102,7 @@ impl Default for LogOptions {
             retention_ms: None,
             retain_for_consumers: false,
             tombstone_retention_ms: 24 * 3600 * 1000,
+            fs: Arc::new(StdFs),
         }
     }
 }

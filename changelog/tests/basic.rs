@@ -6,11 +6,9 @@ use std::time::Duration;
 use varve_changelog::{Error, Log, LogOptions, Record};
 
 fn small_segments() -> LogOptions {
-    LogOptions {
-        segment_size_bytes: 4096,
-        index_interval_bytes: 256,
-        ..LogOptions::default()
-    }
+    LogOptions::default()
+        .segment_size_bytes(4096)
+        .index_interval_bytes(256)
 }
 
 fn rec(i: u64) -> Record {
@@ -116,10 +114,7 @@ fn offset_for_timestamp_finds_first_at_or_after() {
 #[test]
 fn roll_by_record_age() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = LogOptions {
-        segment_age_ms: 100,
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default().segment_age_ms(100);
     let log = Log::open(dir.path(), opts).unwrap();
     log.append(&[Record::put("a", "1").with_timestamp_ms(1_000)])
         .unwrap();
@@ -205,10 +200,7 @@ fn a_file_is_not_a_log_directory() {
 #[test]
 fn bad_arguments_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = LogOptions {
-        max_batch_size_bytes: 4096,
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default().max_batch_size_bytes(4096);
     let log = Log::open(dir.path(), opts).unwrap();
     assert!(matches!(log.append(&[]), Err(Error::InvalidArgument(_))));
     let big = Record::put("k", vec![0u8; 5000]);
@@ -228,10 +220,7 @@ fn bad_arguments_are_typed_errors() {
         log.commit_position("c", 5),
         Err(Error::InvalidArgument(_))
     ));
-    let bad_opts = LogOptions {
-        segment_size_bytes: 10,
-        ..LogOptions::default()
-    };
+    let bad_opts = LogOptions::default().segment_size_bytes(10);
     assert!(matches!(
         Log::open(dir.path().join("x"), bad_opts),
         Err(Error::InvalidArgument(_))
@@ -256,11 +245,9 @@ fn positions_are_durable() {
 #[test]
 fn retention_keeps_active_segment_and_consumer_positions() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = LogOptions {
-        retention_bytes: Some(8192),
-        retain_for_consumers: true,
-        ..small_segments()
-    };
+    let opts = small_segments()
+        .retention_bytes(Some(8192))
+        .retain_for_consumers(true);
     let log = Log::open(dir.path(), opts.clone()).unwrap();
     for i in 0..400u64 {
         log.append(&[rec(i)]).unwrap();
@@ -297,10 +284,7 @@ fn retention_keeps_active_segment_and_consumer_positions() {
 #[test]
 fn cleaner_keeps_latest_per_key_with_offsets() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = LogOptions {
-        tombstone_retention_ms: 1_000,
-        ..small_segments()
-    };
+    let opts = small_segments().tombstone_retention_ms(1_000);
     let log = Log::open(dir.path(), opts).unwrap();
     for round in 0..5i64 {
         for k in 0..40u64 {

@@ -36,19 +36,17 @@ fn golden_dir() -> PathBuf {
 }
 
 fn options() -> LogOptions {
-    LogOptions {
-        index_interval_bytes: 64,
-        sync_policy: SyncPolicy::Manual,
-        preallocate_bytes: None,
-        ..LogOptions::default()
-    }
+    LogOptions::default()
+        .index_interval_bytes(64)
+        .sync_policy(SyncPolicy::Manual)
+        .preallocate_bytes(None)
 }
 
 /// The golden log's files, by name, written by a fixed workload: seven
 /// batches in a sealed segment, two in the active one, one position.
 fn generate() -> BTreeMap<String, Vec<u8>> {
     let fs = MemFs::new();
-    let log = Log::open_with_fs(Arc::new(fs.clone()), DIR, options()).unwrap();
+    let log = Log::open(DIR, options().fs(Arc::new(fs.clone()))).unwrap();
     for b in 0..9u8 {
         let records: Vec<Record> = (0..=b % 3)
             .map(|i| {
@@ -120,7 +118,7 @@ fn open(files: &BTreeMap<String, Vec<u8>>) -> Result<(Log, Contents), Error> {
     for (name, data) in files {
         fs.write_all(&Path::new(DIR).join(name), data).unwrap();
     }
-    let log = Log::open_with_fs(Arc::new(fs), DIR, options())?;
+    let log = Log::open(DIR, options().fs(Arc::new(fs)))?;
     let start = log.log_start_offset();
     let records = log
         .reader(start)?

@@ -35,17 +35,15 @@ const BATCHES: u64 = 110;
 const RETENTION_MS: u64 = 3_600_000;
 
 fn options() -> LogOptions {
-    LogOptions {
-        segment_size_bytes: 4096,
-        index_interval_bytes: 256,
-        sync_policy: SyncPolicy::Manual,
-        tombstone_retention_ms: RETENTION_MS,
-        ..LogOptions::default()
-    }
+    LogOptions::default()
+        .segment_size_bytes(4096)
+        .index_interval_bytes(256)
+        .sync_policy(SyncPolicy::Manual)
+        .tombstone_retention_ms(RETENTION_MS)
 }
 
 fn open(fs: &MemFs) -> Log {
-    Log::open_with_fs(Arc::new(fs.clone()), DIR, options()).expect("open log")
+    Log::open(DIR, options().fs(Arc::new(fs.clone()))).expect("open log")
 }
 
 struct XorShift(u64);
@@ -373,7 +371,7 @@ fn power_loss_at_every_call_of_a_clean() {
                 }
                 drop(log);
                 fs.crash(mode, seed);
-                let log = match Log::open_with_fs(Arc::new(fs.clone()), DIR, options()) {
+                let log = match Log::open(DIR, options().fs(Arc::new(fs.clone()))) {
                     Ok(log) => log,
                     Err(e) => panic!("{ctx}: reopen failed: {e} (clean: {result:?})"),
                 };

@@ -8,11 +8,9 @@ use varve_changelog::{Log, LogOptions, Record, SyncPolicy};
 
 fn run(policy: SyncPolicy, writers: u64, batches_per_writer: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let opts = LogOptions {
-        sync_policy: policy,
-        segment_size_bytes: 64 << 10,
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default()
+        .sync_policy(policy)
+        .segment_size_bytes(64 << 10);
     let log = Arc::new(Log::open(dir.path(), opts).unwrap());
     let total = writers * batches_per_writer * 3;
     let tailer = {
@@ -96,10 +94,7 @@ fn appenders_and_tailer_group_commit() {
 #[test]
 fn interval_sync_makes_appends_durable_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = LogOptions {
-        sync_policy: SyncPolicy::IntervalMs(10),
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default().sync_policy(SyncPolicy::IntervalMs(10));
     let log = Log::open(dir.path(), opts).unwrap();
     log.append(&[Record::put("k", "v")]).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -11,11 +11,9 @@ use varve_changelog::{Error, Log, LogOptions, Record, RecoveryMode};
 const RECORDS: u64 = 30;
 
 fn opts() -> LogOptions {
-    LogOptions {
-        segment_size_bytes: 4096,
-        index_interval_bytes: 128,
-        ..LogOptions::default()
-    }
+    LogOptions::default()
+        .segment_size_bytes(4096)
+        .index_interval_bytes(128)
 }
 
 fn rec(i: u64) -> Record {
@@ -141,10 +139,7 @@ fn truncated_durable_tail_is_corruption_unless_tolerant() {
     let len = std::fs::metadata(&seg).unwrap().len();
     truncate(&seg, len - 7);
     expect_corruption_in(open_and_read(dir.path(), LogOptions::default()), &seg);
-    let tolerant = LogOptions {
-        recovery: RecoveryMode::Tolerant,
-        ..LogOptions::default()
-    };
+    let tolerant = LogOptions::default().recovery(RecoveryMode::Tolerant);
     let log = Log::open(dir.path(), tolerant).unwrap();
     assert_eq!(
         log.next_offset(),
@@ -338,14 +333,7 @@ fn every_single_bit_flip_in_a_closed_segment_is_detected_on_read() {
 #[test]
 fn a_segment_truncated_under_an_open_log_fails_the_read() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(
-        dir.path(),
-        LogOptions {
-            preallocate_bytes: None,
-            ..LogOptions::default()
-        },
-    )
-    .unwrap();
+    let log = Log::open(dir.path(), LogOptions::default().preallocate_bytes(None)).unwrap();
     let big = vec![b'x'; 200_000];
     for i in 0..4u64 {
         log.append(&[Record::put(format!("k{i}"), big.clone())])

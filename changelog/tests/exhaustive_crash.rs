@@ -82,14 +82,12 @@ const PRELOAD: [Op; 5] = [
 ];
 
 fn options() -> LogOptions {
-    LogOptions {
-        segment_size_bytes: 4096,
-        index_interval_bytes: 64,
-        sync_policy: SyncPolicy::Manual,
-        retain_for_consumers: true,
-        preallocate_bytes: Some(1024),
-        ..LogOptions::default()
-    }
+    LogOptions::default()
+        .segment_size_bytes(4096)
+        .index_interval_bytes(64)
+        .sync_policy(SyncPolicy::Manual)
+        .retain_for_consumers(true)
+        .preallocate_bytes(Some(1024))
 }
 
 /// The records of batch number `batch`.
@@ -135,7 +133,7 @@ impl Outcome {
 }
 
 fn open(fs: &MemFs) -> varve_changelog::Result<Log> {
-    Log::open_with_fs(Arc::new(fs.clone()), DIR, options())
+    Log::open(DIR, options().fs(Arc::new(fs.clone())))
 }
 
 fn step(log: &Log, op: Op, out: &mut Outcome) -> varve_changelog::Result<()> {

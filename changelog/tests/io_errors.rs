@@ -28,17 +28,15 @@ fn fs_with_log_dir() -> MemFs {
 const T0: i64 = 1_700_000_000_000;
 
 fn options(policy: SyncPolicy) -> LogOptions {
-    LogOptions {
-        segment_size_bytes: 4096,
-        index_interval_bytes: 512,
-        sync_policy: policy,
-        preallocate_bytes: Some(2048),
-        ..LogOptions::default()
-    }
+    LogOptions::default()
+        .segment_size_bytes(4096)
+        .index_interval_bytes(512)
+        .sync_policy(policy)
+        .preallocate_bytes(Some(2048))
 }
 
 fn open(fs: &MemFs, opts: &LogOptions) -> varve_changelog::Result<Log> {
-    Log::open_with_fs(Arc::new(fs.clone()), DIR, opts.clone())
+    Log::open(DIR, opts.clone().fs(Arc::new(fs.clone())))
 }
 
 /// The records of batch number `batch`.
@@ -316,10 +314,7 @@ fn failed_sync_during_roll_makes_log_read_only() {
 fn concurrent_appenders_are_all_told_of_a_failed_sync() {
     const THREADS: u64 = 8;
     let fs = fs_with_log_dir();
-    let opts = LogOptions {
-        segment_size_bytes: 16 << 10,
-        ..options(SyncPolicy::Always)
-    };
+    let opts = options(SyncPolicy::Always).segment_size_bytes(16 << 10);
     let log = Arc::new(open(&fs, &opts).unwrap());
     let appended = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = mpsc::channel();

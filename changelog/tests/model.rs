@@ -39,12 +39,10 @@ struct Model {
 }
 
 fn opts() -> LogOptions {
-    LogOptions {
-        segment_size_bytes: 4096,
-        index_interval_bytes: 200,
-        tombstone_retention_ms: i64::MAX as u64,
-        ..LogOptions::default()
-    }
+    LogOptions::default()
+        .segment_size_bytes(4096)
+        .index_interval_bytes(200)
+        .tombstone_retention_ms(i64::MAX as u64)
 }
 
 fn check_read(log: &Log, model: &Model, from: u64) {

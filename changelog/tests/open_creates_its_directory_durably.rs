@@ -20,11 +20,11 @@ fn a_synced_append_to_a_new_log_survives_power_loss() {
     let fs = MemFs::new();
     fs.create_dir_durably(Path::new("/data")).unwrap();
     let dir = Path::new("/data/log");
-    let log = Log::open_with_fs(Arc::new(fs.clone()), dir, LogOptions::default()).unwrap();
+    let log = Log::open(dir, LogOptions::default().fs(Arc::new(fs.clone()))).unwrap();
     log.append(&[Record::put("k", "v")]).unwrap();
     log.flush().unwrap();
     drop(log);
     fs.crash(CrashMode::DropAll, 0);
-    let log = Log::open_with_fs(Arc::new(fs.clone()), dir, LogOptions::default()).unwrap();
+    let log = Log::open(dir, LogOptions::default().fs(Arc::new(fs.clone()))).unwrap();
     assert_eq!(log.next_offset(), 1, "the synced record was lost");
 }

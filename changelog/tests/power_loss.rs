@@ -148,7 +148,7 @@ impl Outcome {
 }
 
 fn open(fs: &MemFs, opts: &LogOptions) -> varve_changelog::Result<Log> {
-    Log::open_with_fs(Arc::new(fs.clone()), DIR, opts.clone())
+    Log::open(DIR, opts.clone().fs(Arc::new(fs.clone())))
 }
 
 /// Runs `script` on a fresh log in `fs`, with a crash point armed at call
@@ -391,16 +391,14 @@ fn list(fs: &MemFs) -> Vec<(String, usize)> {
 // Options and scripts.
 
 fn options(policy: SyncPolicy) -> LogOptions {
-    LogOptions {
-        segment_size_bytes: 4096,
-        index_interval_bytes: 512,
-        sync_policy: policy,
-        // The default (1 MiB under `Always`) would copy a megabyte per
-        // segment in every run; a small chunk still exercises the
-        // zero-fill and the trim at seal.
-        preallocate_bytes: Some(2048),
-        ..LogOptions::default()
-    }
+    // The default (1 MiB under `Always`) would copy a megabyte per
+    // segment in every run; a small chunk still exercises the
+    // zero-fill and the trim at seal.
+    LogOptions::default()
+        .segment_size_bytes(4096)
+        .index_interval_bytes(512)
+        .sync_policy(policy)
+        .preallocate_bytes(Some(2048))
 }
 
 /// The scripted workload: about 45 batches over ~8 segments.
@@ -495,13 +493,11 @@ fn random_case(seed: u64) -> (LogOptions, Vec<Op>) {
     } else {
         SyncPolicy::Manual
     };
-    let opts = LogOptions {
-        segment_size_bytes: 4096 + rng.below(3) * 2048,
-        index_interval_bytes: [64, 512, 4096][rng.below(3) as usize],
-        sync_policy: policy,
-        preallocate_bytes: Some([0, 1000, 4096, 65536][rng.below(4) as usize]),
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default()
+        .segment_size_bytes(4096 + rng.below(3) * 2048)
+        .index_interval_bytes([64, 512, 4096][rng.below(3) as usize])
+        .sync_policy(policy)
+        .preallocate_bytes(Some([0, 1000, 4096, 65536][rng.below(4) as usize]));
     let len = 5 + rng.below(50);
     let mut script = Vec::new();
     for _ in 0..len {
@@ -586,10 +582,7 @@ fn power_loss_random_workloads() {
 /// recovery: the next open must still see a prefix, never a hole.
 #[test]
 fn power_loss_during_tolerant_recovery() {
-    let opts = LogOptions {
-        recovery: RecoveryMode::Tolerant,
-        ..options(SyncPolicy::Manual)
-    };
+    let opts = options(SyncPolicy::Manual).recovery(RecoveryMode::Tolerant);
     // A log of several segments, cleanly closed (recovery point at the end).
     let script: Vec<Op> = (0..40).map(|i| Op::Append(1 + (i * 7) % 20)).collect();
     let build = || {

@@ -17,15 +17,12 @@ const DIR: &str = "/log";
 type Keys = Vec<(u64, Vec<u8>)>;
 
 fn options() -> LogOptions {
-    LogOptions {
-        segment_size_bytes: 4096,
-        ..LogOptions::default()
-    }
+    LogOptions::default().segment_size_bytes(4096)
 }
 
 /// A closed log of several segments.
 fn make_log(fs: &MemFs) -> Keys {
-    let log = Log::open_with_fs(Arc::new(fs.clone()), DIR, options()).unwrap();
+    let log = Log::open(DIR, options().fs(Arc::new(fs.clone()))).unwrap();
     for i in 0..100 {
         let records = [
             Record::put(format!("k{i}-a"), vec![b'v'; 90]),
@@ -110,7 +107,7 @@ fn a_torn_tail_is_left_out_and_reported_not_cut() {
     let (segment, byte, bytes, _) = end.torn_tail.clone().unwrap();
     assert_eq!((segment.as_path(), byte, bytes), (last.as_path(), len, 50));
     assert_eq!(files(&fs), before, "nothing was cut");
-    let log = Log::open_with_fs(Arc::new(fs.clone()), DIR, options()).unwrap();
+    let log = Log::open(DIR, options().fs(Arc::new(fs.clone()))).unwrap();
     assert_eq!(log.recovery_report().truncated_at, Some((last, len)));
 }
 

@@ -56,7 +56,7 @@ fn claimed_record_count_does_not_size_the_reader_allocation() {
     let fs = MemFs::new();
     let dir = Path::new("/log");
     let fs_dyn: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    Log::open_with_fs(fs_dyn.clone(), dir, LogOptions::default())
+    Log::open(dir, LogOptions::default().fs(fs_dyn.clone()))
         .unwrap()
         .close()
         .unwrap();
@@ -67,7 +67,7 @@ fn claimed_record_count_does_not_size_the_reader_allocation() {
     }
     let (batch, claimed) = batch_claiming_many_records(512 << 10);
     fs.write_all(&segment_path(dir, 0, ".log"), &batch).unwrap();
-    let log = Log::open_with_fs(fs_dyn, dir, LogOptions::default()).unwrap();
+    let log = Log::open(dir, LogOptions::default().fs(fs_dyn)).unwrap();
     assert_eq!(
         log.next_offset(),
         u64::from(claimed),

@@ -26,14 +26,11 @@ fn fs_with_log_dir() -> MemFs {
 const SEGMENT: &str = "/log/00000000000000000000.log";
 
 fn options(sync_policy: SyncPolicy) -> LogOptions {
-    LogOptions {
-        sync_policy,
-        ..LogOptions::default()
-    }
+    LogOptions::default().sync_policy(sync_policy)
 }
 
 fn open(fs: &MemFs, sync_policy: SyncPolicy) -> Result<Log, Error> {
-    Log::open_with_fs(Arc::new(fs.clone()), DIR, options(sync_policy))
+    Log::open(DIR, options(sync_policy).fs(Arc::new(fs.clone())))
 }
 
 /// `count` records whose values add up to about `size_bytes`.
@@ -252,17 +249,15 @@ fn a_bit_flip_anywhere_after_a_kill_never_silently_loses_acknowledged_records() 
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
-    let opts = LogOptions {
-        segment_size_bytes: 256 << 10,
-        index_interval_bytes: 4096,
-        sync_policy: SyncPolicy::Always,
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default()
+        .segment_size_bytes(256 << 10)
+        .index_interval_bytes(4096)
+        .sync_policy(SyncPolicy::Always);
     let (mut refused, mut intact, mut last_cut) = (0, 0, 0);
     for seed in 0..cycles {
         let mut rng = Rng(seed);
         let fs = MemFs::new();
-        let log = Log::open_with_fs(Arc::new(fs.clone()), DIR, opts.clone()).unwrap();
+        let log = Log::open(DIR, opts.clone().fs(Arc::new(fs.clone()))).unwrap();
         let mut last_batch_start = 0;
         for b in 0..(10 + rng.below(30)) as u32 {
             let count = 1 + rng.below(20) as usize;
@@ -287,7 +282,7 @@ fn a_bit_flip_anywhere_after_a_kill_never_silently_loses_acknowledged_records() 
         let byte = rng.below(data.len() as u64);
         fs.flip_bit(&path, byte, rng.below(8) as u8).unwrap();
         let at = format!("seed {seed}: {name} byte {byte}");
-        match Log::open_with_fs(Arc::new(fs.clone()), DIR, opts.clone()) {
+        match Log::open(DIR, opts.clone().fs(Arc::new(fs.clone()))) {
             Err(
                 Error::Corruption { .. } | Error::NotALog { .. } | Error::UnsupportedVersion { .. },
             ) => refused += 1,

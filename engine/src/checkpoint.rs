@@ -244,11 +244,8 @@ pub(crate) fn create_changelog_at(
     offset: u64,
 ) -> Result<()> {
     let log_dir = dir.join(CHANGELOG_DIR);
-    let opts = LogOptions {
-        preallocate_bytes: None,
-        ..LogOptions::default()
-    };
-    let log = Log::open_with_fs(fs.clone(), &log_dir, opts)?;
+    let opts = LogOptions::default().preallocate_bytes(None);
+    let log = Log::open(&log_dir, opts.fs(fs.clone()))?;
     log.truncate_fully_and_start_at(offset)?;
     log.close()?;
     fs.sync_dir(&log_dir)

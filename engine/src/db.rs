@@ -8,7 +8,6 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use bytes::Bytes;
-use varve_changelog::fs::{FileSystem, StdFs};
 use varve_changelog::{Log, RecoveryReport};
 
 use crate::batch::WriteBatch;
@@ -94,40 +93,7 @@ impl Db {
     /// not modified), [`Error::Corruption`], [`Error::InvalidArgument`] for
     /// bad options, I/O errors.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
-        Db::open_with_fs(Arc::new(StdFs), path, opts)
-    }
-
-    /// Opens the store in `path` for reading only, as RocksDB's
-    /// `DB::OpenForReadOnly`: nothing is written, and the store's recorded
-    /// TTL applies without being given (see [`ReadOnlyDb`]).
-    ///
-    /// # Examples
-    /// ```
-    /// # fn main() -> varve::Result<()> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// varve::Db::open(dir.path(), varve::Options::default())?.put("k", "v")?;
-    /// let ro = varve::Db::open_read_only(dir.path(), varve::Options::default())?;
-    /// assert_eq!(ro.get("k")?.as_deref(), Some(&b"v"[..]));
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// As [`ReadOnlyDb::open`].
-    pub fn open_read_only(path: impl AsRef<Path>, opts: Options) -> Result<ReadOnlyDb> {
-        ReadOnlyDb::open(path, opts)
-    }
-
-    /// Opens the store through the file-system seam `fs` (for tests with
-    /// [`varve_changelog::fs::MemFs`]).
-    ///
-    /// # Errors
-    /// As [`Db::open`].
-    pub fn open_with_fs(
-        fs: Arc<dyn FileSystem>,
-        path: impl AsRef<Path>,
-        opts: Options,
-    ) -> Result<Db> {
-        let inner = Arc::new(crate::open::open_inner(fs, path.as_ref(), opts)?);
+        let inner = Arc::new(crate::open::open_inner(path.as_ref(), opts)?);
         warn_if_recovery_cut(&inner.path, inner.log.recovery_report());
         let flusher = {
             let inner = inner.clone();
@@ -150,6 +116,26 @@ impl Db {
             db.compactors.push(handle);
         }
         Ok(db)
+    }
+
+    /// Opens the store in `path` for reading only, as RocksDB's
+    /// `DB::OpenForReadOnly`: nothing is written, and the store's recorded
+    /// TTL applies without being given (see [`ReadOnlyDb`]).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> varve::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// varve::Db::open(dir.path(), varve::Options::default())?.put("k", "v")?;
+    /// let ro = varve::Db::open_read_only(dir.path(), varve::Options::default())?;
+    /// assert_eq!(ro.get("k")?.as_deref(), Some(&b"v"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ReadOnlyDb::open`].
+    pub fn open_read_only(path: impl AsRef<Path>, opts: Options) -> Result<ReadOnlyDb> {
+        ReadOnlyDb::open(path, opts)
     }
 
     /// The value of `key`, or `None` if it is absent or deleted.

@@ -14,7 +14,7 @@
 //! let db = Db::open(dir.path(), Options::default())?;
 //! let mut batch = WriteBatch::new();
 //! batch.put("order:1", "NEW").put("order:2", "NEW");
-//! db.write(batch, WriteOptions { sync: true })?; // durable on return
+//! db.write(batch, WriteOptions::default().sync(true))?; // durable on return
 //! assert_eq!(db.get("order:1")?.as_deref(), Some(&b"NEW"[..]));
 //! # Ok(()) }
 //! ```

@@ -30,36 +30,33 @@ pub const CHANGELOG_DIR: &str = "changelog";
 /// The store's lock file.
 pub const LOCK_FILE: &str = "LOCK";
 
-pub(crate) fn open_inner(fs: Arc<dyn FileSystem>, path: &Path, opts: Options) -> Result<DbInner> {
-    if crate::restore::marker::is_restoring(fs.as_ref(), path)? {
+pub(crate) fn open_inner(path: &Path, opts: Options) -> Result<DbInner> {
+    if crate::restore::marker::is_restoring(opts.fs.as_ref(), path)? {
         return Err(Error::RestoreIncomplete {
             path: path.to_owned(),
         });
     }
-    open_store(fs, path, opts, false)
+    open_store(path, opts, false)
 }
 
 /// Opens a store; with `restoring`, a store a restore is building (its
 /// marker file is present), whose empty changelog may still start below
 /// the flushed offset if a crash came between the manifest edit and the
 /// changelog's move.
-pub(crate) fn open_store(
-    fs: Arc<dyn FileSystem>,
-    path: &Path,
-    opts: Options,
-    restoring: bool,
-) -> Result<DbInner> {
+pub(crate) fn open_store(path: &Path, opts: Options, restoring: bool) -> Result<DbInner> {
     opts.validate()?;
+    let fs = opts.fs.clone();
     let exists = check_dir(fs.as_ref(), path, &opts)?;
     let lock = take_lock(fs.as_ref(), path)?;
     let ttl_ms = opts.ttl.map(crate::ttl::ttl_ms);
     let version_opts = VersionSetOptions {
         manifest_rotate_size_bytes: opts.manifest_rotate_size_bytes,
+        ttl_ms,
     };
     let mut versions = if exists {
-        VersionSet::open_with_options(fs.clone(), path, version_opts)?
+        VersionSet::open(fs.clone(), path, version_opts)?
     } else {
-        VersionSet::create_new_with_ttl(fs.clone(), path, version_opts, ttl_ms)?
+        VersionSet::create(fs.clone(), path, version_opts)?
     };
     check_ttl(&mut versions, path, ttl_ms)?;
     check_table_sizes(fs.as_ref(), path, &versions.current())?;
@@ -240,7 +237,7 @@ fn open_changelog(fs: &Arc<dyn FileSystem>, path: &Path, opts: &Options) -> Resu
         .kind(&dir)
         .map_err(|e| Error::io("stat", &dir, e))?
         .is_none();
-    let log = Log::open_with_fs(fs.clone(), &dir, log_options(opts))?;
+    let log = Log::open(&dir, log_options(opts))?;
     if missing {
         fs.sync_dir(path)
             .map_err(|e| Error::io("sync directory", path, e))?;
@@ -249,17 +246,17 @@ fn open_changelog(fs: &Arc<dyn FileSystem>, path: &Path, opts: &Options) -> Resu
 }
 
 pub(crate) fn log_options(opts: &Options) -> LogOptions {
-    let mut log = LogOptions {
-        segment_size_bytes: opts.changelog_segment_size_bytes,
-        sync_policy: opts
-            .sync_interval_ms
-            .map_or(SyncPolicy::Manual, SyncPolicy::IntervalMs),
-        // No preallocation: writing zeros ahead of the data doubled the
-        // bytes the changelog wrote (the write amplification benchmarks
-        // showed it), and appends to a growing file cost no more here.
-        preallocate_bytes: None,
-        ..LogOptions::default()
-    };
+    // No preallocation: writing zeros ahead of the data doubled the
+    // bytes the changelog wrote (the write amplification benchmarks
+    // showed it), and appends to a growing file cost no more here.
+    let mut log = LogOptions::default()
+        .segment_size_bytes(opts.changelog_segment_size_bytes)
+        .sync_policy(
+            opts.sync_interval_ms
+                .map_or(SyncPolicy::Manual, SyncPolicy::IntervalMs),
+        )
+        .preallocate_bytes(None)
+        .fs(opts.fs.clone());
     match &opts.changelog_retention {
         ChangelogRetention::UntilFlushed => {}
         ChangelogRetention::UntilShipped => log.retain_for_consumers = true,

@@ -1,5 +1,10 @@
 //! Options of a [`Db`](crate::Db) and of its writes.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use varve_changelog::fs::{FileSystem, StdFs};
+
 /// The largest key the store accepts, in bytes.
 pub const MAX_KEY_SIZE_BYTES: usize = 64 << 10;
 /// The largest value the store accepts, in bytes.
@@ -28,10 +33,11 @@ pub enum ChangelogRetention {
 ///
 /// # Examples
 /// ```
-/// let opts = varve::Options { memtable_size_bytes: 8 << 20, ..varve::Options::default() };
+/// let opts = varve::Options::default().memtable_size_bytes(8 << 20);
 /// assert_eq!(opts.block_size_bytes, 4096);
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Options {
     /// Create the store if the directory is missing or empty. Default true.
     pub create_if_missing: bool,
@@ -85,12 +91,36 @@ pub struct Options {
     /// ([`Error::IncompatibleOptions`](crate::Error::IncompatibleOptions));
     /// the duration itself may change between opens. At least 1 ms.
     /// Default `None`. See `docs/TTL.md`.
-    pub ttl: Option<std::time::Duration>,
+    pub ttl: Option<Duration>,
     /// The wall clock used for record timestamps and TTL expiry. Default
     /// [`SystemClock`](crate::SystemClock); tests use a
     /// [`ManualClock`](crate::ManualClock).
-    pub clock: std::sync::Arc<dyn crate::Clock>,
+    pub clock: Arc<dyn crate::Clock>,
+    /// The file system the store lives on. Default [`StdFs`], the real
+    /// one; tests use [`MemFs`](varve_changelog::fs::MemFs) or a
+    /// fault-injecting wrapper.
+    pub fs: Arc<dyn FileSystem>,
 }
+
+varve_changelog::option_setters!(Options {
+    create_if_missing: bool,
+    memtable_size_bytes: usize,
+    max_immutable_memtables: usize,
+    block_size_bytes: usize,
+    bloom_bits_per_key: u32,
+    cache_size_bytes: usize,
+    max_open_tables: usize,
+    compression: Compression,
+    compaction_threads: usize,
+    compaction: CompactionOptions,
+    sync_interval_ms: Option<u64>,
+    changelog_retention: ChangelogRetention,
+    changelog_segment_size_bytes: u64,
+    manifest_rotate_size_bytes: u64,
+    ttl: Option<Duration>,
+    clock: Arc<dyn crate::Clock>,
+    fs: Arc<dyn FileSystem>,
+});
 
 impl Default for Options {
     fn default() -> Self {
@@ -110,7 +140,8 @@ impl Default for Options {
             changelog_segment_size_bytes: 64 << 20,
             manifest_rotate_size_bytes: 4 << 20,
             ttl: None,
-            clock: std::sync::Arc::new(crate::SystemClock),
+            clock: Arc::new(crate::SystemClock),
+            fs: Arc::new(StdFs),
         }
     }
 }
@@ -182,10 +213,11 @@ pub enum Compression {
 ///
 /// # Examples
 /// ```
-/// let c = varve::CompactionOptions { level0_compaction_trigger: 8, ..Default::default() };
+/// let c = varve::CompactionOptions::default().level0_compaction_trigger(8);
 /// assert!(c.validate().is_ok());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CompactionOptions {
     /// L0 tables that start a compaction into the base level. Default 4.
     pub level0_compaction_trigger: usize,
@@ -215,6 +247,18 @@ pub struct CompactionOptions {
     /// compaction write stalls (L0 and pending bytes) are off.
     pub auto: bool,
 }
+
+varve_changelog::option_setters!(CompactionOptions {
+    level0_compaction_trigger: usize,
+    level0_slowdown_trigger: usize,
+    level0_stop_trigger: usize,
+    level_base_size_bytes: u64,
+    level_size_multiplier: u64,
+    target_table_size_bytes: u64,
+    pending_compaction_slowdown_bytes: u64,
+    pending_compaction_stop_bytes: u64,
+    auto: bool,
+});
 
 impl Default for CompactionOptions {
     fn default() -> Self {
@@ -262,9 +306,18 @@ impl CompactionOptions {
 }
 
 /// Options of one write.
+///
+/// # Examples
+/// ```
+/// let durable = varve::WriteOptions::default().sync(true);
+/// assert!(durable.sync);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WriteOptions {
     /// When true, the write is durable (survives power loss) when `write`
     /// returns. Concurrent sync writers share one `fdatasync`.
     pub sync: bool,
 }
+
+varve_changelog::option_setters!(WriteOptions { sync: bool });

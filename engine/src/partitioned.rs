@@ -20,10 +20,9 @@
 
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
-use varve_changelog::fs::{DirLock, FileSystem, OpenMode, StdFs};
+use varve_changelog::fs::{DirLock, FileSystem, OpenMode};
 use varve_changelog::partitioner::partition_for_key;
 
 use crate::batch::{BatchOp, WriteBatch};
@@ -143,30 +142,7 @@ impl PartitionedStore {
         num_partitions: u32,
         opts: Options,
     ) -> Result<PartitionedStore> {
-        PartitionedStore::open_with_fs(Arc::new(StdFs), dir, num_partitions, opts)
-    }
-
-    /// Opens the store through the file-system seam `fs`.
-    ///
-    /// # Examples
-    /// ```
-    /// # fn main() -> varve::Result<()> {
-    /// use std::sync::Arc;
-    /// use varve::varve_changelog::fs::MemFs;
-    /// let fs = Arc::new(MemFs::new());
-    /// let store = varve::PartitionedStore::open_with_fs(fs, "/store", 2, varve::Options::default())?;
-    /// assert_eq!(store.num_partitions(), 2);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// As [`PartitionedStore::open`].
-    pub fn open_with_fs(
-        fs: Arc<dyn FileSystem>,
-        dir: impl AsRef<Path>,
-        num_partitions: u32,
-        opts: Options,
-    ) -> Result<PartitionedStore> {
+        let fs = opts.fs.clone();
         let dir = dir.as_ref();
         if num_partitions == 0 || num_partitions > MAX_PARTITIONS {
             return Err(Error::InvalidArgument(format!(
@@ -181,11 +157,8 @@ impl PartitionedStore {
         // directory) is created empty only if `create_if_missing` is on.
         let create = !exists || opts.create_if_missing;
         for p in 0..num_partitions {
-            let opts = Options {
-                create_if_missing: create,
-                ..opts.clone()
-            };
-            partitions.push(Db::open_with_fs(fs.clone(), partition_dir(dir, p), opts)?);
+            let opts = opts.clone().create_if_missing(create);
+            partitions.push(Db::open(partition_dir(dir, p), opts)?);
         }
         Ok(PartitionedStore {
             dir: dir.to_owned(),
@@ -339,7 +312,7 @@ impl PartitionedStore {
     /// let store = PartitionedStore::open(dir.path(), 3, Options::default())?;
     /// let mut batch = WriteBatch::new();
     /// batch.put("a", "1").put("b", "2").delete("a");
-    /// store.write(batch, WriteOptions { sync: true })?;
+    /// store.write(batch, WriteOptions::default().sync(true))?;
     /// assert_eq!(store.get("a")?, None);
     /// assert_eq!(store.get("b")?.as_deref(), Some(&b"2"[..]));
     /// # Ok(()) }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use varve_changelog::fs::{DirLock, FileSystem, OpenMode, StdFs};
+use varve_changelog::fs::{DirLock, FileSystem, OpenMode};
 use varve_changelog::read_only::{ReadOnlyEnd, read_records};
 
 use crate::cache::BlockCache;
@@ -83,6 +83,20 @@ impl ReadOnlyDb {
     /// `opts` overrides its duration for this reader). Never creates a
     /// store.
     ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> varve::Result<()> {
+    /// use std::sync::Arc;
+    /// use varve::varve_changelog::fs::{FileSystem, MemFs};
+    /// let fs: Arc<dyn FileSystem> = Arc::new(MemFs::new());
+    /// let db = varve::Db::open("/store", varve::Options::default().fs(fs.clone()))?;
+    /// db.put("k", "v")?;
+    /// db.close()?;
+    /// let ro = varve::ReadOnlyDb::open("/store", varve::Options::default().fs(fs))?;
+    /// assert_eq!(ro.get("k")?.as_deref(), Some(&b"v"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::NotAStore`] if `path` is missing or holds no store (a
     /// partitioned store's root says so), [`Error::Locked`] if another
@@ -90,33 +104,8 @@ impl ReadOnlyDb {
     /// [`Error::IncompatibleOptions`] for a TTL given to a plain store,
     /// [`Error::Corruption`] for damage that [`Db::open`](crate::Db::open)
     /// would refuse too, I/O errors.
-    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<ReadOnlyDb> {
-        ReadOnlyDb::open_with_fs(Arc::new(StdFs), path, opts)
-    }
-
-    /// Opens the store through the file-system seam `fs`.
-    ///
-    /// # Examples
-    /// ```
-    /// # fn main() -> varve::Result<()> {
-    /// use std::sync::Arc;
-    /// use varve::varve_changelog::fs::{FileSystem, MemFs};
-    /// let fs: Arc<dyn FileSystem> = Arc::new(MemFs::new());
-    /// let db = varve::Db::open_with_fs(fs.clone(), "/store", varve::Options::default())?;
-    /// db.put("k", "v")?;
-    /// db.close()?;
-    /// let ro = varve::ReadOnlyDb::open_with_fs(fs, "/store", varve::Options::default())?;
-    /// assert_eq!(ro.get("k")?.as_deref(), Some(&b"v"[..]));
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// As [`ReadOnlyDb::open`].
-    pub fn open_with_fs(
-        fs: Arc<dyn FileSystem>,
-        path: impl AsRef<Path>,
-        mut opts: Options,
-    ) -> Result<ReadOnlyDb> {
+    pub fn open(path: impl AsRef<Path>, mut opts: Options) -> Result<ReadOnlyDb> {
+        let fs = opts.fs.clone();
         let path = path.as_ref();
         opts.validate()?;
         check_store_dir(fs.as_ref(), path)?;
@@ -204,8 +193,8 @@ impl ReadOnlyDb {
 
 impl Options {
     /// The options a writer should open the store in `dir` with to keep
-    /// what the store recorded: [`Options::default`] with the store's TTL,
-    /// and the compression of its newest table (compression is not
+    /// what the store recorded: these options (read through their file
+    /// system) with the store's TTL, and the compression of its newest table (compression is not
     /// recorded in the manifest; a store without tables gets
     /// [`Compression::None`], as does one whose newest table cannot be
     /// read). Reads the manifest and one table's properties; writes
@@ -217,12 +206,12 @@ impl Options {
     /// # let dir = tempfile::tempdir().unwrap();
     /// use std::time::Duration;
     /// let ttl = Some(Duration::from_secs(60));
-    /// let opts = varve::Options { ttl, compression: varve::Compression::Lz4, ..Default::default() };
+    /// let opts = varve::Options::default().ttl(ttl).compression(varve::Compression::Lz4);
     /// let db = varve::Db::open(dir.path(), opts)?;
     /// db.put("k", "v".repeat(100))?;
     /// db.flush()?;
     /// db.close()?;
-    /// let recorded = varve::Options::recorded(dir.path())?;
+    /// let recorded = varve::Options::default().recorded(dir.path())?;
     /// assert_eq!((recorded.ttl, recorded.compression), (ttl, varve::Compression::Lz4));
     /// varve::Db::open(dir.path(), recorded)?; // no IncompatibleOptions
     /// # Ok(()) }
@@ -230,15 +219,8 @@ impl Options {
     ///
     /// # Errors
     /// As [`ReadOnlyDb::open`], without its changelog and table checks.
-    pub fn recorded(dir: impl AsRef<Path>) -> Result<Options> {
-        Options::recorded_with_fs(&StdFs, dir)
-    }
-
-    /// [`Options::recorded`] through the file-system seam `fs`.
-    ///
-    /// # Errors
-    /// As [`Options::recorded`].
-    pub fn recorded_with_fs(fs: &dyn FileSystem, dir: impl AsRef<Path>) -> Result<Options> {
+    pub fn recorded(self, dir: impl AsRef<Path>) -> Result<Options> {
+        let fs = self.fs.as_ref();
         let dir = dir.as_ref();
         check_store_dir(fs, dir)?;
         let _lock = lock_if_present(fs, dir)?;
@@ -251,11 +233,9 @@ impl Options {
             Some(number) => table_compression(fs, dir, number),
             None => Compression::None,
         };
-        Ok(Options {
-            ttl: version.ttl_ms().map(Duration::from_millis),
-            compression,
-            ..Options::default()
-        })
+        Ok(self
+            .ttl(version.ttl_ms().map(Duration::from_millis))
+            .compression(compression))
     }
 }
 

@@ -67,7 +67,7 @@ impl Clock for SystemClock {
 /// use std::{sync::Arc, time::Duration};
 /// use varve::{Db, ManualClock, Options};
 /// let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-/// let opts = Options { ttl: Some(Duration::from_secs(60)), clock: clock.clone(), ..Options::default() };
+/// let opts = Options::default().ttl(Some(Duration::from_secs(60))).clock(clock.clone());
 /// let db = Db::open(dir.path(), opts)?;
 /// db.put("session:1", "alive")?;
 /// clock.advance(Duration::from_secs(60));
@@ -256,15 +256,10 @@ mod tests {
         use crate::version::Level;
         let dir = tempfile::tempdir().unwrap();
         let clock = std::sync::Arc::new(ManualClock::new(1_000_000));
-        let opts = crate::Options {
-            ttl: Some(Duration::from_secs(10)),
-            clock: clock.clone(),
-            compaction: crate::CompactionOptions {
-                auto: false,
-                ..crate::CompactionOptions::default()
-            },
-            ..crate::Options::default()
-        };
+        let opts = crate::Options::default()
+            .ttl(Some(Duration::from_secs(10)))
+            .clock(clock.clone())
+            .compaction(crate::CompactionOptions::default().auto(false));
         let db = crate::Db::open(dir.path(), opts).unwrap();
         let inner = db.inner().clone();
         let compact = |from: u8, to: u8| {
@@ -309,9 +304,9 @@ mod tests {
         let dir = std::path::Path::new("/store");
         let options = VersionSetOptions {
             manifest_rotate_size_bytes: 64,
+            ttl_ms: Some(5_000),
         };
-        let mut set =
-            VersionSet::create_new_with_ttl(fs.clone(), dir, options, Some(5_000)).unwrap();
+        let mut set = VersionSet::create(fs.clone(), dir, options).unwrap();
         let first = set.manifest_file_number();
         for seqno in 1..=20u64 {
             let edit = VersionEdit {
@@ -322,7 +317,7 @@ mod tests {
         }
         assert_ne!(set.manifest_file_number(), first, "the manifest rotated");
         drop(set);
-        let set = VersionSet::open(fs, dir).unwrap();
+        let set = VersionSet::open(fs, dir, VersionSetOptions::default()).unwrap();
         assert_eq!(set.current().ttl_ms(), Some(5_000));
         let zero = VersionEdit {
             ttl_ms: Some(0),

@@ -46,11 +46,8 @@ fn bless(all: bool) {
 /// and a partitioned store's `PARTITIONS` file.
 fn bless_new_formats(write: &dyn Fn(&str, &[u8])) {
     let fs = MemFs::new();
-    let opts = Options {
-        ttl: Some(std::time::Duration::from_secs(90)),
-        ..Options::default()
-    };
-    let db = Db::open_with_fs(Arc::new(fs.clone()), "/ttl", opts).unwrap();
+    let opts = Options::default().ttl(Some(std::time::Duration::from_secs(90)));
+    let db = Db::open("/ttl", opts.fs(Arc::new(fs.clone()))).unwrap();
     db.put("k", "v").unwrap();
     db.flush().unwrap();
     db.close().unwrap();
@@ -62,7 +59,7 @@ fn bless_new_formats(write: &dyn Fn(&str, &[u8])) {
             );
         }
     }
-    PartitionedStore::open_with_fs(Arc::new(fs.clone()), "/parts", 3, Options::default())
+    PartitionedStore::open("/parts", 3, Options::default().fs(Arc::new(fs.clone())))
         .unwrap()
         .close()
         .unwrap();
@@ -75,18 +72,16 @@ fn bless_new_formats(write: &dyn Fn(&str, &[u8])) {
 
 fn bless_store(write: &dyn Fn(&str, &[u8])) {
     let fs = MemFs::new();
-    let opts = Options {
-        block_size_bytes: 256,
-        ..Options::default()
-    };
-    let db = Db::open_with_fs(Arc::new(fs.clone()), "/db", opts).unwrap();
+    let opts = Options::default().block_size_bytes(256);
+    let db = Db::open("/db", opts.fs(Arc::new(fs.clone()))).unwrap();
     for i in 0..12u32 {
         let mut b = WriteBatch::new();
         b.put(format!("k{i:02}"), format!("v{i}"));
         if i % 4 == 3 {
             b.delete(format!("k{:02}", i - 2));
         }
-        db.write(b, WriteOptions { sync: i % 3 == 0 }).unwrap();
+        db.write(b, WriteOptions::default().sync(i % 3 == 0))
+            .unwrap();
     }
     db.flush().unwrap();
     db.changelog().commit_position("shipper", 5).unwrap();
@@ -175,7 +170,7 @@ fn open_golden_log(segment: &[u8]) -> changelog::Result<changelog::Log> {
     .unwrap();
     let meta = golden("log.meta").expect("golden log.meta");
     fs.write_all(Path::new("/log/log.meta"), &meta).unwrap();
-    changelog::Log::open_with_fs(Arc::new(fs), "/log", LogOptions::default())
+    changelog::Log::open("/log", LogOptions::default().fs(Arc::new(fs)))
 }
 
 /// Every record of a log, with its offset.
@@ -299,7 +294,7 @@ fn every_bit_flip_in_a_partitions_file_is_detected() {
     fs.create_dir_all(dir).unwrap();
     fs.write_all(&dir.join(varve::PARTITIONS_FILE), &damaged)
         .unwrap();
-    let opened = PartitionedStore::open_with_fs(Arc::new(fs.clone()), dir, 3, Options::default());
+    let opened = PartitionedStore::open(dir, 3, Options::default().fs(Arc::new(fs.clone())));
     assert!(
         matches!(opened, Err(ref e) if e.is_corruption()),
         "{opened:?}"
@@ -318,7 +313,7 @@ fn every_bit_flip_in_a_partitions_file_is_detected() {
 fn any_restore_marker_refuses_the_store() {
     let golden_store = {
         let fs = MemFs::new();
-        Db::open_with_fs(Arc::new(fs.clone()), "/db", Options::default())
+        Db::open("/db", Options::default().fs(Arc::new(fs.clone())))
             .unwrap()
             .close()
             .unwrap();
@@ -340,7 +335,7 @@ fn any_restore_marker_refuses_the_store() {
             Some(content) => fs.write_all(&marker, content).unwrap(),
             None => fs.create_dir_all(&marker).unwrap(),
         }
-        match Db::open_with_fs(Arc::new(fs), "/db", Options::default()) {
+        match Db::open("/db", Options::default().fs(Arc::new(fs))) {
             Err(varve::Error::RestoreIncomplete { .. }) => {}
             other => panic!("marker {content:?}: {:?}", other.map(|_| "opened")),
         }

@@ -47,18 +47,13 @@ fn contents(db: &Db) -> State {
 }
 
 fn small_options() -> Options {
-    Options {
-        memtable_size_bytes: 8 << 10,
-        block_size_bytes: 512,
-        ..Options::default()
-    }
+    Options::default()
+        .memtable_size_bytes(8 << 10)
+        .block_size_bytes(512)
 }
 
 fn no_create() -> Options {
-    Options {
-        create_if_missing: false,
-        ..small_options()
-    }
+    small_options().create_if_missing(false)
 }
 
 #[test]
@@ -139,15 +134,9 @@ fn refuses_a_non_empty_target() {
 /// A store on `fs` at `/db` holding writes `0..n`, flushed, with
 /// background compaction off so the file-system calls are repeatable.
 fn store_on(fs: &MemFs, n: u64) -> Db {
-    let opts = Options {
-        compaction: CompactionOptions {
-            auto: false,
-            ..CompactionOptions::default()
-        },
-        ..small_options()
-    };
+    let opts = small_options().compaction(CompactionOptions::default().auto(false));
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let db = Db::open_with_fs(dynfs, "/db", opts).unwrap();
+    let db = Db::open("/db", opts.fs(dynfs)).unwrap();
     (0..n).for_each(|i| apply(&db, i));
     db.flush().unwrap();
     db
@@ -176,7 +165,7 @@ fn a_crashed_checkpoint_never_opens_as_complete() {
         let mode = [CrashMode::DropAll, CrashMode::KeepAll, CrashMode::Random][n as usize % 3];
         fs.crash(mode, n);
         let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-        match Db::open_with_fs(dynfs, Path::new("/cp"), no_create()) {
+        match Db::open(Path::new("/cp"), no_create().fs(dynfs)) {
             Ok(copy) => {
                 complete += 1;
                 assert_eq!(copy.latest_seqno(), WRITES + 5, "crash at call {n}");
@@ -239,7 +228,7 @@ impl FileSystem for NoLinks {
 fn tables_are_copied_where_hard_links_fail() {
     let mem = MemFs::new();
     let fs: Arc<dyn FileSystem> = Arc::new(NoLinks(mem.clone()));
-    let db = Db::open_with_fs(fs.clone(), "/db", small_options()).unwrap();
+    let db = Db::open("/db", small_options().fs(fs.clone())).unwrap();
     (0..1500).for_each(|i| apply(&db, i));
     let info = db.checkpoint("/cp").unwrap();
     // Later compactions of the store do not change the copies.
@@ -248,7 +237,7 @@ fn tables_are_copied_where_hard_links_fail() {
     drop(db);
     // The copies are durable: they survive a power loss.
     mem.crash(CrashMode::DropAll, 1);
-    let copy = Db::open_with_fs(fs, "/cp", no_create()).unwrap();
+    let copy = Db::open("/cp", no_create().fs(fs)).unwrap();
     assert_eq!(info.offset, 1500);
     assert_eq!(contents(&copy), model(1500));
 }
@@ -281,7 +270,7 @@ fn a_checkpoint_inside_the_store_is_refused_and_the_store_still_opens() {
     assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
     // On the in-memory file system (no links), lexically.
     let fs: Arc<dyn FileSystem> = Arc::new(MemFs::new());
-    let db = Db::open_with_fs(fs.clone(), "/s", Options::default()).unwrap();
+    let db = Db::open("/s", Options::default().fs(fs.clone())).unwrap();
     let err = db.checkpoint("/s/changelog/./cp").unwrap_err();
     assert!(matches!(err, Error::TargetInsideSource { .. }), "{err}");
     assert_eq!(db.checkpoint("/s/../cp").unwrap().offset, 0);

@@ -11,21 +11,19 @@ use varve::varve_changelog::fs::{CrashMode, MemFs};
 use varve::{CompactionOptions, Compression, Db, Options, WriteBatch, WriteOptions};
 
 fn small(auto: bool) -> Options {
-    Options {
-        memtable_size_bytes: 64 << 10,
-        block_size_bytes: 1024,
-        compaction: CompactionOptions {
-            level0_compaction_trigger: 2,
-            level0_slowdown_trigger: 6,
-            level0_stop_trigger: 10,
-            level_base_size_bytes: 128 << 10,
-            level_size_multiplier: 4,
-            target_table_size_bytes: 64 << 10,
-            auto,
-            ..CompactionOptions::default()
-        },
-        ..Options::default()
-    }
+    Options::default()
+        .memtable_size_bytes(64 << 10)
+        .block_size_bytes(1024)
+        .compaction(
+            CompactionOptions::default()
+                .level0_compaction_trigger(2)
+                .level0_slowdown_trigger(6)
+                .level0_stop_trigger(10)
+                .level_base_size_bytes(128 << 10)
+                .level_size_multiplier(4)
+                .target_table_size_bytes(64 << 10)
+                .auto(auto),
+        )
 }
 
 fn key(i: u64) -> String {
@@ -55,15 +53,11 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 #[test]
 fn overwrites_compact_to_low_space_amplification() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        memtable_size_bytes: 4 << 20,
-        compaction: CompactionOptions {
-            level_base_size_bytes: 4 << 20,
-            target_table_size_bytes: 2 << 20,
-            ..CompactionOptions::default()
-        },
-        ..Options::default()
-    };
+    let opts = Options::default().memtable_size_bytes(4 << 20).compaction(
+        CompactionOptions::default()
+            .level_base_size_bytes(4 << 20)
+            .target_table_size_bytes(2 << 20),
+    );
     let db = Db::open(dir.path(), opts).unwrap();
     let keys = 100_000u64;
     for round in 0..10u64 {
@@ -190,10 +184,7 @@ fn lz4_tables_are_smaller_and_read_back() {
     let packed = tempfile::tempdir().unwrap();
     let mut sizes = Vec::new();
     for (dir, compression) in [(&plain, Compression::None), (&packed, Compression::Lz4)] {
-        let opts = Options {
-            compression,
-            ..small(true)
-        };
+        let opts = small(true).compression(compression);
         let db = Db::open(dir.path(), opts).unwrap();
         for i in 0..5000 {
             db.put(
@@ -262,18 +253,12 @@ fn options_are_checked() {
         Db::open(dir.path(), bad),
         Err(varve::Error::InvalidArgument(_))
     ));
-    let bad = Options {
-        compaction_threads: 0,
-        ..Options::default()
-    };
+    let bad = Options::default().compaction_threads(0);
     assert!(matches!(
         Db::open(dir.path(), bad),
         Err(varve::Error::InvalidArgument(_))
     ));
-    let bad = Options {
-        max_open_tables: 1,
-        ..Options::default()
-    };
+    let bad = Options::default().max_open_tables(1);
     assert!(matches!(
         Db::open(dir.path(), bad),
         Err(varve::Error::InvalidArgument(_))
@@ -287,25 +272,23 @@ fn options_are_checked() {
 const DIR: &str = "/db";
 
 fn crash_opts() -> Options {
-    Options {
-        memtable_size_bytes: 16 << 10,
-        block_size_bytes: 512,
-        compaction: CompactionOptions {
-            level0_compaction_trigger: 2,
-            level_base_size_bytes: 8 << 10,
-            level_size_multiplier: 2,
-            target_table_size_bytes: 8 << 10,
-            auto: false,
-            ..CompactionOptions::default()
-        },
-        ..Options::default()
-    }
+    Options::default()
+        .memtable_size_bytes(16 << 10)
+        .block_size_bytes(512)
+        .compaction(
+            CompactionOptions::default()
+                .level0_compaction_trigger(2)
+                .level_base_size_bytes(8 << 10)
+                .level_size_multiplier(2)
+                .target_table_size_bytes(8 << 10)
+                .auto(false),
+        )
 }
 
 /// Writes a few flushed rounds of overwrites and deletes, then sync writes
 /// left in the memtable. Returns the expected contents.
 fn prepare(fs: &MemFs) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let db = Db::open_with_fs(Arc::new(fs.clone()), DIR, crash_opts()).unwrap();
+    let db = Db::open(DIR, crash_opts().fs(Arc::new(fs.clone()))).unwrap();
     for round in 0..3u64 {
         let mut batch = WriteBatch::new();
         for i in 0..300u64 {
@@ -315,14 +298,14 @@ fn prepare(fs: &MemFs) -> Vec<(Vec<u8>, Vec<u8>)> {
                 batch.put(key(i), format!("r{round}-{i:030}"));
             }
         }
-        db.write(batch, WriteOptions { sync: true }).unwrap();
+        db.write(batch, WriteOptions::default().sync(true)).unwrap();
         db.flush().unwrap();
     }
     let mut batch = WriteBatch::new();
     for i in 250..400u64 {
         batch.put(key(i), format!("tail-{i}"));
     }
-    db.write(batch, WriteOptions { sync: true }).unwrap();
+    db.write(batch, WriteOptions::default().sync(true)).unwrap();
     let want = all(&db);
     db.close().unwrap();
     want
@@ -334,7 +317,7 @@ fn crash_at_every_call_of_flush_and_compaction() {
     let want = prepare(&base);
     // Count the calls of the scripted step once.
     let counting = base.clone();
-    let db = Db::open_with_fs(Arc::new(counting.clone()), DIR, crash_opts()).unwrap();
+    let db = Db::open(DIR, crash_opts().fs(Arc::new(counting.clone()))).unwrap();
     let before = counting.op_count();
     db.compact_range::<&[u8], _>(..).unwrap();
     let calls = counting.op_count() - before;
@@ -346,13 +329,13 @@ fn crash_at_every_call_of_flush_and_compaction() {
             let fs = MemFs::new();
             let want_here = prepare(&fs);
             assert_eq!(want_here, want);
-            let db = Db::open_with_fs(Arc::new(fs.clone()), DIR, crash_opts()).unwrap();
+            let db = Db::open(DIR, crash_opts().fs(Arc::new(fs.clone()))).unwrap();
             fs.crash_at(n);
             let _ = db.compact_range::<&[u8], _>(..);
             drop(db);
             fs.crash(mode, n);
             fs.clear_faults();
-            let db = Db::open_with_fs(Arc::new(fs.clone()), DIR, crash_opts())
+            let db = Db::open(DIR, crash_opts().fs(Arc::new(fs.clone())))
                 .unwrap_or_else(|e| panic!("reopen after crash at call {n} ({mode:?}): {e}"));
             assert_eq!(all(&db), want, "crash at call {n} ({mode:?})");
             // The reopened store compacts and still holds the same data.

@@ -37,10 +37,7 @@ const ENOUGH_READER_ROUNDS: u64 = 150;
 type Entries = Vec<(Bytes, Bytes)>;
 
 fn options() -> Options {
-    Options {
-        memtable_size_bytes: 64 << 10,
-        ..Options::default()
-    }
+    Options::default().memtable_size_bytes(64 << 10)
 }
 
 fn acct(w: usize, j: usize) -> String {
@@ -179,7 +176,7 @@ fn count_tables(dir: &Path) -> usize {
 fn snapshots_are_consistent_under_concurrent_writers() {
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(Db::open(dir.path(), options()).unwrap());
-    db.write(initial_batch(), WriteOptions { sync: true })
+    db.write(initial_batch(), WriteOptions::default().sync(true))
         .unwrap();
     // A snapshot held for the whole test, across many memtable flushes.
     let long_lived = db.snapshot();
@@ -205,7 +202,7 @@ fn snapshots_are_consistent_under_concurrent_writers() {
                     break;
                 }
                 let batch = writer_batch(w, i, &mut balances, &mut rng);
-                db.write(batch, WriteOptions { sync: i % 16 == 15 })
+                db.write(batch, WriteOptions::default().sync(i % 16 == 15))
                     .unwrap_or_else(|e| panic!("writer {w} batch {i}: {e}"));
                 i += 1;
             }
@@ -508,7 +505,7 @@ fn concurrent_sync_writers_share_group_commit() {
     let dir = tempfile::tempdir().unwrap();
     let fs = Arc::new(CountingFs::default());
     let log_syncs = fs.log_syncs.clone();
-    let db = Arc::new(Db::open_with_fs(fs, dir.path(), options()).unwrap());
+    let db = Arc::new(Db::open(dir.path(), options().fs(fs)).unwrap());
     let syncs_before = log_syncs.load(Ordering::Relaxed);
     let start = Arc::new(Barrier::new(THREADS));
     let started = Instant::now();
@@ -524,7 +521,7 @@ fn concurrent_sync_writers_share_group_commit() {
                         format!("v{t}-{i}-{}", "z".repeat(200)),
                     );
                     b.put(format!("last-{t:02}"), i.to_string());
-                    db.write(b, WriteOptions { sync: true })
+                    db.write(b, WriteOptions::default().sync(true))
                         .unwrap_or_else(|e| panic!("thread {t} write {i}: {e}"));
                     // Durable and visible on return.
                     assert!(db.contains(format!("t{t:02}-{i:03}")).unwrap());

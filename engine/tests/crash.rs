@@ -150,11 +150,9 @@ fn model_states(steps: &[Step]) -> Vec<State> {
 }
 
 fn small_options() -> Options {
-    Options {
-        memtable_size_bytes: 4096,
-        changelog_segment_size_bytes: 64 << 10,
-        ..Options::default()
-    }
+    Options::default()
+        .memtable_size_bytes(4096)
+        .changelog_segment_size_bytes(64 << 10)
 }
 
 // ---------------------------------------------------------------------------
@@ -174,7 +172,7 @@ struct Outcome {
 }
 
 fn open(fs: &MemFs, opts: &Options) -> varve::Result<Db> {
-    Db::open_with_fs(Arc::new(fs.clone()), DIR, opts.clone())
+    Db::open(DIR, opts.clone().fs(Arc::new(fs.clone())))
 }
 
 /// Runs `w` until its first error. On an error the store is dropped while
@@ -191,7 +189,7 @@ fn run(fs: &MemFs, w: &Workload) -> Outcome {
             Step::Write { ops, sync } => {
                 out.attempted = batch + 1;
                 if db
-                    .write(make_batch(batch, ops), WriteOptions { sync: *sync })
+                    .write(make_batch(batch, ops), WriteOptions::default().sync(*sync))
                     .is_err()
                 {
                     return out;
@@ -293,7 +291,7 @@ fn verify(
             b.put("post", "crash");
             b
         },
-        WriteOptions { sync: true },
+        WriteOptions::default().sync(true),
     )
     .unwrap_or_else(|e| panic!("{ctx}: {mode:?}/{seed}: sync write after recovery failed: {e}"));
     drop(db);
@@ -432,13 +430,7 @@ fn scripted_workload() -> Workload {
         // Compaction off: the scripted crash points stay deterministic
         // (compaction has its own crash test in `compaction.rs`), and the
         // flushed tables stay countable.
-        opts: Options {
-            compaction: varve::CompactionOptions {
-                auto: false,
-                ..varve::CompactionOptions::default()
-            },
-            ..small_options()
-        },
+        opts: small_options().compaction(varve::CompactionOptions::default().auto(false)),
         steps,
     }
 }
@@ -511,17 +503,15 @@ fn power_loss_at_every_call() {
 
 fn random_workload(rng: &mut XorShift) -> Workload {
     let big_values = rng.chance(30);
-    let opts = Options {
-        max_immutable_memtables: 1 + rng.below(2) as usize,
-        changelog_retention: if rng.chance(20) {
+    let opts = small_options()
+        .max_immutable_memtables(1 + rng.below(2) as usize)
+        .changelog_retention(if rng.chance(20) {
             ChangelogRetention::Compact {
                 tombstone_retention_ms: rng.below(2) * 60_000,
             }
         } else {
             ChangelogRetention::UntilFlushed
-        },
-        ..small_options()
-    };
+        });
     let len = 5 + rng.below(60);
     let mut steps = Vec::new();
     for _ in 0..len {
@@ -721,15 +711,13 @@ fn compacted_changelog_keeps_tombstones_above_the_flushed_offset() {
             inner: mem.clone(),
             slow: Arc::default(),
         };
-        let opts = Options {
-            memtable_size_bytes: 4096,
-            changelog_segment_size_bytes: 64 << 10,
-            changelog_retention: ChangelogRetention::Compact {
+        let opts = Options::default()
+            .memtable_size_bytes(4096)
+            .changelog_segment_size_bytes(64 << 10)
+            .changelog_retention(ChangelogRetention::Compact {
                 tombstone_retention_ms: 0,
-            },
-            ..Options::default()
-        };
-        let open = || Db::open_with_fs(Arc::new(fs.clone()), DIR, opts.clone()).unwrap();
+            });
+        let open = || Db::open(DIR, opts.clone().fs(Arc::new(fs.clone()))).unwrap();
         let db = open();
         // The old value, in a table.
         db.put("k", "old").unwrap();
@@ -744,7 +732,7 @@ fn compacted_changelog_keeps_tombstones_above_the_flushed_offset() {
                 b.delete("k");
                 b
             },
-            WriteOptions { sync: true },
+            WriteOptions::default().sync(true),
         )
         .unwrap();
         // A large write rolls the changelog segment: the tombstone's segment
@@ -755,7 +743,7 @@ fn compacted_changelog_keeps_tombstones_above_the_flushed_offset() {
                 b.put("big", vec![b'b'; 70 << 10]);
                 b
             },
-            WriteOptions { sync: true },
+            WriteOptions::default().sync(true),
         )
         .unwrap();
         assert_eq!(db.get("k").unwrap(), None);

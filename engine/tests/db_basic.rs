@@ -5,10 +5,7 @@ use bytes::Bytes;
 use varve::{Db, Error, Options, WriteBatch, WriteOptions};
 
 fn small() -> Options {
-    Options {
-        memtable_size_bytes: 16 << 10,
-        ..Options::default()
-    }
+    Options::default().memtable_size_bytes(16 << 10)
 }
 
 fn keys(iter: varve::Iter) -> Vec<String> {
@@ -39,7 +36,7 @@ fn batch_is_atomic_and_ordered() {
     let db = Db::open(dir.path(), Options::default()).unwrap();
     let mut batch = WriteBatch::new();
     batch.put("k", "1").put("k", "2").delete("x").put("y", "3");
-    db.write(batch, WriteOptions { sync: true }).unwrap();
+    db.write(batch, WriteOptions::default().sync(true)).unwrap();
     assert_eq!(
         db.get("k").unwrap(),
         Some(Bytes::from("2")),
@@ -178,10 +175,7 @@ fn reopen_recovers_flushed_and_unflushed_writes() {
 #[test]
 fn flush_trims_the_changelog_until_flushed() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        changelog_segment_size_bytes: 64 << 10,
-        ..small()
-    };
+    let opts = small().changelog_segment_size_bytes(64 << 10);
     let db = Db::open(dir.path(), opts).unwrap();
     for i in 0..5_000u32 {
         db.put(format!("k{i:05}"), vec![b'x'; 100]).unwrap();
@@ -215,10 +209,7 @@ fn foreign_directory_is_refused_untouched() {
         "nothing written"
     );
     let missing = dir.path().join("missing");
-    let no_create = Options {
-        create_if_missing: false,
-        ..Options::default()
-    };
+    let no_create = Options::default().create_if_missing(false);
     assert!(matches!(
         Db::open(&missing, no_create),
         Err(Error::NotAStore { .. })
@@ -241,10 +232,7 @@ fn limits_and_bad_options_are_typed_errors() {
         Err(Error::ValueTooLarge { .. })
     ));
     assert_eq!(db.changelog().next_offset(), 0, "nothing was written");
-    let bad = Options {
-        memtable_size_bytes: 1,
-        ..Options::default()
-    };
+    let bad = Options::default().memtable_size_bytes(1);
     assert!(matches!(
         Db::open(dir.path().join("x"), bad),
         Err(Error::InvalidArgument(_))

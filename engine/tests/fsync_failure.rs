@@ -20,13 +20,11 @@ use varve::varve_changelog::fs::{CrashMode, MemFs};
 use varve::{Db, Error, Options, WriteBatch, WriteOptions};
 
 const DIR: &str = "/db";
-const SYNC: WriteOptions = WriteOptions { sync: true };
-const NO_SYNC: WriteOptions = WriteOptions { sync: false };
 
 type State = BTreeMap<Bytes, Bytes>;
 
 fn open(fs: &MemFs, opts: &Options) -> varve::Result<Db> {
-    Db::open_with_fs(Arc::new(fs.clone()), DIR, opts.clone())
+    Db::open(DIR, opts.clone().fs(Arc::new(fs.clone())))
 }
 
 fn put(key: &str, value: &str) -> WriteBatch {
@@ -117,11 +115,12 @@ fn failed_sync_makes_the_store_read_only() {
         let ctx = format!("{mode:?}/{seed}");
         let fs = MemFs::new();
         let db = open(&fs, &Options::default()).unwrap();
-        db.write(put("a", "1"), NO_SYNC).unwrap();
-        db.write(put("b", "2"), SYNC).unwrap();
-        db.write(put("c", "3"), NO_SYNC).unwrap();
+        db.write(put("a", "1"), WriteOptions::default()).unwrap();
+        db.write(put("b", "2"), WriteOptions::default().sync(true))
+            .unwrap();
+        db.write(put("c", "3"), WriteOptions::default()).unwrap();
         fs.fail_syncs(true);
-        let failed = db.write(put("d", "4"), SYNC);
+        let failed = db.write(put("d", "4"), WriteOptions::default().sync(true));
         assert_read_only(
             failed,
             &format!("{ctx}: the sync write that met the failing sync"),
@@ -134,18 +133,18 @@ fn failed_sync_makes_the_store_read_only() {
         assert_read_only(db.put("e", "5"), "put after the failure");
         assert_read_only(db.delete("a"), "delete after the failure");
         assert_read_only(
-            db.write(put("e", "5"), SYNC),
+            db.write(put("e", "5"), WriteOptions::default().sync(true)),
             "sync write after the failure",
         );
         assert_read_only(db.flush(), "flush after the failure");
         fs.fail_syncs(false);
         assert_read_only(db.put("e", "5"), "put once syncs work again");
         assert_read_only(
-            db.write(put("e", "5"), SYNC),
+            db.write(put("e", "5"), WriteOptions::default().sync(true)),
             "sync write once syncs work again",
         );
         assert_read_only(
-            db.write(WriteBatch::new(), SYNC),
+            db.write(WriteBatch::new(), WriteOptions::default().sync(true)),
             "empty sync write once syncs work again",
         );
         assert_read_only(db.flush(), "flush once syncs work again");
@@ -176,7 +175,7 @@ fn failed_sync_makes_the_store_read_only() {
             assert_eq!(k, 2, "{ctx}: only the synced writes survive");
         }
         // The failure was the old handle's: the reopened store takes writes.
-        db.write(put("z", "26"), SYNC)
+        db.write(put("z", "26"), WriteOptions::default().sync(true))
             .unwrap_or_else(|e| panic!("{ctx}: write after reopening: {e}"));
         db.close().unwrap();
     }
@@ -188,9 +187,10 @@ fn failed_sync_makes_the_store_read_only() {
 fn failed_sync_in_flush_makes_the_store_read_only() {
     let fs = MemFs::new();
     let db = open(&fs, &Options::default()).unwrap();
-    db.write(put("a", "1"), SYNC).unwrap();
+    db.write(put("a", "1"), WriteOptions::default().sync(true))
+        .unwrap();
     fs.fail_syncs(true);
-    db.write(put("b", "2"), NO_SYNC).unwrap();
+    db.write(put("b", "2"), WriteOptions::default()).unwrap();
     assert_read_only(db.flush(), "flush with failing syncs");
     assert_read_only(db.put("c", "3"), "put after the failed flush");
     fs.fail_syncs(false);
@@ -212,8 +212,9 @@ fn failed_sync_in_flush_makes_the_store_read_only() {
 fn failed_sync_in_close_is_reported() {
     let fs = MemFs::new();
     let db = open(&fs, &Options::default()).unwrap();
-    db.write(put("a", "1"), SYNC).unwrap();
-    db.write(put("b", "2"), NO_SYNC).unwrap();
+    db.write(put("a", "1"), WriteOptions::default().sync(true))
+        .unwrap();
+    db.write(put("b", "2"), WriteOptions::default()).unwrap();
     fs.fail_syncs(true);
     assert!(db.close().is_err(), "close with failing syncs succeeded");
     fs.crash(CrashMode::DropAll, 0);
@@ -233,13 +234,12 @@ fn failed_sync_in_close_is_reported() {
 #[test]
 fn failed_sync_in_the_flush_thread_stops_writes() {
     let fs = MemFs::new();
-    let opts = Options {
-        memtable_size_bytes: 4096,
-        max_immutable_memtables: 1,
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .memtable_size_bytes(4096)
+        .max_immutable_memtables(1);
     let db = Arc::new(open(&fs, &opts).unwrap());
-    db.write(put("first", "1"), SYNC).unwrap();
+    db.write(put("first", "1"), WriteOptions::default().sync(true))
+        .unwrap();
     fs.fail_syncs(true);
     let (acked, err) = {
         let db = db.clone();
@@ -261,7 +261,7 @@ fn failed_sync_in_the_flush_thread_stops_writes() {
     fs.fail_syncs(false);
     assert_read_only(db.put("late", "x"), "put after the flush failure");
     assert_read_only(
-        db.write(put("late", "x"), SYNC),
+        db.write(put("late", "x"), WriteOptions::default().sync(true)),
         "sync write after the flush failure",
     );
     // Every acknowledged write is still readable (memtables and tables).
@@ -310,7 +310,7 @@ fn concurrent_sync_writers_are_all_told_of_the_failure() {
                 let err = loop {
                     let mut b = WriteBatch::new();
                     b.put(format!("t{t:02}-{i:06}"), format!("{t}/{i}"));
-                    match db.write(b, SYNC) {
+                    match db.write(b, WriteOptions::default().sync(true)) {
                         Ok(()) => i += 1,
                         Err(e) => break e,
                     }
@@ -319,7 +319,7 @@ fn concurrent_sync_writers_are_all_told_of_the_failure() {
                 // Later writes of every kind are refused too.
                 let later = [
                     db.put(format!("t{t:02}-later"), "x"),
-                    db.write(put("later", "x"), SYNC),
+                    db.write(put("later", "x"), WriteOptions::default().sync(true)),
                     db.flush(),
                 ];
                 (i, err, later)

@@ -9,11 +9,8 @@ use varve::varve_changelog::fs::{FaultKind, FileSystem, MemFs};
 use varve::{Db, Options};
 
 fn open(fs: &MemFs) -> Db {
-    let opts = Options {
-        block_size_bytes: 256,
-        ..Options::default()
-    };
-    Db::open_with_fs(Arc::new(fs.clone()) as Arc<dyn FileSystem>, "/db", opts).unwrap()
+    let opts = Options::default().block_size_bytes(256);
+    Db::open("/db", opts.fs(Arc::new(fs.clone()) as Arc<dyn FileSystem>)).unwrap()
 }
 
 /// A store with keys 0..40 in a table of many blocks and key 50 in the
@@ -197,11 +194,8 @@ fn flush_fails_when_the_flush_thread_fails_meanwhile() {
         inner: MemFs::new(),
         failed: Arc::default(),
     };
-    let opts = Options {
-        memtable_size_bytes: 4096,
-        ..Options::default()
-    };
-    let db = Db::open_with_fs(Arc::new(fs), "/db", opts).unwrap();
+    let opts = Options::default().memtable_size_bytes(4096);
+    let db = Db::open("/db", opts.fs(Arc::new(fs))).unwrap();
     // Fill the memtable until it is switched and the flush thread starts.
     for i in 0..45 {
         db.put(format!("key-{i:04}"), vec![b'v'; 100]).unwrap();
@@ -229,7 +223,7 @@ fn failed_compaction_output_sync_makes_the_store_read_only() {
         inner: MemFs::new(),
         failed: failed.clone(),
     };
-    let db = Db::open_with_fs(Arc::new(fs), "/db", Options::default()).unwrap();
+    let db = Db::open("/db", Options::default().fs(Arc::new(fs))).unwrap();
     for round in 0..2 {
         for i in 0..20 {
             db.put(format!("key-{i:03}"), format!("round-{round}"))
@@ -256,19 +250,19 @@ fn a_synced_write_to_a_new_store_survives_power_loss() {
     for dir in ["/db", "/data/stores/db", "rel/db"] {
         let fs = MemFs::new();
         let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-        let db = Db::open_with_fs(dynfs.clone(), dir, Options::default()).unwrap();
+        let db = Db::open(dir, Options::default().fs(dynfs.clone())).unwrap();
         db.write(
             {
                 let mut b = varve::WriteBatch::new();
                 b.put("k", "v");
                 b
             },
-            varve::WriteOptions { sync: true },
+            varve::WriteOptions::default().sync(true),
         )
         .unwrap();
         drop(db);
         fs.crash(CrashMode::DropAll, 0);
-        let db = Db::open_with_fs(dynfs, dir, Options::default())
+        let db = Db::open(dir, Options::default().fs(dynfs))
             .unwrap_or_else(|e| panic!("{dir}: reopen: {e}"));
         assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]), "{dir}");
     }
@@ -370,18 +364,15 @@ fn a_failed_manifest_sync_keeps_the_flushed_table() {
             inner: MemFs::new(),
             armed: Arc::default(),
         };
-        let opts = Options {
-            manifest_rotate_size_bytes: rotate,
-            ..Options::default()
-        };
-        let db = Db::open_with_fs(Arc::new(fs.clone()), "/db", opts.clone()).unwrap();
+        let opts = Options::default().manifest_rotate_size_bytes(rotate);
+        let db = Db::open("/db", opts.clone().fs(Arc::new(fs.clone()))).unwrap();
         db.put("k", "v").unwrap();
         fs.armed.store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(db.flush().is_err(), "the manifest sync failed");
         drop(db);
         // A process kill: the page cache, and the unsynced edit, survive.
         fs.inner.crash(CrashMode::KeepAll, 0);
-        let db = Db::open_with_fs(Arc::new(fs.clone()), "/db", opts).unwrap();
+        let db = Db::open("/db", opts.fs(Arc::new(fs.clone()))).unwrap();
         assert_eq!(
             db.get("k").unwrap().as_deref(),
             Some(&b"v"[..]),
@@ -401,15 +392,13 @@ fn a_synced_write_to_a_new_partitioned_store_survives_power_loss() {
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
     for dir in ["/parts", "/data/stores/parts"] {
         let store =
-            varve::PartitionedStore::open_with_fs(dynfs.clone(), dir, 2, Options::default())
-                .unwrap();
+            varve::PartitionedStore::open(dir, 2, Options::default().fs(dynfs.clone())).unwrap();
         store.put("k", "v").unwrap();
         store.flush().unwrap();
         drop(store);
         fs.crash(CrashMode::DropAll, 0);
-        let store =
-            varve::PartitionedStore::open_with_fs(dynfs.clone(), dir, 2, Options::default())
-                .unwrap_or_else(|e| panic!("{dir}: reopen: {e}"));
+        let store = varve::PartitionedStore::open(dir, 2, Options::default().fs(dynfs.clone()))
+            .unwrap_or_else(|e| panic!("{dir}: reopen: {e}"));
         assert_eq!(store.get("k").unwrap().as_deref(), Some(&b"v"[..]), "{dir}");
     }
 }

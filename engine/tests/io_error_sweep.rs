@@ -362,7 +362,7 @@ fn check_read_only(db: &Db, ctx: &str) {
     for sync in [false, true] {
         let mut b = WriteBatch::new();
         b.put("after-failure", "x");
-        match db.write(b, WriteOptions { sync }) {
+        match db.write(b, WriteOptions::default().sync(sync)) {
             Err(varve::Error::ReadOnly { cause }) => {
                 assert!(!cause.is_empty(), "{ctx}: ReadOnly without a cause");
             }

@@ -58,11 +58,9 @@ fn config(bootstrap: &str, name: &str) -> KafkaConfig {
 }
 
 fn until_shipped() -> Options {
-    Options {
-        changelog_retention: ChangelogRetention::UntilShipped,
-        memtable_size_bytes: 1 << 20,
-        ..Options::default()
-    }
+    Options::default()
+        .changelog_retention(ChangelogRetention::UntilShipped)
+        .memtable_size_bytes(1 << 20)
 }
 
 fn contents(db: &Db) -> BTreeMap<Bytes, Bytes> {

@@ -14,7 +14,7 @@ use varve::Error;
 use varve::key::SeqNo;
 use varve::version::{
     ENGINE_FORMAT, FileNumber, Level, TableMeta, Version, VersionEdit, VersionSet,
-    manifest_file_name, read_manifest,
+    VersionSetOptions, manifest_file_name, read_manifest,
 };
 use varve_changelog::fs::{FileSystem, StdFs};
 
@@ -45,7 +45,7 @@ fn table(number: FileNumber, lo: &[u8], hi: &[u8], seqno: u64) -> TableMeta {
 /// Creates a store and applies `edits` flushes; returns the state after
 /// each manifest record (creation included), oldest first.
 fn build_store(dir: &Path, edits: u64) -> Vec<Arc<Version>> {
-    let mut set = VersionSet::create_new(std_fs(), dir).unwrap();
+    let mut set = VersionSet::create(std_fs(), dir, VersionSetOptions::default()).unwrap();
     let mut states = vec![set.current()];
     for i in 1..=edits {
         let number = set.new_file_number();
@@ -110,7 +110,7 @@ fn append(path: &Path, bytes: &[u8]) {
 }
 
 fn open(dir: &Path) -> Result<VersionSet, Error> {
-    VersionSet::open(std_fs(), dir)
+    VersionSet::open(std_fs(), dir, VersionSetOptions::default())
 }
 
 /// Asserts `err` is corruption in `path` at `offset`.

@@ -29,22 +29,17 @@ fn flush_many(db: &Db, n: usize) {
 fn a_small_rotation_size_rotates_and_the_store_reopens_after_power_loss() {
     let fs = MemFs::new();
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let opts = Options {
-        manifest_rotate_size_bytes: 512,
-        compaction: varve::CompactionOptions {
-            auto: false,
-            ..Default::default()
-        },
-        ..Options::default()
-    };
-    let db = Db::open_with_fs(dynfs.clone(), "/db", opts.clone()).unwrap();
+    let opts = Options::default()
+        .manifest_rotate_size_bytes(512)
+        .compaction(varve::CompactionOptions::default().auto(false));
+    let db = Db::open("/db", opts.clone().fs(dynfs.clone())).unwrap();
     flush_many(&db, 40);
     drop(db);
     let names = manifests(&fs);
     assert_eq!(names.len(), 1, "{names:?}");
     assert_ne!(names[0], "MANIFEST-000001", "the manifest never rotated");
     fs.crash(CrashMode::DropAll, 0);
-    let db = Db::open_with_fs(dynfs, "/db", opts).unwrap();
+    let db = Db::open("/db", opts.fs(dynfs)).unwrap();
     for i in 0..40 {
         let got = db.get(format!("key-{i:04}")).unwrap();
         assert_eq!(got.as_deref(), Some(format!("value-{i}").as_bytes()));
@@ -56,7 +51,7 @@ fn the_default_does_not_rotate_a_small_manifest() {
     let fs = MemFs::new();
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
     assert_eq!(Options::default().manifest_rotate_size_bytes, 4 << 20);
-    let db = Db::open_with_fs(dynfs, "/db", Options::default()).unwrap();
+    let db = Db::open("/db", Options::default().fs(dynfs)).unwrap();
     flush_many(&db, 40);
     drop(db);
     assert_eq!(manifests(&fs), ["MANIFEST-000001"]);
@@ -65,11 +60,8 @@ fn the_default_does_not_rotate_a_small_manifest() {
 #[test]
 fn a_zero_rotation_size_is_refused() {
     let fs: Arc<dyn FileSystem> = Arc::new(MemFs::new());
-    let opts = Options {
-        manifest_rotate_size_bytes: 0,
-        ..Options::default()
-    };
-    let err = Db::open_with_fs(fs, "/db", opts).unwrap_err();
+    let opts = Options::default().manifest_rotate_size_bytes(0);
+    let err = Db::open("/db", opts.fs(fs)).unwrap_err();
     assert!(
         matches!(&err, Error::InvalidArgument(m) if m.contains("manifest_rotate_size_bytes")),
         "{err}"

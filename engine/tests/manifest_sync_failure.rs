@@ -97,7 +97,7 @@ fn write_keys(db: &Db, round: usize) {
     for i in 0..KEYS {
         let mut batch = WriteBatch::new();
         batch.put(format!("key-{i:03}"), format!("value-{round}"));
-        db.write(batch, WriteOptions { sync: true }).unwrap();
+        db.write(batch, WriteOptions::default().sync(true)).unwrap();
     }
 }
 
@@ -110,20 +110,14 @@ fn assert_keys(db: &Db, round: usize) {
 }
 
 fn options() -> Options {
-    Options {
-        compaction: CompactionOptions {
-            auto: false,
-            ..CompactionOptions::default()
-        },
-        ..Options::default()
-    }
+    Options::default().compaction(CompactionOptions::default().auto(false))
 }
 
 /// A store on `fs` holding one flushed table of round 1 and round 2 in
 /// its changelog (and, with `flush_twice`, in a second table).
 fn store(fs: &ManifestSyncFs, flush_twice: bool) -> Db {
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let db = Db::open_with_fs(dynfs, "/db", options()).unwrap();
+    let db = Db::open("/db", options().fs(dynfs)).unwrap();
     write_keys(&db, 1);
     db.flush().unwrap();
     write_keys(&db, 2);
@@ -138,7 +132,7 @@ fn store(fs: &ManifestSyncFs, flush_twice: bool) -> Db {
 fn reopen_and_check(fs: &ManifestSyncFs) {
     fs.fail_manifest_sync.store(false, Ordering::SeqCst);
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let db = Db::open_with_fs(dynfs, "/db", options()).expect("the store reopens");
+    let db = Db::open("/db", options().fs(dynfs)).expect("the store reopens");
     assert_keys(&db, 2);
     db.close().unwrap();
 }

@@ -59,24 +59,22 @@ fn contents(iter: varve::Iter) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// splitting all happen within a short run; LZ4 and a small block cache
 /// are on to cover those paths too.
 fn opts() -> Options {
-    Options {
-        memtable_size_bytes: 4096,
-        block_size_bytes: 256,
-        cache_size_bytes: 64 << 10,
-        max_open_tables: 16,
-        compression: Compression::Lz4,
-        compaction_threads: 2,
-        compaction: CompactionOptions {
-            level0_compaction_trigger: 2,
-            level0_slowdown_trigger: 4,
-            level0_stop_trigger: 8,
-            level_base_size_bytes: 4096,
-            level_size_multiplier: 2,
-            target_table_size_bytes: 4096,
-            ..CompactionOptions::default()
-        },
-        ..Options::default()
-    }
+    Options::default()
+        .memtable_size_bytes(4096)
+        .block_size_bytes(256)
+        .cache_size_bytes(64 << 10)
+        .max_open_tables(16)
+        .compression(Compression::Lz4)
+        .compaction_threads(2)
+        .compaction(
+            CompactionOptions::default()
+                .level0_compaction_trigger(2)
+                .level0_slowdown_trigger(4)
+                .level0_stop_trigger(8)
+                .level_base_size_bytes(4096)
+                .level_size_multiplier(2)
+                .target_table_size_bytes(4096),
+        )
 }
 
 fn run(ops: Vec<Op>) {
@@ -109,7 +107,7 @@ fn run(ops: Vec<Op>) {
                         }
                     }
                 }
-                d.write(batch, WriteOptions { sync: false }).unwrap();
+                d.write(batch, WriteOptions::default().sync(false)).unwrap();
             }
             Op::Get(k) => {
                 assert_eq!(

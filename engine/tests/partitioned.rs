@@ -12,11 +12,9 @@ use varve::{
 };
 
 fn small() -> Options {
-    Options {
-        memtable_size_bytes: 64 << 10,
-        cache_size_bytes: 0,
-        ..Options::default()
-    }
+    Options::default()
+        .memtable_size_bytes(64 << 10)
+        .cache_size_bytes(0)
 }
 
 #[test]
@@ -44,7 +42,9 @@ fn reopen_keeps_data_and_wrong_count_is_refused() {
     for i in 0..50 {
         batch.put(format!("k{i:02}"), format!("v{i}"));
     }
-    store.write(batch, WriteOptions { sync: true }).unwrap();
+    store
+        .write(batch, WriteOptions::default().sync(true))
+        .unwrap();
     store.close().unwrap();
 
     match PartitionedStore::open(dir.path(), 4, small()) {
@@ -212,11 +212,9 @@ fn partitions_share_the_ttl_and_the_clock() {
     use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(varve::ManualClock::new(1_000_000));
-    let opts = Options {
-        ttl: Some(Duration::from_secs(1)),
-        clock: clock.clone(),
-        ..small()
-    };
+    let opts = small()
+        .ttl(Some(Duration::from_secs(1)))
+        .clock(clock.clone());
     let store = PartitionedStore::open(dir.path(), 3, opts.clone()).unwrap();
     for i in 0..30 {
         store.put(format!("k{i}"), "v").unwrap();
@@ -244,10 +242,7 @@ fn a_missing_partition_is_refused_without_create_if_missing() {
         .close()
         .unwrap();
     std::fs::remove_dir_all(partition_dir(dir.path(), 1)).unwrap();
-    let strict = Options {
-        create_if_missing: false,
-        ..small()
-    };
+    let strict = small().create_if_missing(false);
     let e = PartitionedStore::open(dir.path(), 2, strict).unwrap_err();
     assert!(matches!(e, Error::NotAStore { .. }), "{e}");
     // With create_if_missing (the default) the partition is recreated.

@@ -52,12 +52,10 @@ struct Tally {
 }
 
 fn options(rng: &mut Rng) -> Options {
-    Options {
-        max_immutable_memtables: 1 + rng.below(2) as usize,
-        sync_interval_ms: rng.chance(10).then_some(2),
-        bloom_bits_per_key: if rng.chance(20) { 0 } else { 10 },
-        ..small_options()
-    }
+    small_options()
+        .max_immutable_memtables(1 + rng.below(2) as usize)
+        .sync_interval_ms(rng.chance(10).then_some(2))
+        .bloom_bits_per_key(if rng.chance(20) { 0 } else { 10 })
 }
 
 fn cycle(seed: u64, tally: &mut Tally) -> Result<(), Violation> {
@@ -168,7 +166,7 @@ fn post_crash_write(
     let db = open_db(dynfs, opts).map_err(|e| Violation(format!("second open: {e}")))?;
     let mut batch = WriteBatch::new();
     batch.put("post-crash", "yes").delete(harness::key(0));
-    db.write(batch, WriteOptions { sync: true })
+    db.write(batch, WriteOptions::default().sync(true))
         .map_err(|e| Violation(format!("sync write after recovery: {e}")))?;
     drop(db);
     fs.crash(CrashMode::DropAll, 0);

@@ -110,11 +110,9 @@ fn read_only_open_refuses_a_store_open_elsewhere_and_holds_the_lock() {
 fn read_only_open_applies_the_recorded_ttl() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-    let opts = Options {
-        ttl: Some(Duration::from_secs(60)),
-        clock: clock.clone(),
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .ttl(Some(Duration::from_secs(60)))
+        .clock(clock.clone());
     let db = Db::open(dir.path(), opts).unwrap();
     db.put("old", "in a table").unwrap();
     db.flush().unwrap();
@@ -123,15 +121,12 @@ fn read_only_open_applies_the_recorded_ttl() {
     db.close().unwrap();
     let read = |ms_later: u64| {
         let clock = Arc::new(ManualClock::new(1_700_000_000_000 + ms_later));
-        let opts = Options {
-            clock,
-            ..Options::default()
-        };
+        let opts = Options::default().clock(clock);
         let ro = ReadOnlyDb::open(dir.path(), opts).unwrap();
         let all: Vec<_> = ro.all().map(|kv| kv.unwrap()).collect();
         (ro.get("old").unwrap(), ro.get("new").unwrap(), all.len())
     };
-    let recorded = Options::recorded(dir.path()).unwrap();
+    let recorded = Options::default().recorded(dir.path()).unwrap();
     assert_eq!(recorded.ttl, Some(Duration::from_secs(60)));
     let (old, new, n) = read(55_000);
     assert_eq!(
@@ -146,10 +141,7 @@ fn read_only_open_applies_the_recorded_ttl() {
     assert!(new.is_some());
     let plain = tempfile::tempdir().unwrap();
     Db::open(plain.path(), Options::default()).unwrap();
-    let ttl = Options {
-        ttl: Some(Duration::from_secs(1)),
-        ..Options::default()
-    };
+    let ttl = Options::default().ttl(Some(Duration::from_secs(1)));
     let err = ReadOnlyDb::open(plain.path(), ttl).unwrap_err();
     assert!(matches!(err, Error::IncompatibleOptions { .. }), "{err}");
 }

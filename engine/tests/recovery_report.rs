@@ -16,10 +16,10 @@ const SEGMENT: &str = "/db/changelog/00000000000000000000.log";
 /// only segment (a torn, never acknowledged batch).
 fn store_with_torn_tail(fs: &MemFs, garbage: usize) -> u64 {
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let db = Db::open_with_fs(dynfs, "/db", Options::default()).unwrap();
+    let db = Db::open("/db", Options::default().fs(dynfs)).unwrap();
     let mut batch = WriteBatch::new();
     batch.put("k", "v");
-    db.write(batch, WriteOptions { sync: true }).unwrap();
+    db.write(batch, WriteOptions::default().sync(true)).unwrap();
     db.close().unwrap();
     let mut bytes = fs.read_all(Path::new(SEGMENT)).unwrap();
     let len = bytes.len() as u64;
@@ -32,11 +32,11 @@ fn store_with_torn_tail(fs: &MemFs, garbage: usize) -> u64 {
 fn a_clean_open_reports_no_cut() {
     let fs = MemFs::new();
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let db = Db::open_with_fs(dynfs.clone(), "/db", Options::default()).unwrap();
+    let db = Db::open("/db", Options::default().fs(dynfs.clone())).unwrap();
     assert!(db.changelog_recovery_report().created);
     db.put("k", "v").unwrap();
     db.close().unwrap();
-    let db = Db::open_with_fs(dynfs, "/db", Options::default()).unwrap();
+    let db = Db::open("/db", Options::default().fs(dynfs)).unwrap();
     let report = db.changelog_recovery_report();
     assert!(!report.created);
     assert_eq!(report.truncated_at, None);
@@ -51,7 +51,7 @@ fn a_cut_torn_tail_is_reported_and_logged() {
     let warnings = Arc::new(Mutex::new(Vec::new()));
     let subscriber = WarningCollector(warnings.clone());
     let db = tracing::subscriber::with_default(subscriber, || {
-        Db::open_with_fs(dynfs, "/db", Options::default()).unwrap()
+        Db::open("/db", Options::default().fs(dynfs)).unwrap()
     });
     let report = db.changelog_recovery_report().clone();
     assert_eq!(

@@ -16,7 +16,7 @@ use varve::varve_changelog::fs::{CrashMode, FileSystem, MemFs, StdFs};
 use varve::varve_changelog::{
     Log, LogOptions, LogSource, Record, RecordSource, SourceBounds, StoredRecord,
 };
-use varve::version::{Level, VersionSet};
+use varve::version::{Level, VersionSet, VersionSetOptions};
 use varve::{ChangelogRetention, Db, Error, Options, RestoreOptions, WriteBatch, WriteOptions};
 
 type State = BTreeMap<Bytes, Bytes>;
@@ -26,10 +26,7 @@ fn contents(db: &Db) -> State {
 }
 
 fn no_create() -> Options {
-    Options {
-        create_if_missing: false,
-        ..Options::default()
-    }
+    Options::default().create_if_missing(false)
 }
 
 /// Write `i`: a put of a ~60-byte value, or every fifth a delete.
@@ -68,12 +65,10 @@ fn write_range(db: &Db, from: u64, to: u64) {
 }
 
 fn source_store(path: &Path, writes: u64) -> Db {
-    let opts = Options {
-        memtable_size_bytes: 16 << 10,
-        changelog_retention: ChangelogRetention::UntilShipped,
-        changelog_segment_size_bytes: 64 << 10,
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .memtable_size_bytes(16 << 10)
+        .changelog_retention(ChangelogRetention::UntilShipped)
+        .changelog_segment_size_bytes(64 << 10);
     let db = Db::open(path, opts).unwrap();
     db.changelog().commit_position("test", 0).unwrap();
     write_range(&db, 0, writes);
@@ -99,7 +94,8 @@ fn restore_equals_the_source_store_and_is_compacted() {
     assert!(report.bytes > 5000 * 8);
     // Shaped like a fully compacted store: one version per live key, no
     // tombstones, nothing in L0.
-    let versions = VersionSet::open(Arc::new(StdFs), &target).unwrap();
+    let versions =
+        VersionSet::open(Arc::new(StdFs), &target, VersionSetOptions::default()).unwrap();
     let version = versions.current();
     let tables: Vec<_> = Level::all()
         .flat_map(|l| version.tables(l).to_vec())
@@ -331,7 +327,7 @@ fn source_errors_keep_their_type_and_leave_the_restore_incomplete() {
 /// A source log on its own in-memory file system, with `n` records.
 fn memfs_source(n: u64) -> (Log, State) {
     let fs: Arc<dyn FileSystem> = Arc::new(MemFs::new());
-    let log = Log::open_with_fs(fs, "/src", LogOptions::default()).unwrap();
+    let log = Log::open("/src", LogOptions::default().fs(fs)).unwrap();
     let mut model = State::new();
     let records: Vec<Record> = (0..n).map(record).collect();
     records.iter().for_each(|r| apply(&mut model, r));
@@ -344,7 +340,7 @@ fn memfs_source(n: u64) -> (Log, State) {
 #[test]
 fn a_crash_anywhere_in_a_restore_is_refused_on_open_and_resumes() {
     let (log, model) = memfs_source(2500);
-    let opts = |fs: &MemFs| small().file_system(Arc::new(fs.clone()));
+    let opts = |fs: &MemFs| small().store_options(Options::default().fs(Arc::new(fs.clone())));
     let calls = {
         let fs = MemFs::new();
         varve::restore("/r", &mut LogSource::new(&log), opts(&fs)).unwrap();
@@ -360,7 +356,7 @@ fn a_crash_anywhere_in_a_restore_is_refused_on_open_and_resumes() {
         let mode = [CrashMode::DropAll, CrashMode::KeepAll, CrashMode::Random][n as usize % 3];
         fs.crash(mode, n);
         let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-        match Db::open_with_fs(dynfs.clone(), "/r", no_create()) {
+        match Db::open("/r", no_create().fs(dynfs.clone())) {
             Ok(db) => {
                 // Only possible once the marker's removal reached the disk.
                 assert_eq!(contents(&db), model, "crash at call {n}");
@@ -372,7 +368,7 @@ fn a_crash_anywhere_in_a_restore_is_refused_on_open_and_resumes() {
         }
         varve::restore("/r", &mut LogSource::new(&log), opts(&fs))
             .unwrap_or_else(|e| panic!("resume after a crash at call {n}: {e}"));
-        let db = Db::open_with_fs(dynfs, "/r", no_create()).unwrap();
+        let db = Db::open("/r", no_create().fs(dynfs)).unwrap();
         assert_eq!(contents(&db), model, "resumed after a crash at call {n}");
         assert_eq!(db.latest_seqno(), 2500);
     }
@@ -384,12 +380,10 @@ fn a_crash_anywhere_in_a_restore_is_refused_on_open_and_resumes() {
 /// `0..2000`, with a checkpoint at `/cp` after write 1200.
 fn store_with_checkpoint(fs: &MemFs) {
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let opts = Options {
-        memtable_size_bytes: 16 << 10,
-        changelog_retention: ChangelogRetention::UntilShipped,
-        ..Options::default()
-    };
-    let db = Db::open_with_fs(dynfs, "/s", opts).unwrap();
+    let opts = Options::default()
+        .memtable_size_bytes(16 << 10)
+        .changelog_retention(ChangelogRetention::UntilShipped);
+    let db = Db::open("/s", opts.fs(dynfs)).unwrap();
     db.changelog().commit_position("test", 0).unwrap();
     write_range(&db, 0, 1200);
     assert_eq!(db.checkpoint("/cp").unwrap().offset, 1200);
@@ -399,7 +393,7 @@ fn store_with_checkpoint(fs: &MemFs) {
 
 fn open_changelog(fs: &MemFs) -> Log {
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    Log::open_with_fs(dynfs, "/s/changelog", LogOptions::default()).unwrap()
+    Log::open("/s/changelog", LogOptions::default().fs(dynfs)).unwrap()
 }
 
 #[test]
@@ -408,7 +402,7 @@ fn a_crash_anywhere_in_a_restore_from_a_checkpoint_resumes() {
     (0..2000).for_each(|i| apply(&mut model, &record(i)));
     let opts = |fs: &MemFs| {
         small()
-            .file_system(Arc::new(fs.clone()))
+            .store_options(Options::default().fs(Arc::new(fs.clone())))
             .from_checkpoint("/cp")
     };
     let (base, calls) = {
@@ -429,7 +423,7 @@ fn a_crash_anywhere_in_a_restore_from_a_checkpoint_resumes() {
         drop(log);
         fs.crash(CrashMode::Random, n);
         let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-        match Db::open_with_fs(dynfs.clone(), "/r", no_create()) {
+        match Db::open("/r", no_create().fs(dynfs.clone())) {
             Ok(db) => {
                 assert_eq!(contents(&db), model, "crash at call {n}");
                 continue;
@@ -441,7 +435,7 @@ fn a_crash_anywhere_in_a_restore_from_a_checkpoint_resumes() {
         let report = varve::restore("/r", &mut LogSource::new(&log), opts(&fs))
             .unwrap_or_else(|e| panic!("resume after a crash at call {n}: {e}"));
         assert!(report.start_offset >= 1200, "{report:?}");
-        let db = Db::open_with_fs(dynfs, "/r", no_create()).unwrap();
+        let db = Db::open("/r", no_create().fs(dynfs)).unwrap();
         assert_eq!(contents(&db), model, "resumed after a crash at call {n}");
     }
 }

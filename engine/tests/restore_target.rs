@@ -251,7 +251,7 @@ fn every_bit_flip_of_a_marker_is_refused_and_removes_nothing() {
         let target = Path::new("/t");
         let opts = || {
             RestoreOptions::default()
-                .file_system(Arc::new(fs.clone()))
+                .store_options(Options::default().fs(Arc::new(fs.clone())))
                 .source_name("/data/changelog")
         };
         assert!(varve::restore(target, &mut Broken, opts()).is_err());

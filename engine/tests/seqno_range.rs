@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use varve::key::SeqNo;
 use varve::varve_changelog::fs::StdFs;
 use varve::varve_changelog::{Log, LogOptions, Record, StoredRecord};
-use varve::version::{VersionEdit, VersionSet};
+use varve::version::{VersionEdit, VersionSet, VersionSetOptions};
 use varve::{Db, Error, Options, Standby};
 
 const BEYOND: u64 = 1 << 57;
@@ -94,7 +94,8 @@ fn a_log_ending_beyond_the_seqno_range_is_corruption() {
     let (segment, _) = store_with_batch_at(dir.path(), BEYOND);
     // The manifest says everything below the log end is flushed, so
     // nothing is replayed: the log's end alone is out of range.
-    let mut versions = VersionSet::open(Arc::new(StdFs), dir.path()).unwrap();
+    let mut versions =
+        VersionSet::open(Arc::new(StdFs), dir.path(), VersionSetOptions::default()).unwrap();
     versions
         .log_and_apply(VersionEdit {
             flushed_offset: Some(BEYOND + 1),

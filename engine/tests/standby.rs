@@ -21,21 +21,16 @@ const NAME: &str = "standby-1";
 type Map = BTreeMap<Bytes, Bytes>;
 
 fn opts(retention: ChangelogRetention) -> Options {
-    Options {
-        changelog_retention: retention,
-        ..Options::default()
-    }
+    Options::default().changelog_retention(retention)
 }
 
 /// Small memtables and segments: flushes, compactions and retention
 /// happen within a few thousand writes.
 fn small(retention: ChangelogRetention) -> Options {
-    Options {
-        memtable_size_bytes: 32 << 10,
-        changelog_segment_size_bytes: 64 << 10,
-        changelog_retention: retention,
-        ..Options::default()
-    }
+    Options::default()
+        .memtable_size_bytes(32 << 10)
+        .changelog_segment_size_bytes(64 << 10)
+        .changelog_retention(retention)
 }
 
 fn contents(db: &Db) -> Map {
@@ -92,7 +87,7 @@ fn write_mix(primary: &Db, threads: usize, n: usize, value_bytes: usize, flush_e
                         }
                     }
                     primary
-                        .write(batch, WriteOptions { sync: i % 50 == 0 })
+                        .write(batch, WriteOptions::default().sync(i % 50 == 0))
                         .unwrap();
                     if flush_every > 0 && t == 0 && i % flush_every == flush_every - 1 {
                         primary.flush().unwrap();
@@ -117,10 +112,7 @@ fn follows_concurrent_writes_and_reads_see_a_prefix() {
     let primary = Db::open(dir.path().join("p"), opts(ChangelogRetention::UntilShipped)).unwrap();
     primary.put("before", "the standby").unwrap();
     // Small memtables: the standby flushes (and compacts) while read.
-    let sopts = Options {
-        memtable_size_bytes: 8 << 10,
-        ..Options::default()
-    };
+    let sopts = Options::default().memtable_size_bytes(8 << 10);
     let standby = Standby::follow(&primary, dir.path().join("s"), NAME, sopts).unwrap();
     let done = AtomicBool::new(false);
     let samples = std::thread::scope(|s| {
@@ -369,7 +361,7 @@ fn writes_to_a_standby_are_refused() {
     refused(standby.delete("k"));
     let mut batch = WriteBatch::new();
     batch.put("x", "y");
-    refused(standby.write(batch, WriteOptions { sync: true }));
+    refused(standby.write(batch, WriteOptions::default().sync(true)));
     refused(standby.put_if_absent("new", "v").map(|_| ()));
     refused(standby.compare_and_put("k", None, "v").map(|_| ()));
     refused(standby.remove("k").map(|_| ()));
@@ -388,10 +380,7 @@ fn crash_once(mode: CrashMode, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let primary = Db::open(dir.path().join("p"), opts(ChangelogRetention::UntilShipped)).unwrap();
     let fs = MemFs::new();
-    let standby_opts = Options {
-        memtable_size_bytes: 16 << 10,
-        ..Options::default()
-    };
+    let standby_opts = Options::default().memtable_size_bytes(16 << 10);
     let sdir = Path::new("standby");
     let standby = Standby::follow_with_fs(
         &primary,
@@ -414,7 +403,7 @@ fn crash_once(mode: CrashMode, seed: u64) {
 
     // The standby recovers a prefix of the primary's history, and at least
     // what it told the primary it had made durable.
-    let db = Db::open_with_fs(Arc::new(fs.clone()), sdir, standby_opts.clone()).unwrap();
+    let db = Db::open(sdir, standby_opts.clone().fs(Arc::new(fs.clone()))).unwrap();
     let n = db.changelog().next_offset();
     assert!(
         n >= committed,
@@ -712,11 +701,13 @@ fn a_follower_left_behind_by_retention_becomes_stale() {
 fn a_standby_of_a_primary_that_lost_its_tail_is_refused() {
     let pfs = MemFs::new();
     let popts = opts(ChangelogRetention::UntilShipped);
-    let open_primary = || Db::open_with_fs(Arc::new(pfs.clone()), "p", popts.clone()).unwrap();
+    let open_primary = || Db::open("p", popts.clone().fs(Arc::new(pfs.clone()))).unwrap();
     let primary = open_primary();
     let mut batch = WriteBatch::new();
     batch.put("a", "durable");
-    primary.write(batch, WriteOptions { sync: true }).unwrap();
+    primary
+        .write(batch, WriteOptions::default().sync(true))
+        .unwrap();
     primary.put("b", "lost").unwrap();
     primary.put("c", "lost").unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -798,10 +789,7 @@ fn random_cycle(seed: u64) {
     )
     .unwrap();
     let fs = MemFs::new();
-    let sopts = Options {
-        memtable_size_bytes: 8 << 10,
-        ..Options::default()
-    };
+    let sopts = Options::default().memtable_size_bytes(8 << 10);
     let follow = || {
         Standby::follow_with_fs(&primary, Arc::new(fs.clone()), "s", NAME, sopts.clone())
             .unwrap_or_else(|e| panic!("seed {seed}: follow: {e}"))
@@ -824,7 +812,9 @@ fn random_cycle(seed: u64) {
                     }
                 }
                 let sync = rng.below(10) == 0;
-                primary.write(batch, WriteOptions { sync }).unwrap();
+                primary
+                    .write(batch, WriteOptions::default().sync(sync))
+                    .unwrap();
             }
             70..=74 => primary.flush().unwrap(),
             75..=76 => primary.compact_range::<&[u8], _>(..).unwrap(),
@@ -842,7 +832,7 @@ fn random_cycle(seed: u64) {
                 std::thread::sleep(Duration::from_millis(rng.below(3)));
                 fs.crash(CrashMode::Random, rng.next());
                 drop(standby.take());
-                let db = Db::open_with_fs(Arc::new(fs.clone()), "s", sopts.clone()).unwrap();
+                let db = Db::open("s", sopts.clone().fs(Arc::new(fs.clone()))).unwrap();
                 let n = db.changelog().next_offset();
                 let committed = primary.changelog().position(NAME).unwrap();
                 assert!(n >= committed, "seed {seed} step {step}: {n} < {committed}");

@@ -32,26 +32,24 @@ const KEYS_PER_WRITER: usize = 300;
 const TAILER: &str = "stress-tailer";
 
 fn options() -> Options {
-    Options {
-        memtable_size_bytes: 32 << 10,
-        block_size_bytes: 512,
-        cache_size_bytes: 256 << 10,
-        max_open_tables: 16,
-        compression: Compression::Lz4,
-        compaction_threads: 2,
-        changelog_segment_size_bytes: 64 << 10,
-        changelog_retention: ChangelogRetention::UntilShipped,
-        compaction: CompactionOptions {
-            level0_compaction_trigger: 2,
-            level0_slowdown_trigger: 8,
-            level0_stop_trigger: 16,
-            level_base_size_bytes: 96 << 10,
-            level_size_multiplier: 4,
-            target_table_size_bytes: 32 << 10,
-            ..CompactionOptions::default()
-        },
-        ..Options::default()
-    }
+    Options::default()
+        .memtable_size_bytes(32 << 10)
+        .block_size_bytes(512)
+        .cache_size_bytes(256 << 10)
+        .max_open_tables(16)
+        .compression(Compression::Lz4)
+        .compaction_threads(2)
+        .changelog_segment_size_bytes(64 << 10)
+        .changelog_retention(ChangelogRetention::UntilShipped)
+        .compaction(
+            CompactionOptions::default()
+                .level0_compaction_trigger(2)
+                .level0_slowdown_trigger(8)
+                .level0_stop_trigger(16)
+                .level_base_size_bytes(96 << 10)
+                .level_size_multiplier(4)
+                .target_table_size_bytes(32 << 10),
+        )
 }
 
 fn run_for() -> Duration {
@@ -206,7 +204,7 @@ fn writers_readers_flushes_compactions_and_a_tailer_at_once() {
                     i += 1;
                     let batch = next_batch(w, i, &history, &mut rng);
                     let sync = i.is_multiple_of(50);
-                    db.write(batch, WriteOptions { sync }).unwrap();
+                    db.write(batch, WriteOptions::default().sync(sync)).unwrap();
                     batches.fetch_add(1, Ordering::Relaxed);
                 }
             })

@@ -13,15 +13,10 @@ const TTL_MS: u64 = 10_000;
 const T0: u64 = 1_700_000_000_000;
 
 fn ttl_opts(clock: &Arc<ManualClock>) -> Options {
-    Options {
-        ttl: Some(Duration::from_millis(TTL_MS)),
-        clock: clock.clone(),
-        compaction: CompactionOptions {
-            auto: false,
-            ..CompactionOptions::default()
-        },
-        ..Options::default()
-    }
+    Options::default()
+        .ttl(Some(Duration::from_millis(TTL_MS)))
+        .clock(clock.clone())
+        .compaction(CompactionOptions::default().auto(false))
 }
 
 fn open_at(dir: &std::path::Path, now_ms: u64) -> (Arc<ManualClock>, Db) {
@@ -231,10 +226,7 @@ fn ttl_setting_mismatch_is_refused() {
     );
     // A changed duration is accepted and recorded.
     let clock = Arc::new(ManualClock::new(T0 + 15_000));
-    let longer = Options {
-        ttl: Some(Duration::from_secs(20)),
-        ..ttl_opts(&clock)
-    };
+    let longer = ttl_opts(&clock).ttl(Some(Duration::from_secs(20)));
     let db = Db::open(dir.path(), longer.clone()).unwrap();
     assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
     db.close().unwrap();
@@ -259,10 +251,7 @@ fn ttl_setting_mismatch_is_refused() {
 #[test]
 fn zero_ttl_is_invalid() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        ttl: Some(Duration::ZERO),
-        ..Options::default()
-    };
+    let opts = Options::default().ttl(Some(Duration::ZERO));
     assert!(matches!(
         Db::open(dir.path(), opts),
         Err(Error::InvalidArgument(_))
@@ -302,15 +291,10 @@ mod model {
     }
 
     fn opts(clock: &Arc<ManualClock>) -> Options {
-        Options {
-            ttl: Some(Duration::from_millis(TTL_MS)),
-            clock: clock.clone(),
-            compaction: CompactionOptions {
-                auto: false,
-                ..CompactionOptions::default()
-            },
-            ..Options::default()
-        }
+        Options::default()
+            .ttl(Some(Duration::from_millis(TTL_MS)))
+            .clock(clock.clone())
+            .compaction(CompactionOptions::default().auto(false))
     }
 
     fn key(k: u8) -> Bytes {

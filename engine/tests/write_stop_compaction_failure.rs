@@ -92,18 +92,16 @@ fn a_write_stop_with_failing_compactions_returns_an_error_not_a_hang() {
         inner: MemFs::new(),
         fail: Arc::default(),
     };
-    let opts = Options {
-        memtable_size_bytes: 4096,
-        max_immutable_memtables: 1,
-        compaction: CompactionOptions {
-            level0_compaction_trigger: 2,
-            level0_slowdown_trigger: 2,
-            level0_stop_trigger: 3,
-            ..CompactionOptions::default()
-        },
-        ..Options::default()
-    };
-    let db = Arc::new(Db::open_with_fs(Arc::new(fs.clone()), "/db", opts).unwrap());
+    let opts = Options::default()
+        .memtable_size_bytes(4096)
+        .max_immutable_memtables(1)
+        .compaction(
+            CompactionOptions::default()
+                .level0_compaction_trigger(2)
+                .level0_slowdown_trigger(2)
+                .level0_stop_trigger(3),
+        );
+    let db = Arc::new(Db::open("/db", opts.fs(Arc::new(fs.clone()))).unwrap());
     fs.fail.store(true, Ordering::SeqCst);
     let writer = {
         let db = db.clone();

@@ -120,15 +120,12 @@ pub fn changelog_recovery(data: &[u8]) {
             )
             .expect("write segment");
         }
-        let opts = changelog::LogOptions {
-            recovery: if tolerant {
-                changelog::RecoveryMode::Tolerant
-            } else {
-                changelog::RecoveryMode::Strict
-            },
-            ..changelog::LogOptions::default()
-        };
-        let Ok(log) = changelog::Log::open_with_fs(Arc::new(fs), dir, opts) else {
+        let opts = changelog::LogOptions::default().recovery(if tolerant {
+            changelog::RecoveryMode::Tolerant
+        } else {
+            changelog::RecoveryMode::Strict
+        });
+        let Ok(log) = changelog::Log::open(dir, opts.fs(Arc::new(fs))) else {
             continue;
         };
         read_whole_log(&log);
@@ -310,11 +307,9 @@ pub fn restore_marker_decode(data: &[u8]) {
         fs.write_all(&dir.join("CURRENT"), data)
             .expect("write CURRENT");
     }
-    let opts = varve::Options {
-        create_if_missing: data.first().is_some_and(|b| b & 4 == 4),
-        ..varve::Options::default()
-    };
-    match varve::Db::open_with_fs(Arc::new(fs), dir, opts) {
+    let opts =
+        varve::Options::default().create_if_missing(data.first().is_some_and(|b| b & 4 == 4));
+    match varve::Db::open(dir, opts.fs(Arc::new(fs))) {
         Err(varve::Error::RestoreIncomplete { .. }) => {}
         Err(e) => panic!("a marked store was refused for another reason: {e}"),
         Ok(_) => panic!("a store with a restore marker opened"),
@@ -328,7 +323,9 @@ pub fn restore_marker_decode(data: &[u8]) {
 /// store opened without a TTL, or with another one, never ignores: a TTL
 /// store opened without a TTL and a plain store opened with one are refused.
 pub fn ttl_manifest_decode(data: &[u8]) {
-    use varve::version::{FileNumber, VersionEdit, VersionSet, manifest_file_name};
+    use varve::version::{
+        FileNumber, VersionEdit, VersionSet, VersionSetOptions, manifest_file_name,
+    };
     let mut with_ttl = vec![7u8];
     with_ttl.extend_from_slice(data);
     for payload in [data, &with_ttl[..]] {
@@ -347,7 +344,7 @@ pub fn ttl_manifest_decode(data: &[u8]) {
     fs.write_all(&dir.join("CURRENT"), format!("{name}\n").as_bytes())
         .expect("write CURRENT");
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs);
-    let Ok(versions) = VersionSet::open(dynfs.clone(), dir) else {
+    let Ok(versions) = VersionSet::open(dynfs.clone(), dir, VersionSetOptions::default()) else {
         return;
     };
     let stored_ms = versions.current().ttl_ms();
@@ -355,12 +352,10 @@ pub fn ttl_manifest_decode(data: &[u8]) {
     assert_ne!(stored_ms, Some(0), "a TTL of 0 replayed");
     let other_ms = stored_ms.map_or(60_000, |ms| ms.saturating_add(1));
     for given_ms in [None, Some(other_ms)] {
-        let opts = varve::Options {
-            create_if_missing: false,
-            ttl: given_ms.map(std::time::Duration::from_millis),
-            ..varve::Options::default()
-        };
-        let opened = varve::Db::open_with_fs(dynfs.clone(), dir, opts);
+        let opts = varve::Options::default()
+            .create_if_missing(false)
+            .ttl(given_ms.map(std::time::Duration::from_millis));
+        let opened = varve::Db::open(dir, opts.fs(dynfs.clone()));
         if stored_ms.is_some() != given_ms.is_some() {
             assert!(
                 opened.is_err(),
@@ -442,7 +437,7 @@ pub fn store_open(data: &[u8]) {
     let (dynfs, opts) = build_store(data);
     let dir = Path::new(STORE_DIR);
     for round in 0..2 {
-        let db = match varve::Db::open_with_fs(dynfs.clone(), dir, opts.clone()) {
+        let db = match varve::Db::open(dir, opts.clone().fs(dynfs.clone())) {
             Ok(db) => db,
             Err(e) => return check_store_error(&e),
         };
@@ -474,13 +469,11 @@ pub fn build_store(data: &[u8]) -> (Arc<dyn FileSystem>, varve::Options) {
         }
     }
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs);
-    let opts = varve::Options {
-        create_if_missing: false,
-        memtable_size_bytes: 64 << 10,
-        ttl: (flags & 1 == 1).then(|| std::time::Duration::from_secs(3600)),
-        clock: Arc::new(varve::ManualClock::new(SEED_CLOCK_MS)),
-        ..varve::Options::default()
-    };
+    let opts = varve::Options::default()
+        .create_if_missing(false)
+        .memtable_size_bytes(64 << 10)
+        .ttl((flags & 1 == 1).then(|| std::time::Duration::from_secs(3600)))
+        .clock(Arc::new(varve::ManualClock::new(SEED_CLOCK_MS)));
     (dynfs, opts)
 }
 
@@ -761,13 +754,11 @@ pub fn db_model(data: &[u8]) {
     let mut input = Input(data);
     let fs = MemFs::new();
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let opts = varve::Options {
-        memtable_size_bytes: 4096,
-        block_size_bytes: 256,
-        changelog_segment_size_bytes: 64 << 10,
-        ..varve::Options::default()
-    };
-    let open = || varve::Db::open_with_fs(dynfs.clone(), "/db", opts.clone());
+    let opts = varve::Options::default()
+        .memtable_size_bytes(4096)
+        .block_size_bytes(256)
+        .changelog_segment_size_bytes(64 << 10);
+    let open = || varve::Db::open("/db", opts.clone().fs(dynfs.clone()));
     let mut db = Some(open().expect("open a new store"));
     // Batches since the last verified state, the state before them, and
     // how many of them are acknowledged as durable.
@@ -800,7 +791,7 @@ pub fn db_model(data: &[u8]) {
                 }
                 let sync = input.u8() & 1 == 1;
                 batches.push(recs);
-                match d.write(batch, varve::WriteOptions { sync }) {
+                match d.write(batch, varve::WriteOptions::default().sync(sync)) {
                     Ok(()) if sync => durable = batches.len(),
                     Ok(()) => {}
                     Err(_) => failed = true,

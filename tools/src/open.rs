@@ -74,5 +74,5 @@ pub fn write_options(dir: &Path) -> Result<Options> {
     if !dir.join(crate::store::CURRENT).is_file() {
         return Ok(Options::default());
     }
-    Ok(Options::recorded(dir)?)
+    Ok(Options::default().recorded(dir)?)
 }

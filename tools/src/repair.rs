@@ -469,11 +469,9 @@ fn stored_form(value: Option<Bytes>, timestamp_ms: i64, ttl_ms: Option<u64>) -> 
 fn write_store(to: &Path, view: &View, report: &mut Report) -> Result<()> {
     let now_ms = SystemClock.now_ms();
     let clock = Arc::new(ManualClock::new(now_ms));
-    let opts = Options {
-        ttl: report.ttl_ms.map(Duration::from_millis),
-        clock: clock.clone(),
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .ttl(report.ttl_ms.map(Duration::from_millis))
+        .clock(clock.clone());
     let db = Db::open(to, opts)?;
     let mut scan = view.scan(&KeyRange::default(), false);
     let mut batch = WriteBatch::new();

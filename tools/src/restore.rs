@@ -41,13 +41,7 @@ pub fn run(
     // checkpoint's, whose tables are linked) while reading.
     let _source_lock = LockState::take(source_dir)?;
     let _checkpoint_lock = checkpoint.map(LockState::take).transpose()?;
-    let log = Log::open(
-        &log_dir,
-        LogOptions {
-            preallocate_bytes: None,
-            ..LogOptions::default()
-        },
-    )?;
+    let log = Log::open(&log_dir, LogOptions::default().preallocate_bytes(None))?;
     // The marker records the source, so a resume from another changelog
     // is refused.
     let source_name = log_dir

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 use varve::varve_changelog::LogOptions;
 use varve::version::parse_file_name;
-use varve::{Db, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES, Options, WriteBatch, WriteOptions};
+use varve::{Db, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES, WriteBatch, WriteOptions};
 
 use crate::error::{Result, ToolError};
 use crate::format::{Out, arg_bytes, get_bytes, object};
@@ -36,15 +36,12 @@ pub fn open_for_write(dir: &Path, create: bool) -> Result<Db> {
     if !create && !dir.exists() {
         return Err(ToolError::Missing(dir.to_owned()));
     }
-    let opts = Options {
-        create_if_missing: create,
-        ..crate::open::write_options(dir)?
-    };
+    let opts = crate::open::write_options(dir)?.create_if_missing(create);
     Ok(Db::open(dir, opts)?)
 }
 
 fn commit(db: &Db, batch: WriteBatch) -> Result<()> {
-    Ok(db.write(batch, WriteOptions { sync: true })?)
+    Ok(db.write(batch, WriteOptions::default().sync(true))?)
 }
 
 /// Sets `key` to `value`.

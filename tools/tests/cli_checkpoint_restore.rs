@@ -16,11 +16,9 @@ use varve::{ChangelogRetention, Db, Options};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn source_options() -> Options {
-    Options {
-        memtable_size_bytes: 16 << 10,
-        changelog_retention: ChangelogRetention::UntilShipped,
-        ..Options::default()
-    }
+    Options::default()
+        .memtable_size_bytes(16 << 10)
+        .changelog_retention(ChangelogRetention::UntilShipped)
 }
 
 /// Writes `from..to` (overwrites, and every sixth a delete) and closes.

@@ -116,10 +116,7 @@ fn a_damaged_table_whose_writes_left_the_changelog_is_reported_lost() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s");
     let fixed = dir.path().join("fixed");
-    let opts = Options {
-        changelog_segment_size_bytes: 64 << 10,
-        ..Options::default()
-    };
+    let opts = Options::default().changelog_segment_size_bytes(64 << 10);
     let db = Db::open(&store, opts).unwrap();
     for i in 0..3000 {
         db.put(format!("key:{i:05}"), "v".repeat(100)).unwrap();

@@ -20,11 +20,7 @@ const TTL: Duration = Duration::from_secs(3600);
 fn make_ttl_store(dir: &Path) {
     let now_ms = SystemClock.now_ms();
     let clock = Arc::new(ManualClock::new(now_ms - 2 * 3600 * 1000));
-    let opts = Options {
-        ttl: Some(TTL),
-        clock: clock.clone(),
-        ..Options::default()
-    };
+    let opts = Options::default().ttl(Some(TTL)).clock(clock.clone());
     let db = Db::open(dir, opts).unwrap();
     db.put("old:table", "expired in a table").unwrap();
     clock.set_ms(now_ms);
@@ -76,7 +72,7 @@ fn ttl_store_takes_put_delete_load_and_compact_and_stays_a_ttl_store() {
         ok(&["scan", d]),
         "added\tby put\nloaded\tby load\nnew:tail\tlive in the changelog\n"
     );
-    let recorded = Options::recorded(dir.path()).unwrap();
+    let recorded = Options::default().recorded(dir.path()).unwrap();
     assert_eq!(recorded.ttl, Some(TTL), "the store is still a TTL store");
     let err = Db::open(dir.path(), Options::default()).unwrap_err();
     assert!(err.to_string().contains("ttl"), "{err}");
@@ -88,10 +84,7 @@ fn ttl_store_takes_put_delete_load_and_compact_and_stays_a_ttl_store() {
 #[test]
 fn compacting_an_lz4_store_keeps_its_tables_lz4() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        compression: Compression::Lz4,
-        ..Options::default()
-    };
+    let opts = Options::default().compression(Compression::Lz4);
     let db = Db::open(dir.path(), opts).unwrap();
     for round in 0..3 {
         for i in 0..200 {
@@ -170,10 +163,10 @@ fn repairing_a_ttl_store_makes_a_ttl_store_with_the_original_write_times() {
     make_ttl_store(&store);
     // One more value, written 50 minutes ago: 10 minutes left to live.
     let now_ms = SystemClock.now_ms();
-    let opts = Options {
-        clock: Arc::new(ManualClock::new(now_ms - 50 * 60 * 1000)),
-        ..Options::recorded(&store).unwrap()
-    };
+    let opts = Options::default()
+        .recorded(&store)
+        .unwrap()
+        .clock(Arc::new(ManualClock::new(now_ms - 50 * 60 * 1000)));
     let db = Db::open(&store, opts).unwrap();
     db.put("aging", "ten minutes left").unwrap();
     db.close().unwrap();
@@ -185,12 +178,10 @@ fn repairing_a_ttl_store_makes_a_ttl_store_with_the_original_write_times() {
         ok(&["scan", arg(&fixed)]),
         "aging\tten minutes left\nnew:table\tlive in a table\nnew:tail\tlive in the changelog\n"
     );
-    let recorded = Options::recorded(&fixed).unwrap();
+    let recorded = Options::default().recorded(&fixed).unwrap();
     assert_eq!(recorded.ttl, Some(TTL), "the repaired store is a TTL store");
-    let in_15_minutes = Options {
-        clock: Arc::new(ManualClock::new(now_ms + 15 * 60 * 1000)),
-        ..Options::default()
-    };
+    let in_15_minutes =
+        Options::default().clock(Arc::new(ManualClock::new(now_ms + 15 * 60 * 1000)));
     let ro = varve::ReadOnlyDb::open(&fixed, in_15_minutes).unwrap();
     assert_eq!(ro.get("aging").unwrap(), None, "the write time was kept");
     assert!(ro.get("new:table").unwrap().is_some());
@@ -199,11 +190,9 @@ fn repairing_a_ttl_store_makes_a_ttl_store_with_the_original_write_times() {
 #[test]
 fn a_damaged_newest_table_does_not_stop_a_write() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        ttl: Some(TTL),
-        compression: Compression::Lz4,
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .ttl(Some(TTL))
+        .compression(Compression::Lz4);
     let db = Db::open(dir.path(), opts).unwrap();
     db.put("k", "v".repeat(100)).unwrap();
     db.flush().unwrap();
@@ -214,5 +203,8 @@ fn a_damaged_newest_table_does_not_stop_a_write() {
     let d = arg(dir.path());
     ok(&["put", d, "other", "value"]);
     assert_eq!(ok(&["get", d, "other"]), "value\n");
-    assert_eq!(Options::recorded(dir.path()).unwrap().ttl, Some(TTL));
+    assert_eq!(
+        Options::default().recorded(dir.path()).unwrap().ttl,
+        Some(TTL)
+    );
 }

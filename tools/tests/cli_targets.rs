@@ -18,10 +18,7 @@ use varve::{Db, Options};
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn no_create() -> Options {
-    Options {
-        create_if_missing: false,
-        ..Options::default()
-    }
+    Options::default().create_if_missing(false)
 }
 
 /// The source opens and holds `model`.

@@ -147,7 +147,7 @@ fn killed_writer_store(dir: &std::path::Path) -> Vec<u64> {
         for i in 0..1000 {
             batch.put(format!("b{b}-{i:04}"), vec![b'v'; 100]);
         }
-        db.write(batch, WriteOptions { sync: true }).unwrap();
+        db.write(batch, WriteOptions::default().sync(true)).unwrap();
     }
     // No close: the store stays as a SIGKILL leaves it (and locked, which
     // verify does not mind).

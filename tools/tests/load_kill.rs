@@ -189,10 +189,7 @@ fn killed_loads_keep_whole_batches_and_the_store_always_opens() {
             done.push((load, Some(0)));
             continue;
         }
-        let opts = Options {
-            create_if_missing: false,
-            ..Options::default()
-        };
+        let opts = Options::default().create_if_missing(false);
         let db = Db::open(&store, opts)
             .unwrap_or_else(|e| panic!("after load {n} (finished: {complete}): reopen: {e}"));
         let held = present(&db, n, &load);

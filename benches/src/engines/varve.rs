@@ -25,10 +25,7 @@ impl VarveEngine {
     /// # Errors
     /// Varve's open error.
     pub fn open(dir: &Path, config: &EngineConfig) -> Result<VarveEngine> {
-        let options = Options {
-            cache_size_bytes: config.cache_size_bytes,
-            ..Options::default()
-        };
+        let options = Options::default().cache_size_bytes(config.cache_size_bytes);
         let db = Db::open(dir, options).map_err(failed)?;
         Ok(VarveEngine { db })
     }
@@ -47,7 +44,9 @@ impl KvEngine for VarveEngine {
     fn put(&self, key: &[u8], value: &[u8], sync: bool) -> Result<()> {
         let mut batch = WriteBatch::new();
         batch.put(key.to_vec(), value.to_vec());
-        self.db.write(batch, WriteOptions { sync }).map_err(failed)
+        self.db
+            .write(batch, WriteOptions::default().sync(sync))
+            .map_err(failed)
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<usize>> {
@@ -57,7 +56,9 @@ impl KvEngine for VarveEngine {
     fn delete(&self, key: &[u8], sync: bool) -> Result<()> {
         let mut batch = WriteBatch::new();
         batch.delete(key.to_vec());
-        self.db.write(batch, WriteOptions { sync }).map_err(failed)
+        self.db
+            .write(batch, WriteOptions::default().sync(sync))
+            .map_err(failed)
     }
 
     fn write_batch(&self, ops: &[BatchOp<'_>], sync: bool) -> Result<()> {
@@ -68,7 +69,9 @@ impl KvEngine for VarveEngine {
                 BatchOp::Delete(key) => batch.delete(key.to_vec()),
             };
         }
-        self.db.write(batch, WriteOptions { sync }).map_err(failed)
+        self.db
+            .write(batch, WriteOptions::default().sync(sync))
+            .map_err(failed)
     }
 
     fn scan(&self, start: &[u8], limit: usize) -> Result<(usize, u64)> {

@@ -322,14 +322,11 @@ fn log_error(e: varve_changelog::Error) -> EngineError {
 /// records per append (`--sync`: `SyncPolicy::Always`, else `Manual`).
 fn log_append(ctx: &mut Context<'_>) -> EngineResult<Outcome> {
     let config = ctx.config;
-    let options = LogOptions {
-        sync_policy: if config.sync {
-            SyncPolicy::Always
-        } else {
-            SyncPolicy::Manual
-        },
-        ..LogOptions::default()
-    };
+    let options = LogOptions::default().sync_policy(if config.sync {
+        SyncPolicy::Always
+    } else {
+        SyncPolicy::Manual
+    });
     let log = Log::open(&ctx.log_dir, options).map_err(log_error)?;
     let progress = Progress::new(config.progress, "log_append", config.num);
     let mut outcome = Outcome {

@@ -370,15 +370,13 @@ mod tests {
     use crate::version::test_util::table;
 
     fn opts() -> CompactionOptions {
-        CompactionOptions {
-            level0_compaction_trigger: 2,
-            level0_slowdown_trigger: 4,
-            level0_stop_trigger: 8,
-            level_base_size_bytes: 10_000,
-            level_size_multiplier: 10,
-            target_table_size_bytes: 4096,
-            ..CompactionOptions::default()
-        }
+        CompactionOptions::default()
+            .level0_compaction_trigger(2)
+            .level0_slowdown_trigger(4)
+            .level0_stop_trigger(8)
+            .level_base_size_bytes(10_000)
+            .level_size_multiplier(10)
+            .target_table_size_bytes(4096)
     }
 
     fn version(tables: Vec<(u8, TableMeta)>) -> Version {

@@ -90,7 +90,7 @@ pub fn restore<S: RecordSource>(
 ) -> Result<RestoreReport> {
     let started = Instant::now();
     let dir = dir.as_ref();
-    let fs = opts.fs.clone();
+    let fs = opts.store.fs.clone();
     let bounds = source.bounds().map_err(source_error)?;
     let resumed = match target::inspect(fs.as_ref(), dir, &opts.source_name)? {
         Target::Resume => true,
@@ -114,7 +114,7 @@ pub fn restore<S: RecordSource>(
             false
         }
     };
-    let inner = open_store(fs.clone(), dir, opts.load_options(), true)?;
+    let inner = open_store(dir, opts.load_options(), true)?;
     let (start, end) = start_and_end(&inner, source, bounds)?;
     let mut report = load(&inner, source, &opts, start, end, started)?;
     report.resumed = resumed;

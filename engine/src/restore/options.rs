@@ -4,8 +4,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use varve_changelog::fs::{FileSystem, StdFs};
-
 use crate::options::Options;
 
 use super::progress::RestoreListener;
@@ -37,7 +35,6 @@ pub struct RestoreOptions {
     pub(crate) poll_size_bytes: usize,
     pub(crate) cancel: Option<Arc<AtomicBool>>,
     pub(crate) listener: Option<Arc<dyn RestoreListener>>,
-    pub(crate) fs: Arc<dyn FileSystem>,
 }
 
 impl Default for RestoreOptions {
@@ -50,7 +47,6 @@ impl Default for RestoreOptions {
             poll_size_bytes: DEFAULT_POLL_SIZE_BYTES,
             cancel: None,
             listener: None,
-            fs: Arc::new(StdFs),
         }
     }
 }
@@ -75,7 +71,7 @@ impl RestoreOptions {
     ///
     /// # Examples
     /// ```
-    /// let store = varve::Options { bloom_bits_per_key: 12, ..varve::Options::default() };
+    /// let store = varve::Options::default().bloom_bits_per_key(12);
     /// let _opts = varve::RestoreOptions::default().store_options(store);
     /// ```
     #[must_use]
@@ -168,20 +164,6 @@ impl RestoreOptions {
     #[must_use]
     pub fn listener(mut self, listener: Arc<dyn RestoreListener>) -> Self {
         self.listener = Some(listener);
-        self
-    }
-
-    /// The file-system seam to write through (default: the real one; tests
-    /// use [`MemFs`](varve_changelog::fs::MemFs)).
-    ///
-    /// # Examples
-    /// ```
-    /// let fs = std::sync::Arc::new(varve::varve_changelog::fs::MemFs::new());
-    /// let _opts = varve::RestoreOptions::default().file_system(fs);
-    /// ```
-    #[must_use]
-    pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
-        self.fs = fs;
         self
     }
 

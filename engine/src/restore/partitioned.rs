@@ -54,7 +54,7 @@ pub fn restore_partitioned<S: RecordSource>(
     opts: RestoreOptions,
 ) -> Result<Vec<RestoreReport>> {
     let dir = dir.as_ref();
-    let fs = opts.fs.clone();
+    let fs = opts.store.fs.clone();
     let n = u32::try_from(sources.len())
         .ok()
         .filter(|n| (1..=crate::MAX_PARTITIONS).contains(n))

@@ -49,10 +49,7 @@ pub use source::SourceStandby;
 /// # let dir = tempfile::tempdir().unwrap();
 /// use std::time::Duration;
 /// use varve::{ChangelogRetention, Db, Options, Standby};
-/// let opts = Options {
-///     changelog_retention: ChangelogRetention::UntilShipped,
-///     ..Options::default()
-/// };
+/// let opts = Options::default().changelog_retention(ChangelogRetention::UntilShipped);
 /// let primary = Db::open(dir.path().join("primary"), opts)?;
 /// primary.put("k", "v1")?;
 /// let standby = Standby::follow(&primary, dir.path().join("standby"), "standby-1", Options::default())?;
@@ -168,7 +165,7 @@ impl Standby {
                 "the primary's changelog retention ignores consumer positions: a standby that falls behind becomes stale"
             );
         }
-        let db = Db::open_with_fs(fs, dir, opts)?;
+        let db = Db::open(dir, opts.fs(fs))?;
         db.inner().replica.store(true, Ordering::Release);
         let position = register(&primary_inner.log, db.changelog(), name)?;
         let shared = Arc::new(Shared::new(position));
@@ -381,7 +378,7 @@ impl Standby {
             }
             None => {
                 let PrimaryChangelog { fs, dir, opts } = &follower.primary_changelog;
-                let log = varve_changelog::Log::open_with_fs(fs.clone(), dir, opts.clone())
+                let log = varve_changelog::Log::open(dir, opts.clone().fs(fs.clone()))
                     .inspect_err(|e| {
                         tracing::error!(standby = %db.path().display(), position = follower.shared.position.load(Ordering::Acquire), error = %e,
                             "cannot read the closed primary's changelog to catch up; not promoted");

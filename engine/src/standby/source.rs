@@ -135,7 +135,7 @@ impl SourceStandby {
     where
         S: RecordSource + Send + 'static,
     {
-        let db = Db::open_with_fs(fs, dir, opts)?;
+        let db = Db::open(dir, opts.fs(fs))?;
         db.inner().replica.store(true, Ordering::Release);
         let position = db.changelog().next_offset();
         let bounds = source.bounds().map_err(source_error)?;

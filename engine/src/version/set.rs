@@ -22,12 +22,17 @@ pub struct VersionSetOptions {
     /// size of the last snapshot, so a large state does not rotate on every
     /// edit.
     pub manifest_rotate_size_bytes: u64,
+    /// For [`VersionSet::create`]: make a TTL store with this TTL in
+    /// milliseconds. A store's TTL is recorded when it is created, so
+    /// [`VersionSet::open`] ignores this. Default `None`.
+    pub ttl_ms: Option<u64>,
 }
 
 impl Default for VersionSetOptions {
     fn default() -> Self {
         VersionSetOptions {
             manifest_rotate_size_bytes: 4 << 20,
+            ttl_ms: None,
         }
     }
 }
@@ -80,30 +85,9 @@ impl VersionSet {
     }
 
     /// Creates the manifest of a new, empty store in `dir` (created if
-    /// missing) and points `CURRENT` at it, with default options.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] if `dir` already holds a store;
-    /// [`Error::Io`] if a file cannot be written.
-    pub fn create_new(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<VersionSet> {
-        Self::create_new_with_options(fs, dir, VersionSetOptions::default())
-    }
-
-    /// Like [`create_new`](Self::create_new), with `options`.
-    ///
-    /// # Errors
-    /// As [`create_new`](Self::create_new).
-    pub fn create_new_with_options(
-        fs: Arc<dyn FileSystem>,
-        dir: &Path,
-        options: VersionSetOptions,
-    ) -> Result<VersionSet> {
-        Self::create_new_with_ttl(fs, dir, options, None)
-    }
-
-    /// Like [`create_new_with_options`](Self::create_new_with_options), for
-    /// a TTL store if `ttl_ms` is given: the manifest's first record
-    /// carries it, so the store is never seen without it.
+    /// missing) and points `CURRENT` at it. With `options.ttl_ms` the
+    /// store is a TTL store: the manifest's first record carries the TTL,
+    /// so the store is never seen without it.
     ///
     /// # Examples
     /// ```
@@ -113,20 +97,22 @@ impl VersionSet {
     /// use varve::varve_changelog::fs::MemFs;
     /// let fs = Arc::new(MemFs::new());
     /// let dir = std::path::Path::new("/store");
-    /// VersionSet::create_new_with_ttl(fs.clone(), dir, VersionSetOptions::default(), Some(60_000))?;
-    /// assert_eq!(VersionSet::open(fs, dir)?.current().ttl_ms(), Some(60_000));
+    /// let ttl = VersionSetOptions { ttl_ms: Some(60_000), ..VersionSetOptions::default() };
+    /// VersionSet::create(fs.clone(), dir, ttl)?;
+    /// let reopened = VersionSet::open(fs, dir, VersionSetOptions::default())?;
+    /// assert_eq!(reopened.current().ttl_ms(), Some(60_000));
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
-    /// As [`create_new`](Self::create_new); [`Error::InvalidArgument`] for
-    /// a TTL of 0 ms.
-    pub fn create_new_with_ttl(
+    /// [`Error::InvalidArgument`] if `dir` already holds a store or for a
+    /// TTL of 0 ms; [`Error::Io`] if a file cannot be written.
+    pub fn create(
         fs: Arc<dyn FileSystem>,
         dir: &Path,
         options: VersionSetOptions,
-        ttl_ms: Option<u64>,
     ) -> Result<VersionSet> {
+        let ttl_ms = options.ttl_ms;
         fs.create_dir_all(dir)
             .map_err(|e| Error::io("create", dir, e))?;
         if Self::exists(fs.as_ref(), dir)? {
@@ -160,7 +146,7 @@ impl VersionSet {
         })
     }
 
-    /// Opens the store in `dir` with default options: reads `CURRENT`,
+    /// Opens the store in `dir`: reads `CURRENT`,
     /// replays the manifest it names into a [`Version`], and prepares to
     /// append. A torn final record is dropped: it is reported by
     /// [`torn_tail_on_open`](Self::torn_tail_on_open) and cut off the file
@@ -172,15 +158,7 @@ impl VersionSet {
     /// manifest, or a manifest record is damaged or breaks an invariant;
     /// [`Error::UnsupportedVersion`] if the manifest was written by a newer
     /// engine format; [`Error::Io`] if a file cannot be read or written.
-    pub fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<VersionSet> {
-        Self::open_with_options(fs, dir, VersionSetOptions::default())
-    }
-
-    /// Like [`open`](Self::open), with `options`.
-    ///
-    /// # Errors
-    /// As [`open`](Self::open).
-    pub fn open_with_options(
+    pub fn open(
         fs: Arc<dyn FileSystem>,
         dir: &Path,
         options: VersionSetOptions,
@@ -602,9 +580,10 @@ mod tests {
     #[test]
     fn create_apply_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let mut set = VersionSet::create_new(std_fs(), dir.path()).unwrap();
+        let mut set =
+            VersionSet::create(std_fs(), dir.path(), VersionSetOptions::default()).unwrap();
         assert_eq!(set.manifest_file_number(), FileNumber(1));
-        assert!(VersionSet::create_new(std_fs(), dir.path()).is_err());
+        assert!(VersionSet::create(std_fs(), dir.path(), VersionSetOptions::default()).is_err());
         for seqno in 1..=3 {
             let edit = flush(&mut set, seqno * 10);
             set.log_and_apply(edit).unwrap();
@@ -614,7 +593,8 @@ mod tests {
         assert_eq!(before.flushed_offset(), 31);
         assert_eq!(before.next_file_number(), FileNumber(5));
         drop(set);
-        let reopened = VersionSet::open(std_fs(), dir.path()).unwrap();
+        let reopened =
+            VersionSet::open(std_fs(), dir.path(), VersionSetOptions::default()).unwrap();
         assert_eq!(*reopened.current(), *before);
         assert_eq!(reopened.torn_tail_on_open(), None);
         let live = reopened.live_files();
@@ -626,14 +606,15 @@ mod tests {
     fn missing_current_is_not_a_store() {
         let dir = tempfile::tempdir().unwrap();
         assert!(!VersionSet::exists(&StdFs, dir.path()).unwrap());
-        let err = VersionSet::open(std_fs(), dir.path()).unwrap_err();
+        let err = VersionSet::open(std_fs(), dir.path(), VersionSetOptions::default()).unwrap_err();
         assert!(matches!(err, Error::NotAStore { .. }), "{err}");
     }
 
     #[test]
     fn bad_edit_is_rejected_without_writing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut set = VersionSet::create_new(std_fs(), dir.path()).unwrap();
+        let mut set =
+            VersionSet::create(std_fs(), dir.path(), VersionSetOptions::default()).unwrap();
         let len = set.manifest.len_bytes();
         let edit = VersionEdit {
             deleted: vec![(Level(1), FileNumber(9))],
@@ -653,8 +634,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let options = VersionSetOptions {
             manifest_rotate_size_bytes: 200,
+            ..VersionSetOptions::default()
         };
-        let mut set = VersionSet::create_new_with_options(std_fs(), dir.path(), options).unwrap();
+        let mut set = VersionSet::create(std_fs(), dir.path(), options).unwrap();
         let mut manifests = vec![set.manifest_file_number()];
         for seqno in 1..=40 {
             let mut edit = flush(&mut set, seqno);
@@ -674,14 +656,15 @@ mod tests {
         assert_eq!(names, ["CURRENT".to_string(), current]);
         let state = set.current();
         drop(set);
-        let reopened = VersionSet::open_with_options(std_fs(), dir.path(), options).unwrap();
+        let reopened = VersionSet::open(std_fs(), dir.path(), options).unwrap();
         assert_eq!(*reopened.current(), *state);
     }
 
     #[test]
     fn live_files_include_versions_held_by_readers() {
         let dir = tempfile::tempdir().unwrap();
-        let mut set = VersionSet::create_new(std_fs(), dir.path()).unwrap();
+        let mut set =
+            VersionSet::create(std_fs(), dir.path(), VersionSetOptions::default()).unwrap();
         let edit = flush(&mut set, 1);
         set.log_and_apply(edit).unwrap();
         let reader = set.current();
@@ -699,7 +682,8 @@ mod tests {
     fn failed_sync_leaves_version_unchanged_and_refuses_edits() {
         let dir = tempfile::tempdir().unwrap();
         let fs = Arc::new(FlakyFs::default());
-        let mut set = VersionSet::create_new(fs.clone(), dir.path()).unwrap();
+        let mut set =
+            VersionSet::create(fs.clone(), dir.path(), VersionSetOptions::default()).unwrap();
         let edit = flush(&mut set, 1);
         set.log_and_apply(edit).unwrap();
         let before = set.current();
@@ -723,7 +707,8 @@ mod tests {
     fn failed_write_is_cut_off_and_later_edits_succeed() {
         let dir = tempfile::tempdir().unwrap();
         let fs = Arc::new(FlakyFs::default());
-        let mut set = VersionSet::create_new(fs.clone(), dir.path()).unwrap();
+        let mut set =
+            VersionSet::create(fs.clone(), dir.path(), VersionSetOptions::default()).unwrap();
         let before = set.current();
         fs.fail_write.store(true, Ordering::SeqCst);
         let edit = flush(&mut set, 1);
@@ -736,7 +721,8 @@ mod tests {
         let edit = flush(&mut set, 2);
         let after = set.log_and_apply(edit).unwrap();
         drop(set);
-        let reopened = VersionSet::open(std_fs(), dir.path()).unwrap();
+        let reopened =
+            VersionSet::open(std_fs(), dir.path(), VersionSetOptions::default()).unwrap();
         assert_eq!(*reopened.current(), *after);
         assert_eq!(reopened.torn_tail_on_open(), None);
     }
@@ -747,8 +733,9 @@ mod tests {
         let fs = Arc::new(FlakyFs::default());
         let options = VersionSetOptions {
             manifest_rotate_size_bytes: 1,
+            ..VersionSetOptions::default()
         };
-        let mut set = VersionSet::create_new_with_options(fs.clone(), dir.path(), options).unwrap();
+        let mut set = VersionSet::create(fs.clone(), dir.path(), options).unwrap();
         while !set.rotation_due() {
             let seqno = set.current().last_seqno().0 + 1;
             let edit = flush(&mut set, seqno);
@@ -782,7 +769,8 @@ mod tests {
         ));
         assert_eq!(*set.current(), *before);
         drop(set);
-        let reopened = VersionSet::open(std_fs(), dir.path()).unwrap();
+        let reopened =
+            VersionSet::open(std_fs(), dir.path(), VersionSetOptions::default()).unwrap();
         assert_eq!(*reopened.current(), *before);
     }
 }

@@ -304,14 +304,12 @@ pub fn realistic_ops(rng: &mut Rng, len: usize, keys: u8, budget_bytes: u64) -> 
 /// Small options so that a few dozen writes flush memtables, roll
 /// segments and delete old ones, and a few flushes rotate the manifest.
 pub fn small_options() -> Options {
-    Options {
-        memtable_size_bytes: 4096,
-        max_immutable_memtables: 1,
-        changelog_segment_size_bytes: 64 << 10,
-        block_size_bytes: 256,
-        manifest_rotate_size_bytes: 64,
-        ..Options::default()
-    }
+    Options::default()
+        .memtable_size_bytes(4096)
+        .max_immutable_memtables(1)
+        .changelog_segment_size_bytes(64 << 10)
+        .block_size_bytes(256)
+        .manifest_rotate_size_bytes(64)
 }
 
 /// The number of the manifest the store in [`DIR`] uses now (1 for a new
@@ -329,7 +327,7 @@ pub fn manifest_number(fs: &MemFs) -> u64 {
 
 /// Opens the store in [`DIR`] of `fs`.
 pub fn open_db(fs: &Arc<dyn FileSystem>, opts: &Options) -> varve::Result<Db> {
-    Db::open_with_fs(fs.clone(), DIR, opts.clone())
+    Db::open(DIR, opts.clone().fs(fs.clone()))
 }
 
 /// A file system holding a newly created, closed, empty store.
@@ -577,7 +575,7 @@ impl<'a> Runner<'a> {
                         None => batch.delete(k.clone()),
                     };
                 }
-                let result = self.db().write(batch, WriteOptions { sync: *sync });
+                let result = self.db().write(batch, WriteOptions::default().sync(*sync));
                 self.hist.attempts.push(Attempt {
                     recs: recs.clone(),
                     ok: result.is_ok(),
@@ -935,10 +933,7 @@ pub fn check_checkpoints(
     hist: &History,
     keys: u8,
 ) -> Result<usize, Violation> {
-    let opts = Options {
-        create_if_missing: false,
-        ..opts.clone()
-    };
+    let opts = opts.clone().create_if_missing(false);
     let mut opened = 0;
     for cp in &hist.checkpoints {
         let ctx = |what: String| {
@@ -947,7 +942,7 @@ pub fn check_checkpoints(
                 cp.dir, cp.batches, cp.offset
             ))
         };
-        let db = match Db::open_with_fs(fs.clone(), &cp.dir, opts.clone()) {
+        let db = match Db::open(&cp.dir, opts.clone().fs(fs.clone())) {
             Ok(db) => db,
             Err(e) if cp.offset.is_some() => return Err(ctx(format!("does not open: {e}"))),
             // After the crash no call fails: an I/O error (a file the

@@ -11,10 +11,7 @@ const BATCH: u64 = 100;
 fn main() -> Result<()> {
     let dir =
         tempfile::tempdir().map_err(|e| varve_changelog::Error::io("create temp dir", ".", e))?;
-    let opts = LogOptions {
-        segment_size_bytes: 4 << 20,
-        ..LogOptions::default()
-    };
+    let opts = LogOptions::default().segment_size_bytes(4 << 20);
     println!("changelog in {}", dir.path().display());
 
     let log = Log::open(dir.path(), opts.clone())?;
@@ -73,10 +70,7 @@ fn main() -> Result<()> {
         log.position("tour-reader")
     );
 
-    let durable = LogOptions {
-        sync_policy: SyncPolicy::Always,
-        ..LogOptions::default()
-    };
+    let durable = LogOptions::default().sync_policy(SyncPolicy::Always);
     drop(log);
     let log = Log::open(dir.path(), durable)?;
     let started = Instant::now();

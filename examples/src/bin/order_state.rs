@@ -115,16 +115,14 @@ fn order_key(order: u64) -> String {
 }
 
 fn options() -> Options {
-    Options {
+    Options::default()
         // The changelog keeps the latest record of every key, like a
         // compacted Kafka topic, so it alone can rebuild the store.
-        changelog_retention: ChangelogRetention::Compact {
+        .changelog_retention(ChangelogRetention::Compact {
             tombstone_retention_ms: 24 * 3600 * 1000,
-        },
-        changelog_segment_size_bytes: 4 << 20,
-        memtable_size_bytes: 4 << 20,
-        ..Options::default()
-    }
+        })
+        .changelog_segment_size_bytes(4 << 20)
+        .memtable_size_bytes(4 << 20)
 }
 
 fn position(db: &Db) -> Result<u64, Error> {
@@ -150,7 +148,7 @@ fn apply(db: &Db, i: u64, event: Event, sync: bool) -> Result<(), Error> {
         batch.put(REJECTED_KEY, (rejected + 1).to_string());
     }
     batch.put(POSITION_KEY, (i + 1).to_string());
-    db.write(batch, WriteOptions { sync })?;
+    db.write(batch, WriteOptions::default().sync(sync))?;
     Ok(())
 }
 

@@ -198,18 +198,15 @@ fn gen_corpus(only: Option<&str>) {
     // A small store: changelog segments, a table, a manifest.
     let fs = MemFs::new();
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let opts = varve::Options {
-        block_size_bytes: 256,
-        ..varve::Options::default()
-    };
-    let db = varve::Db::open_with_fs(dynfs.clone(), "/db", opts).expect("open");
+    let opts = varve::Options::default().block_size_bytes(256);
+    let db = varve::Db::open("/db", opts.fs(dynfs.clone())).expect("open");
     for i in 0..40u32 {
         let mut b = varve::WriteBatch::new();
         b.put(format!("key-{i:03}"), format!("value-{i}"));
         if i % 5 == 0 {
             b.delete(format!("key-{:03}", i / 2));
         }
-        db.write(b, varve::WriteOptions { sync: i % 7 == 0 })
+        db.write(b, varve::WriteOptions::default().sync(i % 7 == 0))
             .expect("write");
     }
     db.flush().expect("flush");
@@ -350,21 +347,16 @@ fn store_seeds(put: &dyn Fn(&str, &str, &[u8])) {
     ] {
         let fs = MemFs::new();
         let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-        let opts = varve::Options {
-            block_size_bytes: 256,
-            ttl: (flags & 1 == 1).then(|| Duration::from_secs(3600)),
-            clock: Arc::new(varve::ManualClock::new(varve_fuzz::targets::SEED_CLOCK_MS)),
-            ..varve::Options::default()
-        };
+        let opts = varve::Options::default().block_size_bytes(256).ttl((flags & 1 == 1).then(|| Duration::from_secs(3600))).clock(Arc::new(varve::ManualClock::new(varve_fuzz::targets::SEED_CLOCK_MS)));
         let dir = Path::new(varve_fuzz::targets::STORE_DIR);
-        let db = varve::Db::open_with_fs(dynfs, dir, opts).expect("open");
+        let db = varve::Db::open(dir, opts.fs(dynfs)).expect("open");
         for round in 0..3u32 {
             let mut b = varve::WriteBatch::new();
             for i in 0..20u32 {
                 b.put(format!("key-{i:03}"), format!("value-{round}-{i}"));
             }
             b.delete(format!("key-{round:03}"));
-            db.write(b, varve::WriteOptions { sync: true })
+            db.write(b, varve::WriteOptions::default().sync(true))
                 .expect("write");
             if round < 2 {
                 db.flush().expect("flush");
@@ -391,7 +383,7 @@ fn store_seeds(put: &dyn Fn(&str, &str, &[u8])) {
 fn new_format_seeds(put: &dyn Fn(&str, &str, &[u8])) {
     let fs = MemFs::new();
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    varve::PartitionedStore::open_with_fs(dynfs.clone(), "/parts", 3, varve::Options::default())
+    varve::PartitionedStore::open("/parts", 3, varve::Options::default().fs(dynfs.clone()))
         .expect("open partitioned store")
         .close()
         .expect("close partitioned store");
@@ -408,11 +400,8 @@ fn new_format_seeds(put: &dyn Fn(&str, &str, &[u8])) {
         ("plain-store", None),
     ] {
         let dir = Path::new("/stores").join(name);
-        let opts = varve::Options {
-            ttl,
-            ..varve::Options::default()
-        };
-        varve::Db::open_with_fs(dynfs.clone(), &dir, opts)
+        let opts = varve::Options::default().ttl(ttl);
+        varve::Db::open(&dir, opts.fs(dynfs.clone()))
             .expect("open store")
             .close()
             .expect("close store");

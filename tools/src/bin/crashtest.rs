@@ -83,11 +83,9 @@ fn batch_ops(seed: u64, b: u64, grow_bytes: u64) -> Vec<(String, Option<String>)
 }
 
 fn options() -> Options {
-    Options {
-        memtable_size_bytes: 64 << 10,
-        changelog_segment_size_bytes: 64 << 10,
-        ..Options::default()
-    }
+    Options::default()
+        .memtable_size_bytes(64 << 10)
+        .changelog_segment_size_bytes(64 << 10)
 }
 
 struct Args {
@@ -154,7 +152,7 @@ fn child(a: &Args) -> Result<(), String> {
                 None => batch.delete(k),
             };
         }
-        db.write(batch, WriteOptions { sync: true })
+        db.write(batch, WriteOptions::default().sync(true))
             .map_err(|e| format!("write {b}: {e}"))?;
         acks.write_all(&b.to_le_bytes())
             .and_then(|()| acks.sync_data())

@@ -80,7 +80,7 @@ pub fn make_store(dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
         batch.delete(format!("key:{i:04}"));
         model.remove(format!("key:{i:04}").as_bytes());
     }
-    db.write(batch, WriteOptions { sync: true }).unwrap();
+    db.write(batch, WriteOptions::default().sync(true)).unwrap();
     db.flush().unwrap();
     put(
         &mut model,
