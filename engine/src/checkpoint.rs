@@ -205,8 +205,7 @@ pub(crate) fn link_tables(
             link_or_copy(fs, &from.join(&name), &to.join(&name))?;
         }
     }
-    fs.sync_dir(to)
-        .map_err(|e| Error::io("sync directory", to, e))
+    fs.sync_dir(to).map_err(|e| Error::sync(to, e))
 }
 
 /// Hard-links `from` to `to`, or copies it (synced) where linking fails.
@@ -234,7 +233,7 @@ pub(crate) fn link_or_copy(fs: &dyn FileSystem, from: &Path, to: &Path) -> Resul
             .map_err(|e| Error::io("write", to, e))?;
         at += want as u64;
     }
-    dst.sync_data().map_err(|e| Error::io("sync", to, e))
+    dst.sync_data().map_err(|e| Error::sync(to, e))
 }
 
 /// Creates `dir`'s changelog, empty and starting at `offset`, durably.
@@ -249,7 +248,6 @@ pub(crate) fn create_changelog_at(
     log.truncate_fully_and_start_at(offset)?;
     log.close()?;
     fs.sync_dir(&log_dir)
-        .map_err(|e| Error::io("sync directory", &log_dir, e))?;
-    fs.sync_dir(dir)
-        .map_err(|e| Error::io("sync directory", dir, e))
+        .map_err(|e| Error::sync(&log_dir, e))?;
+    fs.sync_dir(dir).map_err(|e| Error::sync(dir, e))
 }

@@ -3,7 +3,6 @@
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -422,9 +421,10 @@ impl Db {
     }
 
     fn shutdown(&mut self) -> Result<()> {
-        if self.inner.closing.swap(true, Ordering::AcqRel) {
+        if self.inner.lifecycle.is_closing() {
             return Ok(());
         }
+        self.inner.lifecycle.begin_close();
         {
             let _g = self.inner.flush_mutex.lock();
             self.inner.flush_cv.notify_all();
@@ -439,7 +439,7 @@ impl Db {
         for handle in self.compactors.drain(..) {
             let _ = handle.join();
         }
-        if let Some(cause) = self.inner.failure.lock().clone() {
+        if let Some(cause) = self.inner.lifecycle.failure() {
             return Err(Error::ReadOnly { cause });
         }
         self.inner.log.flush().map_err(Error::from)

@@ -67,13 +67,28 @@ pub enum Error {
         /// The store's directory.
         path: PathBuf,
     },
+    /// A sync (`fsync`/`fdatasync` of a file or directory) failed: the
+    /// file's durable contents are unknown, since the kernel may have
+    /// dropped its dirty pages. A store that sees this stops writing
+    /// ([`Error::ReadOnly`]).
+    Sync {
+        /// The file or directory being synced.
+        path: PathBuf,
+        /// The operating system's error.
+        source: Arc<io::Error>,
+    },
     /// A sync failed earlier; the store refuses writes but serves reads.
     ReadOnly {
-        /// The failure that stopped writes.
-        cause: String,
+        /// The failure that stopped writes (its
+        /// [`source`](std::error::Error::source) too).
+        cause: Arc<Error>,
     },
     /// The store was closed.
     Closed,
+    /// The store is an unpromoted standby replica: it refuses writes,
+    /// manual flushes and compactions until
+    /// [`Standby::promote`](crate::Standby::promote).
+    Replica,
     /// A conditional write found a different version than it expected
     /// (see [`Db::compare_and_put`](crate::Db::compare_and_put)); nothing
     /// was written.
@@ -147,13 +162,15 @@ impl Error {
     /// file's durable contents are unknown (the kernel may have dropped
     /// the dirty pages), so the store must stop writing.
     pub(crate) fn is_failed_sync(&self) -> bool {
-        matches!(
-            self,
-            Error::Io {
-                op: "sync" | "sync directory",
-                ..
-            }
-        )
+        matches!(self, Error::Sync { .. })
+    }
+
+    /// Builds an [`Error::Sync`].
+    pub fn sync(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Sync {
+            path: path.into(),
+            source: Arc::new(source),
+        }
     }
 
     /// Builds an [`Error::Io`].
@@ -229,10 +246,17 @@ impl fmt::Display for Error {
                 "store {} is already open (locked by another handle or process)",
                 path.display()
             ),
+            Error::Sync { path, source } => {
+                write!(f, "sync of {} failed: {source}", path.display())
+            }
             Error::ReadOnly { cause } => {
                 write!(f, "store is read-only after a failed sync: {cause}")
             }
             Error::Closed => write!(f, "store is closed"),
+            Error::Replica => write!(
+                f,
+                "this store is a standby replica: it refuses writes (and manual flushes and compactions) until Standby::promote"
+            ),
             Error::Conflict { expected, actual } => write!(
                 f,
                 "conditional write conflict: expected version {expected:?}, found {actual:?}"
@@ -281,7 +305,8 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source.as_ref()),
+            Error::Io { source, .. } | Error::Sync { source, .. } => Some(source.as_ref()),
+            Error::ReadOnly { cause } => Some(cause.as_ref()),
             Error::Changelog(e) => Some(e.as_ref()),
             Error::Source(e) => Some(e.as_ref()),
             _ => None,

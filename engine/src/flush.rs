@@ -1,7 +1,6 @@
 //! Flushing immutable memtables to level-0 tables, in a background thread.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
@@ -20,14 +19,14 @@ impl DbInner {
             {
                 let mut g = self.flush_mutex.lock();
                 while self.super_version().imm.is_empty()
-                    && !self.closing.load(Ordering::Acquire)
-                    && !self.failed.load(Ordering::Acquire)
+                    && !self.lifecycle.is_closing()
+                    && !self.lifecycle.has_failed()
                 {
                     self.flush_cv.wait(&mut g);
                 }
             }
-            if self.failed.load(Ordering::Acquire)
-                || (self.closing.load(Ordering::Acquire) && self.super_version().imm.is_empty())
+            if self.lifecycle.has_failed()
+                || (self.lifecycle.is_closing() && self.super_version().imm.is_empty())
             {
                 return;
             }
@@ -128,7 +127,7 @@ impl DbInner {
         let info = builder.finish()?;
         self.fs
             .sync_dir(&self.path)
-            .map_err(|e| Error::io("sync directory", &self.path, e))?;
+            .map_err(|e| Error::sync(&self.path, e))?;
         Ok(TableMeta::from_info(number, &info))
     }
 

@@ -28,6 +28,7 @@ pub mod error;
 mod flush;
 pub mod iter;
 pub mod key;
+mod lifecycle;
 pub mod memtable;
 mod metrics;
 mod open;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
+use std::sync::atomic::{AtomicU8, AtomicU64};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use varve_changelog::filename::segment_path;
@@ -14,6 +14,7 @@ use varve_changelog::{Log, LogOptions, SyncPolicy};
 use crate::cache::BlockCache;
 use crate::error::{Error, Result};
 use crate::key::SeqNo;
+use crate::lifecycle::Lifecycle;
 use crate::memtable::{MemTable, seqno_of_offset};
 use crate::options::{ChangelogRetention, Options};
 use crate::state::{CompactionState, DbInner, STALL_NONE, SuperVersion};
@@ -110,10 +111,7 @@ pub(crate) fn open_store(path: &Path, opts: Options, restoring: bool) -> Result<
         metrics: Arc::default(),
         snapshots: Mutex::new(BTreeMap::new()),
         next_memtable_id: AtomicU64::new(1),
-        failure: Mutex::new(None),
-        failed: AtomicBool::new(false),
-        closing: AtomicBool::new(false),
-        replica: AtomicBool::new(false),
+        lifecycle: Lifecycle::default(),
         versions: Mutex::new(versions),
         log,
         opts,
@@ -239,8 +237,7 @@ fn open_changelog(fs: &Arc<dyn FileSystem>, path: &Path, opts: &Options) -> Resu
         .is_none();
     let log = Log::open(&dir, log_options(opts))?;
     if missing {
-        fs.sync_dir(path)
-            .map_err(|e| Error::io("sync directory", path, e))?;
+        fs.sync_dir(path).map_err(|e| Error::sync(path, e))?;
     }
     Ok(log)
 }

@@ -652,12 +652,11 @@ fn write_partitions_file(fs: &dyn FileSystem, dir: &Path, num_partitions: u32) -
         .map_err(|e| Error::io("create", &tmp, e))?;
     file.write_all_at(&bytes, 0)
         .map_err(|e| Error::io("write", &tmp, e))?;
-    file.sync_data().map_err(|e| Error::io("sync", &tmp, e))?;
+    file.sync_data().map_err(|e| Error::sync(&tmp, e))?;
     drop(file);
     fs.rename(&tmp, &path)
         .map_err(|e| Error::io("rename", &tmp, e))?;
-    fs.sync_dir(dir)
-        .map_err(|e| Error::io("sync directory", dir, e))
+    fs.sync_dir(dir).map_err(|e| Error::sync(dir, e))
 }
 
 /// The merged, key-ordered iterator of a [`PartitionedStore`]: a k-way

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use varve_changelog::{SourceBounds, StoredRecord};
 
 use crate::error::{Error, Result};
+use crate::lifecycle::Writer;
 use crate::state::DbInner;
 use crate::stats::Counters;
 use crate::write::insert_all;
@@ -37,9 +38,9 @@ impl DbInner {
             return Ok(());
         };
         self.with_write_leadership(|| {
-            self.check_open()?;
-            self.stall_writes_checked(Self::check_open)?;
-            self.make_room_checked(Self::check_open)?;
+            self.lifecycle.admit(Writer::Replicated)?;
+            self.stall_writes(Writer::Replicated)?;
+            self.make_room(Writer::Replicated)?;
             self.log
                 .append_at(records)
                 .map_err(|e| self.replica_write_error(e.into()))?;
@@ -60,18 +61,6 @@ impl DbInner {
             self.visible_seqno.store(last.offset + 1, Ordering::Release);
             Ok(())
         })
-    }
-
-    /// Like `check_writable`, without the replica-mode refusal.
-    pub(crate) fn check_open(&self) -> Result<()> {
-        if self.closing.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        if self.failed.load(Ordering::Acquire) {
-            let cause = self.failure.lock().clone().unwrap_or_default();
-            return Err(Error::ReadOnly { cause });
-        }
-        Ok(())
     }
 
     /// A changelog failure while applying: a failed sync makes the store

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use varve_changelog::Log;
@@ -13,6 +13,7 @@ use crate::cache::BlockCache;
 use crate::compaction::Busy;
 use crate::error::{Error, Result};
 use crate::key::SeqNo;
+use crate::lifecycle::{Lifecycle, Writer};
 use crate::memtable::MemTable;
 use crate::options::Options;
 use crate::sst::Table;
@@ -79,14 +80,9 @@ pub(crate) struct DbInner {
     /// Live snapshots: sequence number → count.
     pub(crate) snapshots: Mutex<BTreeMap<u64, usize>>,
     pub(crate) next_memtable_id: AtomicU64,
-    pub(crate) failure: Mutex<Option<String>>,
-    pub(crate) failed: AtomicBool,
-    pub(crate) closing: AtomicBool,
-    /// Set while the store is an unpromoted standby replica
-    /// ([`crate::Standby`]): user writes are refused so that it cannot
-    /// diverge from its primary; replicated records come in through
-    /// [`DbInner::apply_replicated`](crate::state::DbInner).
-    pub(crate) replica: AtomicBool,
+    /// Writable, standby replica, failed or closing; every write passes
+    /// its admission check.
+    pub(crate) lifecycle: Lifecycle,
     pub(crate) _lock: Box<dyn DirLock>,
 }
 
@@ -180,20 +176,9 @@ impl DbInner {
         }
     }
 
+    /// The admission check for a user write, flush or compaction.
     pub(crate) fn check_writable(&self) -> Result<()> {
-        if self.closing.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        if self.failed.load(Ordering::Acquire) {
-            let cause = self.failure.lock().clone().unwrap_or_default();
-            return Err(Error::ReadOnly { cause });
-        }
-        if self.replica.load(Ordering::Acquire) {
-            return Err(Error::InvalidArgument(
-                "this store is a standby replica: it refuses writes (and manual flushes and compactions) until Standby::promote".into(),
-            ));
-        }
-        Ok(())
+        self.lifecycle.admit(Writer::User)
     }
 
     /// If `e` is a failed sync (of a table, the directory or the
@@ -208,16 +193,10 @@ impl DbInner {
     /// Puts the store in the read-only failed state and returns the error
     /// to give the caller.
     pub(crate) fn fail(&self, cause: &Error) -> Error {
-        let mut failure = self.failure.lock();
-        if failure.is_none() {
+        let (e, first) = self.lifecycle.fail(cause);
+        if first {
             tracing::error!(error = %cause, "store is now read-only");
-            *failure = Some(cause.to_string());
         }
-        self.failed.store(true, Ordering::Release);
-        let e = Error::ReadOnly {
-            cause: failure.clone().unwrap_or_default(),
-        };
-        drop(failure);
         let _g = self.flush_mutex.lock();
         self.flush_cv.notify_all();
         e

@@ -17,6 +17,7 @@ use varve_changelog::Record;
 use crate::batch::{BatchOp, WriteBatch};
 use crate::error::{Error, Result};
 use crate::key::{SeqNo, ValueKind};
+use crate::lifecycle::Writer;
 use crate::memtable::MemTable;
 use crate::state::{DbInner, SuperVersion};
 use crate::ttl::{ValueFormat, encode_timestamped};
@@ -97,8 +98,8 @@ impl DbInner {
     /// of its last record.
     fn commit_group(&self, group: &[Pending]) -> Result<u64> {
         self.check_writable()?;
-        self.stall_writes()?;
-        self.make_room()?;
+        self.stall_writes(Writer::User)?;
+        self.make_room(Writer::User)?;
         let records = to_records(group, self.opts.clock.now_ms());
         // Only the write leader appends, so the end cannot move meanwhile.
         let end = self.log.next_offset();
@@ -144,13 +145,9 @@ impl DbInner {
 
     /// Switches a full memtable to immutable and holds the writer while too
     /// many immutable memtables wait for the flush thread (a write stall).
-    fn make_room(&self) -> Result<()> {
-        self.make_room_checked(Self::check_writable)
-    }
-
-    /// [`make_room`](Self::make_room) with the writability check given (a
-    /// standby's replica groups pass a check that lets them in).
-    pub(crate) fn make_room_checked(&self, check: fn(&Self) -> Result<()>) -> Result<()> {
+    /// `writer` is checked for admission while it is held (a standby's
+    /// replicated groups are let in).
+    pub(crate) fn make_room(&self, writer: Writer) -> Result<()> {
         loop {
             let sv = self.super_version();
             if sv.mem.approximate_size_bytes() < self.opts.memtable_size_bytes {
@@ -161,7 +158,7 @@ impl DbInner {
                 return Ok(());
             }
             let mut g = self.flush_mutex.lock();
-            check(self)?;
+            self.lifecycle.admit(writer)?;
             if self.super_version().imm.len() >= self.opts.max_immutable_memtables {
                 self.flush_cv.notify_all();
                 self.flush_cv

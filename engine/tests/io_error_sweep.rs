@@ -364,7 +364,10 @@ fn check_read_only(db: &Db, ctx: &str) {
         b.put("after-failure", "x");
         match db.write(b, WriteOptions::default().sync(sync)) {
             Err(varve::Error::ReadOnly { cause }) => {
-                assert!(!cause.is_empty(), "{ctx}: ReadOnly without a cause");
+                assert!(
+                    !cause.to_string().is_empty(),
+                    "{ctx}: ReadOnly without a cause"
+                );
             }
             other => panic!("{ctx}: write (sync {sync}) after a failed sync: {other:?}"),
         }

@@ -2,8 +2,6 @@
 //! write outputs split by size and at grandparent boundaries, and install
 //! the result as one manifest edit.
 
-use std::sync::atomic::Ordering;
-
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
 use crate::iter::merge::MergeCursor;
@@ -129,7 +127,7 @@ impl DbInner {
                 out.add(key, merge.value())?;
             }
             merged += 1;
-            if merged.is_multiple_of(CLOSE_CHECK_INTERVAL) && self.closing.load(Ordering::Acquire) {
+            if merged.is_multiple_of(CLOSE_CHECK_INTERVAL) && self.lifecycle.is_closing() {
                 return Err(Error::Closed);
             }
             merge.advance();
@@ -277,7 +275,7 @@ impl<'a> Outputs<'a> {
         self.inner
             .fs
             .sync_dir(dir)
-            .map_err(|e| Error::io("sync directory", dir, e))?;
+            .map_err(|e| Error::sync(dir, e))?;
         Ok(std::mem::take(&mut self.finished))
     }
 

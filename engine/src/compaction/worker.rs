@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::lifecycle::Writer;
 use crate::state::{DbInner, STALL_NONE, STALL_SLOWDOWN, STALL_STOP};
 use crate::stats::Counters;
 use crate::version::{FileKind, Level, NUM_LEVELS, Version, parse_file_name, table_file_name};
@@ -42,7 +43,7 @@ impl DbInner {
     }
 
     fn stopping(&self) -> bool {
-        self.closing.load(Ordering::Acquire) || self.failed.load(Ordering::Acquire)
+        self.lifecycle.is_closing() || self.lifecycle.has_failed()
     }
 
     /// Waits for a due task and marks it busy; `None` when stopping.
@@ -121,13 +122,9 @@ impl DbInner {
     /// by a stop while the last background compaction failed gets that
     /// compaction's error (nothing of it is written): the stop lasts until
     /// a compaction succeeds, which a full disk may prevent for ever.
-    pub(crate) fn stall_writes(&self) -> Result<()> {
-        self.stall_writes_checked(Self::check_writable)
-    }
-
-    /// [`stall_writes`](Self::stall_writes) with the writability check
-    /// given (a standby's replica groups pass a check that lets them in).
-    pub(crate) fn stall_writes_checked(&self, check: fn(&Self) -> Result<()>) -> Result<()> {
+    /// `writer` is checked for admission while it is held (a standby's
+    /// replicated groups are let in).
+    pub(crate) fn stall_writes(&self, writer: Writer) -> Result<()> {
         let stall = self.stall.load(Ordering::Acquire);
         if stall == STALL_NONE {
             return Ok(());
@@ -140,7 +137,7 @@ impl DbInner {
             Counters::add(&self.counters.stops, 1);
             let mut state = self.compaction.lock();
             while self.stall.load(Ordering::Acquire) == STALL_STOP {
-                check(self)?;
+                self.lifecycle.admit(writer)?;
                 if let Some(e) = &state.last_failure {
                     return Err(e.clone());
                 }
@@ -150,7 +147,7 @@ impl DbInner {
         }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         Counters::add(&self.counters.stall_micros, micros);
-        check(self)
+        self.lifecycle.admit(writer)
     }
 
     /// Compacts every table meeting `[small, large]` (all tables if

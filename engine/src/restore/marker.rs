@@ -274,8 +274,7 @@ pub(crate) fn remove(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io("remove", &path, e)),
     }
-    fs.sync_dir(dir)
-        .map_err(|e| Error::io("sync directory", dir, e))
+    fs.sync_dir(dir).map_err(|e| Error::sync(dir, e))
 }
 
 #[cfg(test)]

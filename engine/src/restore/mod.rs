@@ -126,8 +126,7 @@ pub fn restore<S: RecordSource>(
     drop(inner);
     // Everything (the changelog's directory entry included) is durable
     // before the marker goes.
-    fs.sync_dir(dir)
-        .map_err(|e| Error::io("sync directory", dir, e))?;
+    fs.sync_dir(dir).map_err(|e| Error::sync(dir, e))?;
     marker::remove(fs.as_ref(), dir)?;
     report.elapsed = started.elapsed();
     if let Some(listener) = &opts.listener {

@@ -118,8 +118,7 @@ pub(super) fn remove_listed(fs: &dyn FileSystem, dir: &Path, found: &Marker) -> 
             Err(e) => return Err(Error::io("remove", &path, e)),
         }
     }
-    fs.sync_dir(dir)
-        .map_err(|e| Error::io("sync directory", dir, e))
+    fs.sync_dir(dir).map_err(|e| Error::sync(dir, e))
 }
 
 /// Every entry of `dir` is the marker, its temporary file, or a regular

@@ -336,6 +336,6 @@ impl TableBuilder {
         }
         self.file
             .sync_data()
-            .map_err(|e| Error::io("sync", &self.path, e))
+            .map_err(|e| Error::sync(&self.path, e))
     }
 }

@@ -209,7 +209,7 @@ impl Worker {
                 self.shared.halt(Halt::PrimaryGone);
                 return;
             };
-            if primary.closing.load(Ordering::Acquire) {
+            if primary.lifecycle.is_closing() {
                 // Its changelog stays open while this handle lives: apply
                 // what it acknowledged before closing, then record how far
                 // the standby got, for when it reopens.

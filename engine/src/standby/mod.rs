@@ -156,7 +156,7 @@ impl Standby {
         opts: Options,
     ) -> Result<Standby> {
         let primary_inner = primary.inner();
-        if primary_inner.closing.load(Ordering::Acquire) {
+        if primary_inner.lifecycle.is_closing() {
             return Err(Error::Closed);
         }
         if primary_inner.opts.changelog_retention != ChangelogRetention::UntilShipped {
@@ -166,7 +166,7 @@ impl Standby {
             );
         }
         let db = Db::open(dir, opts.fs(fs))?;
-        db.inner().replica.store(true, Ordering::Release);
+        db.inner().lifecycle.set_replica(true);
         let position = register(&primary_inner.log, db.changelog(), name)?;
         let shared = Arc::new(Shared::new(position));
         let mut follower = Follower {
@@ -389,7 +389,7 @@ impl Standby {
                 log.close()?;
             }
         }
-        db.inner().replica.store(false, Ordering::Release);
+        db.inner().lifecycle.set_replica(false);
         tracing::info!(store = %db.path().display(), next_offset = db.changelog().next_offset(), "standby promoted");
         Ok(db)
     }

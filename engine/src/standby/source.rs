@@ -136,7 +136,7 @@ impl SourceStandby {
         S: RecordSource + Send + 'static,
     {
         let db = Db::open(dir, opts.fs(fs))?;
-        db.inner().replica.store(true, Ordering::Release);
+        db.inner().lifecycle.set_replica(true);
         let position = db.changelog().next_offset();
         let bounds = source.bounds().map_err(source_error)?;
         check_replica_position(position, bounds)?;
@@ -223,7 +223,7 @@ impl SourceStandby {
             return Err(e);
         }
         db.inner().sync_log()?;
-        db.inner().replica.store(false, Ordering::Release);
+        db.inner().lifecycle.set_replica(false);
         tracing::info!(store = %db.path().display(), next_offset = db.changelog().next_offset(), "source standby promoted");
         Ok(db)
     }

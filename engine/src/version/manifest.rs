@@ -280,7 +280,7 @@ impl ManifestWriter {
         if actual > len_bytes {
             file.set_len(len_bytes)
                 .map_err(|e| Error::io("truncate", path, e))?;
-            file.sync_data().map_err(|e| Error::io("sync", path, e))?;
+            file.sync_data().map_err(|e| Error::sync(path, e))?;
         }
         Ok(ManifestWriter {
             file,
@@ -313,7 +313,7 @@ impl ManifestWriter {
             return Err(AppendFailure { error, fatal });
         }
         if let Err(e) = self.file.sync_data() {
-            let error = Error::io("sync", &self.path, e);
+            let error = Error::sync(&self.path, e);
             return Err(AppendFailure { error, fatal: true });
         }
         self.len_bytes += record.len() as u64;

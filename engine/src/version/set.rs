@@ -69,7 +69,7 @@ pub struct VersionSet {
     /// Size of the snapshot record that starts the manifest.
     snapshot_len_bytes: u64,
     next_file_number: FileNumber,
-    failed: Option<String>,
+    failed: Option<Arc<Error>>,
     torn_tail: Option<TornTail>,
 }
 
@@ -292,7 +292,7 @@ impl VersionSet {
     /// Refuses later edits if `failure` is fatal; returns its error.
     fn note_failure(&mut self, failure: AppendFailure) -> Error {
         if failure.fatal {
-            self.failed = Some(failure.error.to_string());
+            self.failed = Some(Arc::new(failure.error.clone()));
         }
         failure.error
     }
@@ -314,7 +314,7 @@ impl VersionSet {
             write_snapshot_manifest(fs, &self.dir, version, number)
                 .map_err(|failure| self.note_failure(failure))?;
         if let Err(error) = write_current(fs, &self.dir, number) {
-            self.failed = Some(error.to_string());
+            self.failed = Some(Arc::new(error.clone()));
             return Err(error);
         }
         let old = std::mem::replace(&mut self.manifest, manifest);
@@ -689,10 +689,7 @@ mod tests {
         let before = set.current();
         fs.fail_sync.store(true, Ordering::SeqCst);
         let edit = flush(&mut set, 2);
-        assert!(matches!(
-            set.log_and_apply(edit),
-            Err(Error::Io { op: "sync", .. })
-        ));
+        assert!(matches!(set.log_and_apply(edit), Err(Error::Sync { .. })));
         assert_eq!(*set.current(), *before);
         fs.fail_sync.store(false, Ordering::SeqCst);
         let edit = flush(&mut set, 3);
@@ -757,10 +754,7 @@ mod tests {
         // A failed sync of the new manifest: edits are refused.
         fs.fail_sync.store(true, Ordering::SeqCst);
         let edit = flush(&mut set, 2);
-        assert!(matches!(
-            set.log_and_apply(edit),
-            Err(Error::Io { op: "sync", .. })
-        ));
+        assert!(matches!(set.log_and_apply(edit), Err(Error::Sync { .. })));
         fs.fail_sync.store(false, Ordering::SeqCst);
         let edit = flush(&mut set, 3);
         assert!(matches!(
