@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use varve::varve_changelog::fs::{CrashMode, DirLock, File, FileSystem, MemFs, OpenMode};
-use varve::{ChangelogRetention, Db, Error, Options, Standby, WriteBatch, WriteOptions};
+use varve::{CatchUp, ChangelogRetention, Db, Error, Options, Standby, WriteBatch, WriteOptions};
 
 const WAIT: Duration = Duration::from_secs(60);
 const NAME: &str = "standby-1";
@@ -254,7 +254,7 @@ fn promote_continues_the_offsets_and_reopens() {
     let standby = Standby::follow(&primary, &sdir, NAME, Options::default()).unwrap();
     write_mix(&primary, 2, 300, 20, 0);
     // No waiting: promotion itself applies what the standby has not yet.
-    let db = standby.promote().unwrap();
+    let db = standby.promote(CatchUp::ToEnd).unwrap();
     let expected = contents(&primary);
     let next = primary.changelog().next_offset();
     assert_eq!(contents(&db), expected);
@@ -282,6 +282,35 @@ fn promote_continues_the_offsets_and_reopens() {
 }
 
 #[test]
+fn promote_without_catching_up_stays_at_its_position_and_deregisters() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Db::open(dir.path().join("p"), opts(ChangelogRetention::UntilShipped)).unwrap();
+    primary.put("a", "1").unwrap();
+    let standby =
+        Standby::follow(&primary, dir.path().join("s"), NAME, Options::default()).unwrap();
+    catch_up(&standby, &primary);
+    let at = standby.position();
+    let db = standby.promote(CatchUp::None).unwrap();
+    assert_eq!(db.changelog().next_offset(), at);
+    assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(primary.changelog().position(NAME), None, "deregistered");
+    db.close().unwrap();
+
+    // With the primary closed, its changelog is opened only to deregister.
+    let standby =
+        Standby::follow(&primary, dir.path().join("s2"), NAME, Options::default()).unwrap();
+    catch_up(&standby, &primary);
+    primary.close().unwrap();
+    while standby.is_following() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let db = standby.promote(CatchUp::None).unwrap();
+    assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    let old = Db::open(dir.path().join("p"), Options::default()).unwrap();
+    assert_eq!(old.changelog().position(NAME), None, "deregistered");
+}
+
+#[test]
 fn promote_after_the_primary_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let primary = Db::open(dir.path().join("p"), opts(ChangelogRetention::UntilShipped)).unwrap();
@@ -301,7 +330,7 @@ fn promote_after_the_primary_is_gone() {
     }
     assert!(matches!(standby.error(), Some(Error::Source(_))));
     assert!(standby.lag().is_err());
-    let db = standby.promote().unwrap();
+    let db = standby.promote(CatchUp::ToEnd).unwrap();
     assert_eq!(contents(&db), expected);
     db.put("new", "leader").unwrap();
     assert_eq!(db.latest_seqno(), next + 1);
@@ -379,7 +408,7 @@ fn writes_to_a_standby_are_refused() {
     primary.put("k", "again").unwrap();
     catch_up(&standby, &primary);
     assert_eq!(standby.get("k").unwrap().as_deref(), Some(&b"again"[..]));
-    let db = standby.promote().unwrap();
+    let db = standby.promote(CatchUp::ToEnd).unwrap();
     db.put("k", "promoted").unwrap();
 }
 
@@ -488,7 +517,7 @@ fn compacted_primary_offsets_are_kept_across_gaps() {
         let s = standby.get_versioned(key).unwrap().map(|v| v.version);
         assert_eq!(p, s, "{key:?}");
     }
-    let db = standby.promote().unwrap();
+    let db = standby.promote(CatchUp::ToEnd).unwrap();
     db.put("next", "write").unwrap();
     assert_eq!(
         db.get_versioned("next").unwrap().unwrap().version,
@@ -702,7 +731,10 @@ fn a_follower_left_behind_by_retention_becomes_stale() {
     assert!(matches!(standby.error(), Some(Error::Stale { .. })));
     // What it has stays readable, and it cannot be promoted.
     assert_eq!(standby.get("a").unwrap().as_deref(), Some(&b"1"[..]));
-    assert!(matches!(standby.promote(), Err(Error::Stale { .. })));
+    assert!(matches!(
+        standby.promote(CatchUp::ToEnd),
+        Err(Error::Stale { .. })
+    ));
 }
 
 /// The primary loses an unsynced tail the standby had applied: the standby
@@ -861,7 +893,7 @@ fn random_cycle(seed: u64) {
         primary.changelog().log_start_offset(),
         primary.changelog().next_offset()
     );
-    let db = standby.take().unwrap().promote().unwrap();
+    let db = standby.take().unwrap().promote(CatchUp::ToEnd).unwrap();
     assert_eq!(contents(&db), contents(&primary), "seed {seed}: promoted");
     assert_eq!(contents(&db), history.state_at(history.0.len() as u64));
     assert_eq!(db.changelog().next_offset(), history.0.len() as u64);
@@ -911,7 +943,7 @@ fn promotion_right_after_the_primary_closes_loses_nothing() {
         } else {
             drop(primary);
         }
-        let db = standby.promote().unwrap();
+        let db = standby.promote(CatchUp::ToEnd).unwrap();
         assert_eq!(db.changelog().next_offset(), end, "round {round}");
         assert_eq!(contents(&db), want, "round {round}");
         db.put("after", "promotion").unwrap();
