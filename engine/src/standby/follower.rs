@@ -236,3 +236,36 @@ fn groups(records: &[StoredRecord]) -> impl Iterator<Item = &[StoredRecord]> {
         Some(group)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use varve_changelog::Record;
+
+    fn records(n: usize, value_bytes: usize) -> Vec<StoredRecord> {
+        (0..n as u64)
+            .map(|offset| StoredRecord {
+                offset,
+                record: Record::put(format!("k{offset}"), vec![0u8; value_bytes]),
+            })
+            .collect()
+    }
+
+    fn sizes(records: &[StoredRecord]) -> Vec<usize> {
+        groups(records).map(<[StoredRecord]>::len).collect()
+    }
+
+    #[test]
+    fn groups_are_bounded_by_records_and_bytes() {
+        assert!(sizes(&[]).is_empty());
+        assert_eq!(sizes(&records(3, 10)), [3]);
+        let n = GROUP_RECORDS_MAX + 5;
+        assert_eq!(sizes(&records(n, 0)), [GROUP_RECORDS_MAX, 5]);
+        // 256 KiB values: the group closes once it reaches the byte bound.
+        assert_eq!(sizes(&records(9, 256 << 10)), [4, 4, 1]);
+        // A record larger than the bound is a group of its own.
+        assert_eq!(sizes(&records(2, GROUP_BYTES_MAX * 2)), [1, 1]);
+        let all: usize = sizes(&records(n, 100)).iter().sum();
+        assert_eq!(all, n);
+    }
+}

@@ -98,3 +98,77 @@ impl<S: RecordSource + Send> Upstream for Polled<S> {
 fn source_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
     Error::Source(Arc::new(e))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use varve_changelog::{Record, SourceBounds, StoredRecord};
+
+    /// A source that hands out all its records on every poll, from the
+    /// start (as a source that redelivers after a reconnect would).
+    struct Redelivering(Vec<u64>);
+
+    impl RecordSource for Redelivering {
+        type Error = std::io::Error;
+
+        fn bounds(&mut self) -> std::io::Result<SourceBounds> {
+            Ok(SourceBounds {
+                start_offset: 0,
+                end_offset: self.0.last().map_or(0, |o| o + 1),
+            })
+        }
+
+        fn seek(&mut self, _offset: u64) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn poll(&mut self, _max_bytes: usize) -> std::io::Result<Vec<StoredRecord>> {
+            Ok(self
+                .0
+                .iter()
+                .map(|&offset| StoredRecord {
+                    offset,
+                    record: Record::put("k", "v"),
+                })
+                .collect())
+        }
+    }
+
+    fn offsets(fetched: Fetched) -> (Vec<u64>, u64) {
+        match fetched {
+            Fetched::Records { records, next } => {
+                (records.iter().map(|r| r.offset).collect(), next)
+            }
+            Fetched::Closed => panic!("a record source never closes"),
+        }
+    }
+
+    #[test]
+    fn fetch_skips_what_was_applied_and_tracks_the_end() {
+        let (mut polled, end) = Polled::start(Redelivering(vec![1, 4, 6]), 2).unwrap();
+        assert_eq!(end().unwrap(), 7);
+        assert_eq!(offsets(polled.fetch(2).unwrap()), (vec![4, 6], 7));
+        assert_eq!(offsets(polled.fetch(7).unwrap()), (vec![], 7));
+        assert_eq!(polled.end_offset().unwrap(), 7);
+        // Past the end, or below the start: stale.
+        assert!(matches!(
+            Polled::start(Redelivering(vec![1]), 3).map(|_| ()),
+            Err(Error::Stale { position: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn a_record_beyond_the_seqno_range_is_a_source_error() {
+        let beyond = crate::key::SeqNo::MAX.0;
+        let (mut polled, _) = Polled::start(Redelivering(vec![0, beyond]), 0).unwrap();
+        match polled.fetch(0) {
+            Err(Error::Source(e)) => {
+                assert!(e.to_string().contains("sequence-number range"), "{e}")
+            }
+            Err(e) => panic!("expected a source error, got {e:?}"),
+            Ok(_) => panic!("expected a source error"),
+        }
+    }
+}
