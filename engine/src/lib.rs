@@ -69,7 +69,7 @@ pub use partitioned::{
 pub use read_only::ReadOnlyDb;
 pub use restore::{RestoreOptions, RestoreReport, restore, restore_partitioned};
 pub use snapshot::Snapshot;
-pub use standby::{SourceStandby, Standby};
+pub use standby::{CatchUp, Standby};
 pub use stats::{ChangelogStats, LevelStats, Stats};
 pub use store_api::Versioned;
 pub use ttl::{Clock, ManualClock, SystemClock};

@@ -21,8 +21,8 @@ use varve::varve_changelog::kafka::{
     Compression, KafkaConfig, KafkaSource, Shipper, ShipperOptions, TopicSpec, ensure_topic,
 };
 use varve::{
-    ChangelogRetention, Db, Options, PartitionedStore, RestoreOptions, SourceStandby, WriteBatch,
-    WriteOptions,
+    CatchUp, ChangelogRetention, Db, Options, PartitionedStore, RestoreOptions, Standby,
+    WriteBatch, WriteOptions,
 };
 
 const SHIP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -147,7 +147,7 @@ fn a_store_restored_from_its_topic_equals_it_key_by_key_and_follows_it_as_a_stan
     }
 
     // Keep following the topic as a standby, then promote it.
-    let standby = SourceStandby::follow(
+    let standby = Standby::follow_source(
         KafkaSource::new(config.clone(), 0).unwrap(),
         &copy_dir,
         Options::default(),
@@ -167,7 +167,7 @@ fn a_store_restored_from_its_topic_equals_it_key_by_key_and_follows_it_as_a_stan
     );
     assert_eq!(standby.lag().unwrap(), 0);
     assert_eq!(contents(&standby), contents(&db));
-    let promoted = standby.promote().unwrap();
+    let promoted = standby.promote(CatchUp::None).unwrap();
     promoted.put("after", "promotion").unwrap();
     assert_eq!(promoted.changelog().next_offset(), end + 1);
     promoted.close().unwrap();
@@ -190,7 +190,7 @@ fn a_standby_ahead_of_the_topic_is_stale() {
     let db = Db::open(tmp.path().join("other"), Options::default()).unwrap();
     db.put("a", "1").unwrap();
     db.close().unwrap();
-    let err = SourceStandby::follow(
+    let err = Standby::follow_source(
         KafkaSource::new(config, 0).unwrap(),
         tmp.path().join("other"),
         Options::default(),

@@ -1,15 +1,18 @@
-//! `SourceStandby` (a standby that follows any `RecordSource`) and
+//! `Standby::follow_source` (a standby that follows any `RecordSource`) and
 //! `restore_partitioned`, with a local changelog as the source; the Kafka
 //! versions of both are in `tests/kafka.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use bytes::Bytes;
-use varve::varve_changelog::{Log, LogOptions, LogSource, Record, StoredRecord};
-use varve::{Db, Error, Options, PartitionedStore, RestoreOptions, SourceStandby};
+use varve::varve_changelog::{
+    Log, LogOptions, LogSource, Record, RecordSource, SourceBounds, StoredRecord,
+};
+use varve::{CatchUp, Db, Error, Options, PartitionedStore, RestoreOptions, Standby};
 
 fn at(offset: u64, key: &str, value: Option<&str>) -> StoredRecord {
     let record = match value {
@@ -39,7 +42,7 @@ fn follows_a_compacted_source_with_gaps_resumes_after_reopen_and_promotes() {
     .unwrap();
 
     let standby =
-        SourceStandby::follow(LogSource::new(upstream.clone()), &dir, Options::default()).unwrap();
+        Standby::follow_source(LogSource::new(upstream.clone()), &dir, Options::default()).unwrap();
     assert_eq!(standby.position(), 8);
     upstream
         .append_at(&[at(10, "a", None), at(12, "c", Some("3"))])
@@ -73,7 +76,7 @@ fn follows_a_compacted_source_with_gaps_resumes_after_reopen_and_promotes() {
     db.close().unwrap();
     upstream.append_at(&[at(20, "d", Some("4"))]).unwrap();
     let standby =
-        SourceStandby::follow(LogSource::new(upstream.clone()), &dir, Options::default()).unwrap();
+        Standby::follow_source(LogSource::new(upstream.clone()), &dir, Options::default()).unwrap();
     assert!(
         standby
             .wait_for_offset(21, Duration::from_secs(10))
@@ -85,7 +88,7 @@ fn follows_a_compacted_source_with_gaps_resumes_after_reopen_and_promotes() {
         .collect();
     assert_eq!(contents(&standby), expected);
 
-    let db = standby.promote().unwrap();
+    let db = standby.promote(CatchUp::None).unwrap();
     db.put("e", "5").unwrap();
     assert_eq!(
         db.changelog().next_offset(),
@@ -107,20 +110,77 @@ fn a_store_ahead_of_its_source_or_behind_its_start_is_stale() {
     db.put("a", "1").unwrap();
     db.close().unwrap();
     // The store holds offset 0; the source holds nothing.
-    let err = SourceStandby::follow(LogSource::new(upstream.clone()), &other, Options::default())
+    let err = Standby::follow_source(LogSource::new(upstream.clone()), &other, Options::default())
         .unwrap_err();
     assert!(matches!(err, Error::Stale { position: 1, .. }), "{err:?}");
 
     // A new store (position 0) and a source that starts at 5.
     upstream.truncate_fully_and_start_at(5).unwrap();
     upstream.append_at(&[at(5, "k", Some("v"))]).unwrap();
-    let err = SourceStandby::follow(
+    let err = Standby::follow_source(
         LogSource::new(upstream.clone()),
         tmp.path().join("fresh"),
         Options::default(),
     )
     .unwrap_err();
     assert!(matches!(err, Error::Stale { position: 0, .. }), "{err:?}");
+}
+
+/// A source that serves records to one thread only: the follower thread
+/// polls and gets nothing, so what a promoted standby holds is what the
+/// promotion itself read.
+struct OnlyTo<S> {
+    inner: S,
+    thread: ThreadId,
+}
+
+impl<S: RecordSource> RecordSource for OnlyTo<S> {
+    type Error = S::Error;
+
+    fn bounds(&mut self) -> Result<SourceBounds, S::Error> {
+        self.inner.bounds()
+    }
+
+    fn seek(&mut self, offset: u64) -> Result<(), S::Error> {
+        self.inner.seek(offset)
+    }
+
+    fn poll(&mut self, max_bytes: usize) -> Result<Vec<StoredRecord>, S::Error> {
+        if std::thread::current().id() == self.thread {
+            self.inner.poll(max_bytes)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+}
+
+#[test]
+fn promotion_catches_up_to_the_source_end_only_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let upstream = Arc::new(Log::open(tmp.path().join("up"), LogOptions::default()).unwrap());
+    upstream
+        .append_at(&[
+            at(0, "a", Some("1")),
+            at(1, "b", Some("2")),
+            at(4, "c", Some("3")),
+        ])
+        .unwrap();
+    for (catch_up, next, c) in [(CatchUp::None, 0, None), (CatchUp::ToEnd, 5, Some("3"))] {
+        let source = OnlyTo {
+            inner: LogSource::new(upstream.clone()),
+            thread: std::thread::current().id(),
+        };
+        let dir = tmp.path().join(format!("{catch_up:?}"));
+        let standby = Standby::follow_source(source, &dir, Options::default()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(standby.position(), 0, "{catch_up:?}");
+        assert_eq!(standby.lag().unwrap(), 5, "{catch_up:?}");
+        let db = standby.promote(catch_up).unwrap();
+        assert_eq!(db.changelog().next_offset(), next, "{catch_up:?}");
+        assert_eq!(db.get("c").unwrap().as_deref(), c.map(str::as_bytes));
+        db.put("d", "4").unwrap();
+        assert_eq!(db.changelog().next_offset(), next + 1, "{catch_up:?}");
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use varve::varve_changelog::fs::{CrashMode, DirLock, File, FileSystem, MemFs, OpenMode};
-use varve::{ChangelogRetention, Db, Error, Options, Standby, WriteBatch, WriteOptions};
+use varve::{CatchUp, ChangelogRetention, Db, Error, Options, Standby, WriteBatch, WriteOptions};
 
 const WAIT: Duration = Duration::from_secs(60);
 const NAME: &str = "standby-1";
@@ -246,7 +246,7 @@ fn promote_continues_the_offsets_and_reopens() {
     let standby = Standby::follow(&primary, &sdir, NAME, Options::default()).unwrap();
     write_mix(&primary, 2, 300, 20, 0);
     // No waiting: promotion itself applies what the standby has not yet.
-    let db = standby.promote().unwrap();
+    let db = standby.promote(CatchUp::ToEnd).unwrap();
     let expected = contents(&primary);
     let next = primary.changelog().next_offset();
     assert_eq!(contents(&db), expected);
@@ -274,6 +274,35 @@ fn promote_continues_the_offsets_and_reopens() {
 }
 
 #[test]
+fn promote_without_catching_up_stays_at_its_position_and_deregisters() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Db::open(dir.path().join("p"), opts(ChangelogRetention::UntilShipped)).unwrap();
+    primary.put("a", "1").unwrap();
+    let standby =
+        Standby::follow(&primary, dir.path().join("s"), NAME, Options::default()).unwrap();
+    catch_up(&standby, &primary);
+    let at = standby.position();
+    let db = standby.promote(CatchUp::None).unwrap();
+    assert_eq!(db.changelog().next_offset(), at);
+    assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(primary.changelog().position(NAME), None, "deregistered");
+    db.close().unwrap();
+
+    // With the primary closed, its changelog is opened only to deregister.
+    let standby =
+        Standby::follow(&primary, dir.path().join("s2"), NAME, Options::default()).unwrap();
+    catch_up(&standby, &primary);
+    primary.close().unwrap();
+    while standby.is_following() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let db = standby.promote(CatchUp::None).unwrap();
+    assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    let old = Db::open(dir.path().join("p"), Options::default()).unwrap();
+    assert_eq!(old.changelog().position(NAME), None, "deregistered");
+}
+
+#[test]
 fn promote_after_the_primary_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let primary = Db::open(dir.path().join("p"), opts(ChangelogRetention::UntilShipped)).unwrap();
@@ -293,7 +322,7 @@ fn promote_after_the_primary_is_gone() {
     }
     assert!(matches!(standby.error(), Some(Error::Source(_))));
     assert!(standby.lag().is_err());
-    let db = standby.promote().unwrap();
+    let db = standby.promote(CatchUp::ToEnd).unwrap();
     assert_eq!(contents(&db), expected);
     db.put("new", "leader").unwrap();
     assert_eq!(db.latest_seqno(), next + 1);
@@ -368,7 +397,7 @@ fn writes_to_a_standby_are_refused() {
     primary.put("k", "again").unwrap();
     catch_up(&standby, &primary);
     assert_eq!(standby.get("k").unwrap().as_deref(), Some(&b"again"[..]));
-    let db = standby.promote().unwrap();
+    let db = standby.promote(CatchUp::ToEnd).unwrap();
     db.put("k", "promoted").unwrap();
 }
 
@@ -379,12 +408,11 @@ fn crash_once(mode: CrashMode, seed: u64) {
     let fs = MemFs::new();
     let standby_opts = Options::default().memtable_size_bytes(16 << 10);
     let sdir = Path::new("standby");
-    let standby = Standby::follow_with_fs(
+    let standby = Standby::follow(
         &primary,
-        Arc::new(fs.clone()),
         sdir,
         NAME,
-        standby_opts.clone(),
+        standby_opts.clone().fs(Arc::new(fs.clone())),
     )
     .unwrap();
     std::thread::scope(|s| {
@@ -414,7 +442,7 @@ fn crash_once(mode: CrashMode, seed: u64) {
     db.close().unwrap();
 
     let standby =
-        Standby::follow_with_fs(&primary, Arc::new(fs.clone()), sdir, NAME, standby_opts).unwrap();
+        Standby::follow(&primary, sdir, NAME, standby_opts.fs(Arc::new(fs.clone()))).unwrap();
     assert!(standby.position() >= n);
     catch_up(&standby, &primary);
     assert_eq!(contents(&standby), contents(&primary), "{mode:?}/{seed}");
@@ -474,7 +502,7 @@ fn compacted_primary_offsets_are_kept_across_gaps() {
         let s = standby.get_versioned(key).unwrap().map(|v| v.version);
         assert_eq!(p, s, "{key:?}");
     }
-    let db = standby.promote().unwrap();
+    let db = standby.promote(CatchUp::ToEnd).unwrap();
     db.put("next", "write").unwrap();
     assert_eq!(
         db.get_versioned("next").unwrap().unwrap().version,
@@ -487,12 +515,11 @@ fn a_failure_of_the_standby_is_kept_and_returned() {
     let dir = tempfile::tempdir().unwrap();
     let primary = Db::open(dir.path().join("p"), opts(ChangelogRetention::UntilShipped)).unwrap();
     let fs = MemFs::new();
-    let standby = Standby::follow_with_fs(
+    let standby = Standby::follow(
         &primary,
-        Arc::new(fs.clone()),
         "standby",
         NAME,
-        Options::default(),
+        Options::default().fs(Arc::new(fs.clone())),
     )
     .unwrap();
     primary.put("a", "1").unwrap();
@@ -651,12 +678,11 @@ fn a_follower_left_behind_by_retention_becomes_stale() {
         inner: MemFs::new(),
         gate: Arc::new(Gate::default()),
     };
-    let standby = Standby::follow_with_fs(
+    let standby = Standby::follow(
         &primary,
-        Arc::new(fs.clone()),
         "s",
         NAME,
-        Options::default(),
+        Options::default().fs(Arc::new(fs.clone())),
     )
     .unwrap();
     primary.put("a", "1").unwrap();
@@ -688,7 +714,10 @@ fn a_follower_left_behind_by_retention_becomes_stale() {
     assert!(matches!(standby.error(), Some(Error::Stale { .. })));
     // What it has stays readable, and it cannot be promoted.
     assert_eq!(standby.get("a").unwrap().as_deref(), Some(&b"1"[..]));
-    assert!(matches!(standby.promote(), Err(Error::Stale { .. })));
+    assert!(matches!(
+        standby.promote(CatchUp::ToEnd),
+        Err(Error::Stale { .. })
+    ));
 }
 
 /// The primary loses an unsynced tail the standby had applied: the standby
@@ -788,7 +817,7 @@ fn random_cycle(seed: u64) {
     let fs = MemFs::new();
     let sopts = Options::default().memtable_size_bytes(8 << 10);
     let follow = || {
-        Standby::follow_with_fs(&primary, Arc::new(fs.clone()), "s", NAME, sopts.clone())
+        Standby::follow(&primary, "s", NAME, sopts.clone().fs(Arc::new(fs.clone())))
             .unwrap_or_else(|e| panic!("seed {seed}: follow: {e}"))
     };
     let mut history = History::default();
@@ -848,7 +877,7 @@ fn random_cycle(seed: u64) {
         primary.changelog().log_start_offset(),
         primary.changelog().next_offset()
     );
-    let db = standby.take().unwrap().promote().unwrap();
+    let db = standby.take().unwrap().promote(CatchUp::ToEnd).unwrap();
     assert_eq!(contents(&db), contents(&primary), "seed {seed}: promoted");
     assert_eq!(contents(&db), history.state_at(history.0.len() as u64));
     assert_eq!(db.changelog().next_offset(), history.0.len() as u64);
@@ -898,7 +927,7 @@ fn promotion_right_after_the_primary_closes_loses_nothing() {
         } else {
             drop(primary);
         }
-        let db = standby.promote().unwrap();
+        let db = standby.promote(CatchUp::ToEnd).unwrap();
         assert_eq!(db.changelog().next_offset(), end, "round {round}");
         assert_eq!(contents(&db), want, "round {round}");
         db.put("after", "promotion").unwrap();

@@ -1,25 +1,22 @@
-//! The follower thread: reads the primary's changelog, applies what it
-//! reads, and commits its position on the primary.
+//! The follower: one loop that fetches from the standby's [`Upstream`],
+//! applies what it fetched in groups with the source's offsets, and every
+//! so often syncs the standby's changelog and commits its position
+//! upstream. It runs on a thread of its own while the standby follows,
+//! and on the promoting thread for a promotion's catch-up.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
-use std::path::PathBuf;
+use varve_changelog::StoredRecord;
 
-use varve_changelog::fs::FileSystem;
-use varve_changelog::{Log, LogOptions, LogSource, RecordSource, StoredRecord};
-
-use super::register::bounds;
+use super::shared::{Halt, Shared};
+use super::upstream::{Fetched, Upstream};
 use crate::error::{Error, Result};
-use crate::key::SeqNo;
-use crate::memtable::seqno_of_offset;
-use crate::replicate::check_replica_position;
 use crate::state::DbInner;
 
-/// Bytes of keys and values the follower reads from the primary at once.
+/// Bytes of keys and values the follower reads from its source at once.
 pub(super) const POLL_BYTES: usize = 1 << 20;
 /// The most records applied as one replica group (one changelog batch).
 const GROUP_RECORDS_MAX: usize = 4096;
@@ -31,157 +28,186 @@ const GROUP_BYTES_MAX: usize = 1 << 20;
 const RECORD_OVERHEAD_BYTES: usize = 64;
 /// How long the follower waits for new records before checking whether
 /// it must stop.
-pub(super) const IDLE_WAIT: Duration = Duration::from_millis(20);
-/// How often the follower syncs its changelog and commits its position on
-/// the primary (when it applied something since the last time).
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+/// How often the follower syncs its changelog and commits its position
+/// upstream (when it applied something since the last time).
 const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Why the follower thread stopped on its own.
-#[derive(Clone, Debug)]
-pub(super) enum Halt {
-    /// The primary was closed or dropped: nothing more to follow. Not a
-    /// failure of the standby (promotion is what comes next).
-    PrimaryGone,
-    /// The standby cannot go on: stale, diverged, or its own store failed.
-    Failed(Error),
+/// What one step of the follower did.
+enum Step {
+    /// It applied records or moved over a gap.
+    Moved,
+    /// The source had nothing new.
+    Idle,
+    /// The source closed and is drained.
+    Closed,
 }
 
-/// The error given for a standby whose primary is gone.
-#[derive(Debug)]
-struct PrimaryClosed;
-
-impl std::fmt::Display for PrimaryClosed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(
-            "the primary store was closed; the standby stopped following (promote it, or follow the reopened primary)",
-        )
-    }
+/// The follower's state: the source, the store it applies to, and the
+/// position it last committed upstream.
+pub(super) struct Worker {
+    pub(super) upstream: Box<dyn Upstream>,
+    standby: Arc<DbInner>,
+    shared: Arc<Shared>,
+    committed: u64,
 }
 
-impl std::error::Error for PrimaryClosed {}
-
-impl Halt {
-    pub(super) fn to_error(&self) -> Error {
-        match self {
-            Halt::PrimaryGone => Error::Source(Arc::new(PrimaryClosed)),
-            Halt::Failed(e) => e.clone(),
+impl Worker {
+    /// A follower of `upstream` applying to `standby` from the position in
+    /// `shared`, which is committed upstream already.
+    pub(super) fn new(
+        upstream: Box<dyn Upstream>,
+        standby: Arc<DbInner>,
+        shared: Arc<Shared>,
+    ) -> Worker {
+        let committed = shared.position();
+        Worker {
+            upstream,
+            standby,
+            shared,
+            committed,
         }
     }
-}
 
-/// What the follower thread and the handle share.
-pub(super) struct Shared {
-    pub(super) stop: AtomicBool,
-    /// The next primary offset to apply: every record below it is applied.
-    pub(super) position: AtomicU64,
-    pub(super) halt: Mutex<Option<Halt>>,
-    pub(super) progress: Mutex<()>,
-    pub(super) progress_cv: Condvar,
-}
-
-impl Shared {
-    pub(super) fn advance(&self, position: u64) {
-        self.position.store(position, Ordering::Release);
-        let _g = self.progress.lock();
-        self.progress_cv.notify_all();
+    /// The follower thread's loop, until told to stop or halted; gives
+    /// itself back for a promotion.
+    pub(super) fn run(mut self) -> Worker {
+        let mut last_commit = Instant::now();
+        while !self.shared.stop.load(Ordering::Acquire) {
+            match self.step() {
+                Ok(Step::Moved) => {}
+                Ok(Step::Idle) => self.upstream.wait(self.shared.position(), IDLE_WAIT),
+                Ok(Step::Closed) => {
+                    // Record how far the standby got, for when it reopens.
+                    self.commit_or_warn();
+                    self.upstream.release();
+                    self.shared.halt(Halt::SourceClosed);
+                    return self;
+                }
+                Err(e) => return self.fail(e),
+            }
+            // At most one sync and position commit per interval, busy or
+            // idle (a no-op when nothing new was applied).
+            if last_commit.elapsed() >= COMMIT_INTERVAL {
+                if let Err(e) = self.commit() {
+                    return self.fail(e);
+                }
+                last_commit = Instant::now();
+            }
+        }
+        // A clean stop: let the source's retention go as far as possible.
+        self.commit_or_warn();
+        self.upstream.release();
+        self
     }
 
-    pub(super) fn halt(&self, halt: Halt) {
-        if let Halt::Failed(e) = &halt {
-            tracing::error!(error = %e, "standby stopped following");
+    fn fail(mut self, e: Error) -> Worker {
+        self.upstream.release();
+        self.shared.halt(Halt::Failed(e));
+        self
+    }
+
+    /// Applies everything up to the source's end offset as of now, or
+    /// until the source has nothing more (a compacted tail, a closed
+    /// source).
+    ///
+    /// # Errors
+    /// The source's and the standby's errors.
+    pub(super) fn catch_up(&mut self) -> Result<()> {
+        let target = self.upstream.end_offset()?;
+        while self.shared.position() < target {
+            match self.step()? {
+                Step::Moved => {}
+                Step::Idle | Step::Closed => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches the next records and applies them.
+    fn step(&mut self) -> Result<Step> {
+        let position = self.shared.position();
+        let (records, next) = match self.upstream.fetch(position)? {
+            Fetched::Records { records, next } => (records, next),
+            Fetched::Closed => return Ok(Step::Closed),
+        };
+        for group in groups(&records) {
+            self.standby.apply_replicated(group)?;
+            if let Some(last) = group.last() {
+                self.shared.advance(last.offset + 1);
+            }
+        }
+        if next > self.shared.position() {
+            self.shared.advance(next);
+        }
+        Ok(if records.is_empty() && next <= position {
+            Step::Idle
         } else {
-            tracing::info!("standby stopped following: the primary is closed");
+            Step::Moved
+        })
+    }
+
+    /// Makes the standby's changelog durable, then tells the source how
+    /// far it got: the source's retention may then delete below it.
+    fn commit(&mut self) -> Result<()> {
+        let durable = self.standby.log.next_offset();
+        if durable == self.committed {
+            return Ok(());
         }
-        self.halt.lock().get_or_insert(halt);
-        let _g = self.progress.lock();
-        self.progress_cv.notify_all();
-    }
-
-    pub(super) fn halted(&self) -> Option<Halt> {
-        self.halt.lock().clone()
-    }
-
-    /// A fresh state at `position`.
-    pub(super) fn new(position: u64) -> Shared {
-        Shared {
-            stop: AtomicBool::new(false),
-            position: AtomicU64::new(position),
-            halt: Mutex::new(None),
-            progress: Mutex::new(()),
-            progress_cv: Condvar::new(),
+        self.standby.sync_log()?;
+        match self.upstream.commit(durable) {
+            Ok(()) => self.committed = durable,
+            // The source's problem, not the standby's: retry next time.
+            Err(e) => tracing::warn!(error = %e, "standby could not commit its position"),
         }
+        Ok(())
     }
 
-    /// Waits until the position reaches `offset`, up to `timeout`.
-    pub(super) fn wait_for_offset(&self, offset: u64, timeout: Duration) -> Result<bool> {
-        let deadline = Instant::now() + timeout;
-        let reached = || self.position.load(Ordering::Acquire) >= offset;
-        let mut g = self.progress.lock();
-        loop {
-            if reached() {
-                return Ok(true);
-            }
-            if let Some(halt) = self.halted() {
-                return Err(halt.to_error());
-            }
-            if self.progress_cv.wait_until(&mut g, deadline).timed_out() {
-                return Ok(reached());
-            }
+    fn commit_or_warn(&mut self) {
+        if let Err(e) = self.commit() {
+            tracing::warn!(error = %e, "standby could not commit its position on stopping");
         }
-    }
-
-    /// Tells the follower `thread` to stop and waits for it.
-    pub(super) fn stop_thread(&self, thread: &mut Option<JoinHandle<()>>) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(thread) = thread.take()
-            && thread.join().is_err()
-        {
-            self.halt(Halt::Failed(Error::InvalidArgument(
-                "the standby's follower thread panicked".into(),
-            )));
-        }
-    }
-
-    /// Whether the follower `thread` is still applying records.
-    pub(super) fn is_following(&self, thread: Option<&JoinHandle<()>>) -> bool {
-        self.halted().is_none() && thread.is_some_and(|t| !t.is_finished())
     }
 }
 
-/// The follower thread's handle and what it works on; stops the thread
-/// when dropped.
+/// The handle on the follower thread; stops it when dropped.
 pub(super) struct Follower {
-    pub(super) name: String,
     pub(super) shared: Arc<Shared>,
-    pub(super) standby: Arc<DbInner>,
-    pub(super) primary: Weak<DbInner>,
-    /// Where the primary's changelog lives, to catch up from its files
-    /// when the primary is gone.
-    pub(super) primary_changelog: PrimaryChangelog,
-    pub(super) thread: Option<JoinHandle<()>>,
-}
-
-/// The primary's changelog directory, file system and options.
-pub(super) struct PrimaryChangelog {
-    pub(super) fs: Arc<dyn FileSystem>,
-    pub(super) dir: PathBuf,
-    pub(super) opts: LogOptions,
+    thread: Option<JoinHandle<Worker>>,
 }
 
 impl Follower {
-    pub(super) fn worker(&self, committed: u64) -> Worker {
-        Worker {
-            name: self.name.clone(),
-            shared: self.shared.clone(),
-            standby: self.standby.clone(),
-            primary: self.primary.clone(),
-            committed: AtomicU64::new(committed),
-        }
+    /// Starts `worker` on a thread named `thread_name`.
+    ///
+    /// # Errors
+    /// The thread could not be spawned.
+    pub(super) fn spawn(worker: Worker, thread_name: String) -> std::io::Result<Follower> {
+        let shared = worker.shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || worker.run())?;
+        Ok(Follower {
+            shared,
+            thread: Some(thread),
+        })
     }
 
-    /// Stops the thread and waits for it.
-    pub(super) fn stop(&mut self) {
-        self.shared.stop_thread(&mut self.thread);
+    /// Tells the thread to stop, waits for it, and takes back its state
+    /// (`None` if it panicked, which halts the standby).
+    pub(super) fn stop(&mut self) -> Option<Worker> {
+        self.shared.stop.store(true, Ordering::Release);
+        let worker = self.thread.take()?.join();
+        if worker.is_err() {
+            self.shared.halt(Halt::Failed(Error::InvalidArgument(
+                "the standby's follower thread panicked".into(),
+            )));
+        }
+        worker.ok()
+    }
+
+    /// Whether the thread is still applying records.
+    pub(super) fn is_following(&self) -> bool {
+        self.shared.halted().is_none() && self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 }
 
@@ -191,172 +217,8 @@ impl Drop for Follower {
     }
 }
 
-/// The follower thread's state.
-pub(super) struct Worker {
-    name: String,
-    shared: Arc<Shared>,
-    standby: Arc<DbInner>,
-    primary: Weak<DbInner>,
-    /// The position last committed on the primary.
-    committed: AtomicU64,
-}
-
-impl Worker {
-    pub(super) fn run(self) {
-        let mut last_commit = Instant::now();
-        while !self.shared.stop.load(Ordering::Acquire) {
-            let Some(primary) = self.primary.upgrade() else {
-                self.shared.halt(Halt::PrimaryGone);
-                return;
-            };
-            if primary.lifecycle.is_closing() {
-                // Its changelog stays open while this handle lives: apply
-                // what it acknowledged before closing, then record how far
-                // the standby got, for when it reopens.
-                self.drain(&primary.log);
-                if let Err(e) = self.commit() {
-                    tracing::warn!(name = self.name, error = %e, "standby could not commit its position");
-                }
-                drop(primary);
-                self.shared.halt(Halt::PrimaryGone);
-                return;
-            }
-            let applied = match self.step(&primary.log) {
-                Ok(applied) => applied,
-                Err(e) => {
-                    drop(primary);
-                    self.shared.halt(Halt::Failed(e));
-                    return;
-                }
-            };
-            if !applied {
-                primary
-                    .log
-                    .wait_for(self.shared.position.load(Ordering::Acquire), IDLE_WAIT);
-            }
-            drop(primary);
-            // At most one sync and position commit per interval, busy or
-            // idle (a no-op when nothing new was applied).
-            if last_commit.elapsed() >= COMMIT_INTERVAL {
-                if let Err(e) = self.commit() {
-                    self.shared.halt(Halt::Failed(e));
-                    return;
-                }
-                last_commit = Instant::now();
-            }
-        }
-        // A clean stop: let the primary's retention go as far as possible.
-        if let Err(e) = self.commit() {
-            tracing::warn!(name = self.name, error = %e, "standby could not commit its position on stopping");
-        }
-    }
-
-    /// Applies everything up to the end of the primary's changelog `log`
-    /// (which takes no more writes); returns whether it got there. A
-    /// failure is logged: promotion catches up again and reports it.
-    pub(super) fn drain(&self, log: &Log) -> bool {
-        loop {
-            match self.step(log) {
-                Ok(true) => {}
-                Ok(false) => return true,
-                Err(e) => {
-                    tracing::warn!(name = self.name, error = %e, "standby could not apply the closing primary's last records");
-                    return false;
-                }
-            }
-        }
-    }
-
-    /// Reads the next records from the primary's changelog `log` and
-    /// applies them; returns whether anything new was read.
-    pub(super) fn step(&self, log: &Log) -> Result<bool> {
-        let position = self.shared.position.load(Ordering::Acquire);
-        let end = log.next_offset();
-        check_replica_position(position, bounds(log))?;
-        if position >= end {
-            return Ok(false);
-        }
-        let (mut records, next) = fetch(log, position)?;
-        // A reader may see a batch being appended before the log's end
-        // moves past it (and before the primary has applied it): apply
-        // only what lies below the end read above, so the standby is
-        // never ahead of the end it reports against.
-        let read_past_end = records.last().is_some_and(|r| r.offset >= end);
-        records.retain(|r| r.offset < end);
-        check_offsets_in_range(log, &records)?;
-        for group in groups(&records) {
-            self.standby.apply_replicated(group)?;
-            if let Some(last) = group.last() {
-                self.shared.advance(last.offset + 1);
-            }
-        }
-        if records.is_empty() || read_past_end {
-            // Every record in [position, end) is applied; offsets without
-            // records there were emptied by a compaction.
-            self.shared.advance(end);
-        } else {
-            self.shared.advance(next);
-        }
-        Ok(true)
-    }
-
-    /// Makes the standby's changelog durable, then tells the primary how
-    /// far it got: the primary's retention may then delete below it.
-    fn commit(&self) -> Result<()> {
-        let durable = self.standby.log.next_offset();
-        if durable == self.committed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        self.standby.sync_log()?;
-        let Some(primary) = self.primary.upgrade() else {
-            return Ok(());
-        };
-        match primary.log.commit_position(&self.name, durable) {
-            Ok(()) => self.committed.store(durable, Ordering::Release),
-            // The primary's problem, not the standby's: retry next time.
-            Err(e) => {
-                tracing::warn!(name = self.name, error = %e, "standby could not commit its position")
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Refuses records copied from `log` whose offsets lie beyond the
-/// sequence-number range: `Corruption` naming the primary's segment and
-/// the batch's byte (the standby's memtable could not hold them).
-fn check_offsets_in_range(log: &Log, records: &[StoredRecord]) -> Result<()> {
-    let Some(bad) = records.iter().find(|r| seqno_of_offset(r.offset).is_none()) else {
-        return Ok(());
-    };
-    let (path, position) = log
-        .batch_location(bad.offset)?
-        .unwrap_or_else(|| (log.dir().to_path_buf(), 0));
-    let what = format!(
-        "record at offset {} lies beyond the sequence-number range (offsets must be below {})",
-        bad.offset,
-        SeqNo::MAX.0
-    );
-    Err(Error::corruption(path, position, what))
-}
-
-/// The records at and after `position` (about [`POLL_BYTES`] of them) and
-/// the offset after the last one the read looked at.
-fn fetch(log: &Log, position: u64) -> Result<(Vec<StoredRecord>, u64)> {
-    let mut source = LogSource::new(log);
-    let read = source.seek(position).and_then(|()| source.poll(POLL_BYTES));
-    match read {
-        Ok(records) => Ok((records, source.position())),
-        Err(e) => {
-            // Retention may have moved the start past us since the check.
-            check_replica_position(position, bounds(log))?;
-            Err(e.into())
-        }
-    }
-}
-
 /// Splits `records` into groups small enough for one changelog batch.
-pub(super) fn groups(records: &[StoredRecord]) -> impl Iterator<Item = &[StoredRecord]> {
+fn groups(records: &[StoredRecord]) -> impl Iterator<Item = &[StoredRecord]> {
     let mut rest = records;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -373,4 +235,37 @@ pub(super) fn groups(records: &[StoredRecord]) -> impl Iterator<Item = &[StoredR
         rest = tail;
         Some(group)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use varve_changelog::Record;
+
+    fn records(n: usize, value_bytes: usize) -> Vec<StoredRecord> {
+        (0..n as u64)
+            .map(|offset| StoredRecord {
+                offset,
+                record: Record::put(format!("k{offset}"), vec![0u8; value_bytes]),
+            })
+            .collect()
+    }
+
+    fn sizes(records: &[StoredRecord]) -> Vec<usize> {
+        groups(records).map(<[StoredRecord]>::len).collect()
+    }
+
+    #[test]
+    fn groups_are_bounded_by_records_and_bytes() {
+        assert!(sizes(&[]).is_empty());
+        assert_eq!(sizes(&records(3, 10)), [3]);
+        let n = GROUP_RECORDS_MAX + 5;
+        assert_eq!(sizes(&records(n, 0)), [GROUP_RECORDS_MAX, 5]);
+        // 256 KiB values: the group closes once it reaches the byte bound.
+        assert_eq!(sizes(&records(9, 256 << 10)), [4, 4, 1]);
+        // A record larger than the bound is a group of its own.
+        assert_eq!(sizes(&records(2, GROUP_BYTES_MAX * 2)), [1, 1]);
+        let all: usize = sizes(&records(n, 100)).iter().sum();
+        assert_eq!(all, n);
+    }
 }

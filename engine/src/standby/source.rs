@@ -1,320 +1,74 @@
-//! [`SourceStandby`]: a standby that follows a [`RecordSource`] — a Kafka
-//! topic partition through the bridge's `KafkaSource`, or any other
-//! source — instead of an in-process primary.
+//! [`Polled`]: any [`RecordSource`] as a standby's upstream — a Kafka
+//! topic partition through the bridge's `KafkaSource`, a `LogSource`
+//! over a changelog, or a source of the caller's own.
 //!
-//! The usual start is a [`restore`](crate::restore) from the same source,
-//! which leaves a store whose changelog ends at the source's end offset
-//! when the restore began; the standby then applies every record from
-//! there on, with the source's offsets, exactly as a [`Standby`](super::Standby)
-//! applies its primary's. It commits nothing upstream: its position is its
-//! own changelog's end, made durable every 100 ms.
+//! It commits nothing upstream: the standby's position is its own
+//! changelog's end. The source's end offset (for `lag`) is asked at most
+//! once a second while records flow, and whenever the standby has caught
+//! up.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use varve_changelog::RecordSource;
-use varve_changelog::fs::{FileSystem, StdFs};
 
-use super::follower::{Halt, IDLE_WAIT, POLL_BYTES, Shared, groups};
-use crate::db::Db;
+use super::upstream::{EndProbe, Fetched, Upstream, beyond_seqno_range};
 use crate::error::{Error, Result};
-use crate::memtable::seqno_of_offset;
-use crate::options::Options;
 use crate::replicate::check_replica_position;
-use crate::state::DbInner;
 
-/// How often the follower makes the standby's changelog durable.
-const SYNC_INTERVAL: Duration = Duration::from_millis(100);
-
-/// How often the follower asks the source for its end offset (for
-/// [`SourceStandby::lag`]) while records keep coming.
+/// How often the follower asks the source for its end offset while
+/// records keep coming.
 const BOUNDS_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A standby replica that follows a [`RecordSource`] in a background
-/// thread: a store of its own that applies the source's records with the
-/// source's offsets, serves reads (through `Deref` to [`Db`]), refuses
-/// writes, and can be [promoted](SourceStandby::promote) to a writable
-/// store.
-///
-/// With the `kafka` feature this is how a machine keeps a warm copy of a
-/// store from its changelog topic: restore from a `KafkaSource`, then
-/// follow a second `KafkaSource` of the same partition (see
-/// `docs/KAFKA.md`).
-///
-/// # Examples
-/// ```
-/// # fn main() -> varve::Result<()> {
-/// # let dir = tempfile::tempdir().unwrap();
-/// use std::time::Duration;
-/// use varve::varve_changelog::{Log, LogOptions, LogSource, Record};
-/// use varve::{Options, RestoreOptions, SourceStandby};
-/// // Any RecordSource will do; here a changelog of its own.
-/// let upstream = std::sync::Arc::new(Log::open(dir.path().join("upstream"), LogOptions::default())?);
-/// upstream.append(&[Record::put("k", "v1")])?;
-/// varve::restore(dir.path().join("copy"), &mut LogSource::new(upstream.clone()), RestoreOptions::default())?;
-/// let standby = SourceStandby::follow(LogSource::new(upstream.clone()), dir.path().join("copy"), Options::default())?;
-/// upstream.append(&[Record::put("k", "v2")])?;
-/// assert!(standby.wait_for_offset(2, Duration::from_secs(10))?);
-/// assert_eq!(standby.get("k")?.as_deref(), Some(&b"v2"[..]));
-/// let db = standby.promote()?; // writable, continuing at offset 2
-/// db.put("k", "v3")?;
-/// # Ok(()) }
-/// ```
-pub struct SourceStandby {
-    // Declared first so it is dropped (the follower stopped) before the
-    // store closes.
-    follower: SourceFollower,
-    db: Db,
+/// A [`RecordSource`] the follower polls.
+pub(super) struct Polled<S> {
+    source: S,
+    /// The source's end offset as last seen (shared with the handle).
+    end: Arc<AtomicU64>,
+    last_bounds: Instant,
 }
 
-impl std::fmt::Debug for SourceStandby {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SourceStandby")
-            .field("path", &self.db.path())
-            .field("position", &self.position())
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::ops::Deref for SourceStandby {
-    type Target = Db;
-
-    fn deref(&self) -> &Db {
-        &self.db
-    }
-}
-
-impl SourceStandby {
-    /// Opens (or creates) the store in `dir` and follows `source` from the
-    /// store's changelog end: a store restored from `source` continues at
-    /// the offset its restore stopped at; a reopened standby resumes where
-    /// it stopped.
+impl<S: RecordSource> Polled<S> {
+    /// Checks that a standby at `position` can catch up from `source`
+    /// and seeks the source there; returns it with the probe of its end.
     ///
     /// # Errors
-    /// [`Error::Stale`] if the store's position is below the source's
-    /// start offset (the records it needs are gone: restore it again) or
-    /// past the source's end (it holds records the source lacks);
-    /// [`Error::Source`] for the source's errors; the errors of
-    /// [`Db::open`] for `dir`.
-    pub fn follow<S>(source: S, dir: impl AsRef<Path>, opts: Options) -> Result<SourceStandby>
-    where
-        S: RecordSource + Send + 'static,
-    {
-        SourceStandby::follow_with_fs(source, Arc::new(StdFs), dir, opts)
-    }
-
-    /// As [`SourceStandby::follow`], with the store opened through the
-    /// file-system seam `fs`.
-    ///
-    /// # Examples
-    /// ```
-    /// # fn main() -> varve::Result<()> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// use std::sync::Arc;
-    /// use varve::varve_changelog::fs::MemFs;
-    /// use varve::varve_changelog::{Log, LogOptions, LogSource};
-    /// use varve::{Options, SourceStandby};
-    /// let upstream = Arc::new(Log::open(dir.path(), LogOptions::default())?);
-    /// let fs = Arc::new(MemFs::new());
-    /// let standby = SourceStandby::follow_with_fs(LogSource::new(upstream), fs, "/standby", Options::default())?;
-    /// assert_eq!(standby.position(), 0);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// As [`SourceStandby::follow`].
-    pub fn follow_with_fs<S>(
-        mut source: S,
-        fs: Arc<dyn FileSystem>,
-        dir: impl AsRef<Path>,
-        opts: Options,
-    ) -> Result<SourceStandby>
-    where
-        S: RecordSource + Send + 'static,
-    {
-        let db = Db::open(dir, opts.fs(fs))?;
-        db.inner().lifecycle.set_replica(true);
-        let position = db.changelog().next_offset();
+    /// `Stale` for a position below the source's start or past its end;
+    /// the source's errors as [`Error::Source`].
+    pub(super) fn start(mut source: S, position: u64) -> Result<(Polled<S>, EndProbe)> {
         let bounds = source.bounds().map_err(source_error)?;
         check_replica_position(position, bounds)?;
         source.seek(position).map_err(source_error)?;
-        let shared = Arc::new(Shared::new(position));
-        let source_end = Arc::new(AtomicU64::new(bounds.end_offset));
-        let worker = SourceWorker {
+        let end = Arc::new(AtomicU64::new(bounds.end_offset));
+        let seen = end.clone();
+        let probe: EndProbe = Box::new(move || Ok(seen.load(Ordering::Acquire)));
+        let polled = Polled {
             source,
-            standby: db.inner().clone(),
-            shared: shared.clone(),
-            source_end: source_end.clone(),
+            end,
+            last_bounds: Instant::now(),
         };
-        let thread = std::thread::Builder::new()
-            .name("varve-source-standby".to_owned())
-            .spawn(move || worker.run())
-            .map_err(|e| Error::io("spawn standby thread", db.path(), e))?;
-        tracing::info!(standby = %db.path().display(), position, "standby following a record source");
-        Ok(SourceStandby {
-            follower: SourceFollower {
-                shared,
-                source_end,
-                thread: Some(thread),
-            },
-            db,
-        })
+        Ok((polled, probe))
     }
 
-    /// The next source offset the standby will apply: every record below
-    /// it is applied and visible to reads.
-    #[must_use]
-    pub fn position(&self) -> u64 {
-        self.follower.shared.position.load(Ordering::Acquire)
-    }
-
-    /// Records the standby is behind: the source's end offset as last
-    /// seen (asked at most once a second while records flow, and whenever
-    /// the standby has caught up) minus [`position`](Self::position).
-    ///
-    /// # Errors
-    /// The error that stopped the follower.
-    pub fn lag(&self) -> Result<u64> {
-        if let Some(halt) = self.follower.shared.halted() {
-            return Err(halt.to_error());
+    /// Asks the source for its end offset; a failure only leaves `lag`
+    /// stale.
+    fn refresh_end(&mut self) {
+        if let Ok(bounds) = self.source.bounds() {
+            self.end.store(bounds.end_offset, Ordering::Release);
         }
-        let end = self.follower.source_end.load(Ordering::Acquire);
-        Ok(end.saturating_sub(self.position()))
-    }
-
-    /// The error that stopped the follower, if it stopped.
-    #[must_use]
-    pub fn error(&self) -> Option<Error> {
-        self.follower.shared.halted().map(|h| h.to_error())
-    }
-
-    /// Whether the follower thread is still applying records.
-    #[must_use]
-    pub fn is_following(&self) -> bool {
-        self.follower
-            .shared
-            .is_following(self.follower.thread.as_ref())
-    }
-
-    /// Waits until the standby has applied everything below `offset`, up
-    /// to `timeout`; `Ok(false)` on timeout.
-    ///
-    /// # Errors
-    /// The error that stopped the follower.
-    pub fn wait_for_offset(&self, offset: u64, timeout: Duration) -> Result<bool> {
-        self.follower.shared.wait_for_offset(offset, timeout)
-    }
-
-    /// Stops following, makes the changelog durable and returns the store
-    /// as a writable [`Db`] whose writes continue at
-    /// [`position`](Self::position). It does not catch up first: a remote
-    /// source may hold more; [`wait_for_offset`](Self::wait_for_offset)
-    /// the offset you need before promoting.
-    ///
-    /// # Errors
-    /// The error that stopped the follower, or the changelog sync's error.
-    pub fn promote(self) -> Result<Db> {
-        let SourceStandby { mut follower, db } = self;
-        follower.stop();
-        if let Some(Halt::Failed(e)) = follower.shared.halted() {
-            return Err(e);
-        }
-        db.inner().sync_log()?;
-        db.inner().lifecycle.set_replica(false);
-        tracing::info!(store = %db.path().display(), next_offset = db.changelog().next_offset(), "source standby promoted");
-        Ok(db)
-    }
-
-    /// Stops following and closes the store.
-    ///
-    /// # Errors
-    /// The error that stopped the follower, else those of [`Db::close`].
-    pub fn close(self) -> Result<()> {
-        let SourceStandby { mut follower, db } = self;
-        follower.stop();
-        let closed = db.close();
-        match follower.shared.halted() {
-            Some(Halt::Failed(e)) => Err(e),
-            _ => closed,
-        }
+        self.last_bounds = Instant::now();
     }
 }
 
-/// The standby's handle on its follower thread.
-struct SourceFollower {
-    shared: Arc<Shared>,
-    source_end: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl SourceFollower {
-    fn stop(&mut self) {
-        self.shared.stop_thread(&mut self.thread);
-    }
-}
-
-impl Drop for SourceFollower {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The follower thread's state.
-struct SourceWorker<S> {
-    source: S,
-    standby: Arc<DbInner>,
-    shared: Arc<Shared>,
-    source_end: Arc<AtomicU64>,
-}
-
-impl<S: RecordSource> SourceWorker<S> {
-    fn run(mut self) {
-        let mut last_sync = Instant::now();
-        let mut last_bounds = Instant::now();
-        while !self.shared.stop.load(Ordering::Acquire) {
-            let applied = match self.step() {
-                Ok(applied) => applied,
-                Err(e) => {
-                    self.shared.halt(Halt::Failed(e));
-                    break;
-                }
-            };
-            if !applied || last_bounds.elapsed() >= BOUNDS_INTERVAL {
-                // A failed look at the end only leaves `lag` stale.
-                if let Ok(bounds) = self.source.bounds() {
-                    self.source_end.store(bounds.end_offset, Ordering::Release);
-                }
-                last_bounds = Instant::now();
-            }
-            if !applied {
-                std::thread::sleep(IDLE_WAIT);
-            }
-            if last_sync.elapsed() >= SYNC_INTERVAL {
-                if let Err(e) = self.standby.sync_log() {
-                    self.shared.halt(Halt::Failed(e));
-                    break;
-                }
-                last_sync = Instant::now();
-            }
-        }
-        if let Err(e) = self.standby.sync_log() {
-            tracing::warn!(error = %e, "standby could not sync its changelog on stopping");
-        }
-    }
-
-    /// Polls the source once and applies what it returned; `Ok(false)`
-    /// when it returned nothing new.
-    fn step(&mut self) -> Result<bool> {
-        let position = self.shared.position.load(Ordering::Acquire);
-        let mut records = self.source.poll(POLL_BYTES).map_err(source_error)?;
+impl<S: RecordSource + Send> Upstream for Polled<S> {
+    fn fetch(&mut self, position: u64) -> Result<Fetched> {
+        let mut records = self
+            .source
+            .poll(super::follower::POLL_BYTES)
+            .map_err(source_error)?;
         records.retain(|r| r.offset >= position);
-        if records.is_empty() {
-            return Ok(false);
-        }
-        if let Some(bad) = records.iter().find(|r| seqno_of_offset(r.offset).is_none()) {
+        if let Some(bad) = beyond_seqno_range(&records) {
             // Not a file of ours: the source gave data the store cannot hold.
             let what = format!(
                 "the source gave a record at offset {}, beyond the sequence-number range (offsets must be below {})",
@@ -326,17 +80,95 @@ impl<S: RecordSource> SourceWorker<S> {
                 what,
             )));
         }
-        for group in groups(&records) {
-            self.standby.apply_replicated(group)?;
-            if let Some(last) = group.last() {
-                self.shared.advance(last.offset + 1);
-                self.source_end.fetch_max(last.offset + 1, Ordering::AcqRel);
-            }
+        let next = records.last().map_or(position, |r| r.offset + 1);
+        self.end.fetch_max(next, Ordering::AcqRel);
+        if records.is_empty() || self.last_bounds.elapsed() >= BOUNDS_INTERVAL {
+            self.refresh_end();
         }
-        Ok(true)
+        Ok(Fetched::Records { records, next })
+    }
+
+    fn end_offset(&mut self) -> Result<u64> {
+        let end = self.source.bounds().map_err(source_error)?.end_offset;
+        self.end.store(end, Ordering::Release);
+        Ok(end)
     }
 }
 
 fn source_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
     Error::Source(Arc::new(e))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use varve_changelog::{Record, SourceBounds, StoredRecord};
+
+    /// A source that hands out all its records on every poll, from the
+    /// start (as a source that redelivers after a reconnect would).
+    struct Redelivering(Vec<u64>);
+
+    impl RecordSource for Redelivering {
+        type Error = std::io::Error;
+
+        fn bounds(&mut self) -> std::io::Result<SourceBounds> {
+            Ok(SourceBounds {
+                start_offset: 0,
+                end_offset: self.0.last().map_or(0, |o| o + 1),
+            })
+        }
+
+        fn seek(&mut self, _offset: u64) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn poll(&mut self, _max_bytes: usize) -> std::io::Result<Vec<StoredRecord>> {
+            Ok(self
+                .0
+                .iter()
+                .map(|&offset| StoredRecord {
+                    offset,
+                    record: Record::put("k", "v"),
+                })
+                .collect())
+        }
+    }
+
+    fn offsets(fetched: Fetched) -> (Vec<u64>, u64) {
+        match fetched {
+            Fetched::Records { records, next } => {
+                (records.iter().map(|r| r.offset).collect(), next)
+            }
+            Fetched::Closed => panic!("a record source never closes"),
+        }
+    }
+
+    #[test]
+    fn fetch_skips_what_was_applied_and_tracks_the_end() {
+        let (mut polled, end) = Polled::start(Redelivering(vec![1, 4, 6]), 2).unwrap();
+        assert_eq!(end().unwrap(), 7);
+        assert_eq!(offsets(polled.fetch(2).unwrap()), (vec![4, 6], 7));
+        assert_eq!(offsets(polled.fetch(7).unwrap()), (vec![], 7));
+        assert_eq!(polled.end_offset().unwrap(), 7);
+        // Past the end, or below the start: stale.
+        assert!(matches!(
+            Polled::start(Redelivering(vec![1]), 3).map(|_| ()),
+            Err(Error::Stale { position: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn a_record_beyond_the_seqno_range_is_a_source_error() {
+        let beyond = crate::key::SeqNo::MAX.0;
+        let (mut polled, _) = Polled::start(Redelivering(vec![0, beyond]), 0).unwrap();
+        match polled.fetch(0) {
+            Err(Error::Source(e)) => {
+                assert!(e.to_string().contains("sequence-number range"), "{e}")
+            }
+            Err(e) => panic!("expected a source error, got {e:?}"),
+            Ok(_) => panic!("expected a source error"),
+        }
+    }
 }

@@ -22,7 +22,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use varve::varve_changelog::LogSource;
-use varve::{ChangelogRetention, Db, Options, RestoreOptions, Standby, WriteBatch, WriteOptions};
+use varve::{
+    CatchUp, ChangelogRetention, Db, Options, RestoreOptions, Standby, WriteBatch, WriteOptions,
+};
 
 /// Events in the stream.
 const EVENTS: u64 = 200_000;
@@ -316,7 +318,7 @@ fn main() -> Result<(), Error> {
         standby.lag()?
     );
     db.close()?;
-    let promoted = standby.promote()?;
+    let promoted = standby.promote(CatchUp::ToEnd)?;
     if contents(&promoted)? != before_failover {
         return Err("the promoted standby differs from the store it followed".into());
     }
