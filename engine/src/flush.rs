@@ -256,6 +256,25 @@ mod tests {
         assert_eq!(level0(&db), vec![(1, 0), (3, 0)]);
     }
 
+    /// A snapshot taken once the memtable is frozen, before its flush
+    /// reads the oldest snapshot, reads above every entry of it: it needs
+    /// only the newest versions, and a write after it stays invisible.
+    #[test]
+    fn a_snapshot_taken_after_the_freeze_reads_the_newest_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        db.put("k", "a").unwrap();
+        db.put("k", "b").unwrap();
+        let inner = db.inner().clone();
+        inner.with_write_leadership(|| inner.switch_memtable());
+        let snap = db.snapshot();
+        db.put("k", "after").unwrap();
+        inner.flush_oldest_immutable().unwrap();
+        assert_eq!(level0(&db), vec![(1, 0)]);
+        assert_eq!(snap.get("k").unwrap().as_deref(), Some(&b"b"[..]));
+        assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"after"[..]));
+    }
+
     #[test]
     fn flush_keeps_every_tombstone() {
         let dir = tempfile::tempdir().unwrap();
