@@ -8,7 +8,8 @@
 //! is). The rules are described in `docs/COMPACTION.md`:
 //!
 //! ```text
-//! hidden         := the previous input entry has the same user key and seqno ≤ oldest
+//! hidden         := the previous input entry is a newer version of the same
+//!                   user key, and its seqno is ≤ oldest
 //! dead tombstone := kind = delete and seqno ≤ oldest and nothing below may hold the key
 //! expired put    := kind = put and the TTL rule says its value has expired
 //!
