@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
+use crate::compaction::stream::{DropRules, Entry, Retention};
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
+use crate::key::SeqNo;
 use crate::memtable::MemTable;
 use crate::sst::{TableBuilder, TableOptions};
 use crate::state::DbInner;
@@ -52,21 +54,27 @@ impl DbInner {
         // the manifest says so; otherwise a crash could leave the log
         // ending below the flushed offset.
         self.log.flush().map_err(Error::from)?;
+        // Read now: a snapshot taken later reads at a number above
+        // everything in the frozen memtable, so it needs only the newest
+        // version of each key, which is always kept.
+        let oldest_snapshot = self.oldest_snapshot();
         let number = self.new_output_number();
-        let result = self.write_table(&mem, number).and_then(|meta| {
-            let size_bytes = meta.size_bytes;
-            let edit = VersionEdit {
-                flushed_offset: Some(max_seqno.0),
-                last_seqno: Some(max_seqno),
-                added: vec![(Level(0), meta)],
-                ..VersionEdit::default()
-            };
-            if let Err(e) = self.versions.lock().log_and_apply(edit) {
-                self.fail_on_sync_error(&e);
-                return Err(e);
-            }
-            Ok(size_bytes)
-        });
+        let result = self
+            .write_table(&mem, number, oldest_snapshot)
+            .and_then(|meta| {
+                let size_bytes = meta.size_bytes;
+                let edit = VersionEdit {
+                    flushed_offset: Some(max_seqno.0),
+                    last_seqno: Some(max_seqno),
+                    added: vec![(Level(0), meta)],
+                    ..VersionEdit::default()
+                };
+                if let Err(e) = self.versions.lock().log_and_apply(edit) {
+                    self.fail_on_sync_error(&e);
+                    return Err(e);
+                }
+                Ok(size_bytes)
+            });
         self.release_outputs(&[number]);
         let size_bytes = match result {
             Ok(size_bytes) => size_bytes,
@@ -115,15 +123,29 @@ impl DbInner {
         Ok(TableBuilder::new(file, path, opts))
     }
 
-    pub(crate) fn write_table(&self, mem: &Arc<MemTable>, number: FileNumber) -> Result<TableMeta> {
+    /// Writes `mem` to new table `number`, through the same drop rules
+    /// as compaction (see [`crate::compaction::stream`]), with
+    /// `oldest_snapshot` read when the flush started: versions that no
+    /// reader at or above it can see are left out. Tombstones are all
+    /// kept (older tables may hold their keys) and nothing expires here.
+    pub(crate) fn write_table(
+        &self,
+        mem: &Arc<MemTable>,
+        number: FileNumber,
+        oldest_snapshot: SeqNo,
+    ) -> Result<TableMeta> {
         let mut builder = self.create_table(number)?;
+        let rules = Retention {
+            oldest_snapshot,
+            expiry: None,
+            may_exist_below: |_: &[u8]| true,
+        };
         let mut iter = mem.iter();
         iter.seek_to_first();
-        while iter.valid() {
-            builder.add(iter.key(), iter.value())?;
-            iter.next();
+        for entry in DropRules::new(Entries(&mut iter), rules) {
+            let entry = entry?;
+            builder.add(entry.key(), &entry.value)?;
         }
-        iter.status()?;
         let info = builder.finish()?;
         self.fs
             .sync_dir(&self.path)
@@ -154,5 +176,121 @@ impl DbInner {
         if let Err(e) = result {
             tracing::warn!(error = %e, "changelog retention failed");
         }
+    }
+}
+
+/// The entries of a positioned internal iterator, as the drop rules take
+/// them; ends with the iterator's error if it has one.
+struct Entries<'a, I: InternalIterator>(&'a mut I);
+
+impl<I: InternalIterator> Iterator for Entries<'_, I> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        if !self.0.valid() {
+            return self.0.status().err().map(Err);
+        }
+        let entry = Entry::new(self.0.key(), self.0.value_bytes());
+        self.0.next();
+        Some(Ok(entry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Db;
+    use crate::version::Level;
+
+    fn open(dir: &std::path::Path) -> Db {
+        let opts = crate::Options {
+            compaction: crate::CompactionOptions {
+                auto: false,
+                ..crate::CompactionOptions::default()
+            },
+            ..crate::Options::default()
+        };
+        Db::open(dir, opts).unwrap()
+    }
+
+    /// `(entries, tombstones)` of each L0 table, newest first.
+    fn level0(db: &Db) -> Vec<(u64, u64)> {
+        let version = db.inner().super_version().version.clone();
+        version
+            .tables(Level(0))
+            .iter()
+            .map(|t| (t.entry_count, t.tombstone_count))
+            .collect()
+    }
+
+    #[test]
+    fn flush_leaves_out_versions_no_reader_can_see() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        for v in ["a", "b", "c"] {
+            db.put("k", v).unwrap();
+        }
+        db.put("other", "x").unwrap();
+        db.flush().unwrap();
+        assert_eq!(level0(&db), vec![(2, 0)]);
+        assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"c"[..]));
+    }
+
+    #[test]
+    fn flush_keeps_the_versions_a_snapshot_sees() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        db.put("k", "a").unwrap();
+        db.put("k", "seen").unwrap();
+        let snap = db.snapshot();
+        db.put("k", "b").unwrap();
+        db.put("k", "c").unwrap();
+        db.flush().unwrap();
+        // "c" for new reads, "b" above the snapshot, "seen" by it; "a" goes.
+        assert_eq!(level0(&db), vec![(3, 0)]);
+        assert_eq!(snap.get("k").unwrap().as_deref(), Some(&b"seen"[..]));
+        assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"c"[..]));
+        drop(snap);
+        db.put("k", "d").unwrap();
+        db.flush().unwrap();
+        assert_eq!(level0(&db), vec![(1, 0), (3, 0)]);
+    }
+
+    /// A snapshot taken once the memtable is frozen, before its flush
+    /// reads the oldest snapshot, reads above every entry of it: it needs
+    /// only the newest versions, and a write after it stays invisible.
+    #[test]
+    fn a_snapshot_taken_after_the_freeze_reads_the_newest_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        db.put("k", "a").unwrap();
+        db.put("k", "b").unwrap();
+        let inner = db.inner().clone();
+        inner.with_write_leadership(|| inner.switch_memtable());
+        let snap = db.snapshot();
+        db.put("k", "after").unwrap();
+        inner.flush_oldest_immutable().unwrap();
+        assert_eq!(level0(&db), vec![(1, 0)]);
+        assert_eq!(snap.get("k").unwrap().as_deref(), Some(&b"b"[..]));
+        assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"after"[..]));
+    }
+
+    #[test]
+    fn flush_keeps_every_tombstone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        db.put("k", "a").unwrap();
+        db.flush().unwrap();
+        db.delete("k").unwrap();
+        db.put("j", "x").unwrap();
+        db.delete("j").unwrap(); // hides a put of the same memtable only
+        db.delete("never-written").unwrap();
+        db.flush().unwrap();
+        assert_eq!(level0(&db), vec![(3, 3), (1, 0)]);
+        assert_eq!(db.get("k").unwrap(), None);
+        assert_eq!(db.get("j").unwrap(), None);
+        db.close().unwrap();
+        let db = open(dir.path());
+        assert_eq!(db.get("k").unwrap(), None);
+        assert_eq!(db.all().count(), 0);
     }
 }

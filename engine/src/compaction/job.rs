@@ -1,18 +1,19 @@
-//! Executing a [`Task`]: merge the inputs, drop what no reader can see,
-//! write outputs split by size and at grandparent boundaries, and install
-//! the result as one manifest edit.
+//! Executing a [`Task`]: merge the inputs, pass them through the drop
+//! rules ([`super::stream`]), write outputs split by size and at grandparent
+//! boundaries, and install the result as one manifest edit.
 
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
 use crate::iter::merge::MergeCursor;
-use crate::key::{InternalKeyRef, SeqNo, ValueKind};
+use crate::key::InternalKeyRef;
+use crate::lifecycle::Lifecycle;
 use crate::sst::TableBuilder;
 use crate::state::DbInner;
 use crate::stats::Counters;
-use crate::ttl::{Expiry, Stored};
 use crate::version::{FileNumber, TableMeta, Version, VersionEdit};
 
 use super::picker::{Task, key_may_exist_below};
+use super::stream::{DropRules, Entry, Retention};
 
 /// An output is closed early once it overlaps this many target table sizes
 /// of the level below its own, so that compacting it later stays small.
@@ -81,7 +82,8 @@ impl DbInner {
         Ok(())
     }
 
-    /// Feeds the merged, filtered entries of the task's inputs to `out`.
+    /// Feeds the merged entries of the task's inputs that the drop rules
+    /// keep to `out`.
     fn merge_task(&self, task: &Task, version: &Version, out: &mut Outputs<'_>) -> Result<()> {
         let mut children: Vec<Box<dyn InternalIterator>> = Vec::new();
         for (_, meta) in task.all_inputs() {
@@ -91,48 +93,24 @@ impl DbInner {
         }
         let mut merge = MergeCursor::new(children, true);
         merge.seek_to_end();
-        let oldest = self.oldest_snapshot();
-        let expiry = self.expiry();
-        let mut current_user_key: Vec<u8> = Vec::new();
-        let mut newer_seqno: Option<SeqNo> = None;
-        let mut merged = 0u64;
-        while let Some(key) = merge.key() {
-            if newer_seqno.is_none() || key.user_key != current_user_key.as_slice() {
-                current_user_key.clear();
-                current_user_key.extend_from_slice(key.user_key);
-                newer_seqno = None;
-            }
-            let hidden = newer_seqno.is_some_and(|newer| newer <= oldest);
-            let dead_tombstone = key.kind == ValueKind::Delete
-                && key.seqno <= oldest
-                && !key_may_exist_below(version, task.output_level, key.user_key);
-            newer_seqno = Some(key.seqno);
-            if hidden || dead_tombstone {
-                // Dropped.
-            } else if key.kind == ValueKind::Put && expired(expiry, merge.value()) {
-                // An expired put reads as absent. Dropping it is safe only
-                // where no older version can lie below (that one would
-                // reappear); elsewhere it becomes a tombstone.
-                if key.seqno > oldest
-                    || key_may_exist_below(version, task.output_level, key.user_key)
-                {
-                    let tombstone = InternalKeyRef {
-                        kind: ValueKind::Delete,
-                        ..key
-                    };
-                    out.add(tombstone, &[])?;
-                }
-                crate::metrics::StoreMetrics::add(&self.metrics.expired_entries, 1);
-            } else {
-                out.add(key, merge.value())?;
-            }
-            merged += 1;
-            if merged.is_multiple_of(CLOSE_CHECK_INTERVAL) && self.lifecycle.is_closing() {
-                return Err(Error::Closed);
-            }
-            merge.advance();
-        }
-        merge.status()
+        let rules = Retention {
+            oldest_snapshot: self.oldest_snapshot(),
+            expiry: self.expiry(),
+            may_exist_below: |user_key: &[u8]| {
+                key_may_exist_below(version, task.output_level, user_key)
+            },
+        };
+        let merged = Merged {
+            cursor: merge,
+            lifecycle: &self.lifecycle,
+            count: 0,
+        };
+        let mut kept = DropRules::new(merged, rules);
+        let result = kept
+            .by_ref()
+            .try_for_each(|entry| entry.and_then(|e| out.add(e.key(), &e.value)));
+        crate::metrics::StoreMetrics::add(&self.metrics.expired_entries, kept.expired_count());
+        result
     }
 
     /// Records the task's result in the manifest and makes it current.
@@ -174,10 +152,33 @@ impl DbInner {
     }
 }
 
-/// Whether a stored put of a TTL store has expired (damaged values are
-/// kept, for reads to report).
-fn expired(expiry: Option<Expiry>, stored: &[u8]) -> bool {
-    expiry.is_some_and(|e| e.read(stored) == Ok(Stored::Expired))
+/// A compaction's merged inputs as the drop rules take them; stops with
+/// [`Error::Closed`] within [`CLOSE_CHECK_INTERVAL`] entries once the store
+/// is closing.
+struct Merged<'a> {
+    cursor: MergeCursor,
+    lifecycle: &'a Lifecycle,
+    count: u64,
+}
+
+impl Iterator for Merged<'_> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        if self.count > 0
+            && self.count.is_multiple_of(CLOSE_CHECK_INTERVAL)
+            && self.lifecycle.is_closing()
+        {
+            return Some(Err(Error::Closed));
+        }
+        let Some(key) = self.cursor.key() else {
+            return self.cursor.status().err().map(Err);
+        };
+        let entry = Entry::new(key, self.cursor.value_bytes());
+        self.cursor.advance();
+        self.count += 1;
+        Some(Ok(entry))
+    }
 }
 
 /// The tables a compaction writes, closed by size and at grandparent

@@ -68,11 +68,6 @@ impl MergeCursor {
         self.current.map(|i| self.children[i].key())
     }
 
-    /// The current value, borrowed (empty when not positioned).
-    pub(crate) fn value(&self) -> &[u8] {
-        self.current.map_or(&[], |i| self.children[i].value())
-    }
-
     /// The current value. Requires `valid()`.
     pub(crate) fn value_bytes(&self) -> Bytes {
         self.current

@@ -126,7 +126,7 @@ impl<'a> BulkLoader<'a> {
         if !self.mem.is_empty() {
             let n = inner.new_output_number();
             number = Some(n);
-            match inner.write_table(&self.mem, n) {
+            match inner.write_table(&self.mem, n, inner.oldest_snapshot()) {
                 Ok(meta) => edit.added.push((Level(0), meta)),
                 Err(e) => {
                     inner.release_outputs(&[n]);
