@@ -243,7 +243,7 @@ fn read_sequential(c: &mut Criterion, dir: &Path) {
         log.append(&records((i * BATCH) as u64, BATCH))
             .expect("append");
     }
-    log.flush().expect("flush");
+    log.sync().expect("flush");
     let total_records = (batches * BATCH) as u64;
     let payload = total_records * RECORD_BYTES as u64;
     let files = segment_files(log_dir.path());

@@ -3,7 +3,7 @@
 //! on its own.
 //!
 //! - [`Log`]: open a directory, [`append`](Log::append) batches of
-//!   [`Record`]s (dense `u64` offsets), [`flush`](Log::flush), read with a
+//!   [`Record`]s (dense `u64` offsets), [`sync`](Log::sync), read with a
 //!   [`LogReader`] or Kafka-style [`read`](Log::read) fetches, tail with
 //!   [`wait_for`](Log::wait_for).
 //! - Segments named by base offset (`{base_offset:020}.log`) with a sparse

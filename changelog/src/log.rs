@@ -96,7 +96,7 @@ pub(crate) struct Inner {
 /// let log = Log::open(dir.path(), LogOptions::default())?;
 /// let info = log.append(&[Record::put("k1", "v1"), Record::tombstone("k0")])?;
 /// assert_eq!((info.base_offset, info.last_offset), (0, 1));
-/// log.flush()?;
+/// log.sync()?;
 /// let records: Vec<_> = log.reader(0)?.collect::<Result<_, _>>()?;
 /// assert_eq!(records.len(), 2);
 /// assert_eq!(records[1].offset, 1);
@@ -260,13 +260,13 @@ impl Log {
     /// [`Error::ReadOnly`] if this or an earlier sync failed: the log then
     /// refuses writes for good (a failed sync is never retried as if
     /// nothing happened).
-    pub fn flush(&self) -> Result<()> {
+    pub fn sync(&self) -> Result<()> {
         let target = self.inner.next_offset.load(Ordering::Acquire);
         self.inner.sync_to(target)
     }
 
     /// The offset below which every record is durable.
-    pub fn flushed_offset(&self) -> u64 {
+    pub fn synced_offset(&self) -> u64 {
         self.inner.sync.lock().synced_offset
     }
 

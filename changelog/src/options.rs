@@ -12,7 +12,7 @@ pub enum SyncPolicy {
     Always,
     /// A background thread syncs every `interval_ms` milliseconds.
     IntervalMs(u64),
-    /// Only explicit [`Log::flush`](crate::Log::flush) calls sync.
+    /// Only explicit [`Log::sync`](crate::Log::sync) calls sync.
     Manual,
 }
 

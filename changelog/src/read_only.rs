@@ -47,7 +47,7 @@ pub struct ReadOnlyEnd {
 /// use varve_changelog::{Log, LogOptions, Record, fs::StdFs};
 /// let log = Log::open(dir.path(), LogOptions::default())?;
 /// log.append(&[Record::put("k", "v"), Record::put("k2", "v2")])?;
-/// log.flush()?;
+/// log.sync()?;
 /// drop(log);
 /// let mut keys = Vec::new();
 /// let end = varve_changelog::read_only::read_records(&StdFs, dir.path(), 1, |r| {

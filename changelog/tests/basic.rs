@@ -46,7 +46,7 @@ fn offsets_are_dense_across_rolls_and_reopen() {
     log.close().unwrap();
     let log = Log::open(dir.path(), small_segments()).unwrap();
     assert_eq!(log.next_offset(), next);
-    assert_eq!(log.flushed_offset(), next);
+    assert_eq!(log.synced_offset(), next);
     assert_eq!(log.recovery_report().truncated_at, None);
     assert_eq!(read_all(&log, 0).len() as u64, next);
     assert_eq!(log.append(&[rec(next)]).unwrap().base_offset, next);

@@ -64,7 +64,7 @@ fn generate() -> BTreeMap<String, Vec<u8>> {
             log.roll().unwrap();
         }
     }
-    log.flush().unwrap();
+    log.sync().unwrap();
     log.commit_position("standby", 5).unwrap();
     log.close().unwrap();
     fs.list_dir(Path::new(DIR))

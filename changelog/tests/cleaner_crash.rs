@@ -143,7 +143,7 @@ fn build(fs: &MemFs) -> (Log, Written) {
             log.roll().unwrap();
         }
     }
-    log.flush().unwrap();
+    log.sync().unwrap();
     // Drop the first few records (mid-segment) so that the log start is not
     // a segment base.
     let start = 9;
@@ -540,7 +540,7 @@ fn clean_concurrent_with_appends_and_rolls() {
     log.clean_at(now).unwrap();
     let got = check_log(&log, &w, now, "after a final clean");
     check_fully_cleaned(&log, &got, &w, now, "after a final clean");
-    log.flush().unwrap();
+    log.sync().unwrap();
     drop(log);
     fs.crash(CrashMode::Random, 7);
     let log = open(&fs);

@@ -45,7 +45,7 @@ fn run(policy: SyncPolicy, writers: u64, batches_per_writer: u64) {
                     assert_eq!(info.last_offset - info.base_offset, 2);
                     if policy == SyncPolicy::Always {
                         assert!(
-                            log.flushed_offset() > info.last_offset,
+                            log.synced_offset() > info.last_offset,
                             "synced append is durable on return"
                         );
                     }
@@ -98,7 +98,7 @@ fn interval_sync_makes_appends_durable_in_the_background() {
     let log = Log::open(dir.path(), opts).unwrap();
     log.append(&[Record::put("k", "v")]).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while log.flushed_offset() < 1 {
+    while log.synced_offset() < 1 {
         assert!(
             std::time::Instant::now() < deadline,
             "interval flusher never synced"

@@ -339,7 +339,7 @@ fn a_segment_truncated_under_an_open_log_fails_the_read() {
         log.append(&[Record::put(format!("k{i}"), big.clone())])
             .unwrap();
     }
-    log.flush().unwrap();
+    log.sync().unwrap();
     let file = OpenOptions::new()
         .write(true)
         .open(segment(dir.path(), 0))

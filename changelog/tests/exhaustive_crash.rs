@@ -147,7 +147,7 @@ fn step(log: &Log, op: Op, out: &mut Outcome) -> varve_changelog::Result<()> {
             let info = log.append(&records)?;
             assert_eq!(info.base_offset, base, "offset assigned to batch {batch}");
             if matches!(op, Op::AppendSync(_)) {
-                log.flush()?;
+                log.sync()?;
                 out.acked_end = out.end();
             }
         }
@@ -171,7 +171,7 @@ fn step(log: &Log, op: Op, out: &mut Outcome) -> varve_changelog::Result<()> {
             out.acked_start = out.acked_start.max(report.log_start_offset);
         }
         Op::Commit => {
-            let offset = log.flushed_offset();
+            let offset = log.synced_offset();
             let mut next = out.positions.clone();
             next.insert(CONSUMER.to_owned(), offset);
             out.positions_attempted = Some(next.clone());
@@ -212,11 +212,8 @@ fn run(fs: &MemFs, workload: &[Op], crash_at: Option<u64>) -> Outcome {
 /// Checks a reopened log against what the workload was told.
 fn check(log: &Log, out: &Outcome) -> Result<(), String> {
     let (start, end) = (log.log_start_offset(), log.next_offset());
-    if log.flushed_offset() != end {
-        return Err(format!(
-            "flushed offset {} after open",
-            log.flushed_offset()
-        ));
+    if log.synced_offset() != end {
+        return Err(format!("flushed offset {} after open", log.synced_offset()));
     }
     if end < out.acked_end {
         return Err(format!(
@@ -277,7 +274,7 @@ fn use_after_recovery(log: &Log) -> Result<(), String> {
     let info = log
         .append(&[Record::put("after", "recovery").with_timestamp_ms(T0)])
         .map_err(|e| format!("append after recovery: {e}"))?;
-    log.flush().map_err(|e| format!("flush: {e}"))?;
+    log.sync().map_err(|e| format!("flush: {e}"))?;
     if info.base_offset != end {
         return Err(format!("appended at {} after end {end}", info.base_offset));
     }

@@ -111,7 +111,7 @@ impl Model {
 
     fn flush(&mut self, log: &Log) -> varve_changelog::Result<()> {
         let end = self.end();
-        let result = log.flush();
+        let result = log.sync();
         match &result {
             Ok(()) => self.acked_end = self.acked_end.max(end),
             Err(e) => assert_typed(e),
@@ -130,11 +130,7 @@ impl Model {
             self.end(),
             log.recovery_report()
         );
-        assert_eq!(
-            log.flushed_offset(),
-            end,
-            "{ctx}: flushed offset after open"
-        );
+        assert_eq!(log.synced_offset(), end, "{ctx}: flushed offset after open");
         assert!(log.failure().is_none(), "{ctx}: failed after reopen");
         assert!(end >= self.acked_end, "{ctx}: acknowledged batches lost");
         assert!(end <= self.end(), "{ctx}: more records than were written");
@@ -207,7 +203,7 @@ fn failed_sync_is_final(policy: SyncPolicy) {
     model.flush(&log).unwrap();
     let acked = model.acked_end;
     assert!(log.segment_base_offsets().len() > 1, "no roll happened");
-    assert_eq!(log.flushed_offset(), acked);
+    assert_eq!(log.synced_offset(), acked);
 
     fs.fail_syncs(true);
     let err = match policy {
@@ -231,12 +227,12 @@ fn failed_sync_is_final(policy: SyncPolicy) {
             model.append(&log, 1 + i, policy),
             "append after failed sync",
         );
-        assert_read_only(log.flush(), "flush after failed sync");
+        assert_read_only(log.sync(), "flush after failed sync");
         assert_read_only(log.roll(), "roll after failed sync");
     }
     assert_eq!(log.failure(), Some(failure));
     assert_eq!(
-        log.flushed_offset(),
+        log.synced_offset(),
         acked,
         "flushed offset moved after failure"
     );
@@ -273,7 +269,7 @@ fn failed_sync_is_final(policy: SyncPolicy) {
     assert_eq!(log.next_offset(), acked, "unsynced data survived DropAll");
     // And the reopened log is writable again.
     log.append(&batch_records(99, 2)).unwrap();
-    log.flush().unwrap();
+    log.sync().unwrap();
 }
 
 #[test]
@@ -303,7 +299,7 @@ fn failed_sync_during_roll_makes_log_read_only() {
         model.append(&log, 1, SyncPolicy::Manual),
         "append after failed roll",
     );
-    assert_read_only(log.flush(), "flush after failed roll");
+    assert_read_only(log.sync(), "flush after failed roll");
     drop(log);
     fs.crash(CrashMode::DropAll, 0);
     let log = open(&fs, &opts).unwrap();
@@ -385,7 +381,7 @@ fn concurrent_appenders_are_all_told_of_a_failed_sync() {
     );
 
     let acked_end = acked.iter().map(|(i, ..)| i.last_offset + 1).max().unwrap();
-    assert!(log.flushed_offset() >= acked_end);
+    assert!(log.synced_offset() >= acked_end);
     let log = Arc::try_unwrap(log).expect("appender threads still hold the log");
     drop(log);
     fs.crash(CrashMode::DropAll, 0);
@@ -514,7 +510,7 @@ fn fault_at_every_call(policy: SyncPolicy) {
                 drop(log);
                 model.check(&reopened, &format!("{ctx} (after dropping the dead log)"));
                 reopened.append(&batch_records(1000, 1)).unwrap();
-                reopened.flush().unwrap();
+                reopened.sync().unwrap();
             }
         }
     }

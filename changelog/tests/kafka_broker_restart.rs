@@ -31,7 +31,7 @@ fn the_shipper_catches_up_after_a_broker_restart() {
     let n = test_records() / 2;
     fill(&log, 0, n, n / 10, |_| true);
     let mut opts = ShipperOptions::new("kafka", 0);
-    opts.in_flight_records_max = 2_000;
+    opts.max_in_flight_records = 2_000;
     let handle = Shipper::new(log.clone(), config.clone(), opts)
         .unwrap()
         .spawn();

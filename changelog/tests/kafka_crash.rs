@@ -18,7 +18,7 @@ use varve_changelog::{Log, LogOptions};
 
 fn opts(in_flight: usize) -> ShipperOptions {
     let mut o = ShipperOptions::new("kafka", 0).with_compression(Compression::None);
-    o.in_flight_records_max = in_flight;
+    o.max_in_flight_records = in_flight;
     o.commit_interval_ms = 0;
     o
 }

@@ -129,8 +129,8 @@ fn run(ops: Vec<Op>) {
                 check_read(l, &model, from);
             }
             Op::Flush => {
-                l.flush().unwrap();
-                assert_eq!(l.flushed_offset(), l.next_offset());
+                l.sync().unwrap();
+                assert_eq!(l.synced_offset(), l.next_offset());
             }
             Op::Roll => l.roll().unwrap(),
             Op::TruncateBefore(per_mille) => {

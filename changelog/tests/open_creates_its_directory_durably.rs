@@ -22,7 +22,7 @@ fn a_synced_append_to_a_new_log_survives_power_loss() {
     let dir = Path::new("/data/log");
     let log = Log::open(dir, LogOptions::default().fs(Arc::new(fs.clone()))).unwrap();
     log.append(&[Record::put("k", "v")]).unwrap();
-    log.flush().unwrap();
+    log.sync().unwrap();
     drop(log);
     fs.crash(CrashMode::DropAll, 0);
     let log = Log::open(dir, LogOptions::default().fs(Arc::new(fs.clone()))).unwrap();

@@ -221,7 +221,7 @@ fn apply(log: &Log, op: Op, opts: &LogOptions, out: &mut Outcome) -> varve_chang
         }
         Op::Flush => {
             let end = out.end();
-            log.flush()?;
+            log.sync()?;
             out.acked_end = out.acked_end.max(end);
         }
         Op::Roll => log.roll()?,
@@ -296,11 +296,7 @@ fn check_contents(log: &Log, out: &Outcome, ctx: &str) {
         "{ctx}: log [{start}, {end}), acked end {}, acked start {}, workload error {:?}, recovery {report:?}",
         out.acked_end, out.acked_start, out.error
     );
-    assert_eq!(
-        log.flushed_offset(),
-        end,
-        "{ctx}: flushed_offset after open"
-    );
+    assert_eq!(log.synced_offset(), end, "{ctx}: flushed_offset after open");
     assert!(
         end == 0 || out.batch_ends.contains(&end),
         "{ctx}: next_offset is not the end of an appended batch (torn batch or garbage); batch ends {:?}",
@@ -364,7 +360,7 @@ fn use_after_recovery(log: &Log, ctx: &str) {
         .append(&[Record::put("after", "recovery").with_timestamp_ms(T0)])
         .unwrap_or_else(|e| panic!("{ctx}: append after recovery: {e}"));
     assert_eq!(info.base_offset, end, "{ctx}: offset after recovery");
-    log.flush()
+    log.sync()
         .unwrap_or_else(|e| panic!("{ctx}: flush after recovery: {e}"));
     let got: Vec<_> = log
         .reader(end)

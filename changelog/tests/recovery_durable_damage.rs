@@ -202,7 +202,7 @@ fn unsynced_batches_lost_out_of_order_are_a_torn_tail() {
         let fs = fs_with_log_dir();
         let log = open(&fs, SyncPolicy::Manual).unwrap();
         log.append(&batch(0, 3, 300)).unwrap();
-        log.flush().unwrap();
+        log.sync().unwrap();
         for b in 1..6 {
             log.append(&batch(b, 3, 5000)).unwrap();
         }

@@ -197,7 +197,9 @@ impl Db {
         self.write_timed(batch, false, &self.inner.metrics.puts)
     }
 
-    /// Deletes `key` (not synced; see [`Db::write`]).
+    /// Deletes `key` (not synced; see [`Db::write`]): a blind tombstone
+    /// write that reads nothing. [`Db::remove`] reads first and returns
+    /// the value the key had.
     ///
     /// # Errors
     /// As [`Db::put`].
@@ -218,16 +220,11 @@ impl Db {
         self.write_timed(batch, opts.sync, &self.inner.metrics.writes)
     }
 
-    /// Writes `batch`, recording its latency in `h` and, if it succeeded,
-    /// its bytes.
+    /// Writes `batch`, recording its latency in `h`.
     fn write_timed(&self, batch: WriteBatch, sync: bool, h: &Histogram) -> Result<()> {
         let start = Instant::now();
-        let written = batch.size_bytes() as u64;
         let result = self.inner.write(batch, sync);
         h.record_since(start);
-        if result.is_ok() {
-            StoreMetrics::add(&self.inner.metrics.written_bytes, written);
-        }
         result
     }
 
@@ -254,7 +251,7 @@ impl Db {
     }
 
     /// Every entry, in key order.
-    pub fn all(&self) -> Iter {
+    pub fn iter(&self) -> Iter {
         self.range::<&[u8], _>(..)
     }
 
@@ -442,7 +439,7 @@ impl Db {
         if let Some(cause) = self.inner.lifecycle.failure() {
             return Err(Error::ReadOnly { cause });
         }
-        self.inner.log.flush().map_err(Error::from)
+        self.inner.log.sync().map_err(Error::from)
     }
 }
 

@@ -53,7 +53,7 @@ impl DbInner {
         // The changelog must be durable up to what the table covers before
         // the manifest says so; otherwise a crash could leave the log
         // ending below the flushed offset.
-        self.log.flush().map_err(Error::from)?;
+        self.log.sync().map_err(Error::from)?;
         // Read now: a snapshot taken later reads at a number above
         // everything in the frozen memtable, so it needs only the newest
         // version of each key, which is always kept.
@@ -291,6 +291,6 @@ mod tests {
         db.close().unwrap();
         let db = open(dir.path());
         assert_eq!(db.get("k").unwrap(), None);
-        assert_eq!(db.all().count(), 0);
+        assert_eq!(db.iter().count(), 0);
     }
 }

@@ -170,7 +170,9 @@ impl fmt::Display for LatencySummary {
 ///   `range_entries_read` counts the entries those iterators returned,
 ///   added when each iterator is dropped.
 /// - `read_bytes`: value bytes returned by gets and by those iterators.
-/// - `written_bytes`: key and value bytes of puts, deletes and writes.
+/// - `written_bytes`: key and value bytes of every write (puts, deletes,
+///   batches, the state-store API and replicated records): the counter
+///   [`Stats::user_bytes_written`](crate::Stats::user_bytes_written) reads.
 ///
 /// Snapshots' reads and the state-store API's conditional writes are not
 /// recorded.
@@ -205,7 +207,8 @@ pub struct Metrics {
     pub range_entries_read: u64,
     /// Value bytes returned to readers (an iterator's when it is dropped).
     pub read_bytes: u64,
-    /// Key and value bytes written by users.
+    /// Key and value bytes written (the counter of
+    /// [`Stats::user_bytes_written`](crate::Stats::user_bytes_written)).
     pub written_bytes: u64,
     /// Expired puts of a TTL store that compactions turned into
     /// tombstones or dropped.
@@ -246,7 +249,6 @@ pub(crate) struct StoreMetrics {
     pub(crate) ranges: Histogram,
     pub(crate) range_entries_read: AtomicU64,
     pub(crate) read_bytes: AtomicU64,
-    pub(crate) written_bytes: AtomicU64,
     pub(crate) expired_entries: AtomicU64,
 }
 
@@ -273,7 +275,7 @@ impl StoreMetrics {
             ranges: self.ranges.summary(),
             range_entries_read: load(&self.range_entries_read),
             read_bytes: load(&self.read_bytes),
-            written_bytes: load(&self.written_bytes),
+            written_bytes: 0,
             expired_entries_compacted: load(&self.expired_entries),
         }
     }
@@ -294,7 +296,10 @@ impl crate::Db {
     /// ```
     #[must_use]
     pub fn metrics(&self) -> Metrics {
-        self.inner().metrics.snapshot()
+        let inner = self.inner();
+        let mut metrics = inner.metrics.snapshot();
+        metrics.written_bytes = crate::stats::Counters::get(&inner.counters.user_bytes_written);
+        metrics
     }
 }
 

@@ -91,7 +91,7 @@ pub fn partition_dir(dir: &Path, partition: u32) -> PathBuf {
 /// store.put("user:2", "grace")?;
 /// let p = store.partition_for("user:1");
 /// assert_eq!(store.partition(p).get("user:1")?.as_deref(), Some(&b"ada"[..]));
-/// let keys: Vec<_> = store.all().map(|kv| kv.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+/// let keys: Vec<_> = store.iter().map(|kv| kv.map(|(k, _)| k)).collect::<Result<_, _>>()?;
 /// assert_eq!(keys, vec![bytes::Bytes::from("user:1"), bytes::Bytes::from("user:2")]);
 /// store.close()?;
 /// # Ok(()) }
@@ -390,13 +390,13 @@ impl PartitionedStore {
     /// # fn main() -> varve::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// let store = varve::PartitionedStore::open(dir.path(), 4, varve::Options::default())?;
-    /// assert_eq!(store.all().count(), 0);
+    /// assert_eq!(store.iter().count(), 0);
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
     /// As [`PartitionedStore::range`].
-    pub fn all(&self) -> PartitionedIter {
+    pub fn iter(&self) -> PartitionedIter {
         self.merged(&(Bound::Unbounded, Bound::Unbounded))
     }
 
@@ -669,7 +669,7 @@ fn write_partitions_file(fs: &dyn FileSystem, dir: &Path, num_partitions: u32) -
 /// let store = varve::PartitionedStore::open(dir.path(), 3, varve::Options::default())?;
 /// store.put("b", "2")?;
 /// store.put("a", "1")?;
-/// let mut it: varve::PartitionedIter = store.all();
+/// let mut it: varve::PartitionedIter = store.iter();
 /// assert_eq!(it.next().transpose()?.map(|(k, _)| k), Some(bytes::Bytes::from("a")));
 /// # Ok(()) }
 /// ```

@@ -171,7 +171,7 @@ impl ReadOnlyDb {
     }
 
     /// Every entry, in key order.
-    pub fn all(&self) -> Iter {
+    pub fn iter(&self) -> Iter {
         self.range::<&[u8], _>(..)
     }
 

@@ -122,7 +122,9 @@ impl Db {
     }
 
     /// Deletes `key` and returns the value it had (Kafka Streams'
-    /// `delete`). Nothing is written if the key is absent.
+    /// `delete`, Rust's `HashMap::remove`): a conditional write that reads
+    /// the key first. Nothing is written if the key is absent. For a blind
+    /// delete that reads nothing, use [`Db::delete`].
     ///
     /// # Errors
     /// As [`Db::write`].

@@ -284,7 +284,7 @@ mod tests {
         assert_eq!((l1.len(), l2.len()), (1, 1));
         assert_eq!((l1[0].entry_count, l1[0].tombstone_count), (1, 1));
         assert_eq!(db.get("k").unwrap(), None, "the older version stays hidden");
-        assert_eq!(db.all().count(), 0);
+        assert_eq!(db.iter().count(), 0);
 
         // Merged with the older version at the lowest level: both go.
         let version = compact(1, 2);

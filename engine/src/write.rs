@@ -115,7 +115,7 @@ impl DbInner {
             .append(&records)
             .map_err(|e| self.write_error(e.into()))?;
         if group.iter().any(|p| p.sync) {
-            self.log.flush().map_err(|e| self.write_error(e.into()))?;
+            self.log.sync().map_err(|e| self.write_error(e.into()))?;
         }
         let sv = self.super_version();
         insert_all(&sv.mem, &records, info.base_offset, self.value_format());
@@ -140,7 +140,7 @@ impl DbInner {
     }
 
     pub(crate) fn sync_log(&self) -> Result<()> {
-        self.log.flush().map_err(|e| self.write_error(e.into()))
+        self.log.sync().map_err(|e| self.write_error(e.into()))
     }
 
     /// Switches a full memtable to immutable and holds the writer while too

@@ -43,7 +43,7 @@ fn model(n: u64) -> State {
 }
 
 fn contents(db: &Db) -> State {
-    db.all().map(|kv| kv.unwrap()).collect()
+    db.iter().map(|kv| kv.unwrap()).collect()
 }
 
 fn small_options() -> Options {

@@ -31,7 +31,7 @@ fn key(i: u64) -> String {
 }
 
 fn all(db: &Db) -> Vec<(Vec<u8>, Vec<u8>)> {
-    db.all()
+    db.iter()
         .map(|kv| {
             let (k, v) = kv.unwrap();
             (k.to_vec(), v.to_vec())
@@ -91,7 +91,7 @@ fn overwrites_compact_to_low_space_amplification() {
         db.get(key(4242)).unwrap().unwrap(),
         format!("09-{:097}", 4242)
     );
-    assert_eq!(db.all().count() as u64, keys);
+    assert_eq!(db.iter().count() as u64, keys);
 }
 
 #[test]
@@ -199,7 +199,7 @@ fn lz4_tables_are_smaller_and_read_back() {
             db.get(key(1234)).unwrap().unwrap(),
             "order 1234 state NEW customer 4 NEW NEW"
         );
-        assert_eq!(db.all().count(), 5000);
+        assert_eq!(db.iter().count(), 5000);
     }
     assert!(
         sizes[1] * 10 < sizes[0] * 8,
@@ -241,7 +241,7 @@ fn writers_stall_instead_of_growing_level0() {
     assert!(stats.stall_micros > 0, "{stats}");
     // The stop trigger plus what was already being flushed.
     assert!(l0_max <= 3 + 2, "L0 reached {l0_max}");
-    assert_eq!(db.all().count(), 40_000);
+    assert_eq!(db.iter().count(), 40_000);
 }
 
 #[test]

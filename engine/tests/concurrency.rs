@@ -140,7 +140,7 @@ fn scan_snapshot(snap: &Snapshot) -> Entries {
 }
 
 fn scan_db(db: &Db) -> Entries {
-    db.all().collect::<varve::Result<_>>().unwrap()
+    db.iter().collect::<varve::Result<_>>().unwrap()
 }
 
 fn initial_batch() -> WriteBatch {
@@ -275,11 +275,11 @@ fn snapshots_are_consistent_under_concurrent_writers() {
                 drop(snap);
                 // Reads without an explicit snapshot are consistent too.
                 let live = scan_db(&db);
-                let live_view = check(&live, &format!("{ctx}: db.all()"));
+                let live_view = check(&live, &format!("{ctx}: db.iter()"));
                 for w in 0..WRITERS {
                     assert!(
                         live_view.seqs[w] >= view.seqs[w],
-                        "{ctx}: db.all() went back in time"
+                        "{ctx}: db.iter() went back in time"
                     );
                     let got = db.get_all(&[seq(w), pair_a(w), pair_b(w)]).unwrap();
                     let got: Vec<Option<i64>> =
@@ -294,7 +294,7 @@ fn snapshots_are_consistent_under_concurrent_writers() {
                     );
                 }
                 // An iterator consumed slowly keeps its own consistent view.
-                let mut iter = db.all();
+                let mut iter = db.iter();
                 let mut slow: Entries =
                     iter.by_ref().take(5).collect::<varve::Result<_>>().unwrap();
                 thread::sleep(Duration::from_millis(1));
@@ -560,7 +560,7 @@ fn concurrent_sync_writers_share_group_commit() {
             );
         }
         assert_eq!(
-            db.all().count(),
+            db.iter().count(),
             THREADS * PER_THREAD + THREADS,
             "{ctx}: entries"
         );

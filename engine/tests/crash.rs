@@ -225,7 +225,7 @@ fn run(fs: &MemFs, w: &Workload) -> Outcome {
 }
 
 fn contents(db: &Db) -> State {
-    db.all()
+    db.iter()
         .collect::<varve::Result<State>>()
         .unwrap_or_else(|e| panic!("reading all of the reopened store: {e}"))
 }

@@ -34,7 +34,7 @@ fn put(key: &str, value: &str) -> WriteBatch {
 }
 
 fn all(db: &Db) -> State {
-    db.all().collect::<varve::Result<State>>().unwrap()
+    db.iter().collect::<varve::Result<State>>().unwrap()
 }
 
 fn is_read_only<T: std::fmt::Debug>(r: &varve::Result<T>) -> bool {
@@ -151,10 +151,10 @@ fn failed_sync_makes_the_store_read_only() {
         // Reads keep working, and see exactly the acknowledged writes.
         assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
         assert_eq!(db.get("c").unwrap().as_deref(), Some(&b"3"[..]));
-        assert_eq!(all(&db), states[3], "{ctx}: db.all() after the failure");
+        assert_eq!(all(&db), states[3], "{ctx}: db.iter() after the failure");
         let range: Vec<Bytes> = db.range("b".."d").map(|kv| kv.unwrap().0).collect();
         assert_eq!(range, vec![Bytes::from("b"), Bytes::from("c")]);
-        let rev: Vec<Bytes> = db.all().rev().map(|kv| kv.unwrap().0).collect();
+        let rev: Vec<Bytes> = db.iter().rev().map(|kv| kv.unwrap().0).collect();
         assert_eq!(
             rev,
             vec![Bytes::from("c"), Bytes::from("b"), Bytes::from("a")]

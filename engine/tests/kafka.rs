@@ -64,7 +64,7 @@ fn until_shipped() -> Options {
 }
 
 fn contents(db: &Db) -> BTreeMap<Bytes, Bytes> {
-    db.all().map(|kv| kv.unwrap()).collect()
+    db.iter().map(|kv| kv.unwrap()).collect()
 }
 
 /// Writes `n` operations from `first` over `n / 10` keys: puts that
@@ -275,11 +275,11 @@ fn a_partitioned_store_round_trips_and_routes_keys_as_kafkas_default_partitioner
     }
     // And everything else is the live store, key by key.
     let restored: BTreeMap<Bytes, Bytes> = copy
-        .all()
+        .iter()
         .map(|kv| kv.unwrap())
         .filter(|(k, _)| !k.starts_with(b"order-"))
         .collect();
-    let live: BTreeMap<Bytes, Bytes> = store.all().map(|kv| kv.unwrap()).collect();
+    let live: BTreeMap<Bytes, Bytes> = store.iter().map(|kv| kv.unwrap()).collect();
     assert_eq!(restored, live);
     copy.close().unwrap();
     store.close().unwrap();

@@ -26,7 +26,7 @@ fn counts_match_the_operations_done() {
     let scanned = db.prefix("k").count();
     assert_eq!(scanned, 9);
     let _unused = db.range("a".."c");
-    assert_eq!(db.all().rev().count(), 11);
+    assert_eq!(db.iter().rev().count(), 11);
 
     let m = db.metrics();
     assert_eq!(m.puts.count, 10);

@@ -168,7 +168,7 @@ fn run(ops: Vec<Op>) {
     }
     let d = db.as_ref().unwrap();
     let want: Vec<_> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    assert_eq!(contents(d.all()), want);
+    assert_eq!(contents(d.iter()), want);
 }
 
 proptest! {

@@ -69,7 +69,7 @@ fn reopen_keeps_data_and_wrong_count_is_refused() {
         let key = format!("k{i:02}");
         assert_eq!(store.get(&key).unwrap(), Some(Bytes::from(format!("v{i}"))));
     }
-    assert_eq!(store.all().count(), 50);
+    assert_eq!(store.iter().count(), 50);
 }
 
 #[test]
@@ -200,7 +200,7 @@ proptest! {
         let got: Vec<_> = store.range(lo.clone()..hi.clone()).map(Result::unwrap).collect();
         let want: Vec<_> = model.range(lo..hi).map(|(k, v)| (k.clone(), v.clone())).collect();
         prop_assert_eq!(got, want);
-        let all: Vec<_> = store.all().map(Result::unwrap).collect();
+        let all: Vec<_> = store.iter().map(Result::unwrap).collect();
         let want_all: Vec<_> = model.into_iter().collect();
         prop_assert_eq!(all, want_all);
     }
@@ -219,11 +219,11 @@ fn partitions_share_the_ttl_and_the_clock() {
     for i in 0..30 {
         store.put(format!("k{i}"), "v").unwrap();
     }
-    assert_eq!(store.all().count(), 30);
+    assert_eq!(store.iter().count(), 30);
     let puts: u64 = store.metrics().iter().map(|m| m.puts.count).sum();
     assert_eq!(puts, 30);
     clock.advance(Duration::from_millis(1_001));
-    assert_eq!(store.all().count(), 0);
+    assert_eq!(store.iter().count(), 0);
     assert_eq!(store.get("k1").unwrap(), None);
     store.close().unwrap();
     // Every partition recorded the TTL.

@@ -74,8 +74,8 @@ fn read_only_open_changes_no_file_and_leaves_a_torn_tail_on_disk() {
         assert_eq!(ro.get("k00").unwrap().as_deref(), Some(&b"tail"[..]));
         assert_eq!(ro.get("k01").unwrap(), None);
         assert_eq!(ro.get("k02").unwrap().as_deref(), Some(&b"table 2"[..]));
-        assert_eq!(ro.all().count(), 49);
-        assert_eq!(ro.all().next_back().unwrap().unwrap().0, "k49");
+        assert_eq!(ro.iter().count(), 49);
+        assert_eq!(ro.iter().next_back().unwrap().unwrap().0, "k49");
         let torn = ro.changelog_end().torn_tail.clone().unwrap();
         assert_eq!(torn.2, 97, "the torn tail is reported: {torn:?}");
         assert_eq!(ro.latest_seqno(), 52);
@@ -88,7 +88,7 @@ fn read_only_open_changes_no_file_and_leaves_a_torn_tail_on_disk() {
     // Opening for writing cuts the tail and sees the same data.
     let db = Db::open(dir.path(), Options::default()).unwrap();
     assert_eq!(db.get("k00").unwrap().as_deref(), Some(&b"tail"[..]));
-    assert_eq!(db.all().count(), 49);
+    assert_eq!(db.iter().count(), 49);
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn read_only_open_applies_the_recorded_ttl() {
         let clock = Arc::new(ManualClock::new(1_700_000_000_000 + ms_later));
         let opts = Options::default().clock(clock);
         let ro = ReadOnlyDb::open(dir.path(), opts).unwrap();
-        let all: Vec<_> = ro.all().map(|kv| kv.unwrap()).collect();
+        let all: Vec<_> = ro.iter().map(|kv| kv.unwrap()).collect();
         (ro.get("old").unwrap(), ro.get("new").unwrap(), all.len())
     };
     let recorded = Options::default().recorded(dir.path()).unwrap();
@@ -189,7 +189,7 @@ fn read_only_open_creates_nothing_and_names_a_partitioned_root() {
     assert_eq!(
         ReadOnlyDb::open(&part, Options::default())
             .unwrap()
-            .all()
+            .iter()
             .count(),
         0
     );

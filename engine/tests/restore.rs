@@ -22,7 +22,7 @@ use varve::{ChangelogRetention, Db, Error, Options, RestoreOptions, WriteBatch, 
 type State = BTreeMap<Bytes, Bytes>;
 
 fn contents(db: &Db) -> State {
-    db.all().map(|kv| kv.unwrap()).collect()
+    db.iter().map(|kv| kv.unwrap()).collect()
 }
 
 fn no_create() -> Options {

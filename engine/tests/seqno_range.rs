@@ -35,7 +35,7 @@ fn store_with_batch_at(dir: &Path, offset: u64) -> (PathBuf, u64) {
         record: Record::put("far", "away"),
     };
     log.append_at(&[record]).unwrap();
-    log.flush().unwrap();
+    log.sync().unwrap();
     let location = log.batch_location(offset).unwrap().unwrap();
     log.close().unwrap();
     location

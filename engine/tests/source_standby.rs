@@ -23,7 +23,7 @@ fn at(offset: u64, key: &str, value: Option<&str>) -> StoredRecord {
 }
 
 fn contents(db: &Db) -> BTreeMap<Bytes, Bytes> {
-    db.all().map(|kv| kv.unwrap()).collect()
+    db.iter().map(|kv| kv.unwrap()).collect()
 }
 
 #[test]
@@ -228,8 +228,8 @@ fn a_partitioned_store_is_restored_partition_by_partition() {
     let err =
         varve::restore_partitioned(&copy_dir, &mut sources, RestoreOptions::default()).unwrap_err();
     assert!(matches!(err, Error::Locked { .. }), "{err:?}");
-    let got: Vec<_> = copy.all().map(|kv| kv.unwrap()).collect();
-    let want: Vec<_> = live.all().map(|kv| kv.unwrap()).collect();
+    let got: Vec<_> = copy.iter().map(|kv| kv.unwrap()).collect();
+    let want: Vec<_> = live.iter().map(|kv| kv.unwrap()).collect();
     assert_eq!(got, want);
     assert!(!got.is_empty());
 }

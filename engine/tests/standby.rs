@@ -34,7 +34,7 @@ fn small(retention: ChangelogRetention) -> Options {
 }
 
 fn contents(db: &Db) -> Map {
-    db.all().map(|kv| kv.unwrap()).collect()
+    db.iter().map(|kv| kv.unwrap()).collect()
 }
 
 fn catch_up(standby: &Standby, primary: &Db) {

@@ -272,7 +272,7 @@ fn writers_readers_flushes_compactions_and_a_tailer_at_once() {
 
     // The tailer's rebuild from the changelog equals the store, and the
     // store equals the writers' histories.
-    let store: BTreeMap<Bytes, Bytes> = db.all().map(|kv| kv.unwrap()).collect();
+    let store: BTreeMap<Bytes, Bytes> = db.iter().map(|kv| kv.unwrap()).collect();
     assert_eq!(model.len(), store.len());
     assert!(
         model == store,
@@ -299,7 +299,7 @@ fn writers_readers_flushes_compactions_and_a_tailer_at_once() {
     // And it all survives a reopen.
     drop(Arc::try_unwrap(db).ok().unwrap());
     let db = Db::open(dir.path(), options()).unwrap();
-    let reopened: BTreeMap<Bytes, Bytes> = db.all().map(|kv| kv.unwrap()).collect();
+    let reopened: BTreeMap<Bytes, Bytes> = db.iter().map(|kv| kv.unwrap()).collect();
     assert!(reopened == store);
     db.close().unwrap();
 }

@@ -26,7 +26,7 @@ fn open_at(dir: &std::path::Path, now_ms: u64) -> (Arc<ManualClock>, Db) {
 }
 
 fn keys(db: &Db) -> Vec<Bytes> {
-    db.all().map(|kv| kv.unwrap().0).collect()
+    db.iter().map(|kv| kv.unwrap().0).collect()
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn values_expire_for_get_range_and_snapshots() {
     clock.set_ms(T0 + TTL_MS);
     assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
     assert_eq!(
-        db.all().map(Result::unwrap).collect::<Vec<_>>(),
+        db.iter().map(Result::unwrap).collect::<Vec<_>>(),
         vec![
             (Bytes::from("a"), Bytes::from("1")),
             (Bytes::from("b"), Bytes::from("2"))
@@ -55,7 +55,7 @@ fn values_expire_for_get_range_and_snapshots() {
     assert_eq!(db.get("a").unwrap(), None);
     assert!(!db.contains("a").unwrap());
     assert_eq!(keys(&db), vec![Bytes::from("b")]);
-    assert_eq!(db.all().rev().count(), 1);
+    assert_eq!(db.iter().rev().count(), 1);
     assert_eq!(db.prefix("a").count(), 0);
     assert_eq!(snap.get("a").unwrap(), None);
     assert_eq!(snap.get("b").unwrap().as_deref(), Some(&b"2"[..]));
@@ -157,7 +157,7 @@ fn compaction_removes_expired_data() {
     assert_eq!(db.approximate_num_entries(), 510);
 
     clock.advance(Duration::from_millis(TTL_MS / 2 + 1));
-    assert_eq!(db.all().count(), 10);
+    assert_eq!(db.iter().count(), 10);
     db.compact_range::<&[u8], _>(..).unwrap();
     let after = db.stats().unwrap();
     assert!(
@@ -168,7 +168,7 @@ fn compaction_removes_expired_data() {
     );
     assert_eq!(db.approximate_num_entries(), 10);
     assert_eq!(db.metrics().expired_entries_compacted, 500);
-    assert_eq!(db.all().count(), 10);
+    assert_eq!(db.iter().count(), 10);
     assert_eq!(db.get("live03").unwrap().as_deref(), Some(&b"stays"[..]));
 }
 
@@ -188,7 +188,7 @@ fn an_expired_newer_version_never_resurrects_an_older_one() {
     assert_eq!(db.get("k").unwrap(), None);
     db.compact_range::<&[u8], _>(..).unwrap();
     assert_eq!(db.get("k").unwrap(), None);
-    assert_eq!(db.all().count(), 0);
+    assert_eq!(db.iter().count(), 0);
     db.close().unwrap();
     let (_clock, db) = open_at(dir.path(), T0 + TTL_MS + 1);
     assert_eq!(db.get("k").unwrap(), None);
@@ -337,7 +337,7 @@ mod model {
                     .filter(|(_, (_, w))| now - w <= TTL_MS)
                     .map(|(k, (v, _))| (k.clone(), v.clone()))
                     .collect();
-                let got: Vec<_> = d.all().map(Result::unwrap).collect();
+                let got: Vec<_> = d.iter().map(Result::unwrap).collect();
                 prop_assert_eq!(&got, &live);
                 for k in 0..16 {
                     let want = live.iter().find(|(lk, _)| *lk == key(k)).map(|(_, v)| v.clone());

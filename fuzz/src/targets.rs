@@ -576,10 +576,10 @@ fn block_span(bytes: &[u8], handle: varve::sst::BlockHandle) -> Option<(usize, u
 /// match its table) may make reads disagree, so only errors are checked.
 fn exercise_store(db: &varve::Db, round: u8) -> varve::Result<()> {
     let mut keys = Vec::new();
-    for kv in db.all().take(10_000) {
+    for kv in db.iter().take(10_000) {
         keys.push(kv?.0);
     }
-    for kv in db.all().rev().take(10_000) {
+    for kv in db.iter().rev().take(10_000) {
         kv?;
     }
     for key in keys.iter().step_by(keys.len() / 16 + 1) {
@@ -804,7 +804,7 @@ pub fn db_model(data: &[u8]) {
                     Err(_) => failed = true,
                 }
             }
-            5 => match d.all().rev().collect::<varve::Result<Vec<_>>>() {
+            5 => match d.iter().rev().collect::<varve::Result<Vec<_>>>() {
                 Ok(mut got) => {
                     got.reverse();
                     assert!(same(&got, &current), "reverse scan differs from the model");
@@ -851,7 +851,7 @@ pub fn db_model(data: &[u8]) {
             fs.crash(mode, u64::from(input.u16()));
             let reopened = open().expect("reopen after a crash");
             let got: Vec<_> = reopened
-                .all()
+                .iter()
                 .collect::<varve::Result<_>>()
                 .expect("scan after a crash");
             let p = (durable..=batches.len())

@@ -229,7 +229,7 @@ fn amplification(tables: &TableTotals, disk: &Value, live: Option<&ReadOnlyDb>) 
     });
     if let Some(db) = live {
         let mut live_bytes = 0u64;
-        for entry in db.all() {
+        for entry in db.iter() {
             let (k, v) = entry?;
             live_bytes += (k.len() + v.len()) as u64;
         }

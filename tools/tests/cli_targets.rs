@@ -25,7 +25,7 @@ fn no_create() -> Options {
 fn assert_opens(dir: &Path, model: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>) {
     let db = Db::open(dir, no_create()).unwrap();
     let got: Vec<(Vec<u8>, Vec<u8>)> = db
-        .all()
+        .iter()
         .map(|kv| {
             let (k, v) = kv.unwrap();
             (k.to_vec(), v.to_vec())

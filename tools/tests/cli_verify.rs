@@ -212,7 +212,7 @@ fn a_batch_beyond_the_seqno_range_is_found() {
         record: Record::put("far", "away"),
     };
     log.append_at(&[record]).unwrap();
-    log.flush().unwrap();
+    log.sync().unwrap();
     let (segment, position) = log.batch_location(offset).unwrap().unwrap();
     log.close().unwrap();
     expect_problem(dir.path(), &format!("{}:{position}: ", segment.display()));

@@ -91,9 +91,9 @@ impl KvEngine for VarveEngine {
             Ok(())
         };
         if reverse {
-            self.db.all().rev().try_for_each(&mut each)
+            self.db.iter().rev().try_for_each(&mut each)
         } else {
-            self.db.all().try_for_each(&mut each)
+            self.db.iter().try_for_each(&mut each)
         }
     }
 

@@ -47,7 +47,7 @@ pub struct ShipperOptions {
     /// The compression of produced batches. Default LZ4.
     pub compression: Compression,
     /// Records produced but not yet acknowledged, at most. Default 50 000.
-    pub in_flight_records_max: usize,
+    pub max_in_flight_records: usize,
     /// How long the producer waits to fill a batch. Default 5 ms.
     pub linger_ms: u64,
     /// How often the shipped position is committed while shipping
@@ -66,7 +66,7 @@ impl ShipperOptions {
             name: name.into(),
             partition,
             compression: Compression::default(),
-            in_flight_records_max: 50_000,
+            max_in_flight_records: 50_000,
             linger_ms: 5,
             commit_interval_ms: 100,
             delivery_timeout_ms: 120_000,
@@ -189,9 +189,9 @@ impl<L: Deref<Target = Log>> Shipper<L> {
     /// within the configured timeout; [`Error::InvalidArgument`].
     pub fn new(log: L, config: KafkaConfig, opts: ShipperOptions) -> Result<Shipper<L>> {
         config.validate()?;
-        if opts.name.is_empty() || opts.in_flight_records_max == 0 {
+        if opts.name.is_empty() || opts.max_in_flight_records == 0 {
             return Err(Error::InvalidArgument(
-                "a shipper needs a consumer name and in_flight_records_max > 0".into(),
+                "a shipper needs a consumer name and max_in_flight_records > 0".into(),
             ));
         }
         let producer = create_producer(&config, &opts)?;
@@ -301,7 +301,7 @@ impl<L: Deref<Target = Log>> Shipper<L> {
         let end = self.log.next_offset();
         let room = self
             .opts
-            .in_flight_records_max
+            .max_in_flight_records
             .saturating_sub(self.in_flight.len());
         if self.produce_from >= end || room == 0 {
             return Ok(());
@@ -628,7 +628,7 @@ fn create_producer(
         .set("message.timeout.ms", opts.delivery_timeout_ms.to_string())
         .set(
             "queue.buffering.max.messages",
-            opts.in_flight_records_max.max(1000).to_string(),
+            opts.max_in_flight_records.max(1000).to_string(),
         )
         .set("partitioner", "murmur2_random");
     for (k, v) in &config.properties {

@@ -122,7 +122,7 @@ pub fn restore<S: RecordSource>(
     // at `end` sees, tombstones at the bottom included.
     inner.visible_seqno.store(end, Ordering::Release);
     inner.compact_range(None)?;
-    inner.log.flush()?;
+    inner.log.sync()?;
     drop(inner);
     // Everything (the changelog's directory entry included) is durable
     // before the marker goes.

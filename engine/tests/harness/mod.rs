@@ -805,11 +805,11 @@ pub struct Recovered {
 pub fn read_back(db: &Db, keys: u8) -> Result<Recovered, Violation> {
     let v = |what: &str, e: &dyn fmt::Display| Violation(format!("{what}: {e}"));
     let state: State = db
-        .all()
+        .iter()
         .collect::<varve::Result<State>>()
         .map_err(|e| v("scan", &e))?;
     let mut rev: Vec<(Bytes, Bytes)> = db
-        .all()
+        .iter()
         .rev()
         .collect::<varve::Result<_>>()
         .map_err(|e| v("reverse scan", &e))?;

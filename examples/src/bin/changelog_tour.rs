@@ -25,7 +25,7 @@ fn main() -> Result<()> {
             .collect();
         log.append(&batch)?;
     }
-    log.flush()?;
+    log.sync()?;
     let secs = started.elapsed().as_secs_f64();
     let (segments, bytes) = log.size();
     println!(

@@ -178,7 +178,7 @@ fn model(events: &[Event], upto: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
 
 fn contents(db: &Db) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, Error> {
     let mut out = BTreeMap::new();
-    for kv in db.all() {
+    for kv in db.iter() {
         let (k, v) = kv?;
         out.insert(k.to_vec(), v.to_vec());
     }

@@ -222,7 +222,7 @@ fn verify(a: &Args, model: &mut Model, floor: u64) -> Result<u64, String> {
     let acked = last_ack(&a.dir)?;
     let db = Db::open(a.dir.join(STORE_DIR), options()).map_err(|e| format!("reopen: {e}"))?;
     let mut got = BTreeMap::new();
-    for kv in db.all() {
+    for kv in db.iter() {
         let (k, v) = kv.map_err(|e| format!("scan: {e}"))?;
         let k = String::from_utf8_lossy(&k).into_owned();
         got.insert(k, String::from_utf8_lossy(&v).into_owned());
