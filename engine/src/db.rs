@@ -486,7 +486,7 @@ impl DbInner {
         upper: Bound<Bytes>,
         seqno: SeqNo,
     ) -> Iter {
-        let ttl = self.expiry().map(|e| (e, self.path.clone()));
+        let ttl = self.opts.expiry().map(|e| (e, self.path.clone()));
         let front =
             Cursor::new(MergeCursor::new(self.children(), true), seqno, true).expiring(ttl.clone());
         let inner = self.clone();

@@ -50,7 +50,7 @@ impl DbInner {
                     &sv.mem,
                     std::slice::from_ref(&r.record),
                     r.offset,
-                    self.value_format(),
+                    self.opts.value_format(),
                 );
             }
             let bytes: usize = records

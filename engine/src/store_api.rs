@@ -223,6 +223,6 @@ impl DbInner {
         check_key(key)?;
         let table = |n| self.table(n);
         sv.sources(&table)
-            .versioned(key, seqno, self.expiry(), &self.path)
+            .versioned(key, seqno, self.opts.expiry(), &self.path)
     }
 }

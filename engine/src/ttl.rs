@@ -191,10 +191,10 @@ impl Expiry {
     }
 }
 
-impl crate::state::DbInner {
-    /// The store's value format.
+impl crate::options::Options {
+    /// The value format of a store opened with these options.
     pub(crate) fn value_format(&self) -> ValueFormat {
-        if self.opts.ttl.is_some() {
+        if self.ttl.is_some() {
             ValueFormat::Timestamped
         } else {
             ValueFormat::Plain
@@ -203,10 +203,10 @@ impl crate::state::DbInner {
 
     /// The expiry rule as of now, for a TTL store.
     pub(crate) fn expiry(&self) -> Option<Expiry> {
-        let ttl = self.opts.ttl?;
+        let ttl = self.ttl?;
         Some(Expiry {
             ttl_ms: ttl_ms(ttl),
-            now_ms: self.opts.clock.now_ms(),
+            now_ms: self.clock.now_ms(),
         })
     }
 }

@@ -118,7 +118,12 @@ impl DbInner {
             self.log.sync().map_err(|e| self.write_error(e.into()))?;
         }
         let sv = self.super_version();
-        insert_all(&sv.mem, &records, info.base_offset, self.value_format());
+        insert_all(
+            &sv.mem,
+            &records,
+            info.base_offset,
+            self.opts.value_format(),
+        );
         let user_bytes: usize = group.iter().map(|p| p.batch.size_bytes()).sum();
         crate::stats::Counters::add(&self.counters.user_bytes_written, user_bytes as u64);
         self.visible_seqno

@@ -247,12 +247,18 @@ fn read_while_writing(ctx: &Context<'_>, name: &str) -> EngineResult<Outcome> {
             let mut rng = Rng::new(ctx.round * 1000 + 999);
             let mut key = vec![0u8; config.key_size];
             let mut written = 0;
-            while !stop.load(Ordering::Relaxed) {
+            // At least one write, even if the readers finish first (a
+            // tiny run on a busy machine), so that the figures are of
+            // reads while writing.
+            loop {
                 let i = rng.below(config.num);
                 fill_key(&mut key, i);
                 engine.put(&key, values.get(i), config.sync)?;
                 live.insert(i);
                 written += entry_bytes;
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
             }
             Ok(written)
         });

@@ -95,7 +95,7 @@ impl DbInner {
         merge.seek_to_end();
         let rules = Retention {
             oldest_snapshot: self.oldest_snapshot(),
-            expiry: self.expiry(),
+            expiry: self.opts.expiry(),
             may_exist_below: |user_key: &[u8]| {
                 key_may_exist_below(version, task.output_level, user_key)
             },

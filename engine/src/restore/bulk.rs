@@ -78,7 +78,7 @@ impl<'a> BulkLoader<'a> {
                 &self.mem,
                 std::slice::from_ref(&stored.record),
                 stored.offset,
-                self.inner.value_format(),
+                self.inner.opts.value_format(),
             );
             self.position = stored.offset + 1;
             applied.records += 1;
