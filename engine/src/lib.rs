@@ -48,6 +48,7 @@ mod table_cache;
 mod ttl;
 pub mod version;
 mod write;
+mod write_queue;
 
 pub use batch::WriteBatch;
 pub use cache::{BlockCache, CacheStats};

@@ -24,7 +24,8 @@ use crate::ttl::ValueFormat;
 use crate::version::{
     FileKind, Level, Version, VersionSet, VersionSetOptions, parse_file_name, table_file_name,
 };
-use crate::write::{WriteQueue, insert_all};
+use crate::write::insert_all;
+use crate::write_queue::WriteQueue;
 
 /// The changelog's directory inside a store.
 pub const CHANGELOG_DIR: &str = "changelog";

@@ -20,7 +20,7 @@ use crate::sst::Table;
 use crate::stats::Counters;
 use crate::table_cache::TableCache;
 use crate::version::{FileNumber, Version, VersionSet};
-use crate::write::WriteQueue;
+use crate::write_queue::WriteQueue;
 
 /// What readers see: the memtables and the table version, swapped as one.
 pub(crate) struct SuperVersion {

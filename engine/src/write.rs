@@ -8,7 +8,6 @@
 //! group's last sequence number only after the whole group is in the
 //! memtable.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -21,24 +20,7 @@ use crate::lifecycle::Writer;
 use crate::memtable::MemTable;
 use crate::state::{DbInner, SuperVersion};
 use crate::ttl::{ValueFormat, encode_timestamped};
-
-/// The most bytes of key and value one group gathers.
-const MAX_GROUP_BYTES: usize = 4 << 20;
-
-struct Pending {
-    id: u64,
-    batch: WriteBatch,
-    sync: bool,
-}
-
-/// Writers waiting for a leader, and the results handed back to them.
-#[derive(Default)]
-pub(crate) struct WriteQueue {
-    next_id: u64,
-    pending: VecDeque<Pending>,
-    results: HashMap<u64, Result<()>>,
-    leader_active: bool,
-}
+use crate::write_queue::{Pending, take_group};
 
 impl DbInner {
     /// Applies `batch` atomically; with `sync`, durably.
@@ -212,21 +194,6 @@ impl DbInner {
             tracing::warn!(error = %e, "could not roll the changelog at a memtable switch");
         }
     }
-}
-
-fn take_group(pending: &mut VecDeque<Pending>) -> Vec<Pending> {
-    let mut group = Vec::new();
-    let mut bytes = 0;
-    while let Some(p) = pending.front() {
-        if !group.is_empty() && bytes + p.batch.size_bytes() > MAX_GROUP_BYTES {
-            break;
-        }
-        bytes += p.batch.size_bytes();
-        if let Some(p) = pending.pop_front() {
-            group.push(p);
-        }
-    }
-    group
 }
 
 fn to_records(group: &[Pending], now_ms: u64) -> Vec<Record> {
