@@ -20,6 +20,8 @@ pub struct Style {
     pub json: bool,
     /// Keys and values as hex.
     pub hex: bool,
+    /// No progress on stderr (bars or lines).
+    pub quiet: bool,
 }
 
 /// Where a subcommand's output goes: buffered standard output.

@@ -54,6 +54,10 @@ struct Cli {
     /// VALUE, --from, --to and --prefix are read as hex too.
     #[arg(long, global = true)]
     hex: bool,
+    /// No progress on stderr: neither the bars drawn on a terminal nor
+    /// verify's `checked N/M file` lines. Warnings and errors still print.
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -237,10 +241,36 @@ enum ManifestCommand {
     },
 }
 
+/// The store path of a command that works on one store only (not on a
+/// partitioned store's root), and the command's name.
+fn one_store_path(command: &Command) -> Option<(&std::path::Path, &'static str)> {
+    match command {
+        Command::Info { .. }
+        | Command::Verify { .. }
+        | Command::Get { .. }
+        | Command::Scan { .. }
+        | Command::Sst(_) => None,
+        Command::Log(LogCommand::Dump { path, .. }) => Some((path, "log dump")),
+        Command::Manifest(ManifestCommand::Dump { path }) => Some((path, "manifest dump")),
+        Command::Positions { dir, .. } => Some((dir, "positions")),
+        Command::Put { dir, .. } => Some((dir, "put")),
+        Command::Delete { dir, .. } => Some((dir, "delete")),
+        Command::Load { dir, .. } => Some((dir, "load")),
+        Command::Compact { dir } => Some((dir, "compact")),
+        Command::Repair { dir, .. } => Some((dir, "repair")),
+        Command::Checkpoint { store, .. } => Some((store, "checkpoint")),
+        Command::Restore { changelog, .. } => Some((changelog, "restore")),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
+    if let Some((path, command)) = one_store_path(&cli.command) {
+        open::refuse_root(path, command)?;
+    }
     let mut out = Out::new(Style {
         json: cli.json,
         hex: cli.hex,
+        quiet: cli.quiet,
     });
     match cli.command {
         Command::Info { dir, live } => info::run(&mut out, &dir, live),
