@@ -33,9 +33,7 @@ pub fn run(out: &mut Out, dir: &Path, key: &str) -> Result<()> {
         }
         match &value {
             Some(v) => out.put_bytes(&mut obj, "value", v),
-            None => {
-                obj.insert("value".into(), serde_json::Value::Null);
-            }
+            None => crate::format::put_null(&mut obj, "value"),
         }
         out.object(obj)?;
     } else if let Some(v) = &value {

@@ -46,12 +46,14 @@ use crate::format::{Out, Style};
 #[derive(Parser, Debug)]
 #[command(name = "varve", version, about, long_about)]
 struct Cli {
-    /// Print one JSON object per line, for scripts. Byte strings appear as
-    /// "name" when they are UTF-8, else as "name_hex".
+    /// Print JSON, one object per line, for scripts; every command prints a
+    /// result on success too. A byte string appears twice: "name" (the
+    /// text spelling) and "name_hex" (its exact bytes as hex).
     #[arg(long, global = true)]
     json: bool,
-    /// Show keys and values as hex; with get, scan, put and delete, KEY,
-    /// VALUE, --from, --to and --prefix are read as hex too.
+    /// Show keys and values as `0x` hex (`0x00ff10`) instead of text with
+    /// `\xNN` escapes; with get, scan, put and delete, KEY, VALUE, --from,
+    /// --to and --prefix are read as hex too (the `0x` is optional).
     #[arg(long, global = true)]
     hex: bool,
     /// No progress on stderr: neither the bars drawn on a terminal nor
@@ -91,9 +93,27 @@ enum Command {
     Manifest(ManifestCommand),
     /// The committed consumer positions of a store's changelog, with their
     /// lag behind the log end.
+    ///
+    /// With --delete or --reset, edits one position of a closed store (like
+    /// kafka-consumer-groups.sh --delete / --reset-offsets): a dead standby
+    /// or shipper whose position pins the changelog under `UntilShipped`
+    /// retention is deleted, or moved on.
     Positions {
         /// The store's directory (or its changelog directory).
         dir: PathBuf,
+        /// Delete this consumer's position (retention stops waiting for it).
+        #[arg(long, value_name = "NAME", conflicts_with = "reset")]
+        delete: Option<String>,
+        /// Move this consumer's position to the offset given by --to.
+        #[arg(long, value_name = "NAME", requires = "to")]
+        reset: Option<String>,
+        /// With --reset: an offset from the log start offset to the log end
+        /// offset, `earliest` (the log start) or `latest` (the log end).
+        #[arg(long, value_name = "OFFSET", requires = "reset")]
+        to: Option<String>,
+        /// Print what --delete or --reset would change, and write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print the value of a key (exit 1 if it has none). The store must be
     /// closed; nothing is written to it.
@@ -151,7 +171,8 @@ enum Command {
     },
     /// Write the entries of a file of JSON lines, each
     /// {"key": .., "value": ..}; a null value deletes the key; "key_hex" and
-    /// "value_hex" take hex.
+    /// "value_hex" take hex and win over "key" and "value" (so scan --json
+    /// output loads back exactly).
     Load {
         /// The store's directory.
         dir: PathBuf,
@@ -302,7 +323,28 @@ fn run(cli: Cli) -> Result<()> {
             log_dump::run(&mut out, &path, &args)
         }
         Command::Manifest(ManifestCommand::Dump { path }) => manifest_dump::run(&mut out, &path),
-        Command::Positions { dir } => positions::run(&mut out, &dir),
+        Command::Positions {
+            dir,
+            delete,
+            reset,
+            to,
+            dry_run,
+        } => {
+            let edit = match (delete, reset, to) {
+                (Some(name), _, _) => Some(positions::Edit::Delete(name)),
+                (None, Some(name), Some(to)) => {
+                    Some(positions::Edit::Reset(name, positions::Target::parse(&to)?))
+                }
+                _ => None,
+            };
+            match edit {
+                Some(edit) => positions::edit(&mut out, &dir, &edit, dry_run),
+                None if dry_run => Err(ToolError::Invalid(
+                    "--dry-run goes with --delete or --reset".into(),
+                )),
+                None => positions::run(&mut out, &dir),
+            }
+        }
         Command::Get { dir, key } => get::run(&mut out, &dir, &key),
         Command::Scan {
             dir,
@@ -326,8 +368,8 @@ fn run(cli: Cli) -> Result<()> {
             key,
             value,
             create,
-        } => write::put(&out, &dir, &key, &value, create),
-        Command::Delete { dir, key } => write::delete(&out, &dir, &key),
+        } => write::put(&mut out, &dir, &key, &value, create),
+        Command::Delete { dir, key } => write::delete(&mut out, &dir, &key),
         Command::Compact { dir } => compact::run(&mut out, &dir),
         Command::Load { dir, file, create } => write::load(&mut out, &dir, &file, create),
         Command::Repair { dir, to } => repair::run(&mut out, &dir, &to),

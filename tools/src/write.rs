@@ -48,27 +48,44 @@ fn commit(db: &Db, batch: WriteBatch) -> Result<()> {
 ///
 /// # Errors
 /// As [`open_for_write`], and write errors.
-pub fn put(out: &Out, dir: &Path, key: &str, value: &str, create: bool) -> Result<()> {
+pub fn put(out: &mut Out, dir: &Path, key: &str, value: &str, create: bool) -> Result<()> {
     let key = arg_bytes(key, out.style.hex)?;
     let value = arg_bytes(value, out.style.hex)?;
     let db = open_for_write(dir, create)?;
     let mut batch = WriteBatch::new();
-    batch.put(key, value);
+    batch.put(key.clone(), value.clone());
     commit(&db, batch)?;
-    Ok(db.close()?)
+    db.close()?;
+    report_write(out, "put", &key, Some(&value))
+}
+
+/// With `--json`, says what a `put` or `delete` wrote (text output stays
+/// silent on success, as for `cp`).
+fn report_write(out: &mut Out, op: &str, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+    if !out.json() {
+        return Ok(());
+    }
+    let mut obj = object([("ok", Value::from(true)), ("op", Value::from(op))]);
+    out.put_bytes(&mut obj, "key", key);
+    if let Some(value) = value {
+        out.put_bytes(&mut obj, "value", value);
+    }
+    out.object(obj)?;
+    out.flush()
 }
 
 /// Deletes `key` (a tombstone is written whether or not it exists).
 ///
 /// # Errors
 /// As [`put`].
-pub fn delete(out: &Out, dir: &Path, key: &str) -> Result<()> {
+pub fn delete(out: &mut Out, dir: &Path, key: &str) -> Result<()> {
     let key = arg_bytes(key, out.style.hex)?;
     let db = open_for_write(dir, false)?;
     let mut batch = WriteBatch::new();
-    batch.delete(key);
+    batch.delete(key.clone());
     commit(&db, batch)?;
-    Ok(db.close()?)
+    db.close()?;
+    report_write(out, "delete", &key, None)
 }
 
 /// Writes every line of `file` (`-` for stdin): one JSON object a line with

@@ -148,10 +148,11 @@ fn one_store_commands_refuse_the_root_and_name_a_partition() {
     let lines = parent.path().join("lines.json");
     std::fs::write(&lines, "{\"key\":\"a\",\"value\":\"1\"}\n").unwrap();
     let l = arg(&lines);
-    let cases: [(&str, Vec<&str>); 10] = [
+    let cases: [(&str, Vec<&str>); 11] = [
         ("log dump", vec!["log", "dump", r]),
         ("manifest dump", vec!["manifest", "dump", r]),
         ("positions", vec!["positions", r]),
+        ("positions", vec!["positions", r, "--delete", "shipper"]),
         ("put", vec!["put", r, "k", "v"]),
         ("delete", vec!["delete", r, "k"]),
         ("load", vec!["load", r, l]),
