@@ -12,6 +12,7 @@ mod log_dump;
 mod manifest_dump;
 mod open;
 mod positions;
+mod progress;
 mod repair;
 mod restore;
 mod scan;

@@ -134,9 +134,14 @@ pub fn edit(out: &mut Out, dir: &Path, edit: &Edit, dry_run: bool) -> Result<()>
                 Target::Offset(o) => o,
             };
             if offset < start || offset > end {
+                let gone = if start > 0 {
+                    format!("; the records below {start} are gone")
+                } else {
+                    String::new()
+                };
                 return Err(ToolError::Invalid(format!(
                     "offset {offset} is outside the changelog [{start}, {end}] (log start \
-                     offset to log end offset); the records below {start} are gone"
+                     offset to log end offset){gone}"
                 )));
             }
             (name, Some(offset))

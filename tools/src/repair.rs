@@ -31,6 +31,7 @@ use varve::{Clock, Db, ManualClock, Options, SystemClock, WriteBatch, WriteOptio
 
 use crate::error::{Problem, Result, ToolError};
 use crate::format::{Out, quoted};
+use crate::progress::Progress;
 use crate::segments::{self, SegmentScanner, Step};
 use crate::store::{self, LockState, Manifest};
 use crate::view::{Entry, KeyRange, Overlay, View, overlay_insert};
@@ -72,14 +73,28 @@ pub fn run(out: &mut Out, dir: &Path, to: &Path) -> Result<()> {
     report.ttl_ms = Manifest::load(dir).ok().and_then(|m| m.version.ttl_ms());
     let mut overlay = Overlay::new();
     let mut good = Vec::new();
+    // One step per table, one for the changelog, one for writing the new
+    // store.
+    let progress = Progress::bar(
+        table_paths.len() as u64 + 2,
+        "{bar:40} {pos}/{len} steps {wide_msg}",
+        out.style.quiet,
+    );
     for (path, meta) in table_paths {
+        progress.message(format!("reading {}", path.display()));
         if let Some(table) = salvage_table(&path, meta.as_deref(), &mut overlay, &mut report) {
             good.push(table);
         }
+        progress.inc(1);
     }
+    progress.message("reading the changelog");
     read_changelog(dir, flushed, &mut overlay, &mut report)?;
+    progress.inc(1);
     check_lost_tables_covered(&mut report);
+    progress.message(format!("writing {}", to.display()));
     write_store(to, &View::new(good, overlay), &mut report)?;
+    progress.inc(1);
+    progress.finish();
     print_report(out, dir, to, &report)
 }
 

@@ -12,6 +12,7 @@ use varve::{Db, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES, WriteBatch, WriteOptio
 
 use crate::error::{Result, ToolError};
 use crate::format::{Out, arg_bytes, get_bytes, object};
+use crate::progress::Progress;
 
 /// Bytes of keys and values (plus [`LOAD_RECORD_OVERHEAD_BYTES`] each)
 /// that `load` gathers into one batch: half the changelog's batch limit
@@ -98,11 +99,19 @@ pub fn delete(out: &mut Out, dir: &Path, key: &str) -> Result<()> {
 /// # Errors
 /// As [`put`], and [`ToolError::Invalid`] for a bad line.
 pub fn load(out: &mut Out, dir: &Path, file: &Path, create: bool) -> Result<()> {
-    let reader: Box<dyn BufRead> = if file == Path::new("-") {
-        Box::new(BufReader::new(std::io::stdin()))
+    let quiet = out.style.quiet;
+    let (reader, progress): (Box<dyn BufRead>, Progress) = if file == Path::new("-") {
+        let spinner = Progress::spinner("loading standard input", quiet);
+        (Box::new(BufReader::new(std::io::stdin())), spinner)
     } else {
         let f = std::fs::File::open(file).map_err(|e| ToolError::io("open", file, e))?;
-        Box::new(BufReader::new(f))
+        let size = f.metadata().map_or(0, |m| m.len());
+        let bar = Progress::bar(
+            size,
+            "{bar:40} {bytes}/{total_bytes} ({eta} left) {msg}",
+            quiet,
+        );
+        (Box::new(BufReader::new(f)), bar)
     };
     let created = if create {
         NewStore::before_open(dir)
@@ -110,8 +119,10 @@ pub fn load(out: &mut Out, dir: &Path, file: &Path, create: bool) -> Result<()> 
         NewStore::Existed
     };
     let loaded = open_for_write(dir, create).and_then(|db| {
-        let counts = load_lines(&db, reader, file)?;
+        let counts = load_lines(&db, reader, file, &progress)?;
+        progress.message("closing the store");
         db.close()?;
+        progress.finish();
         Ok(counts)
     });
     match loaded {
@@ -121,13 +132,19 @@ pub fn load(out: &mut Out, dir: &Path, file: &Path, create: bool) -> Result<()> 
 }
 
 /// Reads, checks and writes every line; returns the puts and deletes.
-fn load_lines(db: &Db, reader: Box<dyn BufRead>, file: &Path) -> Result<(u64, u64)> {
+fn load_lines(
+    db: &Db,
+    reader: Box<dyn BufRead>,
+    file: &Path,
+    progress: &Progress,
+) -> Result<(u64, u64)> {
     let budget = load_batch_bytes();
     let mut batch = WriteBatch::new();
     let mut batch_bytes = 0usize;
     let (mut puts, mut deletes) = (0u64, 0u64);
     for (i, line) in reader.lines().enumerate() {
         let line = line.map_err(|e| ToolError::io("read", file, e))?;
+        progress.inc(line.len() as u64 + 1);
         if line.trim().is_empty() {
             continue;
         }
@@ -139,6 +156,7 @@ fn load_lines(db: &Db, reader: Box<dyn BufRead>, file: &Path) -> Result<(u64, u6
         if !batch.is_empty() && batch_bytes + size > budget {
             commit(db, std::mem::take(&mut batch))?;
             batch_bytes = 0;
+            progress.message(format!("{} records written", puts + deletes));
         }
         batch_bytes += size;
         match value {
