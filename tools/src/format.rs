@@ -60,6 +60,14 @@ impl Out {
         writeln!(self.sink, "{}", text.as_ref()).map_err(ToolError::Output)
     }
 
+    /// Writes bytes as they are (a generated completion script).
+    ///
+    /// # Errors
+    /// As [`line`](Self::line).
+    pub fn raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.sink.write_all(bytes).map_err(ToolError::Output)
+    }
+
     /// Writes one JSON object as a line.
     ///
     /// # Errors

@@ -26,7 +26,7 @@ mod write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::error::{Result, ToolError};
 use crate::format::{Out, Style};
@@ -214,6 +214,14 @@ enum Command {
         #[arg(long)]
         from_checkpoint: Option<PathBuf>,
     },
+    /// Print a completion script for a shell, generated from these very
+    /// definitions: `varve completions bash > /etc/bash_completion.d/varve`,
+    /// `varve completions zsh > ~/.zfunc/_varve`, `varve completions fish >
+    /// ~/.config/fish/completions/varve.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -282,6 +290,7 @@ fn one_store_path(command: &Command) -> Option<(&std::path::Path, &'static str)>
         Command::Repair { dir, .. } => Some((dir, "repair")),
         Command::Checkpoint { store, .. } => Some((store, "checkpoint")),
         Command::Restore { changelog, .. } => Some((changelog, "restore")),
+        Command::Completions { .. } => None,
     }
 }
 
@@ -380,6 +389,12 @@ fn run(cli: Cli) -> Result<()> {
             new_store,
             from_checkpoint,
         } => restore::run(&mut out, &changelog, &new_store, from_checkpoint.as_deref()),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "varve", &mut script);
+            out.raw(&script)?;
+            out.flush()
+        }
     }
 }
 
