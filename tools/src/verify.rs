@@ -140,7 +140,16 @@ pub fn run(out: &mut Out, dir: &Path) -> Result<()> {
     };
     let mut damaged = Vec::new();
     for (p, store_dir) in dirs.iter().enumerate() {
-        let checked = verify_one(out, store_dir)?;
+        let checked = match verify_one(out, store_dir) {
+            // A partition that is gone or is no store is a problem of the
+            // partitioned store, and the other partitions are still checked.
+            Err(e @ (ToolError::Missing(_) | ToolError::NotAStore { .. }))
+                if partitions.is_some() =>
+            {
+                missing_partition(out, store_dir, &e)?
+            }
+            other => other?,
+        };
         if partitions.is_some() {
             partition_summary(out, p, store_dir, &checked)?;
         }
@@ -182,6 +191,26 @@ fn verify_one(out: &mut Out, dir: &Path) -> Result<Checked> {
         problems: f.problems,
         notes: f.notes,
         files_checked: f.files_checked,
+    })
+}
+
+/// Reports a partition directory that cannot be verified at all.
+fn missing_partition(out: &mut Out, dir: &Path, e: &ToolError) -> Result<Checked> {
+    let p = Problem::file(dir, e.to_string());
+    if out.json() {
+        out.object(Map::from_iter([
+            ("kind".to_owned(), json!("problem")),
+            ("file".to_owned(), json!(dir.display().to_string())),
+            ("offset".to_owned(), json!(null)),
+            ("what".to_owned(), json!(p.what)),
+        ]))?;
+    } else {
+        out.line(p.to_string())?;
+    }
+    Ok(Checked {
+        problems: 1,
+        notes: 0,
+        files_checked: 0,
     })
 }
 

@@ -136,6 +136,18 @@ fn verify_covers_every_partition_and_fails_on_one_damaged() {
     let summary = json_lines(&run.stdout).pop().unwrap();
     assert_eq!(summary["ok"], false);
     assert_eq!(summary["damaged_partitions"], serde_json::json!([2]));
+
+    // A partition directory that is gone is a problem too; the others are
+    // still checked.
+    std::fs::remove_dir_all(partition_dir(&root, 3)).unwrap();
+    let run = varve(&["verify", r, "--quiet"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("damaged partition(s) 2, 3 of 4"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("does not exist"), "{}", run.stdout);
 }
 
 #[test]
