@@ -125,8 +125,9 @@ impl fmt::Display for ToolError {
                     f,
                     "{} is the root of a partitioned store ({partitions} partitions, \
                      partition-00000 … partition-{last:05}); `varve {command}` works on one \
-                     partition: run it on a partition directory, e.g. `varve {command} {}` \
-                     (get, scan, info and verify take the root)",
+                     partition: add --partition N (0 to {last}), or run it on a partition \
+                     directory, e.g. `varve {command} {}` (get, scan, info and verify take \
+                     the root)",
                     root.display(),
                     varve::partition_dir(root, 0).display()
                 )

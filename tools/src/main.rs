@@ -61,6 +61,10 @@ struct Cli {
     /// verify's `checked N/M file` lines. Warnings and errors still print.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// With a partitioned store's root as the store path: work on this
+    /// partition only (as if its `partition-NNNNN` directory were given).
+    #[arg(long, global = true, value_name = "N")]
+    partition: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -294,7 +298,73 @@ fn one_store_path(command: &Command) -> Option<(&std::path::Path, &'static str)>
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// The store path of a command, to point it at one partition.
+fn store_path_mut(command: &mut Command) -> Option<&mut PathBuf> {
+    match command {
+        Command::Info { dir, .. }
+        | Command::Verify { dir }
+        | Command::Positions { dir, .. }
+        | Command::Get { dir, .. }
+        | Command::Scan { dir, .. }
+        | Command::Put { dir, .. }
+        | Command::Compact { dir }
+        | Command::Delete { dir, .. }
+        | Command::Load { dir, .. }
+        | Command::Repair { dir, .. } => Some(dir),
+        Command::Log(LogCommand::Dump { path, .. })
+        | Command::Manifest(ManifestCommand::Dump { path }) => Some(path),
+        Command::Checkpoint { store, .. } => Some(store),
+        Command::Restore { changelog, .. } => Some(changelog),
+        Command::Sst(_) | Command::Completions { .. } => None,
+    }
+}
+
+/// Points the command at partition `p` of the partitioned store whose
+/// root it was given; returns `(p, partitions)`, the route a write's keys
+/// must follow.
+fn select_partition(command: &mut Command, p: u32, hex: bool) -> Result<write::Route> {
+    if let Command::Get { dir, key } = &*command
+        && let Some(n) = open::partitions(dir)?
+    {
+        let home = varve::varve_changelog::partitioner::partition_for_key(
+            &format::arg_bytes(key, hex)?,
+            n,
+        );
+        if home != p && p < n {
+            eprintln!(
+                "warning: the store routes this key to partition {home}, not {p}: it is read from partition {p} as asked"
+            );
+        }
+    }
+    let Some(path) = store_path_mut(command) else {
+        return Err(ToolError::Invalid(
+            "--partition goes with a command that takes a store (sst dump takes a table file)"
+                .into(),
+        ));
+    };
+    match open::partitions(path)? {
+        Some(n) if p < n => {
+            *path = varve::partition_dir(path, p);
+            Ok(Some((p, n)))
+        }
+        Some(n) => Err(ToolError::Invalid(format!(
+            "--partition {p}: {} has partitions 0 to {}",
+            path.display(),
+            n - 1
+        ))),
+        None => Err(ToolError::Invalid(format!(
+            "--partition {p}: {} is not the root of a partitioned store (it has no {} file)",
+            path.display(),
+            varve::PARTITIONS_FILE
+        ))),
+    }
+}
+
+fn run(mut cli: Cli) -> Result<()> {
+    let route = match cli.partition {
+        Some(p) => select_partition(&mut cli.command, p, cli.hex)?,
+        None => None,
+    };
     if let Some((path, command)) = one_store_path(&cli.command) {
         open::refuse_root(path, command)?;
     }
@@ -378,10 +448,10 @@ fn run(cli: Cli) -> Result<()> {
             key,
             value,
             create,
-        } => write::put(&mut out, &dir, &key, &value, create),
-        Command::Delete { dir, key } => write::delete(&mut out, &dir, &key),
+        } => write::put(&mut out, &dir, &key, &value, create, route),
+        Command::Delete { dir, key } => write::delete(&mut out, &dir, &key, route),
         Command::Compact { dir } => compact::run(&mut out, &dir),
-        Command::Load { dir, file, create } => write::load(&mut out, &dir, &file, create),
+        Command::Load { dir, file, create } => write::load(&mut out, &dir, &file, create, route),
         Command::Repair { dir, to } => repair::run(&mut out, &dir, &to),
         Command::Checkpoint { store, dir } => checkpoint::run(&mut out, &store, &dir),
         Command::Restore {

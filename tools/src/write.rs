@@ -11,7 +11,9 @@ use varve::version::parse_file_name;
 use varve::{Db, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES, WriteBatch, WriteOptions};
 
 use crate::error::{Result, ToolError};
-use crate::format::{Out, arg_bytes, get_bytes, object};
+use varve::varve_changelog::partitioner::partition_for_key;
+
+use crate::format::{Out, arg_bytes, get_bytes, object, quoted};
 use crate::progress::Progress;
 
 /// Bytes of keys and values (plus [`LOAD_RECORD_OVERHEAD_BYTES`] each)
@@ -41,6 +43,32 @@ pub fn open_for_write(dir: &Path, create: bool) -> Result<Db> {
     Ok(Db::open(dir, opts)?)
 }
 
+/// With `--partition P` on a partitioned store's root: `(P, partitions)`.
+/// A write there must hold only keys the store routes to `P`, or reads
+/// through the root would never find them.
+pub type Route = Option<(u32, u32)>;
+
+/// Refuses a key the store routes to another partition than the one the
+/// write goes to.
+///
+/// # Errors
+/// [`ToolError::Invalid`] naming the key's partition.
+fn check_route(key: &[u8], route: Route) -> Result<()> {
+    let Some((p, n)) = route else {
+        return Ok(());
+    };
+    let home = partition_for_key(key, n);
+    if home == p {
+        return Ok(());
+    }
+    Err(ToolError::Invalid(format!(
+        "key {} belongs to partition {home}, not {p}: the store routes every key to one \
+         partition (drop --partition to write through the root's routing, or use \
+         varve::PartitionedStore)",
+        quoted(key)
+    )))
+}
+
 fn commit(db: &Db, batch: WriteBatch) -> Result<()> {
     Ok(db.write(batch, WriteOptions::default().sync(true))?)
 }
@@ -49,8 +77,16 @@ fn commit(db: &Db, batch: WriteBatch) -> Result<()> {
 ///
 /// # Errors
 /// As [`open_for_write`], and write errors.
-pub fn put(out: &mut Out, dir: &Path, key: &str, value: &str, create: bool) -> Result<()> {
+pub fn put(
+    out: &mut Out,
+    dir: &Path,
+    key: &str,
+    value: &str,
+    create: bool,
+    route: Route,
+) -> Result<()> {
     let key = arg_bytes(key, out.style.hex)?;
+    check_route(&key, route)?;
     let value = arg_bytes(value, out.style.hex)?;
     let db = open_for_write(dir, create)?;
     let mut batch = WriteBatch::new();
@@ -79,8 +115,9 @@ fn report_write(out: &mut Out, op: &str, key: &[u8], value: Option<&[u8]>) -> Re
 ///
 /// # Errors
 /// As [`put`].
-pub fn delete(out: &mut Out, dir: &Path, key: &str) -> Result<()> {
+pub fn delete(out: &mut Out, dir: &Path, key: &str, route: Route) -> Result<()> {
     let key = arg_bytes(key, out.style.hex)?;
+    check_route(&key, route)?;
     let db = open_for_write(dir, false)?;
     let mut batch = WriteBatch::new();
     batch.delete(key.clone());
@@ -98,7 +135,7 @@ pub fn delete(out: &mut Out, dir: &Path, key: &str) -> Result<()> {
 ///
 /// # Errors
 /// As [`put`], and [`ToolError::Invalid`] for a bad line.
-pub fn load(out: &mut Out, dir: &Path, file: &Path, create: bool) -> Result<()> {
+pub fn load(out: &mut Out, dir: &Path, file: &Path, create: bool, route: Route) -> Result<()> {
     let quiet = out.style.quiet;
     let (reader, progress): (Box<dyn BufRead>, Progress) = if file == Path::new("-") {
         let spinner = Progress::spinner("loading standard input", quiet);
@@ -119,7 +156,7 @@ pub fn load(out: &mut Out, dir: &Path, file: &Path, create: bool) -> Result<()> 
         NewStore::Existed
     };
     let loaded = open_for_write(dir, create).and_then(|db| {
-        let counts = load_lines(&db, reader, file, &progress)?;
+        let counts = load_lines(&db, reader, file, route, &progress)?;
         progress.message("closing the store");
         db.close()?;
         progress.finish();
@@ -136,6 +173,7 @@ fn load_lines(
     db: &Db,
     reader: Box<dyn BufRead>,
     file: &Path,
+    route: Route,
     progress: &Progress,
 ) -> Result<(u64, u64)> {
     let budget = load_batch_bytes();
@@ -152,6 +190,7 @@ fn load_lines(
             |e: ToolError| ToolError::Invalid(format!("{}:{}: {e}", file.display(), i + 1));
         let (key, value) = parse_line(&line).map_err(at_line)?;
         check_sizes(&key, value.as_deref()).map_err(at_line)?;
+        check_route(&key, route).map_err(at_line)?;
         let size = key.len() + value.as_ref().map_or(0, Vec::len) + LOAD_RECORD_OVERHEAD_BYTES;
         if !batch.is_empty() && batch_bytes + size > budget {
             commit(db, std::mem::take(&mut batch))?;

@@ -197,3 +197,104 @@ fn one_store_commands_refuse_the_root_and_name_a_partition() {
     ok(&["log", "dump", p]);
     ok(&["positions", p]);
 }
+
+#[test]
+fn partition_selects_one_partition_of_a_root() {
+    let parent = tempfile::tempdir().unwrap();
+    let root = make_partitioned(parent.path());
+    let r = arg(&root);
+    let p = partition_for_key(b"key:17", PARTITIONS);
+    let ps = p.to_string();
+    // A one-store command on the root with --partition: that partition.
+    let dump = ok(&["log", "dump", r, "--partition", &ps]);
+    let dir = partition_dir(&root, p);
+    assert!(
+        dump.starts_with(&format!("Dumping {}/changelog/", dir.display())),
+        "{dump}"
+    );
+    let info = json_lines(&ok(&["info", r, "--partition", &ps, "--json"]));
+    assert_eq!(info[0]["store"], dir.display().to_string());
+    let scan = ok(&["scan", r, "--partition", &ps]);
+    assert!(scan.contains("key:17\tv17"), "{scan}");
+    for line in scan.lines() {
+        let key = line.split('\t').next().unwrap();
+        assert_eq!(partition_for_key(key.as_bytes(), PARTITIONS), p, "{line}");
+    }
+    assert_eq!(ok(&["get", r, "key:17", "--partition", &ps]), "v17\n");
+    // Asking another partition for a key: not there, and the tool says
+    // where the store routes it.
+    let other = ((p + 1) % PARTITIONS).to_string();
+    let run = varve(&["get", r, "key:17", "--partition", &other]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains(&format!("routes this key to partition {p}, not {other}")),
+        "{}",
+        run.stderr
+    );
+    let run = varve(&["info", r, "--partition", "4"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("has partitions 0 to 3"),
+        "{}",
+        run.stderr
+    );
+    let run = varve(&["info", arg(&dir), "--partition", "0"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("is not the root of a partitioned store"),
+        "{}",
+        run.stderr
+    );
+    let run = varve(&["log", "dump", r]);
+    assert!(
+        run.stderr.contains("add --partition N (0 to 3)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn writes_with_partition_take_only_the_keys_routed_there() {
+    let parent = tempfile::tempdir().unwrap();
+    let root = make_partitioned(parent.path());
+    let r = arg(&root);
+    let p = partition_for_key(b"fresh", PARTITIONS);
+    let ps = p.to_string();
+    let other = ((p + 1) % PARTITIONS).to_string();
+    ok(&["put", r, "fresh", "1", "--partition", &ps]);
+    assert_eq!(ok(&["get", r, "fresh"]), "1\n");
+    let run = varve(&["put", r, "fresh", "2", "--partition", &other]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains(&format!(
+            "key \"fresh\" belongs to partition {p}, not {other}"
+        )),
+        "{}",
+        run.stderr
+    );
+    let run = varve(&["delete", r, "fresh", "--partition", &other]);
+    assert_eq!(run.code, 2);
+    let lines = parent.path().join("lines.json");
+    std::fs::write(&lines, "{\"key\":\"fresh\",\"value\":\"3\"}\n").unwrap();
+    let run = varve(&["load", r, arg(&lines), "--partition", &other]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("lines.json:1: key \"fresh\""),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(ok(&["get", r, "fresh"]), "1\n");
+    ok(&["load", r, arg(&lines), "--partition", &ps]);
+    ok(&[
+        "delete",
+        r,
+        "key:17",
+        "--partition",
+        &partition_for_key(b"key:17", PARTITIONS).to_string(),
+    ]);
+    assert_eq!(ok(&["get", r, "fresh"]), "3\n");
+    assert_eq!(varve(&["get", r, "key:17"]).code, 1);
+    ok(&["verify", r, "--quiet"]);
+}
