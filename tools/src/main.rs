@@ -41,6 +41,12 @@ use crate::format::{Out, Style};
 /// to it; put, delete, load and compact open it through the engine with
 /// the options it recorded (its TTL and compression).
 ///
+/// A partitioned store's root (the directory with a PARTITIONS file) is
+/// taken by get (which routes the key), scan (all partitions in key
+/// order), info and verify (every partition); the other commands need
+/// --partition N or a partition directory. Positions edits (--delete,
+/// --reset) need a closed store.
+///
 /// Exit status: 0 on success; 1 when verify finds problems or get finds no
 /// value; 2 when the command cannot do its job (missing directory, not a
 /// store, store in use, unreadable files).
@@ -48,7 +54,7 @@ use crate::format::{Out, Style};
 #[command(name = "varve", version, about, long_about)]
 struct Cli {
     /// Print JSON, one object per line, for scripts; every command prints a
-    /// result on success too. A byte string appears twice: "name" (the
+    /// result on success too (scan: one object per entry). A byte string appears twice: "name" (the
     /// text spelling) and "name_hex" (its exact bytes as hex).
     #[arg(long, global = true)]
     json: bool,
@@ -74,7 +80,8 @@ enum Command {
     /// What a store is: format, levels, tables, changelog segments and
     /// offsets, consumer positions, amplification.
     Info {
-        /// The store's directory.
+        /// The store's directory (or a partitioned store's root: every
+        /// partition, then totals).
         dir: PathBuf,
         /// Also read every live entry to measure live data and space
         /// amplification exactly (reads the whole store).
@@ -84,7 +91,8 @@ enum Command {
     /// Read every file of a store and check every checksum and invariant;
     /// prints `file:offset: what` for each problem and exits 1 if any.
     Verify {
-        /// The store's directory.
+        /// The store's directory (or a partitioned store's root: every
+        /// partition; exit 1 if any is damaged).
         dir: PathBuf,
     },
     /// Table (SST) commands.
