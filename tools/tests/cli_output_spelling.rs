@@ -137,3 +137,31 @@ fn json_outputs_carry_key_and_key_hex_everywhere() {
         "0x7601\n"
     );
 }
+
+#[test]
+fn repair_reports_quote_binary_keys_in_the_same_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let db = Db::open(&store, Options::default()).unwrap();
+    for i in 0..200u16 {
+        let mut key = vec![0x01, 0xfe];
+        key.extend_from_slice(&i.to_be_bytes());
+        db.put(key, vec![b'v'; 100]).unwrap();
+    }
+    db.flush().unwrap();
+    db.close().unwrap();
+    // Damage in the table's first data block: the report names the keys
+    // around it (as lost, or as recovered from the changelog).
+    common::flip_byte(&tables(&store)[0], 10);
+    let to = dir.path().join("repaired");
+    let report = ok(&["repair", arg(&store), "--to", arg(&to)]);
+    let line = report
+        .lines()
+        .find(|l| l.contains("damaged data block"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        line.contains("keys between the start and \"\\x01\\xfe\\x00"),
+        "{line}"
+    );
+    assert!(!line.contains("\\\\x"), "escaped twice: {line}");
+}
