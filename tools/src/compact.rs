@@ -6,7 +6,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::format::{Out, object};
+use crate::format::{Out, human_bytes, object};
+use crate::progress::Progress;
 use crate::write::open_for_write;
 
 /// Flushes the store's memtable and compacts every table down to the last
@@ -17,7 +18,17 @@ use crate::write::open_for_write;
 /// As [`open_for_write`], and compaction errors.
 pub fn run(out: &mut Out, dir: &Path) -> Result<()> {
     let db = open_for_write(dir, false)?;
+    let before = db.stats()?;
+    let tables: u64 = before.levels.iter().map(|l| l.tables as u64).sum();
+    let progress = Progress::spinner(
+        format!(
+            "compacting {tables} table(s), {} (and the memtable)",
+            human_bytes(before.table_bytes)
+        ),
+        out.style.quiet,
+    );
     db.compact_range::<&[u8], _>(..)?;
+    progress.finish();
     let stats = db.stats()?;
     if out.json() {
         let levels: Vec<Value> = stats

@@ -55,6 +55,16 @@ pub enum ToolError {
     Problems(usize),
     /// `get` found no value for the key.
     NotFound,
+    /// The command works on one store, and the path is the root of a
+    /// partitioned store.
+    PartitionedRoot {
+        /// The root (the directory with the `PARTITIONS` file).
+        root: PathBuf,
+        /// Its number of partitions.
+        partitions: u32,
+        /// The command, as typed (`log dump`, `put` …).
+        command: &'static str,
+    },
 }
 
 impl ToolError {
@@ -105,6 +115,23 @@ impl fmt::Display for ToolError {
             ToolError::Invalid(what) => write!(f, "{what}"),
             ToolError::Problems(n) => write!(f, "{n} problem(s) found"),
             ToolError::NotFound => write!(f, "key not found"),
+            ToolError::PartitionedRoot {
+                root,
+                partitions,
+                command,
+            } => {
+                let last = partitions.saturating_sub(1);
+                write!(
+                    f,
+                    "{} is the root of a partitioned store ({partitions} partitions, \
+                     partition-00000 … partition-{last:05}); `varve {command}` works on one \
+                     partition: add --partition N (0 to {last}), or run it on a partition \
+                     directory, e.g. `varve {command} {}` (get, scan, info and verify take \
+                     the root)",
+                    root.display(),
+                    varve::partition_dir(root, 0).display()
+                )
+            }
         }
     }
 }

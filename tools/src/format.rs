@@ -1,11 +1,18 @@
 //! How keys and values are shown, parsed from arguments, and written as
 //! JSON; and the output sink every subcommand prints through.
 //!
-//! Text output shows bytes as UTF-8 when they are printable, else escaped
-//! (`\xNN`, `\n`, `\t`, `\\`); with `--hex` always as lowercase hex. JSON
-//! output is lossless: a byte string is written under its field name as a
-//! string when it is valid UTF-8, else under `<name>_hex` as hex (with
-//! `--hex`, always as hex).
+//! One spelling of a byte string in every text output (get, scan, sst
+//! dump, log dump, manifest dump, repair reports, messages): printable
+//! UTF-8 as is, else every byte that is not printable ASCII as `\xNN`
+//! (and `\n`, `\r`, `\t`, `\\`), as `ldb` prints. With `--hex`: `0x`
+//! and lowercase hex digits (`0x00ff10`), as `ldb --hex` prints; `--hex`
+//! arguments are read as hex, with or without the `0x`.
+//!
+//! One convention in every JSON output: a byte string `name` is written
+//! twice, as `"name"` (the text spelling above, for people) and as
+//! `"name_hex"` (its exact bytes as lowercase hex without `0x`, for
+//! scripts); a missing one (a tombstone's value) is `null` in both. `load`
+//! reads `name_hex` when present, else `name` as the raw UTF-8 bytes.
 
 use std::io::{self, BufWriter, Stdout, Write};
 
@@ -20,6 +27,8 @@ pub struct Style {
     pub json: bool,
     /// Keys and values as hex.
     pub hex: bool,
+    /// No progress on stderr (bars or lines).
+    pub quiet: bool,
 }
 
 /// Where a subcommand's output goes: buffered standard output.
@@ -51,6 +60,14 @@ impl Out {
         writeln!(self.sink, "{}", text.as_ref()).map_err(ToolError::Output)
     }
 
+    /// Writes bytes as they are (a generated completion script).
+    ///
+    /// # Errors
+    /// As [`line`](Self::line).
+    pub fn raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.sink.write_all(bytes).map_err(ToolError::Output)
+    }
+
     /// Writes one JSON object as a line.
     ///
     /// # Errors
@@ -64,9 +81,16 @@ impl Out {
         show_bytes(bytes, self.style.hex)
     }
 
-    /// Puts `bytes` into `object` under `name` (or `name_hex`).
+    /// Puts `bytes` into `object` under `name` and `name_hex`.
     pub fn put_bytes(&self, object: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
-        put_bytes(object, name, bytes, self.style.hex);
+        put_bytes(object, name, bytes);
+    }
+
+    /// Shows the byte string `name` of a JSON object made by
+    /// [`put_bytes`] in this output's style; `None` if it is absent or
+    /// `null`.
+    pub fn show_field(&self, object: &Map<String, Value>, name: &str) -> Option<String> {
+        show_field(object, name, self.style.hex)
     }
 
     /// Flushes buffered output.
@@ -79,10 +103,10 @@ impl Out {
 }
 
 /// Shows bytes as text: printable UTF-8 as is, anything else escaped, or
-/// everything as hex when `hex` is set.
+/// everything as `0x` hex when `hex` is set.
 pub fn show_bytes(bytes: &[u8], hex: bool) -> String {
     if hex {
-        return to_hex(bytes);
+        return format!("0x{}", to_hex(bytes));
     }
     match std::str::from_utf8(bytes) {
         Ok(s) if s.chars().all(|c| !c.is_control() && c != '\\') => s.to_owned(),
@@ -107,17 +131,28 @@ pub fn escape(bytes: &[u8]) -> String {
     out
 }
 
+/// Bytes in the text spelling, in double quotes, for messages that
+/// quote a key (repair's reports).
+pub fn quoted(bytes: &[u8]) -> String {
+    format!("\"{}\"", show_bytes(bytes, false))
+}
+
 /// Lowercase hex, two digits a byte.
 pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Parses hex (upper or lower case, even length).
+/// Parses hex (upper or lower case, even length, `0x` or `0X` allowed
+/// before it).
 ///
 /// # Errors
 /// [`ToolError::Invalid`] naming the bad input.
 pub fn from_hex(text: &str) -> Result<Vec<u8>> {
     let bad = || ToolError::Invalid(format!("{text:?} is not an even number of hex digits"));
+    let text = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
     if !text.len().is_multiple_of(2) {
         return Err(bad());
     }
@@ -144,39 +179,50 @@ pub fn arg_bytes(arg: &str, hex: bool) -> Result<Vec<u8>> {
     }
 }
 
-/// Puts `bytes` into `object` under `name` if it is UTF-8 (and `hex` is
-/// off), else under `name_hex` as hex.
-pub fn put_bytes(object: &mut Map<String, Value>, name: &str, bytes: &[u8], hex: bool) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) if !hex => {
-            object.insert(name.to_owned(), Value::from(s));
-        }
-        _ => {
-            object.insert(format!("{name}_hex"), Value::from(to_hex(bytes)));
-        }
+/// Puts `bytes` into `object` under `name` (the text spelling) and
+/// `name_hex` (exact, as hex).
+pub fn put_bytes(object: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
+    object.insert(name.to_owned(), Value::from(show_bytes(bytes, false)));
+    object.insert(format!("{name}_hex"), Value::from(to_hex(bytes)));
+}
+
+/// Shows the byte string `name` of `object` (made by [`put_bytes`]) as
+/// [`show_bytes`] does; `None` if it is absent or `null`.
+pub fn show_field(object: &Map<String, Value>, name: &str, hex: bool) -> Option<String> {
+    match get_bytes(object, name) {
+        Ok(Some(Some(bytes))) => Some(show_bytes(&bytes, hex)),
+        _ => None,
     }
 }
 
-/// Reads a byte string written by [`put_bytes`] back from `object`:
-/// `Some(None)` when the field is JSON `null`, `None` when it is absent.
+/// Puts a missing byte string (a tombstone's value) into `object`:
+/// `null` under `name` and `name_hex`.
+pub fn put_null(object: &mut Map<String, Value>, name: &str) {
+    object.insert(name.to_owned(), Value::Null);
+    object.insert(format!("{name}_hex"), Value::Null);
+}
+
+/// Reads a byte string back from `object`: `name_hex` as hex when present,
+/// else `name` as its UTF-8 bytes; `Some(None)` when the field is JSON
+/// `null`, `None` when it is absent.
 ///
 /// # Errors
 /// [`ToolError::Invalid`] if the field has the wrong type or bad hex.
 pub fn get_bytes(object: &Map<String, Value>, name: &str) -> Result<Option<Option<Vec<u8>>>> {
     let wrong = |field: &str| ToolError::Invalid(format!("field {field:?} must be a string"));
-    if let Some(value) = object.get(name) {
+    let hex_name = format!("{name}_hex");
+    if let Some(value) = object.get(&hex_name) {
         return match value {
             Value::Null => Ok(Some(None)),
-            Value::String(s) => Ok(Some(Some(s.as_bytes().to_vec()))),
-            _ => Err(wrong(name)),
+            Value::String(s) => Ok(Some(Some(from_hex(s)?))),
+            _ => Err(wrong(&hex_name)),
         };
     }
-    let hex_name = format!("{name}_hex");
-    match object.get(&hex_name) {
+    match object.get(name) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
-        Some(Value::String(s)) => Ok(Some(Some(from_hex(s)?))),
-        Some(_) => Err(wrong(&hex_name)),
+        Some(Value::String(s)) => Ok(Some(Some(s.as_bytes().to_vec()))),
+        Some(_) => Err(wrong(name)),
     }
 }
 
@@ -214,12 +260,15 @@ mod tests {
         assert_eq!(show_bytes("grüße".as_bytes(), false), "grüße");
         assert_eq!(show_bytes(b"a\\b", false), "a\\\\b");
         assert_eq!(show_bytes(b"a\x00\xffb\n", false), "a\\x00\\xffb\\n");
-        assert_eq!(show_bytes(b"ab", true), "6162");
+        assert_eq!(show_bytes(b"ab", true), "0x6162");
+        assert_eq!(quoted(b"\x00k"), "\"\\x00k\"");
     }
 
     #[test]
     fn hex_round_trips_and_rejects_bad_input() {
         assert_eq!(from_hex("00ffA1").unwrap(), vec![0, 255, 161]);
+        assert_eq!(from_hex("0x00ff").unwrap(), vec![0, 255]);
+        assert_eq!(from_hex("0X").unwrap(), Vec::<u8>::new());
         assert_eq!(to_hex(&[0, 255, 161]), "00ffa1");
         assert!(from_hex("abc").is_err());
         assert!(from_hex("zz").is_err());
@@ -229,18 +278,25 @@ mod tests {
     #[test]
     fn json_bytes_round_trip() {
         let mut obj = Map::new();
-        put_bytes(&mut obj, "key", b"k1", false);
-        put_bytes(&mut obj, "value", b"\xff\x00", false);
+        put_bytes(&mut obj, "key", b"k1");
+        put_bytes(&mut obj, "value", b"\xff\x00");
         assert_eq!(obj["key"], "k1");
+        assert_eq!(obj["key_hex"], "6b31");
+        assert_eq!(obj["value"], "\\xff\\x00");
         assert_eq!(obj["value_hex"], "ff00");
         assert_eq!(get_bytes(&obj, "key").unwrap(), Some(Some(b"k1".to_vec())));
         assert_eq!(
             get_bytes(&obj, "value").unwrap(),
             Some(Some(vec![0xff, 0x00]))
         );
-        obj.insert("gone".into(), Value::Null);
+        put_null(&mut obj, "gone");
         assert_eq!(get_bytes(&obj, "gone").unwrap(), Some(None));
         assert_eq!(get_bytes(&obj, "absent").unwrap(), None);
+        obj.insert("raw".into(), Value::from("a\\b"));
+        assert_eq!(
+            get_bytes(&obj, "raw").unwrap(),
+            Some(Some(b"a\\b".to_vec()))
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `varve get DIR KEY`: the value of one key, read through the engine's
-//! read-only open. On a partitioned store's root the key's partition is
-//! read.
+//! read-only open. On a partitioned store's root the key is routed to its
+//! partition with the store's own partitioner (Kafka's default: murmur2 of
+//! the key), and the partition is named: on stderr in text, as
+//! `"partition"` in JSON.
 
 use std::path::Path;
 
@@ -18,16 +20,20 @@ use crate::open;
 /// found.
 pub fn run(out: &mut Out, dir: &Path, key: &str) -> Result<()> {
     let key = arg_bytes(key, out.style.hex)?;
-    let db = open_for_key(dir, &key)?;
+    let (db, partition) = open_for_key(dir, &key)?;
     let value = db.get(&key)?;
+    if let (Some((p, n)), false) = (partition, out.json()) {
+        eprintln!("partition {p} of {n} ({})", partition_dir(dir, p).display());
+    }
     if out.json() {
         let mut obj = object([]);
         out.put_bytes(&mut obj, "key", &key);
+        if let Some((p, _)) = partition {
+            obj.insert("partition".into(), serde_json::Value::from(p));
+        }
         match &value {
             Some(v) => out.put_bytes(&mut obj, "value", v),
-            None => {
-                obj.insert("value".into(), serde_json::Value::Null);
-            }
+            None => crate::format::put_null(&mut obj, "value"),
         }
         out.object(obj)?;
     } else if let Some(v) = &value {
@@ -39,10 +45,14 @@ pub fn run(out: &mut Out, dir: &Path, key: &str) -> Result<()> {
 }
 
 /// The store in `dir`, or the partition that holds `key` if `dir` is a
-/// partitioned store's root.
-fn open_for_key(dir: &Path, key: &[u8]) -> Result<ReadOnlyDb> {
+/// partitioned store's root (with that partition and the number of
+/// partitions).
+fn open_for_key(dir: &Path, key: &[u8]) -> Result<(ReadOnlyDb, Option<(u32, u32)>)> {
     match open::partitions(dir)? {
-        Some(n) => open::read_only(&partition_dir(dir, partition_for_key(key, n))),
-        None => open::read_only(dir),
+        Some(n) => {
+            let p = partition_for_key(key, n);
+            Ok((open::read_only(&partition_dir(dir, p))?, Some((p, n))))
+        }
+        None => Ok((open::read_only(dir)?, None)),
     }
 }

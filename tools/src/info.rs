@@ -1,4 +1,5 @@
-//! `varve info DIR`: what a store is, from its files.
+//! `varve info DIR`: what a store is, from its files. On a partitioned
+//! store's root: every partition, then totals.
 //!
 //! Amplification is computed from what the files show, which is what
 //! survives, not what was ever written:
@@ -31,6 +32,79 @@ use crate::store::{self, LockState, Manifest};
 /// # Errors
 /// If the directory is not a store or its manifest cannot be read.
 pub fn run(out: &mut Out, dir: &Path, live: bool) -> Result<()> {
+    if let Some(n) = crate::open::partitions(dir)? {
+        return run_partitioned(out, dir, n, live);
+    }
+    let report = report(dir, live)?;
+    if out.json() {
+        out.object(report)?;
+    } else {
+        print_text(out, &report)?;
+    }
+    out.flush()
+}
+
+/// Prints every partition of the partitioned store rooted at `root`, then
+/// totals over them.
+fn run_partitioned(out: &mut Out, root: &Path, partitions: u32, live: bool) -> Result<()> {
+    let mut reports = Vec::new();
+    for p in 0..partitions {
+        let mut report = report(&varve::partition_dir(root, p), live)?;
+        report.insert("partition".into(), json!(p));
+        reports.push(report);
+    }
+    let totals = totals(&reports);
+    if out.json() {
+        let mut obj = Map::new();
+        obj.insert("store".into(), json!(root.display().to_string()));
+        obj.insert("partitions".into(), json!(partitions));
+        obj.insert("partition_reports".into(), json!(reports));
+        obj.insert("totals".into(), totals);
+        out.object(obj)?;
+        return out.flush();
+    }
+    out.line(format!(
+        "partitioned store {} ({partitions} partitions; keys routed with Kafka's default partitioner)",
+        root.display()
+    ))?;
+    for (p, report) in reports.iter().enumerate() {
+        out.line("")?;
+        out.line(format!("== partition {p} =="))?;
+        print_text(out, report)?;
+    }
+    out.line("")?;
+    let t = &totals;
+    out.line(format!(
+        "totals         {partitions} partitions: {} table(s), {} in tables; {} changelog record(s), {} only in the changelog; {} consumer position(s); disk {}",
+        t["tables"],
+        human_bytes(t["tables_bytes"].as_u64().unwrap_or(0)),
+        t["changelog_records"],
+        t["unflushed_records"],
+        t["consumer_positions"],
+        human_bytes(t["disk_total_bytes"].as_u64().unwrap_or(0))
+    ))?;
+    out.flush()
+}
+
+/// Sums over the reports of a partitioned store's partitions.
+fn totals(reports: &[Map<String, Value>]) -> Value {
+    let sum = |f: &dyn Fn(&Map<String, Value>) -> u64| reports.iter().map(f).sum::<u64>();
+    let log = |r: &Map<String, Value>, name: &str| r["changelog"][name].as_u64().unwrap_or(0);
+    json!({
+        "tables": sum(&|r| r["levels"]
+            .as_array()
+            .map_or(0, |ls| ls.iter().map(|l| l["tables"].as_array().map_or(0, Vec::len) as u64).sum())),
+        "tables_bytes": sum(&|r| r["disk"]["tables_bytes"].as_u64().unwrap_or(0)),
+        "changelog_records": sum(&|r| log(r, "log_end_offset").saturating_sub(log(r, "log_start_offset"))),
+        "unflushed_records": sum(&|r| log(r, "unflushed_records")),
+        "consumer_positions": sum(&|r| r["changelog"]["positions"].as_object().map_or(0, |p| p.len() as u64)),
+        "disk_total_bytes": sum(&|r| r["disk"]["total_bytes"].as_u64().unwrap_or(0)),
+        "in_use": reports.iter().any(|r| r["in_use"] == json!(true)),
+    })
+}
+
+/// What the store in `dir` is, as one JSON object.
+fn report(dir: &Path, live: bool) -> Result<Map<String, Value>> {
     store::check_store_dir(dir)?;
     let lock = LockState::probe(dir)?;
     lock.warn_if_live();
@@ -59,12 +133,7 @@ pub fn run(out: &mut Out, dir: &Path, live: bool) -> Result<()> {
     report.insert("changelog".into(), log);
     report.insert("disk".into(), disk);
     report.insert("amplification".into(), amp);
-    if out.json() {
-        out.object(report)?;
-    } else {
-        print_text(out, &report)?;
-    }
-    out.flush()
+    Ok(report)
 }
 
 fn manifest_info(manifest: &Manifest) -> Result<Value> {

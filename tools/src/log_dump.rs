@@ -155,7 +155,7 @@ fn print_records(out: &mut Out, batch: &Batch) -> Result<()> {
         match &record.value {
             Some(v) => out.put_bytes(&mut row, "value", v),
             None => {
-                row.insert("value".into(), Value::Null);
+                crate::format::put_null(&mut row, "value");
             }
         }
         let headers: Vec<Value> = record

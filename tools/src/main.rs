@@ -12,6 +12,7 @@ mod log_dump;
 mod manifest_dump;
 mod open;
 mod positions;
+mod progress;
 mod repair;
 mod restore;
 mod scan;
@@ -25,7 +26,7 @@ mod write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::error::{Result, ToolError};
 use crate::format::{Out, Style};
@@ -40,20 +41,36 @@ use crate::format::{Out, Style};
 /// to it; put, delete, load and compact open it through the engine with
 /// the options it recorded (its TTL and compression).
 ///
+/// A partitioned store's root (the directory with a PARTITIONS file) is
+/// taken by get (which routes the key), scan (all partitions in key
+/// order), info and verify (every partition); the other commands need
+/// --partition N or a partition directory. Positions edits (--delete,
+/// --reset) need a closed store.
+///
 /// Exit status: 0 on success; 1 when verify finds problems or get finds no
 /// value; 2 when the command cannot do its job (missing directory, not a
 /// store, store in use, unreadable files).
 #[derive(Parser, Debug)]
 #[command(name = "varve", version, about, long_about)]
 struct Cli {
-    /// Print one JSON object per line, for scripts. Byte strings appear as
-    /// "name" when they are UTF-8, else as "name_hex".
+    /// Print JSON, one object per line, for scripts; every command prints a
+    /// result on success too (scan: one object per entry). A byte string appears twice: "name" (the
+    /// text spelling) and "name_hex" (its exact bytes as hex).
     #[arg(long, global = true)]
     json: bool,
-    /// Show keys and values as hex; with get, scan, put and delete, KEY,
-    /// VALUE, --from, --to and --prefix are read as hex too.
+    /// Show keys and values as `0x` hex (`0x00ff10`) instead of text with
+    /// `\xNN` escapes; with get, scan, put and delete, KEY, VALUE, --from,
+    /// --to and --prefix are read as hex too (the `0x` is optional).
     #[arg(long, global = true)]
     hex: bool,
+    /// No progress on stderr: neither the bars drawn on a terminal nor
+    /// verify's `checked N/M file` lines. Warnings and errors still print.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// With a partitioned store's root as the store path: work on this
+    /// partition only (as if its `partition-NNNNN` directory were given).
+    #[arg(long, global = true, value_name = "N")]
+    partition: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,7 +80,8 @@ enum Command {
     /// What a store is: format, levels, tables, changelog segments and
     /// offsets, consumer positions, amplification.
     Info {
-        /// The store's directory.
+        /// The store's directory (or a partitioned store's root: every
+        /// partition, then totals).
         dir: PathBuf,
         /// Also read every live entry to measure live data and space
         /// amplification exactly (reads the whole store).
@@ -73,7 +91,8 @@ enum Command {
     /// Read every file of a store and check every checksum and invariant;
     /// prints `file:offset: what` for each problem and exits 1 if any.
     Verify {
-        /// The store's directory.
+        /// The store's directory (or a partitioned store's root: every
+        /// partition; exit 1 if any is damaged).
         dir: PathBuf,
     },
     /// Table (SST) commands.
@@ -87,9 +106,27 @@ enum Command {
     Manifest(ManifestCommand),
     /// The committed consumer positions of a store's changelog, with their
     /// lag behind the log end.
+    ///
+    /// With --delete or --reset, edits one position of a closed store (like
+    /// kafka-consumer-groups.sh --delete / --reset-offsets): a dead standby
+    /// or shipper whose position pins the changelog under `UntilShipped`
+    /// retention is deleted, or moved on.
     Positions {
         /// The store's directory (or its changelog directory).
         dir: PathBuf,
+        /// Delete this consumer's position (retention stops waiting for it).
+        #[arg(long, value_name = "NAME", conflicts_with = "reset")]
+        delete: Option<String>,
+        /// Move this consumer's position to the offset given by --to.
+        #[arg(long, value_name = "NAME", requires = "to")]
+        reset: Option<String>,
+        /// With --reset: an offset from the log start offset to the log end
+        /// offset, `earliest` (the log start) or `latest` (the log end).
+        #[arg(long, value_name = "OFFSET", requires = "reset")]
+        to: Option<String>,
+        /// Print what --delete or --reset would change, and write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print the value of a key (exit 1 if it has none). The store must be
     /// closed; nothing is written to it.
@@ -147,7 +184,8 @@ enum Command {
     },
     /// Write the entries of a file of JSON lines, each
     /// {"key": .., "value": ..}; a null value deletes the key; "key_hex" and
-    /// "value_hex" take hex.
+    /// "value_hex" take hex and win over "key" and "value" (so scan --json
+    /// output loads back exactly).
     Load {
         /// The store's directory.
         dir: PathBuf,
@@ -187,6 +225,14 @@ enum Command {
         /// Start from this checkpoint; only later records are replayed.
         #[arg(long)]
         from_checkpoint: Option<PathBuf>,
+    },
+    /// Print a completion script for a shell, generated from these very
+    /// definitions: `varve completions bash > /etc/bash_completion.d/varve`,
+    /// `varve completions zsh > ~/.zfunc/_varve`, `varve completions fish >
+    /// ~/.config/fish/completions/varve.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -237,10 +283,103 @@ enum ManifestCommand {
     },
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// The store path of a command that works on one store only (not on a
+/// partitioned store's root), and the command's name.
+fn one_store_path(command: &Command) -> Option<(&std::path::Path, &'static str)> {
+    match command {
+        Command::Info { .. }
+        | Command::Verify { .. }
+        | Command::Get { .. }
+        | Command::Scan { .. }
+        | Command::Sst(_) => None,
+        Command::Log(LogCommand::Dump { path, .. }) => Some((path, "log dump")),
+        Command::Manifest(ManifestCommand::Dump { path }) => Some((path, "manifest dump")),
+        Command::Positions { dir, .. } => Some((dir, "positions")),
+        Command::Put { dir, .. } => Some((dir, "put")),
+        Command::Delete { dir, .. } => Some((dir, "delete")),
+        Command::Load { dir, .. } => Some((dir, "load")),
+        Command::Compact { dir } => Some((dir, "compact")),
+        Command::Repair { dir, .. } => Some((dir, "repair")),
+        Command::Checkpoint { store, .. } => Some((store, "checkpoint")),
+        Command::Restore { changelog, .. } => Some((changelog, "restore")),
+        Command::Completions { .. } => None,
+    }
+}
+
+/// The store path of a command, to point it at one partition.
+fn store_path_mut(command: &mut Command) -> Option<&mut PathBuf> {
+    match command {
+        Command::Info { dir, .. }
+        | Command::Verify { dir }
+        | Command::Positions { dir, .. }
+        | Command::Get { dir, .. }
+        | Command::Scan { dir, .. }
+        | Command::Put { dir, .. }
+        | Command::Compact { dir }
+        | Command::Delete { dir, .. }
+        | Command::Load { dir, .. }
+        | Command::Repair { dir, .. } => Some(dir),
+        Command::Log(LogCommand::Dump { path, .. })
+        | Command::Manifest(ManifestCommand::Dump { path }) => Some(path),
+        Command::Checkpoint { store, .. } => Some(store),
+        Command::Restore { changelog, .. } => Some(changelog),
+        Command::Sst(_) | Command::Completions { .. } => None,
+    }
+}
+
+/// Points the command at partition `p` of the partitioned store whose
+/// root it was given; returns `(p, partitions)`, the route a write's keys
+/// must follow.
+fn select_partition(command: &mut Command, p: u32, hex: bool) -> Result<write::Route> {
+    if let Command::Get { dir, key } = &*command
+        && let Some(n) = open::partitions(dir)?
+    {
+        let home = varve::varve_changelog::partitioner::partition_for_key(
+            &format::arg_bytes(key, hex)?,
+            n,
+        );
+        if home != p && p < n {
+            eprintln!(
+                "warning: the store routes this key to partition {home}, not {p}: it is read from partition {p} as asked"
+            );
+        }
+    }
+    let Some(path) = store_path_mut(command) else {
+        return Err(ToolError::Invalid(
+            "--partition goes with a command that takes a store (sst dump takes a table file)"
+                .into(),
+        ));
+    };
+    match open::partitions(path)? {
+        Some(n) if p < n => {
+            *path = varve::partition_dir(path, p);
+            Ok(Some((p, n)))
+        }
+        Some(n) => Err(ToolError::Invalid(format!(
+            "--partition {p}: {} has partitions 0 to {}",
+            path.display(),
+            n - 1
+        ))),
+        None => Err(ToolError::Invalid(format!(
+            "--partition {p}: {} is not the root of a partitioned store (it has no {} file)",
+            path.display(),
+            varve::PARTITIONS_FILE
+        ))),
+    }
+}
+
+fn run(mut cli: Cli) -> Result<()> {
+    let route = match cli.partition {
+        Some(p) => select_partition(&mut cli.command, p, cli.hex)?,
+        None => None,
+    };
+    if let Some((path, command)) = one_store_path(&cli.command) {
+        open::refuse_root(path, command)?;
+    }
     let mut out = Out::new(Style {
         json: cli.json,
         hex: cli.hex,
+        quiet: cli.quiet,
     });
     match cli.command {
         Command::Info { dir, live } => info::run(&mut out, &dir, live),
@@ -272,7 +411,28 @@ fn run(cli: Cli) -> Result<()> {
             log_dump::run(&mut out, &path, &args)
         }
         Command::Manifest(ManifestCommand::Dump { path }) => manifest_dump::run(&mut out, &path),
-        Command::Positions { dir } => positions::run(&mut out, &dir),
+        Command::Positions {
+            dir,
+            delete,
+            reset,
+            to,
+            dry_run,
+        } => {
+            let edit = match (delete, reset, to) {
+                (Some(name), _, _) => Some(positions::Edit::Delete(name)),
+                (None, Some(name), Some(to)) => {
+                    Some(positions::Edit::Reset(name, positions::Target::parse(&to)?))
+                }
+                _ => None,
+            };
+            match edit {
+                Some(edit) => positions::edit(&mut out, &dir, &edit, dry_run),
+                None if dry_run => Err(ToolError::Invalid(
+                    "--dry-run goes with --delete or --reset".into(),
+                )),
+                None => positions::run(&mut out, &dir),
+            }
+        }
         Command::Get { dir, key } => get::run(&mut out, &dir, &key),
         Command::Scan {
             dir,
@@ -296,10 +456,10 @@ fn run(cli: Cli) -> Result<()> {
             key,
             value,
             create,
-        } => write::put(&out, &dir, &key, &value, create),
-        Command::Delete { dir, key } => write::delete(&out, &dir, &key),
+        } => write::put(&mut out, &dir, &key, &value, create, route),
+        Command::Delete { dir, key } => write::delete(&mut out, &dir, &key, route),
         Command::Compact { dir } => compact::run(&mut out, &dir),
-        Command::Load { dir, file, create } => write::load(&mut out, &dir, &file, create),
+        Command::Load { dir, file, create } => write::load(&mut out, &dir, &file, create, route),
         Command::Repair { dir, to } => repair::run(&mut out, &dir, &to),
         Command::Checkpoint { store, dir } => checkpoint::run(&mut out, &store, &dir),
         Command::Restore {
@@ -307,6 +467,12 @@ fn run(cli: Cli) -> Result<()> {
             new_store,
             from_checkpoint,
         } => restore::run(&mut out, &changelog, &new_store, from_checkpoint.as_deref()),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "varve", &mut script);
+            out.raw(&script)?;
+            out.flush()
+        }
     }
 }
 

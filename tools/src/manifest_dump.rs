@@ -120,11 +120,9 @@ fn print_edit(out: &mut Out, r: &Map<String, Value>) -> Result<()> {
 
 fn table_text(t: &Value, out: &Out) -> String {
     let key = |name: &str| -> String {
-        match (t.get(name), t.get(format!("{name}_hex").as_str())) {
-            (Some(Value::String(s)), _) => out.show(s.as_bytes()),
-            (_, Some(Value::String(h))) => format!("0x{h}"),
-            _ => String::new(),
-        }
+        t.as_object()
+            .and_then(|obj| out.show_field(obj, name))
+            .unwrap_or_default()
     };
     format!(
         "L{} {:06}.sst {} bytes [{} .. {}] seqnos {}..={} entries {} tombstones {}",

@@ -24,6 +24,23 @@ pub fn partitions(dir: &Path) -> Result<Option<u32>> {
     Ok(Some(varve::read_partitions_file(&StdFs, dir)?))
 }
 
+/// Refuses the root of a partitioned store for `command`, which works on
+/// one store only.
+///
+/// # Errors
+/// [`ToolError::PartitionedRoot`] naming the partition directories;
+/// [`ToolError::Engine`] if the `PARTITIONS` file is damaged.
+pub fn refuse_root(dir: &Path, command: &'static str) -> Result<()> {
+    match partitions(dir)? {
+        Some(partitions) => Err(ToolError::PartitionedRoot {
+            root: dir.to_owned(),
+            partitions,
+            command,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Opens the store in `dir` read-only, warning on stderr about a torn
 /// changelog tail it leaves out.
 ///
@@ -59,18 +76,10 @@ pub fn read_only_partitions(dir: &Path, partitions: u32) -> Result<Vec<ReadOnlyD
 /// recorded, or the defaults for a store that does not exist yet.
 ///
 /// # Errors
-/// [`ToolError::Invalid`] for a partitioned store's root, the engine's
+/// [`ToolError::PartitionedRoot`] for a partitioned store's root, the engine's
 /// errors reading the store.
 pub fn write_options(dir: &Path) -> Result<Options> {
-    if let Some(n) = partitions(dir)? {
-        return Err(ToolError::Invalid(format!(
-            "{} is the root of a partitioned store ({n} partitions): a key belongs to one \
-             partition, so write through varve::PartitionedStore, or run the command on the \
-             partition directory that holds the key ({}, …)",
-            dir.display(),
-            partition_dir(dir, 0).display()
-        )));
-    }
+    refuse_root(dir, "put/delete/load/compact")?;
     if !dir.join(crate::store::CURRENT).is_file() {
         return Ok(Options::default());
     }

@@ -30,7 +30,8 @@ use varve::version::{FileKind, TableMeta, parse_file_name};
 use varve::{Clock, Db, ManualClock, Options, SystemClock, WriteBatch, WriteOptions};
 
 use crate::error::{Problem, Result, ToolError};
-use crate::format::{Out, show_bytes};
+use crate::format::{Out, quoted};
+use crate::progress::Progress;
 use crate::segments::{self, SegmentScanner, Step};
 use crate::store::{self, LockState, Manifest};
 use crate::view::{Entry, KeyRange, Overlay, View, overlay_insert};
@@ -72,14 +73,28 @@ pub fn run(out: &mut Out, dir: &Path, to: &Path) -> Result<()> {
     report.ttl_ms = Manifest::load(dir).ok().and_then(|m| m.version.ttl_ms());
     let mut overlay = Overlay::new();
     let mut good = Vec::new();
+    // One step per table, one for the changelog, one for writing the new
+    // store.
+    let progress = Progress::bar(
+        table_paths.len() as u64 + 2,
+        "{bar:40} {pos}/{len} steps {wide_msg}",
+        out.style.quiet,
+    );
     for (path, meta) in table_paths {
+        progress.message(format!("reading {}", path.display()));
         if let Some(table) = salvage_table(&path, meta.as_deref(), &mut overlay, &mut report) {
             good.push(table);
         }
+        progress.inc(1);
     }
+    progress.message("reading the changelog");
     read_changelog(dir, flushed, &mut overlay, &mut report)?;
+    progress.inc(1);
     check_lost_tables_covered(&mut report);
+    progress.message(format!("writing {}", to.display()));
     write_store(to, &View::new(good, overlay), &mut report)?;
+    progress.inc(1);
+    progress.finish();
     print_report(out, dir, to, &report)
 }
 
@@ -146,10 +161,10 @@ fn salvage_table(
                     .lost_seqnos
                     .push((path.to_owned(), m.min_seqno.0, m.max_seqno.0));
                 format!(
-                    " ({} entries, keys {:?} ..= {:?})",
+                    " ({} entries, keys {} ..= {})",
                     m.entry_count,
-                    show_bytes(m.smallest_user_key(), false),
-                    show_bytes(m.largest_user_key(), false)
+                    quoted(m.smallest_user_key()),
+                    quoted(m.largest_user_key())
                 )
             });
             report.lost.push(format!(
@@ -239,9 +254,7 @@ fn salvage_blocks(table: &Table, overlay: &mut Overlay, report: &mut Report) {
 }
 
 fn lost_range(path: &Path, offset: u64, after: Option<&[u8]>, before: Option<&[u8]>) -> String {
-    let show = |k: Option<&[u8]>, open: &str| {
-        k.map_or(open.to_owned(), |k| format!("{:?}", show_bytes(k, false)))
-    };
+    let show = |k: Option<&[u8]>, open: &str| k.map_or(open.to_owned(), quoted);
     format!(
         "{}: damaged data block(s) from byte {offset}: keys between {} and {} (exclusive) may be lost or show older versions",
         path.display(),
@@ -514,8 +527,8 @@ fn live_ttl_value(
 ) -> Option<(u64, Bytes)> {
     let Some(time) = stored.first_chunk::<8>() else {
         report.lost.push(format!(
-            "key {:?}: its value holds {} bytes, fewer than the 8-byte write time of a TTL store",
-            show_bytes(key, false),
+            "key {}: its value holds {} bytes, fewer than the 8-byte write time of a TTL store",
+            quoted(key),
             stored.len()
         ));
         return None;

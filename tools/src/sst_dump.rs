@@ -215,7 +215,8 @@ fn bloom_json(bits_per_key: u64, filter: &FilterTrailer, blocks: &Blocks) -> Val
 }
 
 fn print_summary(out: &mut Out, s: &Map<String, Value>) -> Result<()> {
-    let key = |name: &str| describe_key(s, name);
+    let hex = out.style.hex;
+    let key = |name: &str| describe_key(hex, s, name);
     out.line(format!(
         "table         {} ({} bytes, format version {})",
         s["file"].as_str().unwrap_or(""),
@@ -285,19 +286,10 @@ fn damaged_note(s: &Map<String, Value>) -> String {
     }
 }
 
-fn describe_key(row: &Map<String, Value>, name: &str) -> String {
-    let key = row
-        .get(&format!("{name}_key"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .or_else(|| {
-            row.get(&format!("{name}_key_hex"))
-                .and_then(Value::as_str)
-                .map(|h| format!("0x{h}"))
-        });
-    match key {
+fn describe_key(hex: bool, row: &Map<String, Value>, name: &str) -> String {
+    match crate::format::show_field(row, &format!("{name}_key"), hex) {
         Some(k) => format!(
-            "{k:?} @ {} {}",
+            "\"{k}\" @ {} {}",
             row[&format!("{name}_seqno")],
             row[&format!("{name}_kind")].as_str().unwrap_or("")
         ),
@@ -317,8 +309,8 @@ fn print_blocks(out: &mut Out, rows: &[Map<String, Value>]) -> Result<()> {
             None => format!(
                 "{head} entries {} [{} .. {}]",
                 r["entries"],
-                describe_key(r, "first"),
-                describe_key(r, "last")
+                describe_key(out.style.hex, r, "first"),
+                describe_key(out.style.hex, r, "last")
             ),
         };
         out.line(line)?;
@@ -385,13 +377,7 @@ fn emit_entry(out: &mut Out, row: Map<String, Value>) -> Result<()> {
     if out.json() {
         return out.object(row);
     }
-    let text = |name: &str| match (row.get(name), row.get(&format!("{name}_hex"))) {
-        (Some(Value::String(s)), _) => out.show(s.as_bytes()),
-        (_, Some(Value::String(h))) => {
-            crate::format::from_hex(h).map_or_else(|_| h.clone(), |b| out.show(&b))
-        }
-        _ => String::new(),
-    };
+    let text = |name: &str| out.show_field(&row, name).unwrap_or_default();
     let line = match row["op"].as_str() {
         Some("put") => format!(
             "  {} @ {} put => {}",

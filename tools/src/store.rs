@@ -33,7 +33,7 @@ pub fn check_store_dir(dir: &Path) -> Result<()> {
     }
     if !dir.join(CURRENT).is_file() && dir.join(varve::PARTITIONS_FILE).is_file() {
         let reason = "it is the root of a partitioned store: run this command on one of its \
-                      partition-NNNNN directories (get and scan also take the root)";
+                      partition-NNNNN directories (get, scan, info and verify also take the root)";
         return Err(not_a_store(dir, reason));
     }
     if !dir.join(CURRENT).is_file() {

@@ -32,6 +32,8 @@ struct Findings<'a> {
     out: &'a mut Out,
     progress: Progress,
     problems: usize,
+    notes: usize,
+    files_checked: u64,
 }
 
 impl Findings<'_> {
@@ -41,7 +43,13 @@ impl Findings<'_> {
     }
 
     fn note(&mut self, p: Problem) -> Result<()> {
+        self.notes += 1;
         self.emit("note", &p)
+    }
+
+    fn checked(&mut self, path: &Path) {
+        self.files_checked += 1;
+        self.progress.checked(path);
     }
 
     fn emit(&mut self, kind: &str, p: &Problem) -> Result<()> {
@@ -62,14 +70,19 @@ impl Findings<'_> {
     }
 }
 
-/// A progress bar on a terminal, plain lines on stderr otherwise.
+/// A progress bar on a terminal, plain lines on stderr otherwise, nothing
+/// with `--quiet`.
 enum Progress {
     Bar(ProgressBar),
     Lines { done: u64, total: u64 },
+    Quiet,
 }
 
 impl Progress {
-    fn new(total: u64) -> Progress {
+    fn new(total: u64, quiet: bool) -> Progress {
+        if quiet {
+            return Progress::Quiet;
+        }
         if !std::io::stderr().is_terminal() {
             return Progress::Lines { done: 0, total };
         }
@@ -90,6 +103,7 @@ impl Progress {
                 *done += 1;
                 eprintln!("checked {}/{} {}", done, total, path.display());
             }
+            Progress::Quiet => {}
         }
     }
 
@@ -100,12 +114,57 @@ impl Progress {
     }
 }
 
-/// Verifies the store in `dir`.
+/// What verifying one store found.
+struct Checked {
+    problems: usize,
+    notes: usize,
+    files_checked: u64,
+}
+
+/// Verifies the store in `dir`, or every partition of a partitioned
+/// store's root.
 ///
 /// # Errors
 /// [`ToolError::Problems`] if any problem was found (already printed); a
 /// store that cannot be read at all gives the reason.
 pub fn run(out: &mut Out, dir: &Path) -> Result<()> {
+    let partitions = crate::open::partitions(dir)?;
+    let dirs: Vec<PathBuf> = match partitions {
+        Some(n) => (0..n).map(|p| varve::partition_dir(dir, p)).collect(),
+        None => vec![dir.to_owned()],
+    };
+    let mut total = Checked {
+        problems: 0,
+        notes: 0,
+        files_checked: 0,
+    };
+    let mut damaged = Vec::new();
+    for (p, store_dir) in dirs.iter().enumerate() {
+        let checked = match verify_one(out, store_dir) {
+            // A partition that is gone or is no store is a problem of the
+            // partitioned store, and the other partitions are still checked.
+            Err(e @ (ToolError::Missing(_) | ToolError::NotAStore { .. }))
+                if partitions.is_some() =>
+            {
+                missing_partition(out, store_dir, &e)?
+            }
+            other => other?,
+        };
+        if partitions.is_some() {
+            partition_summary(out, p, store_dir, &checked)?;
+        }
+        if checked.problems > 0 {
+            damaged.push(p);
+        }
+        total.problems += checked.problems;
+        total.notes += checked.notes;
+        total.files_checked += checked.files_checked;
+    }
+    summary(out, dir, partitions, &total, &damaged)
+}
+
+/// Checks one store, printing its problems and notes.
+fn verify_one(out: &mut Out, dir: &Path) -> Result<Checked> {
     store::check_store_dir(dir)?;
     let lock = LockState::probe(dir)?;
     lock.warn_if_live();
@@ -113,10 +172,13 @@ pub fn run(out: &mut Out, dir: &Path) -> Result<()> {
     let segs = segments::list_segments(&log_dir).unwrap_or_default();
     let table_files = table_files(dir)?;
     let total = 3 + (table_files.len() + segs.len()) as u64;
+    let quiet = out.style.quiet;
     let mut f = Findings {
         out,
-        progress: Progress::new(total),
+        progress: Progress::new(total, quiet),
         problems: 0,
+        notes: 0,
+        files_checked: 0,
     };
     let manifest = check_manifest(&mut f, dir)?;
     check_tables(&mut f, manifest.as_ref(), &table_files)?;
@@ -125,19 +187,93 @@ pub fn run(out: &mut Out, dir: &Path) -> Result<()> {
         check_flushed(&mut f, m, &log_dir, end)?;
     }
     f.progress.finish();
-    let problems = f.problems;
-    summary(f.out, dir, problems)
+    Ok(Checked {
+        problems: f.problems,
+        notes: f.notes,
+        files_checked: f.files_checked,
+    })
 }
 
-fn summary(out: &mut Out, dir: &Path, problems: usize) -> Result<()> {
-    if problems == 0 {
-        if !out.json() {
-            out.line(format!("{}: ok", dir.display()))?;
+/// Reports a partition directory that cannot be verified at all.
+fn missing_partition(out: &mut Out, dir: &Path, e: &ToolError) -> Result<Checked> {
+    let p = Problem::file(dir, e.to_string());
+    if out.json() {
+        out.object(Map::from_iter([
+            ("kind".to_owned(), json!("problem")),
+            ("file".to_owned(), json!(dir.display().to_string())),
+            ("offset".to_owned(), json!(null)),
+            ("what".to_owned(), json!(p.what)),
+        ]))?;
+    } else {
+        out.line(p.to_string())?;
+    }
+    Ok(Checked {
+        problems: 1,
+        notes: 0,
+        files_checked: 0,
+    })
+}
+
+/// One line per partition of a partitioned store.
+fn partition_summary(out: &mut Out, p: usize, dir: &Path, c: &Checked) -> Result<()> {
+    if out.json() {
+        out.object(Map::from_iter([
+            ("kind".to_owned(), json!("partition")),
+            ("partition".to_owned(), json!(p)),
+            ("store".to_owned(), json!(dir.display().to_string())),
+            ("ok".to_owned(), json!(c.problems == 0)),
+            ("files_checked".to_owned(), json!(c.files_checked)),
+            ("problems".to_owned(), json!(c.problems)),
+            ("notes".to_owned(), json!(c.notes)),
+        ]))?;
+    } else if c.problems == 0 {
+        out.line(format!("{}: ok", dir.display()))?;
+    } else {
+        out.line(format!("{}: {} problem(s)", dir.display(), c.problems))?;
+    }
+    out.flush()
+}
+
+/// The last line: `DIR: ok` (or, in JSON, `{"kind":"summary","ok":…}`),
+/// and [`ToolError::Problems`] if anything was found.
+fn summary(
+    out: &mut Out,
+    dir: &Path,
+    partitions: Option<u32>,
+    c: &Checked,
+    damaged: &[usize],
+) -> Result<()> {
+    if out.json() {
+        let mut obj = Map::from_iter([
+            ("kind".to_owned(), json!("summary")),
+            ("ok".to_owned(), json!(c.problems == 0)),
+            ("store".to_owned(), json!(dir.display().to_string())),
+            ("files_checked".to_owned(), json!(c.files_checked)),
+            ("problems".to_owned(), json!(c.problems)),
+            ("notes".to_owned(), json!(c.notes)),
+        ]);
+        if let Some(n) = partitions {
+            obj.insert("partitions".into(), json!(n));
+            obj.insert("damaged_partitions".into(), json!(damaged));
         }
-        return out.flush();
+        out.object(obj)?;
+    } else if c.problems == 0 {
+        let scope = partitions.map_or(String::new(), |n| format!(" ({n} partitions)"));
+        out.line(format!("{}: ok{scope}", dir.display()))?;
+    } else if let Some(n) = partitions {
+        let list: Vec<String> = damaged.iter().map(usize::to_string).collect();
+        out.line(format!(
+            "{}: damaged partition(s) {} of {n}",
+            dir.display(),
+            list.join(", ")
+        ))?;
     }
     out.flush()?;
-    Err(ToolError::Problems(problems))
+    if c.problems == 0 {
+        Ok(())
+    } else {
+        Err(ToolError::Problems(c.problems))
+    }
 }
 
 /// The table files in `dir`, by number.
@@ -156,7 +292,7 @@ fn table_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 fn check_manifest(f: &mut Findings<'_>, dir: &Path) -> Result<Option<Manifest>> {
     let current = dir.join(store::CURRENT);
     let result = Manifest::load(dir);
-    f.progress.checked(&current);
+    f.checked(&current);
     let manifest = match result {
         Ok(m) => m,
         Err(e) => {
@@ -236,7 +372,7 @@ fn check_tables(
                 check_table_file(f, path)?;
             }
         }
-        f.progress.checked(path);
+        f.checked(path);
     }
     Ok(())
 }
@@ -294,7 +430,7 @@ fn check_changelog(
 ) -> Result<Option<u64>> {
     let meta_path = log_dir.join(META_FILE);
     let meta = segments::read_meta(log_dir);
-    f.progress.checked(&meta_path);
+    f.checked(&meta_path);
     let recovery_point = match meta {
         Ok(m) => Some(m.recovery_point),
         Err(e) => {
@@ -308,7 +444,7 @@ fn check_changelog(
     }
     if positions_path.exists() {
         // Absent until the first commit: then there is nothing to check.
-        f.progress.checked(&positions_path);
+        f.checked(&positions_path);
     }
     if recovery_point.is_none() && segs.is_empty() {
         return Ok(None);
@@ -324,7 +460,7 @@ fn check_changelog(
         }
         let last = i + 1 == segs.len();
         end = end.max(check_segment(f, seg, last, recovery_point)?);
-        f.progress.checked(&seg.path);
+        f.checked(&seg.path);
     }
     Ok(Some(end))
 }

@@ -11,7 +11,10 @@ use varve::version::parse_file_name;
 use varve::{Db, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES, WriteBatch, WriteOptions};
 
 use crate::error::{Result, ToolError};
-use crate::format::{Out, arg_bytes, get_bytes, object};
+use varve::varve_changelog::partitioner::partition_for_key;
+
+use crate::format::{Out, arg_bytes, get_bytes, object, quoted};
+use crate::progress::Progress;
 
 /// Bytes of keys and values (plus [`LOAD_RECORD_OVERHEAD_BYTES`] each)
 /// that `load` gathers into one batch: half the changelog's batch limit
@@ -40,6 +43,32 @@ pub fn open_for_write(dir: &Path, create: bool) -> Result<Db> {
     Ok(Db::open(dir, opts)?)
 }
 
+/// With `--partition P` on a partitioned store's root: `(P, partitions)`.
+/// A write there must hold only keys the store routes to `P`, or reads
+/// through the root would never find them.
+pub type Route = Option<(u32, u32)>;
+
+/// Refuses a key the store routes to another partition than the one the
+/// write goes to.
+///
+/// # Errors
+/// [`ToolError::Invalid`] naming the key's partition.
+fn check_route(key: &[u8], route: Route) -> Result<()> {
+    let Some((p, n)) = route else {
+        return Ok(());
+    };
+    let home = partition_for_key(key, n);
+    if home == p {
+        return Ok(());
+    }
+    Err(ToolError::Invalid(format!(
+        "key {} belongs to partition {home}, not {p}: the store routes every key to one \
+         partition (drop --partition to write through the root's routing, or use \
+         varve::PartitionedStore)",
+        quoted(key)
+    )))
+}
+
 fn commit(db: &Db, batch: WriteBatch) -> Result<()> {
     Ok(db.write(batch, WriteOptions::default().sync(true))?)
 }
@@ -48,27 +77,53 @@ fn commit(db: &Db, batch: WriteBatch) -> Result<()> {
 ///
 /// # Errors
 /// As [`open_for_write`], and write errors.
-pub fn put(out: &Out, dir: &Path, key: &str, value: &str, create: bool) -> Result<()> {
+pub fn put(
+    out: &mut Out,
+    dir: &Path,
+    key: &str,
+    value: &str,
+    create: bool,
+    route: Route,
+) -> Result<()> {
     let key = arg_bytes(key, out.style.hex)?;
+    check_route(&key, route)?;
     let value = arg_bytes(value, out.style.hex)?;
     let db = open_for_write(dir, create)?;
     let mut batch = WriteBatch::new();
-    batch.put(key, value);
+    batch.put(key.clone(), value.clone());
     commit(&db, batch)?;
-    Ok(db.close()?)
+    db.close()?;
+    report_write(out, "put", &key, Some(&value))
+}
+
+/// With `--json`, says what a `put` or `delete` wrote (text output stays
+/// silent on success, as for `cp`).
+fn report_write(out: &mut Out, op: &str, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+    if !out.json() {
+        return Ok(());
+    }
+    let mut obj = object([("ok", Value::from(true)), ("op", Value::from(op))]);
+    out.put_bytes(&mut obj, "key", key);
+    if let Some(value) = value {
+        out.put_bytes(&mut obj, "value", value);
+    }
+    out.object(obj)?;
+    out.flush()
 }
 
 /// Deletes `key` (a tombstone is written whether or not it exists).
 ///
 /// # Errors
 /// As [`put`].
-pub fn delete(out: &Out, dir: &Path, key: &str) -> Result<()> {
+pub fn delete(out: &mut Out, dir: &Path, key: &str, route: Route) -> Result<()> {
     let key = arg_bytes(key, out.style.hex)?;
+    check_route(&key, route)?;
     let db = open_for_write(dir, false)?;
     let mut batch = WriteBatch::new();
-    batch.delete(key);
+    batch.delete(key.clone());
     commit(&db, batch)?;
-    Ok(db.close()?)
+    db.close()?;
+    report_write(out, "delete", &key, None)
 }
 
 /// Writes every line of `file` (`-` for stdin): one JSON object a line with
@@ -80,12 +135,20 @@ pub fn delete(out: &Out, dir: &Path, key: &str) -> Result<()> {
 ///
 /// # Errors
 /// As [`put`], and [`ToolError::Invalid`] for a bad line.
-pub fn load(out: &mut Out, dir: &Path, file: &Path, create: bool) -> Result<()> {
-    let reader: Box<dyn BufRead> = if file == Path::new("-") {
-        Box::new(BufReader::new(std::io::stdin()))
+pub fn load(out: &mut Out, dir: &Path, file: &Path, create: bool, route: Route) -> Result<()> {
+    let quiet = out.style.quiet;
+    let (reader, progress): (Box<dyn BufRead>, Progress) = if file == Path::new("-") {
+        let spinner = Progress::spinner("loading standard input", quiet);
+        (Box::new(BufReader::new(std::io::stdin())), spinner)
     } else {
         let f = std::fs::File::open(file).map_err(|e| ToolError::io("open", file, e))?;
-        Box::new(BufReader::new(f))
+        let size = f.metadata().map_or(0, |m| m.len());
+        let bar = Progress::bar(
+            size,
+            "{bar:40} {bytes}/{total_bytes} ({eta} left) {msg}",
+            quiet,
+        );
+        (Box::new(BufReader::new(f)), bar)
     };
     let created = if create {
         NewStore::before_open(dir)
@@ -93,8 +156,10 @@ pub fn load(out: &mut Out, dir: &Path, file: &Path, create: bool) -> Result<()> 
         NewStore::Existed
     };
     let loaded = open_for_write(dir, create).and_then(|db| {
-        let counts = load_lines(&db, reader, file)?;
+        let counts = load_lines(&db, reader, file, route, &progress)?;
+        progress.message("closing the store");
         db.close()?;
+        progress.finish();
         Ok(counts)
     });
     match loaded {
@@ -104,13 +169,20 @@ pub fn load(out: &mut Out, dir: &Path, file: &Path, create: bool) -> Result<()> 
 }
 
 /// Reads, checks and writes every line; returns the puts and deletes.
-fn load_lines(db: &Db, reader: Box<dyn BufRead>, file: &Path) -> Result<(u64, u64)> {
+fn load_lines(
+    db: &Db,
+    reader: Box<dyn BufRead>,
+    file: &Path,
+    route: Route,
+    progress: &Progress,
+) -> Result<(u64, u64)> {
     let budget = load_batch_bytes();
     let mut batch = WriteBatch::new();
     let mut batch_bytes = 0usize;
     let (mut puts, mut deletes) = (0u64, 0u64);
     for (i, line) in reader.lines().enumerate() {
         let line = line.map_err(|e| ToolError::io("read", file, e))?;
+        progress.inc(line.len() as u64 + 1);
         if line.trim().is_empty() {
             continue;
         }
@@ -118,10 +190,12 @@ fn load_lines(db: &Db, reader: Box<dyn BufRead>, file: &Path) -> Result<(u64, u6
             |e: ToolError| ToolError::Invalid(format!("{}:{}: {e}", file.display(), i + 1));
         let (key, value) = parse_line(&line).map_err(at_line)?;
         check_sizes(&key, value.as_deref()).map_err(at_line)?;
+        check_route(&key, route).map_err(at_line)?;
         let size = key.len() + value.as_ref().map_or(0, Vec::len) + LOAD_RECORD_OVERHEAD_BYTES;
         if !batch.is_empty() && batch_bytes + size > budget {
             commit(db, std::mem::take(&mut batch))?;
             batch_bytes = 0;
+            progress.message(format!("{} records written", puts + deletes));
         }
         batch_bytes += size;
         match value {

@@ -123,7 +123,7 @@ fn manifest_dump_and_positions() {
     let text = ok(&["positions", arg(dir.path())]);
     assert!(text.starts_with("shipper\toffset 10\tlag "), "{text}");
     let json = json_lines(&ok(&["positions", arg(dir.path()), "--json"]));
-    assert_eq!(json[0]["consumer"], "shipper");
+    assert_eq!(json[0]["positions"][0]["consumer"], "shipper");
 }
 
 #[test]
@@ -176,7 +176,11 @@ fn get_and_scan_match_the_model() {
     let json = json_lines(&ok(&["scan", d, "--prefix", "tail:", "--json"]));
     assert_eq!(
         json,
-        vec![serde_json::json!({"key": "tail:a", "value": "only in the changelog"})]
+        vec![
+            serde_json::json!({"key": "tail:a", "key_hex": "7461696c3a61",
+            "value": "only in the changelog",
+            "value_hex": "6f6e6c7920696e20746865206368616e67656c6f67"})
+        ]
     );
 }
 

@@ -140,7 +140,7 @@ fn a_partitioned_root_is_read_by_get_and_scan() {
     let prefixed = ok(&["scan", r, "--prefix", "key:1", "--from", "key:15"]);
     assert_eq!(prefixed.lines().count(), 5, "{prefixed}");
     // Commands that need one store say what to do instead of "no CURRENT".
-    for args in [vec!["info", r], vec!["verify", r], vec!["put", r, "k", "v"]] {
+    for args in [vec!["log", "dump", r], vec!["put", r, "k", "v"]] {
         let run = varve(&args);
         assert_eq!(run.code, 2, "{args:?}");
         assert!(

@@ -123,6 +123,9 @@ fn every_command_that_opens_a_store_is_refused_while_another_process_holds_it() 
         vec!["checkpoint", s, arg(&cp)],
         vec!["restore", s, arg(&new)],
         vec!["restore", arg(&log_dir), arg(&new)],
+        vec!["positions", s, "--delete", "shipper"],
+        vec!["positions", s, "--reset", "shipper", "--to", "0"],
+        vec!["positions", arg(&log_dir), "--delete", "shipper"],
     ];
     for args in &refused {
         let run = varve(args);

@@ -14,18 +14,18 @@ fn put_delete_and_get() {
     ok(&["put", s, "shape", "round"]);
     ok(&["put", "--hex", s, "00ff", "0a0b"]);
     assert_eq!(ok(&["get", s, "colour"]), "blue\n");
-    assert_eq!(ok(&["get", s, "--hex", "00ff"]), "0a0b\n");
+    assert_eq!(ok(&["get", s, "--hex", "00ff"]), "0x0a0b\n");
     ok(&["delete", s, "colour"]);
     assert_eq!(varve(&["get", s, "colour"]).code, 1);
     let json = json_lines(&ok(&["scan", s, "--json"]));
     assert_eq!(json.len(), 2);
     assert_eq!(
         json[0],
-        serde_json::json!({"key_hex": "00ff", "value": "\n\u{b}"})
+        serde_json::json!({"key": "\\x00\\xff", "key_hex": "00ff", "value": "\\n\\x0b", "value_hex": "0a0b"})
     );
     assert_eq!(
         json[1],
-        serde_json::json!({"key": "shape", "value": "round"})
+        serde_json::json!({"key": "shape", "key_hex": "7368617065", "value": "round", "value_hex": "726f756e64"})
     );
     assert_eq!(ok(&["scan", s]), "\\x00\\xff\t\\n\\x0b\nshape\tround\n");
     ok(&["verify", s]);
@@ -48,7 +48,7 @@ fn load_writes_json_lines_and_names_a_bad_line() {
     assert_eq!(text, "loaded 2501 puts and 1 deletes\n");
     assert_eq!(ok(&["scan", arg(&store)]).lines().count(), 2500);
     assert_eq!(varve(&["get", arg(&store), "k00003"]).code, 1);
-    assert_eq!(ok(&["get", arg(&store), "--hex", "ff"]), "00\n");
+    assert_eq!(ok(&["get", arg(&store), "--hex", "ff"]), "0x00\n");
     std::fs::write(&input, "{\"key\":\"a\",\"value\":\"1\"}\n{\"key\":\"b\"}\n").unwrap();
     let run = varve(&["load", arg(&store), arg(&input)]);
     assert_eq!(run.code, 2);
