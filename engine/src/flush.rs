@@ -202,13 +202,8 @@ mod tests {
     use crate::version::Level;
 
     fn open(dir: &std::path::Path) -> Db {
-        let opts = crate::Options {
-            compaction: crate::CompactionOptions {
-                auto: false,
-                ..crate::CompactionOptions::default()
-            },
-            ..crate::Options::default()
-        };
+        let opts =
+            crate::Options::default().compaction(crate::CompactionOptions::default().auto(false));
         Db::open(dir, opts).unwrap()
     }
 

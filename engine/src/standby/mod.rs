@@ -91,10 +91,7 @@ pub enum CatchUp {
 /// # let dir = tempfile::tempdir().unwrap();
 /// use std::time::Duration;
 /// use varve::{CatchUp, ChangelogRetention, Db, Options, Standby};
-/// let opts = Options {
-///     changelog_retention: ChangelogRetention::UntilShipped,
-///     ..Options::default()
-/// };
+/// let opts = Options::default().changelog_retention(ChangelogRetention::UntilShipped);
 /// let primary = Db::open(dir.path().join("primary"), opts)?;
 /// primary.put("k", "v1")?;
 /// let standby = Standby::follow(&primary, dir.path().join("standby"), "standby-1", Options::default())?;
