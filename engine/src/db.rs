@@ -16,7 +16,7 @@ use crate::iter::bounds::{bounds_of, prefix_bounds};
 use crate::iter::db_iter::{Cursor, Iter};
 use crate::iter::merge::MergeCursor;
 use crate::key::{InternalKeyRef, SeqNo};
-use crate::metrics::{Histogram, StoreMetrics};
+use crate::metrics::Histogram;
 use crate::options::{Options, WriteOptions};
 use crate::read_only::ReadOnlyDb;
 use crate::snapshot::Snapshot;
@@ -156,7 +156,7 @@ impl Db {
         let m = &self.inner.metrics;
         m.gets.record_since(start);
         if let Ok(Some(v)) = found {
-            StoreMetrics::add(&m.read_bytes, v.len() as u64);
+            m.read_bytes.add(v.len() as u64);
         }
     }
 

@@ -31,6 +31,7 @@ pub mod key;
 mod lifecycle;
 pub mod memtable;
 mod metrics;
+mod metrics_export;
 mod open;
 mod options;
 mod partitioned;
@@ -57,6 +58,7 @@ pub use db::Db;
 pub use error::{Error, Result};
 pub use iter::db_iter::{Iter, KeyValue};
 pub use metrics::{LatencySummary, Metrics};
+pub use metrics_export::describe as describe_metrics;
 pub use open::{CHANGELOG_DIR, LOCK_FILE};
 pub use options::{
     ChangelogRetention, CompactionOptions, Compression, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES,

@@ -3,6 +3,9 @@
 //! reported to its listener and in its report (see `RestoreOptions`), not here:
 //! it runs before the store is open.
 //!
+//! The same figures go to the [`metrics`] crate facade for exporters
+//! (`metrics_export.rs`).
+//!
 //! Recording is lock-free: every counter is an `AtomicU64` updated with
 //! `Relaxed` ordering, and latencies go into a fixed log-linear histogram
 //! (4 sub-buckets per power of two, 252 buckets covering all of `u64`), so
@@ -13,6 +16,8 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use crate::metrics_export::{Exporter, TimedExport};
 
 /// Sub-buckets per power of two (a power of two itself).
 const SUB_BUCKETS: u64 = 4;
@@ -34,16 +39,51 @@ pub(crate) struct Histogram {
     count: AtomicU64,
     sum: AtomicU64,
     max: AtomicU64,
+    export: TimedExport,
 }
 
 impl Default for Histogram {
     fn default() -> Self {
+        Histogram::exported(TimedExport::default())
+    }
+}
+
+impl Histogram {
+    /// An empty histogram whose values also go to `export`.
+    fn exported(export: TimedExport) -> Histogram {
         Histogram {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             count: AtomicU64::new(0),
             sum: AtomicU64::new(0),
             max: AtomicU64::new(0),
+            export,
         }
+    }
+}
+
+/// A counter of the store, also exported through the facade.
+pub(crate) struct Count {
+    value: AtomicU64,
+    export: metrics::Counter,
+}
+
+impl Count {
+    fn exported(export: metrics::Counter) -> Count {
+        Count {
+            value: AtomicU64::new(0),
+            export,
+        }
+    }
+
+    /// Adds `n`.
+    pub(crate) fn add(&self, n: u64) {
+        self.value.fetch_add(n, Ordering::Relaxed);
+        self.export.increment(n);
+    }
+
+    /// The count so far.
+    pub(crate) fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
     }
 }
 
@@ -77,6 +117,7 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum.fetch_add(value, Ordering::Relaxed);
         self.max.fetch_max(value, Ordering::Relaxed);
+        self.export.record(value);
     }
 
     /// Adds the time since `start`, in nanoseconds.
@@ -240,43 +281,55 @@ impl fmt::Display for Metrics {
 }
 
 /// The live metrics of an open store.
-#[derive(Default)]
 pub(crate) struct StoreMetrics {
     pub(crate) gets: Histogram,
     pub(crate) puts: Histogram,
     pub(crate) deletes: Histogram,
     pub(crate) writes: Histogram,
     pub(crate) ranges: Histogram,
-    pub(crate) range_entries_read: AtomicU64,
-    pub(crate) read_bytes: AtomicU64,
-    pub(crate) expired_entries: AtomicU64,
+    pub(crate) range_entries_read: Count,
+    pub(crate) read_bytes: Count,
+    /// Only exported: [`Metrics::written_bytes`] reads the store's counter.
+    pub(crate) written_bytes: metrics::Counter,
+    pub(crate) expired_entries: Count,
 }
 
 impl StoreMetrics {
-    /// Adds `n` to a counter.
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    /// The metrics of the store in `path`, exported through the facade's
+    /// recorder (see `metrics_export.rs`).
+    pub(crate) fn new(path: &std::path::Path) -> StoreMetrics {
+        let e = Exporter::new(path);
+        StoreMetrics {
+            gets: Histogram::exported(e.timed("get")),
+            puts: Histogram::exported(e.timed("put")),
+            deletes: Histogram::exported(e.timed("delete")),
+            writes: Histogram::exported(e.timed("write")),
+            ranges: Histogram::exported(e.timed("range")),
+            range_entries_read: Count::exported(e.counter("range-entries-read")),
+            read_bytes: Count::exported(e.counter("bytes-read")),
+            written_bytes: e.counter("bytes-written"),
+            expired_entries: Count::exported(e.counter("expired-entries-compacted")),
+        }
     }
 
     /// Counts `entries` entries holding `value_bytes` bytes of values that
     /// an iterator returned.
     pub(crate) fn entries_read(&self, entries: u64, value_bytes: u64) {
-        Self::add(&self.range_entries_read, entries);
-        Self::add(&self.read_bytes, value_bytes);
+        self.range_entries_read.add(entries);
+        self.read_bytes.add(value_bytes);
     }
 
     pub(crate) fn snapshot(&self) -> Metrics {
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Metrics {
             gets: self.gets.summary(),
             puts: self.puts.summary(),
             deletes: self.deletes.summary(),
             writes: self.writes.summary(),
             ranges: self.ranges.summary(),
-            range_entries_read: load(&self.range_entries_read),
-            read_bytes: load(&self.read_bytes),
+            range_entries_read: self.range_entries_read.get(),
+            read_bytes: self.read_bytes.get(),
             written_bytes: 0,
-            expired_entries_compacted: load(&self.expired_entries),
+            expired_entries_compacted: self.expired_entries.get(),
         }
     }
 }

@@ -109,7 +109,7 @@ pub(crate) fn open_store(path: &Path, opts: Options, restoring: bool) -> Result<
         compaction_cv: Condvar::new(),
         stall: AtomicU8::new(STALL_NONE),
         counters: Counters::default(),
-        metrics: Arc::default(),
+        metrics: Arc::new(crate::metrics::StoreMetrics::new(path)),
         snapshots: Mutex::new(BTreeMap::new()),
         next_memtable_id: AtomicU64::new(1),
         lifecycle: Lifecycle::default(),

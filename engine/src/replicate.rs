@@ -58,6 +58,7 @@ impl DbInner {
                 .map(|r| r.record.key.len() + r.record.value.as_ref().map_or(0, |v| v.len()))
                 .sum();
             Counters::add(&self.counters.user_bytes_written, bytes as u64);
+            self.metrics.written_bytes.increment(bytes as u64);
             self.visible_seqno.store(last.offset + 1, Ordering::Release);
             Ok(())
         })

@@ -108,6 +108,7 @@ impl DbInner {
         );
         let user_bytes: usize = group.iter().map(|p| p.batch.size_bytes()).sum();
         crate::stats::Counters::add(&self.counters.user_bytes_written, user_bytes as u64);
+        self.metrics.written_bytes.increment(user_bytes as u64);
         self.visible_seqno
             .store(info.last_offset + 1, Ordering::Release);
         Ok(info.last_offset + 1)

@@ -109,7 +109,7 @@ impl DbInner {
         let result = kept
             .by_ref()
             .try_for_each(|entry| entry.and_then(|e| out.add(e.key(), &e.value)));
-        crate::metrics::StoreMetrics::add(&self.metrics.expired_entries, kept.expired_count());
+        self.metrics.expired_entries.add(kept.expired_count());
         result
     }
 
