@@ -17,7 +17,7 @@ use varve_changelog::kafka::{
 use varve_changelog::{Log, LogOptions};
 
 fn opts(in_flight: usize) -> ShipperOptions {
-    let mut o = ShipperOptions::new("kafka", 0).with_compression(Compression::None);
+    let mut o = ShipperOptions::new("kafka", 0).compression(Compression::None);
     o.max_in_flight_records = in_flight;
     o.commit_interval_ms = 0;
     o

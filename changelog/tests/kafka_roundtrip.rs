@@ -40,7 +40,7 @@ fn ships_100k_records_with_overwrites_and_tombstones_and_restores_them() {
     // A second call finds the topic and accepts it.
     assert!(!ensure_topic(&config, &TopicSpec::new(1)).unwrap().created);
 
-    let opts = ShipperOptions::new("kafka", 0).with_compression(Compression::Lz4);
+    let opts = ShipperOptions::new("kafka", 0).compression(Compression::Lz4);
     let mut shipper = Shipper::new(&log, config.clone(), opts).unwrap();
     assert_eq!(shipper.lag(), n);
     let started = Instant::now();
@@ -55,7 +55,7 @@ fn ships_100k_records_with_overwrites_and_tombstones_and_restores_them() {
     assert_eq!(dups, 0, "a clean run re-sends nothing");
 
     // The source as a restore uses it: headers dropped, records equal.
-    let mut source = KafkaSource::new(config.with_timeout_ms(READ_TIMEOUT_MS), 0).unwrap();
+    let mut source = KafkaSource::new(config.timeout_ms(READ_TIMEOUT_MS), 0).unwrap();
     let bounds = source.bounds().unwrap();
     assert_eq!(bounds.end_offset - bounds.start_offset, n);
     source.seek(bounds.start_offset).unwrap();
@@ -85,7 +85,7 @@ fn appends_after_a_first_shipment_ship_incrementally() {
     let mut shipper = Shipper::new(
         &log,
         config.clone(),
-        ShipperOptions::new("kafka", 0).with_compression(Compression::None),
+        ShipperOptions::new("kafka", 0).compression(Compression::None),
     )
     .unwrap();
     shipper.ship_until(1_000, SHIP_TIMEOUT).unwrap();
@@ -142,7 +142,7 @@ fn four_partitions_round_trip_through_a_four_partition_topic() {
         .collect();
     for (p, log) in logs.iter().enumerate() {
         fill(log, 0, 20_000, 2_000, |k| route(k, 4) == p as i32);
-        let opts = ShipperOptions::new("kafka", p as i32).with_compression(CODECS[p]);
+        let opts = ShipperOptions::new("kafka", p as i32).compression(CODECS[p]);
         let mut shipper = Shipper::new(log, config.clone(), opts).unwrap();
         shipper.ship_until(log.next_offset(), SHIP_TIMEOUT).unwrap();
     }
@@ -208,7 +208,7 @@ fn a_topic_with_the_wrong_cleanup_policy_or_partition_count_is_refused() {
     };
     let topic = unique_topic("delete");
     create_raw_topic(&bootstrap, &topic, 1, "delete");
-    let config = config(&bootstrap, &topic).with_timeout_ms(5_000);
+    let config = config(&bootstrap, &topic).timeout_ms(5_000);
     let started = Instant::now();
     let err = ensure_topic(&config, &TopicSpec::new(1)).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -223,7 +223,8 @@ fn a_topic_with_the_wrong_cleanup_policy_or_partition_count_is_refused() {
     let topic = unique_topic("parts");
     create_raw_topic(&bootstrap, &topic, 2, "compact");
     let config = config.clone();
-    let config = KafkaConfig { topic, ..config };
+    let mut config = config;
+    config.topic = topic;
     let err = ensure_topic(&config, &TopicSpec::new(4)).unwrap_err();
     assert!(
         matches!(
@@ -244,7 +245,7 @@ fn a_missing_topic_is_a_typed_error() {
     let Some(bootstrap) = bootstrap("a_missing_topic_is_a_typed_error") else {
         return;
     };
-    let config = config(&bootstrap, &unique_topic("missing")).with_timeout_ms(5_000);
+    let config = config(&bootstrap, &unique_topic("missing")).timeout_ms(5_000);
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), LogOptions::default()).unwrap();
     let err = Shipper::new(&log, config.clone(), ShipperOptions::new("kafka", 0)).unwrap_err();
@@ -259,7 +260,7 @@ fn a_missing_topic_is_a_typed_error() {
 /// Needs no broker: nothing listens on port 1.
 #[test]
 fn an_unreachable_broker_is_a_typed_error_within_the_timeout() {
-    let config = KafkaConfig::new("127.0.0.1:1", "changelog").with_timeout_ms(3_000);
+    let config = KafkaConfig::new("127.0.0.1:1", "changelog").timeout_ms(3_000);
     let limit = Duration::from_millis(3_000 + 2_000);
     let started = Instant::now();
     let err = ensure_topic(&config, &TopicSpec::new(1)).unwrap_err();

@@ -54,7 +54,7 @@ fn config(bootstrap: &str, name: &str) -> KafkaConfig {
         .unwrap()
         .as_nanos();
     let topic = format!("varve-engine-{name}-{}-{nanos}", std::process::id());
-    KafkaConfig::new(bootstrap, topic).with_timeout_ms(60_000)
+    KafkaConfig::new(bootstrap, topic).timeout_ms(60_000)
 }
 
 fn until_shipped() -> Options {
@@ -116,7 +116,7 @@ fn a_store_restored_from_its_topic_equals_it_key_by_key_and_follows_it_as_a_stan
     let n = records();
 
     // The shipper registers at once: flushes keep every unshipped record.
-    let opts = ShipperOptions::new("kafka", 0).with_compression(Compression::Lz4);
+    let opts = ShipperOptions::new("kafka", 0).compression(Compression::Lz4);
     let mut shipper = Shipper::new(db.changelog(), config.clone(), opts).unwrap();
     write_ops(&db, 0, n);
     db.flush().unwrap();
@@ -228,7 +228,7 @@ fn a_partitioned_store_round_trips_and_routes_keys_as_kafkas_default_partitioner
     ];
     for p in 0..PARTITIONS {
         let log = store.partition(p).changelog();
-        let opts = ShipperOptions::new("kafka", p as i32).with_compression(codecs[p as usize]);
+        let opts = ShipperOptions::new("kafka", p as i32).compression(codecs[p as usize]);
         let mut shipper = Shipper::new(log, config.clone(), opts).unwrap();
         shipper.ship_until(log.next_offset(), SHIP_TIMEOUT).unwrap();
     }

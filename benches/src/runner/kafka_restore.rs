@@ -46,12 +46,12 @@ pub(crate) fn run(ctx: &Context<'_>) -> Result<Outcome, EngineError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let topic = format!("varve-bench-restore-{}-{nanos}", std::process::id());
-    let config = KafkaConfig::new(bootstrap, topic).with_timeout_ms(120_000);
+    let config = KafkaConfig::new(bootstrap, topic).timeout_ms(120_000);
     ensure_topic(&config, &TopicSpec::new(1)).map_err(|e| failed("create topic", &e))?;
 
     let log = Log::open(&ctx.log_dir, LogOptions::default()).map_err(|e| failed("open log", &e))?;
     let end = log.next_offset();
-    let opts = ShipperOptions::new("bench-kafka", 0).with_compression(Compression::Lz4);
+    let opts = ShipperOptions::new("bench-kafka", 0).compression(Compression::Lz4);
     let ship_start = Instant::now();
     {
         let mut shipper =

@@ -12,11 +12,12 @@ use super::error::{Error, Result};
 /// ```
 /// use varve_changelog::kafka::KafkaConfig;
 /// let config = KafkaConfig::new("127.0.0.1:9092", "store-changelog")
-///     .with_timeout_ms(10_000)
-///     .with_property("client.id", "varve-node-1");
+///     .timeout_ms(10_000)
+///     .property("client.id", "varve-node-1");
 /// assert_eq!(config.timeout_ms, 10_000);
 /// ```
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` list of bootstrap brokers.
     pub bootstrap_servers: String,
@@ -137,18 +138,16 @@ impl KafkaConfig {
         }
     }
 
-    /// Replaces the timeout.
-    pub fn with_timeout_ms(mut self, timeout_ms: u64) -> KafkaConfig {
+    /// Sets the timeout (see the field).
+    #[must_use]
+    pub fn timeout_ms(mut self, timeout_ms: u64) -> KafkaConfig {
         self.timeout_ms = timeout_ms;
         self
     }
 
-    /// Adds a librdkafka property.
-    pub fn with_property(
-        mut self,
-        key: impl Into<String>,
-        value: impl Into<String>,
-    ) -> KafkaConfig {
+    /// Adds a librdkafka property (to those already given).
+    #[must_use]
+    pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> KafkaConfig {
         self.properties.push((key.into(), value.into()));
         self
     }
@@ -163,11 +162,11 @@ impl KafkaConfig {
     /// # Examples
     /// ```
     /// use varve_changelog::kafka::KafkaConfig;
-    /// let ok = KafkaConfig::new("127.0.0.1:9092", "t").with_property("acks", "all");
+    /// let ok = KafkaConfig::new("127.0.0.1:9092", "t").property("acks", "all");
     /// assert!(ok.validate().is_ok());
-    /// let weak = KafkaConfig::new("127.0.0.1:9092", "t").with_property("acks", "1");
+    /// let weak = KafkaConfig::new("127.0.0.1:9092", "t").property("acks", "1");
     /// assert!(weak.validate().is_err());
-    /// let secret = KafkaConfig::new("127.0.0.1:9092", "t").with_property("sasl.password", "hunter2");
+    /// let secret = KafkaConfig::new("127.0.0.1:9092", "t").property("sasl.password", "hunter2");
     /// assert!(!format!("{secret:?}").contains("hunter2"));
     /// ```
     ///
@@ -246,7 +245,7 @@ mod tests {
     use super::*;
 
     fn with(key: &str, value: &str) -> KafkaConfig {
-        KafkaConfig::new("127.0.0.1:9092", "t").with_property(key, value)
+        KafkaConfig::new("127.0.0.1:9092", "t").property(key, value)
     }
 
     #[test]
@@ -288,10 +287,10 @@ mod tests {
     #[test]
     fn debug_redacts_secrets() {
         let config = with("sasl.password", "hunter2")
-            .with_property("ssl.key.password", "pw2")
-            .with_property("sasl.oauthbearer.client.secret", "s3")
-            .with_property("sasl.jaas.config", "j4")
-            .with_property("client.id", "visible");
+            .property("ssl.key.password", "pw2")
+            .property("sasl.oauthbearer.client.secret", "s3")
+            .property("sasl.jaas.config", "j4")
+            .property("client.id", "visible");
         let shown = format!("{config:?}");
         for secret in ["hunter2", "pw2", "s3", "j4"] {
             assert!(!shown.contains(secret), "{shown}");

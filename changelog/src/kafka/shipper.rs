@@ -34,10 +34,11 @@ use crate::record::StoredRecord;
 /// # Examples
 /// ```
 /// use varve_changelog::kafka::{Compression, ShipperOptions};
-/// let opts = ShipperOptions::new("kafka", 0).with_compression(Compression::Zstd);
+/// let opts = ShipperOptions::new("kafka", 0).compression(Compression::Zstd);
 /// assert_eq!(opts.partition, 0);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShipperOptions {
     /// The consumer name under which the shipped position is committed in
     /// the local log ([`Log::commit_position`]).
@@ -72,13 +73,15 @@ impl ShipperOptions {
             delivery_timeout_ms: 120_000,
         }
     }
-
-    /// Replaces the compression.
-    pub fn with_compression(mut self, compression: Compression) -> ShipperOptions {
-        self.compression = compression;
-        self
-    }
 }
+
+crate::option_setters!(ShipperOptions {
+    compression: Compression,
+    max_in_flight_records: usize,
+    linger_ms: u64,
+    commit_interval_ms: u64,
+    delivery_timeout_ms: u64,
+});
 
 /// Records read from the log per produce round, at most.
 const PRODUCE_CHUNK_RECORDS: usize = 10_000;

@@ -20,10 +20,11 @@ pub const CLEANUP_POLICY: &str = "compact";
 /// # Examples
 /// ```
 /// use varve_changelog::kafka::TopicSpec;
-/// let spec = TopicSpec::new(4).with_replication_factor(3);
+/// let spec = TopicSpec::new(4).replication_factor(3);
 /// assert_eq!((spec.partitions, spec.replication_factor), (4, 3));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TopicSpec {
     /// The number of partitions: one per store partition.
     pub partitions: i32,
@@ -41,13 +42,11 @@ impl TopicSpec {
             replication_factor: -1,
         }
     }
-
-    /// Replaces the replication factor.
-    pub fn with_replication_factor(mut self, replication_factor: i32) -> TopicSpec {
-        self.replication_factor = replication_factor;
-        self
-    }
 }
+
+crate::option_setters!(TopicSpec {
+    replication_factor: i32,
+});
 
 /// What [`ensure_topic`] found or did.
 #[derive(Clone, Debug, PartialEq, Eq)]

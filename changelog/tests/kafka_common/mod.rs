@@ -46,7 +46,7 @@ pub fn unique_topic(prefix: &str) -> String {
 
 /// A configuration for `topic` with a 30 s timeout.
 pub fn config(bootstrap: &str, topic: &str) -> KafkaConfig {
-    KafkaConfig::new(bootstrap, topic).with_timeout_ms(30_000)
+    KafkaConfig::new(bootstrap, topic).timeout_ms(30_000)
 }
 
 /// Appends `n` records over `keys` keys (overwrites; every 7th record a
@@ -80,7 +80,7 @@ pub fn fill(log: &Log, first: u64, n: u64, keys: u64, route: impl Fn(&[u8]) -> b
 /// Every record of a topic partition, from the earliest offset to the high
 /// watermark, with the `varve.offset` header kept.
 pub fn read_partition(config: &KafkaConfig, partition: i32) -> Vec<StoredRecord> {
-    let mut source = KafkaSource::new(config.clone().with_timeout_ms(READ_TIMEOUT_MS), partition)
+    let mut source = KafkaSource::new(config.clone().timeout_ms(READ_TIMEOUT_MS), partition)
         .unwrap()
         .keep_offset_header(true);
     let bounds = source.bounds().unwrap();
