@@ -43,7 +43,7 @@ impl DbInner {
             self.make_room(Writer::Replicated)?;
             self.log
                 .append_at(records)
-                .map_err(|e| self.replica_write_error(e.into()))?;
+                .map_err(|e| self.write_error(e.into()))?;
             let sv = self.super_version();
             for r in records {
                 insert_all(
@@ -62,19 +62,6 @@ impl DbInner {
             self.visible_seqno.store(last.offset + 1, Ordering::Release);
             Ok(())
         })
-    }
-
-    /// A changelog failure while applying: a failed sync makes the store
-    /// read-only (as for a normal write group).
-    fn replica_write_error(&self, e: Error) -> Error {
-        match &e {
-            Error::Changelog(inner)
-                if matches!(**inner, varve_changelog::Error::ReadOnly { .. }) =>
-            {
-                self.fail(&e)
-            }
-            _ => e,
-        }
     }
 }
 

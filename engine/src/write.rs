@@ -114,9 +114,10 @@ impl DbInner {
         Ok(info.last_offset + 1)
     }
 
-    /// A changelog failure during a write: sync failures make the store
-    /// read-only; other errors are returned as they are.
-    fn write_error(&self, e: Error) -> Error {
+    /// A changelog failure during a write (a user's group or a standby's
+    /// replicated one): sync failures make the store read-only; other
+    /// errors are returned as they are.
+    pub(crate) fn write_error(&self, e: Error) -> Error {
         match &e {
             Error::Changelog(inner)
                 if matches!(**inner, varve_changelog::Error::ReadOnly { .. }) =>

@@ -268,13 +268,17 @@ pub(crate) fn write(fs: &dyn FileSystem, dir: &Path, marker: &Marker) -> Result<
 
 /// Removes the marker and syncs the directory: the last step of a restore.
 pub(crate) fn remove(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
-    let path = dir.join(MARKER_FILE);
-    match fs.remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove", &path, e)),
-    }
+    remove_if_present(fs, &dir.join(MARKER_FILE))?;
     fs.sync_dir(dir).map_err(|e| Error::sync(dir, e))
+}
+
+/// Removes `path`; a file already gone is not an error.
+pub(crate) fn remove_if_present(fs: &dyn FileSystem, path: &Path) -> Result<()> {
+    match fs.remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
 }
 
 #[cfg(test)]

@@ -111,12 +111,7 @@ pub(super) fn names_before_store(checkpoint: Option<&Version>) -> Vec<String> {
 /// seen each is a regular file), then syncs `dir`.
 pub(super) fn remove_listed(fs: &dyn FileSystem, dir: &Path, found: &Marker) -> Result<()> {
     for name in &found.names {
-        let path = dir.join(name);
-        match fs.remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove", &path, e)),
-        }
+        super::marker::remove_if_present(fs, &dir.join(name))?;
     }
     fs.sync_dir(dir).map_err(|e| Error::sync(dir, e))
 }
