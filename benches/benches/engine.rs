@@ -2,7 +2,7 @@
 //!
 //! | group | what |
 //! | --- | --- |
-//! | `memtable` | `MemTable::insert` of 1,000 random keys into a fresh table; `get` of a present and of an absent key in a table of 100,000 |
+//! | `memtable` | `MemTable::insert` of 1,000 random keys, and of 100,000 ascending and 100,000 random keys, into a fresh table; `get` of a present and of an absent key in a table of 100,000 |
 //! | `block` | building one 4 KiB data block; seeking a `BlockIter` to a random key in it |
 //! | `bloom` | building a 10 bits/key filter over 10,000 keys; probing a present and an absent key |
 //! | `table` | `Table::get` of a present and of an absent key in a 100,000-entry table (in memory, through `MemFs`) |
@@ -70,6 +70,34 @@ fn memtable(c: &mut Criterion) {
             BatchSize::SmallInput,
         );
     });
+    g.throughput(Throughput::Elements(PREFILLED));
+    g.sample_size(10);
+    g.bench_function("insert_100000_ascending", |b| {
+        b.iter_batched(
+            || MemTable::new(1),
+            |table| {
+                for i in 0..PREFILLED {
+                    table.insert(&key(i), SeqNo(i + 1), ValueKind::Put, values.get(i));
+                }
+                table
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    g.bench_function("insert_100000_random", |b| {
+        b.iter_batched(
+            || MemTable::new(1),
+            |table| {
+                for seqno in 1..=PREFILLED {
+                    let i = rng.below(PREFILLED);
+                    table.insert(&key(i), SeqNo(seqno), ValueKind::Put, values.get(i));
+                }
+                table
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    g.sample_size(100);
     let table = MemTable::new(1);
     for i in 0..PREFILLED {
         table.insert(&key(i * 2), SeqNo(i + 1), ValueKind::Put, values.get(i));

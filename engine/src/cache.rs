@@ -11,8 +11,8 @@
 //! ([`Options::max_open_tables`](crate::Options::max_open_tables)).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -48,6 +48,36 @@ impl CacheStats {
 
 type Key = (u64, u64);
 
+/// A hasher for keys made of integers the store chose itself (file
+/// numbers, block offsets, writer ids), not input an adversary controls:
+/// a multiply and a fold do, where SipHash, the default, costs more than
+/// the rest of a cache lookup.
+#[derive(Default)]
+pub(crate) struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        // The multiply leaves its best bits high; the table indexes by the
+        // low ones.
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+/// A `HashMap` keyed by integers, hashed with [`IntHasher`].
+pub(crate) type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+
+type KeyIndex = IntMap<Key, usize>;
+
 struct Slot {
     key: Key,
     block: Arc<Block>,
@@ -57,15 +87,30 @@ struct Slot {
 
 #[derive(Default)]
 struct Shard {
-    index: HashMap<Key, usize>,
+    index: KeyIndex,
     slots: Vec<Slot>,
     hand: usize,
     usage_bytes: usize,
+    /// Counted here, under the shard's lock, rather than in counters all
+    /// readers share, whose cache line would move between cores on every
+    /// lookup.
+    hits: u64,
+    misses: u64,
 }
+
+/// A shard on a cache line of its own, so that readers locking
+/// neighbouring shards do not contend for one line.
+#[repr(align(64))]
+#[derive(Default)]
+struct PaddedShard(Mutex<Shard>);
 
 impl Shard {
     fn get(&mut self, key: Key) -> Option<Arc<Block>> {
-        let at = *self.index.get(&key)?;
+        let Some(&at) = self.index.get(&key) else {
+            self.misses += 1;
+            return None;
+        };
+        self.hits += 1;
         let slot = &mut self.slots[at];
         slot.referenced = true;
         Some(Arc::clone(&slot.block))
@@ -136,11 +181,9 @@ impl Shard {
 /// assert_eq!(cache.stats().hit_ratio(), 0.0);
 /// ```
 pub struct BlockCache {
-    shards: Vec<Mutex<Shard>>,
+    shards: Vec<PaddedShard>,
     shard_capacity_bytes: usize,
     capacity_bytes: usize,
-    hits: AtomicU64,
-    misses: AtomicU64,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -156,31 +199,22 @@ impl BlockCache {
     #[must_use]
     pub fn new(capacity_bytes: usize) -> BlockCache {
         BlockCache {
-            shards: (0..SHARD_COUNT).map(|_| Mutex::default()).collect(),
+            shards: (0..SHARD_COUNT).map(|_| PaddedShard::default()).collect(),
             shard_capacity_bytes: capacity_bytes / SHARD_COUNT,
             capacity_bytes,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
         }
     }
 
     fn shard(&self, key: Key) -> &Mutex<Shard> {
         // Blocks of one table spread over the shards by offset.
         let mixed = (key.0 ^ (key.1 >> 12)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        &self.shards[(mixed >> 60) as usize % SHARD_COUNT]
+        &self.shards[(mixed >> 60) as usize % SHARD_COUNT].0
     }
 
     /// The block of table `file_number` at `offset`, if cached.
     pub fn get(&self, file_number: u64, offset: u64) -> Option<Arc<Block>> {
         let key = (file_number, offset);
-        let found = self.shard(key).lock().get(key);
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+        self.shard(key).lock().get(key)
     }
 
     /// Caches `block`, evicting others to stay within capacity. A block
@@ -196,19 +230,23 @@ impl BlockCache {
     /// Drops every block of table `file_number` (the table was deleted).
     pub fn remove_table(&self, file_number: u64) {
         for shard in &self.shards {
-            shard.lock().remove_table(file_number);
+            shard.0.lock().remove_table(file_number);
         }
     }
 
     /// Counters and usage.
     pub fn stats(&self) -> CacheStats {
-        let usage: usize = self.shards.iter().map(|s| s.lock().usage_bytes).sum();
-        CacheStats {
+        let mut stats = CacheStats {
             capacity_bytes: self.capacity_bytes as u64,
-            usage_bytes: usage as u64,
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            ..CacheStats::default()
+        };
+        for shard in &self.shards {
+            let shard = shard.0.lock();
+            stats.usage_bytes += shard.usage_bytes as u64;
+            stats.hits += shard.hits;
+            stats.misses += shard.misses;
         }
+        stats
     }
 }
 

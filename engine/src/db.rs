@@ -357,7 +357,7 @@ impl Db {
         if let Some(cache) = &inner.block_cache {
             stats.cache = cache.stats();
         }
-        stats.open_tables = inner.tables.lock().len();
+        stats.open_tables = inner.tables.len();
         let log = &inner.log;
         stats.changelog = crate::stats::ChangelogStats {
             size_bytes: log.size().1,

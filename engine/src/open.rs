@@ -102,7 +102,7 @@ pub(crate) fn open_store(path: &Path, opts: Options, restoring: bool) -> Result<
         flush_mutex: Mutex::new(()),
         flush_cv: Condvar::new(),
         flush_job: Mutex::new(()),
-        tables: Mutex::new(TableCache::new(opts.max_open_tables)),
+        tables: TableCache::new(opts.max_open_tables),
         block_cache: (opts.cache_size_bytes > 0)
             .then(|| Arc::new(BlockCache::new(opts.cache_size_bytes))),
         compaction: Mutex::new(CompactionState::default()),
@@ -344,7 +344,7 @@ impl DbInner {
                 let p = self.path.join(&name);
                 tracing::info!(file = %p.display(), "deleting obsolete file");
                 if let Some(FileKind::Table(n)) = parse_file_name(&name) {
-                    self.tables.lock().remove(n);
+                    self.tables.remove(n);
                 }
                 self.fs
                     .remove_file(&p)

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use varve_changelog::fs::{DirLock, FileSystem, OpenMode};
 use varve_changelog::read_only::{ReadOnlyEnd, read_records};
 
@@ -64,7 +63,7 @@ struct Inner {
     ttl: Option<Duration>,
     opts: Options,
     changelog: ReadOnlyEnd,
-    tables: Mutex<TableCache>,
+    tables: TableCache,
     block_cache: Option<Arc<BlockCache>>,
     _lock: Option<Box<dyn DirLock>>,
 }
@@ -137,7 +136,7 @@ impl ReadOnlyDb {
             mem,
             seqno,
             ttl: opts.ttl,
-            tables: Mutex::new(TableCache::new(opts.max_open_tables)),
+            tables: TableCache::new(opts.max_open_tables),
             block_cache: (opts.cache_size_bytes > 0)
                 .then(|| Arc::new(BlockCache::new(opts.cache_size_bytes))),
             opts,

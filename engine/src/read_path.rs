@@ -14,6 +14,7 @@ use crate::iter::InternalIterator;
 use crate::key::{SeqNo, ValueKind};
 use crate::memtable::MemTable;
 use crate::sst::Table;
+use crate::sst::filter::hash64;
 use crate::store_api::Versioned;
 use crate::ttl::{Expiry, Stored};
 use crate::version::{FileNumber, Level, Version};
@@ -48,9 +49,13 @@ impl ReadSources<'_> {
                 return live_version(key, found, Bytes::copy_from_slice(value), expiry, path);
             }
         }
-        for (_, meta) in self.version.tables_for_key(key) {
+        // Hashed once for every table's filter, and only if a table may
+        // hold the key.
+        let mut key_hash = None;
+        for (_, meta) in self.version.tables_for_key_iter(key) {
             let table = (self.table)(meta.number)?;
-            if let Some((found, kind, value)) = table.get(key, seqno)? {
+            let key_hash = *key_hash.get_or_insert_with(|| hash64(key));
+            if let Some((found, kind, value)) = table.get_hashed(key, key_hash, seqno)? {
                 if kind != ValueKind::Put {
                     return Ok(None);
                 }

@@ -65,7 +65,7 @@ pub(crate) struct DbInner {
     pub(crate) flush_cv: Condvar,
     /// Held while a memtable is being flushed: one flush at a time.
     pub(crate) flush_job: Mutex<()>,
-    pub(crate) tables: Mutex<TableCache>,
+    pub(crate) tables: TableCache,
     pub(crate) block_cache: Option<Arc<BlockCache>>,
     /// Running compactions and tables being written.
     pub(crate) compaction: Mutex<CompactionState>,

@@ -1,17 +1,23 @@
 //! [`TableCache`]: the open tables of a store, bounded in number.
 //!
 //! Opening a table reads its footer, index, filter and properties, so open
-//! tables are kept; past the bound, the least recently used is closed (its
+//! tables are kept; past the bound, one not used lately is closed (its
 //! handle lives on in any reader still holding it).
+//!
+//! Every point read looks its tables up here, so the lookup is read-mostly:
+//! readers share a read lock and mark the table used with a reference bit
+//! (stored only when not already set, so a hot table's line is not written
+//! on every read); opening a table takes the write lock and picks its
+//! victim CLOCK-wise, the first unmarked table, clearing marks on the way.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use varve_changelog::fs::{FileSystem, OpenMode};
 
-use crate::cache::BlockCache;
+use crate::cache::{BlockCache, IntMap};
 use crate::error::{Error, Result};
 use crate::sst::Table;
 use crate::version::{FileNumber, table_file_name};
@@ -19,13 +25,13 @@ use crate::version::{FileNumber, table_file_name};
 /// The table with `number` of the store in `dir`: from `tables` if it is
 /// open, else opened (its blocks cached in `block_cache`) and kept there.
 pub(crate) fn open_table(
-    tables: &Mutex<TableCache>,
+    tables: &TableCache,
     fs: &dyn FileSystem,
     dir: &Path,
     number: FileNumber,
     block_cache: Option<&Arc<BlockCache>>,
 ) -> Result<Arc<Table>> {
-    if let Some(t) = tables.lock().get(number) {
+    if let Some(t) = tables.get(number) {
         return Ok(t);
     }
     let path = dir.join(table_file_name(number));
@@ -38,54 +44,67 @@ pub(crate) fn open_table(
         number.0,
         block_cache.cloned(),
     )?);
-    tables.lock().insert(number, table.clone());
+    tables.insert(number, table.clone());
     Ok(table)
+}
+
+struct OpenTable {
+    table: Arc<Table>,
+    /// Used since the last eviction sweep passed it.
+    referenced: AtomicBool,
 }
 
 /// Open tables by file number, at most `capacity` of them.
 pub(crate) struct TableCache {
-    open: HashMap<FileNumber, (Arc<Table>, u64)>,
-    tick: u64,
+    open: RwLock<IntMap<FileNumber, OpenTable>>,
     capacity: usize,
 }
 
 impl TableCache {
     pub(crate) fn new(capacity: usize) -> TableCache {
         TableCache {
-            open: HashMap::new(),
-            tick: 0,
+            open: RwLock::default(),
             capacity: capacity.max(1),
         }
     }
 
-    pub(crate) fn get(&mut self, number: FileNumber) -> Option<Arc<Table>> {
-        self.tick += 1;
-        let tick = self.tick;
-        self.open.get_mut(&number).map(|(table, used)| {
-            *used = tick;
-            Arc::clone(table)
-        })
+    pub(crate) fn get(&self, number: FileNumber) -> Option<Arc<Table>> {
+        let open = self.open.read();
+        let entry = open.get(&number)?;
+        if !entry.referenced.load(Ordering::Relaxed) {
+            entry.referenced.store(true, Ordering::Relaxed);
+        }
+        Some(Arc::clone(&entry.table))
     }
 
-    /// Adds `table`, closing the least recently used one if full. The scan
-    /// for it is linear, but runs only when a table is opened.
-    pub(crate) fn insert(&mut self, number: FileNumber, table: Arc<Table>) {
-        if self.open.len() >= self.capacity && !self.open.contains_key(&number) {
-            let oldest = self.open.iter().min_by_key(|(_, (_, used))| *used);
-            if let Some((&victim, _)) = oldest {
-                self.open.remove(&victim);
+    /// Adds `table`, closing one not used lately if full. The sweep for it
+    /// is linear (at most two passes: the first clears every mark), but
+    /// runs only when a table is opened.
+    pub(crate) fn insert(&self, number: FileNumber, table: Arc<Table>) {
+        let mut open = self.open.write();
+        if open.len() >= self.capacity && !open.contains_key(&number) {
+            let victim = open
+                .iter()
+                .find(|(_, entry)| !entry.referenced.swap(false, Ordering::Relaxed))
+                .or_else(|| open.iter().next())
+                .map(|(&victim, _)| victim);
+            if let Some(victim) = victim {
+                open.remove(&victim);
             }
         }
-        self.tick += 1;
-        self.open.insert(number, (table, self.tick));
+        let entry = OpenTable {
+            table,
+            referenced: AtomicBool::new(false),
+        };
+        open.insert(number, entry);
     }
 
-    pub(crate) fn remove(&mut self, number: FileNumber) {
-        self.open.remove(&number);
+    pub(crate) fn remove(&self, number: FileNumber) {
+        self.open.write().remove(&number);
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.open.len()
+        self.open.read().len()
     }
 }
 
@@ -108,9 +127,9 @@ mod tests {
     }
 
     #[test]
-    fn least_recently_used_is_closed() {
+    fn a_table_not_used_lately_is_closed() {
         let fs = MemFs::new();
-        let mut cache = TableCache::new(2);
+        let cache = TableCache::new(2);
         cache.insert(FileNumber(1), table(&fs, 1));
         cache.insert(FileNumber(2), table(&fs, 2));
         assert!(cache.get(FileNumber(1)).is_some());
@@ -118,7 +137,7 @@ mod tests {
         assert_eq!(cache.len(), 2);
         assert!(
             cache.get(FileNumber(2)).is_none(),
-            "2 was least recently used"
+            "2 was not used since it was opened"
         );
         assert!(cache.get(FileNumber(1)).is_some());
         cache.remove(FileNumber(1));

@@ -45,19 +45,28 @@ impl DbInner {
         }
         // Lead groups until the queue is empty (our own write is in the first).
         q.leader_active = true;
+        let mut own = None;
         while !q.pending.is_empty() {
-            let group = take_group(&mut q.pending);
+            let mut group = take_group(&mut q.pending);
             drop(q);
-            let result = self.commit_group(&group).map(|_| ());
+            let result = self.commit_group(&mut group).map(|_| ());
             q = self.writes.lock();
+            let mut followers = false;
             for p in &group {
-                q.results.insert(p.id, result.clone());
+                if p.id == id {
+                    own = Some(result.clone());
+                } else {
+                    q.results.insert(p.id, result.clone());
+                    followers = true;
+                }
             }
-            self.writes_cv.notify_all();
+            if followers {
+                self.writes_cv.notify_all();
+            }
         }
         q.leader_active = false;
         self.writes_cv.notify_all();
-        q.results.remove(&id).unwrap_or(Err(Error::Closed))
+        own.unwrap_or(Err(Error::Closed))
     }
 
     /// Commits `batch` as a group of its own and returns the sequence
@@ -68,20 +77,22 @@ impl DbInner {
     pub(crate) fn commit_exclusive(&self, batch: WriteBatch, sync: bool) -> Result<u64> {
         batch.validate()?;
         self.check_writable()?;
-        let pending = Pending {
+        let mut pending = Pending {
             id: u64::MAX,
             batch,
             sync,
         };
-        self.commit_group(std::slice::from_ref(&pending))
+        self.commit_group(std::slice::from_mut(&mut pending))
     }
 
     /// Commits `group` as one changelog batch; returns the sequence number
-    /// of its last record.
-    fn commit_group(&self, group: &[Pending]) -> Result<u64> {
+    /// of its last record. The batches' operations move into the records
+    /// (the batches are left empty).
+    fn commit_group(&self, group: &mut [Pending]) -> Result<u64> {
         self.check_writable()?;
         self.stall_writes(Writer::User)?;
         self.make_room(Writer::User)?;
+        let user_bytes: usize = group.iter().map(|p| p.batch.size_bytes()).sum();
         let records = to_records(group, self.opts.clock.now_ms());
         // Only the write leader appends, so the end cannot move meanwhile.
         let end = self.log.next_offset();
@@ -106,7 +117,6 @@ impl DbInner {
             info.base_offset,
             self.opts.value_format(),
         );
-        let user_bytes: usize = group.iter().map(|p| p.batch.size_bytes()).sum();
         crate::stats::Counters::add(&self.counters.user_bytes_written, user_bytes as u64);
         self.metrics.written_bytes.increment(user_bytes as u64);
         self.visible_seqno
@@ -198,20 +208,23 @@ impl DbInner {
     }
 }
 
-fn to_records(group: &[Pending], now_ms: u64) -> Vec<Record> {
+/// The group's operations as changelog records, moved out of their
+/// batches: cloning a `Bytes` made from a `Vec` allocates (it becomes
+/// shared), moving it does not.
+fn to_records(group: &mut [Pending], now_ms: u64) -> Vec<Record> {
     let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
     let mut records = Vec::with_capacity(group.iter().map(|p| p.batch.len()).sum());
     for p in group {
-        for op in &p.batch.ops {
+        for op in p.batch.ops.drain(..) {
             let record = match op {
                 BatchOp::Put(k, v) => Record {
-                    key: k.clone(),
-                    value: Some(v.clone()),
+                    key: k,
+                    value: Some(v),
                     timestamp_ms: now,
                     headers: Vec::new(),
                 },
                 BatchOp::Delete(k) => Record {
-                    key: k.clone(),
+                    key: k,
                     value: None,
                     timestamp_ms: now,
                     headers: Vec::new(),

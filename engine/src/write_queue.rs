@@ -2,9 +2,10 @@
 //! results the leader hands back (the group commit itself is in
 //! `write.rs`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::batch::WriteBatch;
+use crate::cache::IntMap;
 use crate::error::Result;
 
 /// The most bytes of key and value one group gathers.
@@ -22,7 +23,8 @@ pub(crate) struct Pending {
 pub(crate) struct WriteQueue {
     pub(crate) next_id: u64,
     pub(crate) pending: VecDeque<Pending>,
-    pub(crate) results: HashMap<u64, Result<()>>,
+    /// Results of followers, by writer id (the leader keeps its own).
+    pub(crate) results: IntMap<u64, Result<()>>,
     pub(crate) leader_active: bool,
 }
 

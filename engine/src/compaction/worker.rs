@@ -235,7 +235,7 @@ impl DbInner {
                 continue;
             }
             let path = self.path.join(table_file_name(number));
-            self.tables.lock().remove(number);
+            self.tables.remove(number);
             if let Some(cache) = &self.block_cache {
                 cache.remove_table(number.0);
             }

@@ -193,11 +193,17 @@ impl BloomFilter {
     /// Whether `user_key` may be in the table; `false` means it certainly
     /// is not.
     pub fn may_contain(&self, user_key: &[u8]) -> bool {
+        self.may_contain_hash(hash64(user_key))
+    }
+
+    /// [`may_contain`](Self::may_contain) for the key whose [`hash64`] is
+    /// `hash`.
+    pub fn may_contain_hash(&self, hash: u64) -> bool {
         if self.bits.is_empty() {
             return true;
         }
         let bits = self.bits.len() as u64 * 8;
-        probes(hash64(user_key), bits, self.num_probes)
+        probes(hash, bits, self.num_probes)
             .all(|bit| self.bits[(bit / 8) as usize] & (1 << (bit % 8)) != 0)
     }
 

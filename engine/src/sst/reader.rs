@@ -11,7 +11,7 @@ use varve_changelog::fs::File;
 use super::block::{Block, BlockKind, BlockOrigin};
 use super::block_iter::BlockIter;
 use super::compress::decompress;
-use super::filter::BloomFilter;
+use super::filter::{BloomFilter, hash64};
 use super::format::{BLOCK_TRAILER_SIZE, BlockHandle, FOOTER_SIZE, Footer, block_crc};
 use super::index::Index;
 use super::iterator::TableIterator;
@@ -123,7 +123,20 @@ impl Table {
         user_key: &[u8],
         snapshot: SeqNo,
     ) -> Result<Option<(SeqNo, ValueKind, Bytes)>> {
-        if !self.filter.may_contain(user_key) {
+        self.get_hashed(user_key, hash64(user_key), snapshot)
+    }
+
+    /// [`get`](Self::get) with the filter hash of `user_key` already
+    /// computed (`key_hash` must be [`hash64`]`(user_key)`), so that a
+    /// read that probes several tables hashes the key once.
+    pub(crate) fn get_hashed(
+        &self,
+        user_key: &[u8],
+        key_hash: u64,
+        snapshot: SeqNo,
+    ) -> Result<Option<(SeqNo, ValueKind, Bytes)>> {
+        debug_assert_eq!(key_hash, hash64(user_key));
+        if !self.filter.may_contain_hash(key_hash) {
             return Ok(None);
         }
         let target = InternalKeyRef::seek_key(user_key, snapshot);

@@ -109,18 +109,33 @@ impl Version {
     /// them: L0 newest first, then at most one table per deeper level.
     #[must_use]
     pub fn tables_for_key(&self, user_key: &[u8]) -> Vec<(Level, Arc<TableMeta>)> {
-        let mut found: Vec<_> = self.levels[0]
+        self.tables_for_key_iter(user_key)
+            .map(|(level, table)| (level, Arc::clone(table)))
+            .collect()
+    }
+
+    /// [`tables_for_key`](Self::tables_for_key) without collecting them:
+    /// what a point read walks, lazily, so that it stops at the first
+    /// table that has the key and neither allocates nor clones.
+    pub fn tables_for_key_iter<'a>(
+        &'a self,
+        user_key: &'a [u8],
+    ) -> impl Iterator<Item = (Level, &'a Arc<TableMeta>)> + 'a {
+        let level0 = self.levels[0]
             .iter()
             .filter(|t| t.contains_user_key(user_key))
-            .map(|t| (Level(0), Arc::clone(t)))
-            .collect();
-        for (level, tables) in Level::all().zip(&self.levels).skip(1) {
-            let at = tables.partition_point(|t| t.largest_user_key() < user_key);
-            if let Some(table) = tables.get(at).filter(|t| t.smallest_user_key() <= user_key) {
-                found.push((level, Arc::clone(table)));
-            }
-        }
-        found
+            .map(|t| (Level(0), t));
+        let deeper = Level::all()
+            .zip(&self.levels)
+            .skip(1)
+            .filter_map(move |(level, tables)| {
+                let at = tables.partition_point(|t| t.largest_user_key() < user_key);
+                let table = tables
+                    .get(at)
+                    .filter(|t| t.smallest_user_key() <= user_key)?;
+                Some((level, table))
+            });
+        level0.chain(deeper)
     }
 
     /// The tables of `level` whose user-key range meets
