@@ -423,15 +423,15 @@ impl Db {
         }
         self.inner.lifecycle.begin_close();
         {
-            let _g = self.inner.flush_mutex.lock();
-            self.inner.flush_cv.notify_all();
+            let _g = self.inner.flush.signal.lock();
+            self.inner.flush.cv.notify_all();
         }
         if let Some(handle) = self.flusher.take() {
             let _ = handle.join();
         }
         {
-            let _g = self.inner.compaction.lock();
-            self.inner.compaction_cv.notify_all();
+            let _g = self.inner.compaction.state.lock();
+            self.inner.compaction.cv.notify_all();
         }
         for handle in self.compactors.drain(..) {
             let _ = handle.join();

@@ -19,12 +19,12 @@ impl DbInner {
     pub(crate) fn flush_loop(self: &Arc<Self>) {
         loop {
             {
-                let mut g = self.flush_mutex.lock();
+                let mut g = self.flush.signal.lock();
                 while self.super_version().imm.is_empty()
                     && !self.lifecycle.is_closing()
                     && !self.lifecycle.has_failed()
                 {
-                    self.flush_cv.wait(&mut g);
+                    self.flush.cv.wait(&mut g);
                 }
             }
             if self.lifecycle.has_failed()
@@ -43,7 +43,7 @@ impl DbInner {
     /// Flushes the oldest immutable memtable (if any) to an L0 table and
     /// records it, with the new flushed offset, in the manifest.
     pub(crate) fn flush_oldest_immutable(&self) -> Result<()> {
-        let _job = self.flush_job.lock();
+        let _job = self.flush.job.lock();
         let Some(mem) = self.super_version().imm.last().cloned() else {
             return Ok(());
         };
@@ -100,8 +100,8 @@ impl DbInner {
             "flush finished"
         );
         {
-            let _g = self.flush_mutex.lock();
-            self.flush_cv.notify_all();
+            let _g = self.flush.signal.lock();
+            self.flush.cv.notify_all();
         }
         self.after_flush(max_seqno.0);
         Ok(())

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64};
+use std::sync::atomic::AtomicU64;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 use varve_changelog::filename::segment_path;
 use varve_changelog::fs::{DirLock, FileSystem, OpenMode, create_dir_all_durably};
 use varve_changelog::{Log, LogOptions, SyncPolicy};
@@ -17,7 +17,7 @@ use crate::key::SeqNo;
 use crate::lifecycle::Lifecycle;
 use crate::memtable::{MemTable, seqno_of_offset};
 use crate::options::{ChangelogRetention, Options};
-use crate::state::{CompactionState, DbInner, STALL_NONE, SuperVersion};
+use crate::state::{CompactionShared, DbInner, FlushShared, SuperVersion};
 use crate::stats::Counters;
 use crate::table_cache::TableCache;
 use crate::ttl::ValueFormat;
@@ -25,7 +25,7 @@ use crate::version::{
     FileKind, Level, Version, VersionSet, VersionSetOptions, parse_file_name, table_file_name,
 };
 use crate::write::insert_all;
-use crate::write_queue::WriteQueue;
+use crate::write_queue::WriteShared;
 
 /// The changelog's directory inside a store.
 pub const CHANGELOG_DIR: &str = "changelog";
@@ -97,17 +97,12 @@ pub(crate) fn open_store(path: &Path, opts: Options, restoring: bool) -> Result<
             version,
         })),
         visible_seqno: AtomicU64::new(visible),
-        writes: Mutex::new(WriteQueue::default()),
-        writes_cv: Condvar::new(),
-        flush_mutex: Mutex::new(()),
-        flush_cv: Condvar::new(),
-        flush_job: Mutex::new(()),
+        write: WriteShared::default(),
+        flush: FlushShared::default(),
         tables: TableCache::new(opts.max_open_tables),
         block_cache: (opts.cache_size_bytes > 0)
             .then(|| Arc::new(BlockCache::new(opts.cache_size_bytes))),
-        compaction: Mutex::new(CompactionState::default()),
-        compaction_cv: Condvar::new(),
-        stall: AtomicU8::new(STALL_NONE),
+        compaction: CompactionShared::default(),
         counters: Counters::default(),
         metrics: Arc::new(crate::metrics::StoreMetrics::new(path)),
         snapshots: Mutex::new(BTreeMap::new()),

@@ -20,7 +20,7 @@ use crate::sst::Table;
 use crate::stats::Counters;
 use crate::table_cache::TableCache;
 use crate::version::{FileNumber, Version, VersionSet};
-use crate::write_queue::WriteQueue;
+use crate::write_queue::WriteShared;
 
 /// What readers see: the memtables and the table version, swapped as one.
 pub(crate) struct SuperVersion {
@@ -57,24 +57,15 @@ pub(crate) struct DbInner {
     pub(crate) current: RwLock<Arc<SuperVersion>>,
     /// Largest sequence number visible to new reads.
     pub(crate) visible_seqno: AtomicU64,
-    pub(crate) writes: Mutex<WriteQueue>,
-    pub(crate) writes_cv: Condvar,
-    /// Signals the flush thread (work to do, or shutting down) and writers
-    /// stalled on a full set of immutable memtables.
-    pub(crate) flush_mutex: Mutex<()>,
-    pub(crate) flush_cv: Condvar,
-    /// Held while a memtable is being flushed: one flush at a time.
-    pub(crate) flush_job: Mutex<()>,
+    /// The group commit's queue (`write.rs`).
+    pub(crate) write: WriteShared,
+    /// The flush thread's signals (`flush.rs`).
+    pub(crate) flush: FlushShared,
     pub(crate) tables: TableCache,
     pub(crate) block_cache: Option<Arc<BlockCache>>,
-    /// Running compactions and tables being written.
-    pub(crate) compaction: Mutex<CompactionState>,
-    /// Signals compaction threads (work to do, shutting down), manual
-    /// compactions waiting for busy tables, and writers held by a stall.
-    pub(crate) compaction_cv: Condvar,
-    /// The write stall in force: [`STALL_NONE`], [`STALL_SLOWDOWN`] or
-    /// [`STALL_STOP`]; recomputed whenever a version is installed.
-    pub(crate) stall: AtomicU8,
+    /// Compactions, tables being written and the write stall
+    /// (`compaction/worker.rs`).
+    pub(crate) compaction: CompactionShared,
     pub(crate) counters: Counters,
     pub(crate) metrics: Arc<crate::metrics::StoreMetrics>,
     /// Live snapshots: sequence number → count.
@@ -86,7 +77,32 @@ pub(crate) struct DbInner {
     pub(crate) _lock: Box<dyn DirLock>,
 }
 
-/// No write stall.
+/// What the flush thread and the writers it holds share.
+#[derive(Default)]
+pub(crate) struct FlushShared {
+    /// Signals the flush thread (work to do, or shutting down) and writers
+    /// stalled on a full set of immutable memtables.
+    pub(crate) signal: Mutex<()>,
+    pub(crate) cv: Condvar,
+    /// Held while a memtable is being flushed: one flush at a time.
+    pub(crate) job: Mutex<()>,
+}
+
+/// What the compaction threads, manual compactions and stalled writers
+/// share.
+#[derive(Default)]
+pub(crate) struct CompactionShared {
+    /// Running compactions and tables being written.
+    pub(crate) state: Mutex<CompactionState>,
+    /// Signals compaction threads (work to do, shutting down), manual
+    /// compactions waiting for busy tables, and writers held by a stall.
+    pub(crate) cv: Condvar,
+    /// The write stall in force: [`STALL_NONE`], [`STALL_SLOWDOWN`] or
+    /// [`STALL_STOP`]; recomputed whenever a version is installed.
+    pub(crate) stall: AtomicU8,
+}
+
+/// No write stall (the zero a new [`CompactionShared`] starts with).
 pub(crate) const STALL_NONE: u8 = 0;
 /// Each write group is delayed.
 pub(crate) const STALL_SLOWDOWN: u8 = 1;
@@ -147,8 +163,8 @@ impl DbInner {
         });
         drop(current);
         self.update_stall(&version);
-        let _g = self.compaction.lock();
-        self.compaction_cv.notify_all();
+        let _g = self.compaction.state.lock();
+        self.compaction.cv.notify_all();
     }
 
     /// The smallest sequence number any reader may read at: the oldest
@@ -164,13 +180,13 @@ impl DbInner {
     /// is not deleted as obsolete while being written).
     pub(crate) fn new_output_number(&self) -> FileNumber {
         let number = self.versions.lock().new_file_number();
-        self.compaction.lock().pending_outputs.insert(number);
+        self.compaction.state.lock().pending_outputs.insert(number);
         number
     }
 
     /// Releases `numbers` from the pending outputs.
     pub(crate) fn release_outputs(&self, numbers: &[FileNumber]) {
-        let mut state = self.compaction.lock();
+        let mut state = self.compaction.state.lock();
         for n in numbers {
             state.pending_outputs.remove(n);
         }
@@ -197,8 +213,8 @@ impl DbInner {
         if first {
             tracing::error!(error = %cause, "store is now read-only");
         }
-        let _g = self.flush_mutex.lock();
-        self.flush_cv.notify_all();
+        let _g = self.flush.signal.lock();
+        self.flush.cv.notify_all();
         e
     }
 }

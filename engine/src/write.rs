@@ -30,7 +30,7 @@ impl DbInner {
             return if sync { self.sync_log() } else { Ok(()) };
         }
         self.check_writable()?;
-        let mut q = self.writes.lock();
+        let mut q = self.write.queue.lock();
         let id = q.next_id;
         q.next_id += 1;
         q.pending.push_back(Pending { id, batch, sync });
@@ -41,7 +41,7 @@ impl DbInner {
             if !q.leader_active && q.pending.iter().any(|p| p.id == id) {
                 break;
             }
-            self.writes_cv.wait(&mut q);
+            self.write.cv.wait(&mut q);
         }
         // Lead groups until the queue is empty (our own write is in the first).
         q.leader_active = true;
@@ -50,7 +50,7 @@ impl DbInner {
             let mut group = take_group(&mut q.pending);
             drop(q);
             let result = self.commit_group(&mut group).map(|_| ());
-            q = self.writes.lock();
+            q = self.write.queue.lock();
             let mut followers = false;
             for p in &group {
                 if p.id == id {
@@ -61,11 +61,11 @@ impl DbInner {
                 }
             }
             if followers {
-                self.writes_cv.notify_all();
+                self.write.cv.notify_all();
             }
         }
         q.leader_active = false;
-        self.writes_cv.notify_all();
+        self.write.cv.notify_all();
         own.unwrap_or(Err(Error::Closed))
     }
 
@@ -156,11 +156,12 @@ impl DbInner {
                 self.switch_memtable();
                 return Ok(());
             }
-            let mut g = self.flush_mutex.lock();
+            let mut g = self.flush.signal.lock();
             self.lifecycle.admit(writer)?;
             if self.super_version().imm.len() >= self.opts.max_immutable_memtables {
-                self.flush_cv.notify_all();
-                self.flush_cv
+                self.flush.cv.notify_all();
+                self.flush
+                    .cv
                     .wait_for(&mut g, std::time::Duration::from_millis(50));
             }
         }
@@ -182,8 +183,8 @@ impl DbInner {
         });
         drop(current);
         self.roll_changelog_with_memtable();
-        let _g = self.flush_mutex.lock();
-        self.flush_cv.notify_all();
+        let _g = self.flush.signal.lock();
+        self.flush.cv.notify_all();
     }
 }
 
@@ -267,17 +268,17 @@ impl DbInner {
     /// Runs `f` while holding the write leadership, so no group is being
     /// committed meanwhile (used to switch memtables from outside writes).
     pub(crate) fn with_write_leadership<T>(&self, f: impl FnOnce() -> T) -> T {
-        let mut q = self.writes.lock();
+        let mut q = self.write.queue.lock();
         while q.leader_active {
-            self.writes_cv.wait(&mut q);
+            self.write.cv.wait(&mut q);
         }
         q.leader_active = true;
         drop(q);
         let out = f();
-        let mut q = self.writes.lock();
+        let mut q = self.write.queue.lock();
         q.leader_active = false;
         // Writers that queued meanwhile need a leader: wake them.
-        self.writes_cv.notify_all();
+        self.write.cv.notify_all();
         drop(q);
         out
     }

@@ -4,6 +4,8 @@
 
 use std::collections::VecDeque;
 
+use parking_lot::{Condvar, Mutex};
+
 use crate::batch::WriteBatch;
 use crate::cache::IntMap;
 use crate::error::Result;
@@ -43,4 +45,12 @@ pub(crate) fn take_group(pending: &mut VecDeque<Pending>) -> Vec<Pending> {
         }
     }
     group
+}
+
+/// The queue and the signal writers wait on for leadership or their
+/// result.
+#[derive(Default)]
+pub(crate) struct WriteShared {
+    pub(crate) queue: Mutex<WriteQueue>,
+    pub(crate) cv: Condvar,
 }

@@ -26,16 +26,16 @@ impl DbInner {
             let result = self.run_task(&task);
             self.finish_task(&task);
             match result {
-                Ok(()) => self.compaction.lock().last_failure = None,
+                Ok(()) => self.compaction.state.lock().last_failure = None,
                 Err(e) => {
                     if !self.compaction_error(&e) {
                         return;
                     }
-                    let mut state = self.compaction.lock();
+                    let mut state = self.compaction.state.lock();
                     state.last_failure = Some(e);
-                    self.compaction_cv.notify_all();
+                    self.compaction.cv.notify_all();
                     if !self.stopping() {
-                        self.compaction_cv.wait_for(&mut state, RETRY_DELAY);
+                        self.compaction.cv.wait_for(&mut state, RETRY_DELAY);
                     }
                 }
             }
@@ -48,7 +48,7 @@ impl DbInner {
 
     /// Waits for a due task and marks it busy; `None` when stopping.
     fn next_task(&self) -> Option<Task> {
-        let mut state = self.compaction.lock();
+        let mut state = self.compaction.state.lock();
         loop {
             if self.stopping() {
                 return None;
@@ -60,14 +60,14 @@ impl DbInner {
                     return Some(task);
                 }
             }
-            self.compaction_cv.wait(&mut state);
+            self.compaction.cv.wait(&mut state);
         }
     }
 
     fn finish_task(&self, task: &Task) {
-        let mut state = self.compaction.lock();
+        let mut state = self.compaction.state.lock();
         state.busy.remove(task);
-        self.compaction_cv.notify_all();
+        self.compaction.cv.notify_all();
     }
 
     /// Handles a failed compaction: a failed sync (of an output, the
@@ -111,7 +111,7 @@ impl DbInner {
                 STALL_NONE
             }
         };
-        let before = self.stall.swap(stall, Ordering::AcqRel);
+        let before = self.compaction.stall.swap(stall, Ordering::AcqRel);
         if before != stall {
             tracing::info!(stall, "write stall changed");
         }
@@ -125,7 +125,7 @@ impl DbInner {
     /// `writer` is checked for admission while it is held (a standby's
     /// replicated groups are let in).
     pub(crate) fn stall_writes(&self, writer: Writer) -> Result<()> {
-        let stall = self.stall.load(Ordering::Acquire);
+        let stall = self.compaction.stall.load(Ordering::Acquire);
         if stall == STALL_NONE {
             return Ok(());
         }
@@ -135,13 +135,14 @@ impl DbInner {
             std::thread::sleep(SLOWDOWN_DELAY);
         } else {
             Counters::add(&self.counters.stops, 1);
-            let mut state = self.compaction.lock();
-            while self.stall.load(Ordering::Acquire) == STALL_STOP {
+            let mut state = self.compaction.state.lock();
+            while self.compaction.stall.load(Ordering::Acquire) == STALL_STOP {
                 self.lifecycle.admit(writer)?;
                 if let Some(e) = &state.last_failure {
                     return Err(e.clone());
                 }
-                self.compaction_cv
+                self.compaction
+                    .cv
                     .wait_for(&mut state, Duration::from_millis(100));
             }
         }
@@ -182,7 +183,7 @@ impl DbInner {
         level: Level,
         range: Option<(&[u8], &[u8])>,
     ) -> Result<Option<Task>> {
-        let mut state = self.compaction.lock();
+        let mut state = self.compaction.state.lock();
         loop {
             let version = self.versions.lock().current();
             let shape = shape(&version, &self.opts.compaction);
@@ -204,7 +205,8 @@ impl DbInner {
             if self.stopping() {
                 return Err(Error::Closed);
             }
-            self.compaction_cv
+            self.compaction
+                .cv
                 .wait_for(&mut state, Duration::from_millis(100));
         }
     }
@@ -223,7 +225,7 @@ impl DbInner {
             }
         };
         let (live, pending) = {
-            let state = self.compaction.lock();
+            let state = self.compaction.state.lock();
             let live = self.versions.lock().live_files();
             (live, state.pending_outputs.clone())
         };
