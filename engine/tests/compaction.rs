@@ -7,23 +7,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use varve::varve_changelog::fs::{CrashMode, MemFs};
+use varve::testing::{CrashMode, MemFs, small_options};
 use varve::{CompactionOptions, Compression, Db, Options, WriteBatch, WriteOptions};
 
 fn small(auto: bool) -> Options {
-    Options::default()
-        .memtable_size_bytes(64 << 10)
-        .block_size_bytes(1024)
-        .compaction(
-            CompactionOptions::default()
-                .level0_compaction_trigger(2)
-                .level0_slowdown_trigger(6)
-                .level0_stop_trigger(10)
-                .level_base_size_bytes(128 << 10)
-                .level_size_multiplier(4)
-                .target_table_size_bytes(64 << 10)
-                .auto(auto),
-        )
+    small_options().block_size_bytes(1024).compaction(
+        CompactionOptions::default()
+            .level0_compaction_trigger(2)
+            .level0_slowdown_trigger(6)
+            .level0_stop_trigger(10)
+            .level_base_size_bytes(128 << 10)
+            .level_size_multiplier(4)
+            .target_table_size_bytes(64 << 10)
+            .auto(auto),
+    )
 }
 
 fn key(i: u64) -> String {
