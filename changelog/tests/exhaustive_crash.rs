@@ -27,20 +27,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use varve_changelog::fs::{CrashMode, MemFs};
+use varve_changelog::testing::{CrashMode, MemFs, mem_fs_with_dir};
 use varve_changelog::{Log, LogOptions, Record, SyncPolicy};
 
 const DIR: &str = "/log";
-
-/// A file system on which the log directory already exists, durably: the
-/// creation of a missing one by `Log::open` is what
-/// `open_creates_its_directory_durably.rs` tests.
-fn fs_with_log_dir() -> MemFs {
-    let fs = MemFs::new();
-    fs.create_dir_durably(std::path::Path::new(DIR))
-        .expect("create the log directory");
-    fs
-}
 
 /// Record time of batch 0; batch `b` has time `T0 + b`.
 const T0: i64 = 1_700_000_000_000;
@@ -326,7 +316,7 @@ fn every_small_changelog_workload_crashed_at_every_call() {
     let (mut workloads_run, mut crash_points, mut crash_states) = (0u64, 0u64, 0u64);
     for w in workloads() {
         // Count the workload's calls, from after the preload to after close.
-        let fs = fs_with_log_dir();
+        let fs = mem_fs_with_dir(DIR).unwrap();
         let log = open(&fs).expect("open");
         let mut out = Outcome::default();
         for op in PRELOAD {
@@ -343,7 +333,7 @@ fn every_small_changelog_workload_crashed_at_every_call() {
                 .into_iter()
                 .chain((0..seeds).map(|s| (CrashMode::Random, n * 1000 + s)));
             for (mode, seed) in modes {
-                let fs = fs_with_log_dir();
+                let fs = mem_fs_with_dir(DIR).unwrap();
                 let out = run(&fs, &w, Some(n));
                 assert!(
                     out.failed || n == calls,
@@ -381,14 +371,14 @@ fn every_small_changelog_workload_crashed_at_every_call() {
 /// log start.
 #[test]
 fn the_workloads_move_the_log_start() {
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let out = run(&fs, &[Op::Retain], None);
     let log = open(&fs).unwrap();
     assert!(log.log_start_offset() > 0, "retention deleted nothing");
     assert_eq!(log.positions().get(CONSUMER), Some(&7));
     check(&log, &out).unwrap();
     drop(log);
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let out = run(&fs, &[Op::Truncate], None);
     let log = open(&fs).unwrap();
     assert_eq!(log.log_start_offset(), out.end() - 1);

@@ -10,10 +10,14 @@
 //!   delay it or count it: a fault-injecting file system in a few lines.
 //! - [`MemFs`], [`CrashMode`], [`FaultKind`]: the in-memory file system
 //!   that simulates power loss and I/O faults (also at `fs::MemFs`).
+//! - [`mem_fs_with_dir`], [`small_log_options`]: the setup most log tests
+//!   share.
 
 mod intercept;
 mod rng;
+mod setup;
 
 pub use crate::fs::{CrashMode, FaultKind, MemFs};
 pub use intercept::{Hook, InterceptFs, Op, OpKind};
 pub use rng::Rng;
+pub use setup::{mem_fs_with_dir, small_log_options};
