@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use varve::testing::{CrashMode, MemFs, small_options};
+use varve::testing::{CrashMode, MemFs, files_ending_with, small_options};
+use varve::varve_changelog::fs::StdFs;
 use varve::{CompactionOptions, Compression, Db, Options, WriteBatch, WriteOptions};
 
 fn small(auto: bool) -> Options {
@@ -388,16 +389,7 @@ fn compaction_deletes_its_inputs_at_once() {
     db.compact_range::<&[u8], _>(..).unwrap();
     let stats = db.stats().unwrap();
     let live_tables: usize = stats.levels.iter().map(|l| l.tables).sum();
-    let files_on_disk = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".sst")
-        })
-        .count();
+    let files_on_disk = files_ending_with(&StdFs, dir.path(), ".sst").unwrap().len();
     assert_eq!(files_on_disk, live_tables, "{stats}");
     db.close().unwrap();
 }

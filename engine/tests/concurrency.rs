@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use varve::testing::{InterceptFs, OpKind, small_options};
+use varve::testing::{InterceptFs, OpKind, files_ending_with, small_options};
 use varve::varve_changelog::fs::StdFs;
 use varve::{Db, Options, Snapshot, WriteBatch, WriteOptions};
 
@@ -154,16 +154,7 @@ fn initial_batch() -> WriteBatch {
 }
 
 fn count_tables(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".sst")
-        })
-        .count()
+    files_ending_with(&StdFs, dir, ".sst").unwrap().len()
 }
 
 /// 4 writers keep invariants (equal pairs, a constant sum of balances,

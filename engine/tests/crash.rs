@@ -39,8 +39,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use harness::{DIR, State, env_u64, fresh_store, show};
-use varve::testing::{CrashMode, InterceptFs, MemFs, OpKind, Rng, read_all, tiny_options};
-use varve::varve_changelog::fs::FileSystem;
+use varve::testing::{
+    CrashMode, InterceptFs, MemFs, OpKind, Rng, files_ending_with, read_all, tiny_options,
+};
 use varve::{ChangelogRetention, Db, Options, WriteBatch, WriteOptions};
 
 /// Keys of the workloads: `key-00` .. `key-19`.
@@ -372,9 +373,7 @@ fn scripted_workload() -> Workload {
 
 /// File names under `dir` of `fs` that end with `suffix`.
 fn files(fs: &MemFs, dir: &str, suffix: &str) -> Vec<String> {
-    let mut names = fs.list_dir(std::path::Path::new(dir)).unwrap();
-    names.retain(|n| n.ends_with(suffix));
-    names
+    files_ending_with(fs, std::path::Path::new(dir), suffix).unwrap()
 }
 
 #[test]

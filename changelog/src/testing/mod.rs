@@ -11,13 +11,15 @@
 //! - [`MemFs`], [`CrashMode`], [`FaultKind`]: the in-memory file system
 //!   that simulates power loss and I/O faults (also at `fs::MemFs`).
 //! - [`mem_fs_with_dir`], [`small_log_options`]: the setup most log tests
-//!   share.
+//!   share; [`BrokenSource`], a record source whose polls fail.
 
 mod intercept;
 mod rng;
 mod setup;
+mod source;
 
 pub use crate::fs::{CrashMode, FaultKind, MemFs};
 pub use intercept::{Hook, InterceptFs, Op, OpKind};
 pub use rng::Rng;
 pub use setup::{mem_fs_with_dir, small_log_options};
+pub use source::BrokenSource;

@@ -10,12 +10,16 @@
 //! scenario needs (`tiny_options().fs(fs).sync_interval_ms(None)`).
 
 use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
 
 use bytes::Bytes;
 
 pub use varve_changelog::testing::{
-    CrashMode, FaultKind, Hook, InterceptFs, MemFs, Op, OpKind, Rng,
+    BrokenSource, CrashMode, FaultKind, Hook, InterceptFs, MemFs, Op, OpKind, Rng,
 };
+
+use varve_changelog::fs::FileSystem;
 
 use crate::{CompactionOptions, Db, Options};
 
@@ -61,4 +65,15 @@ pub fn read_all(db: &Db) -> BTreeMap<Bytes, Bytes> {
     db.all()
         .map(|kv| kv.unwrap_or_else(|e| panic!("read the whole store: {e}")))
         .collect()
+}
+
+/// The names of the files in `dir` of `fs` that end with `suffix`
+/// (`".sst"`: the tables of a store directory), sorted.
+///
+/// # Errors
+/// The file system's error listing `dir`.
+pub fn files_ending_with(fs: &dyn FileSystem, dir: &Path, suffix: &str) -> io::Result<Vec<String>> {
+    let mut names = fs.list_dir(dir)?;
+    names.retain(|n| n.ends_with(suffix));
+    Ok(names)
 }
