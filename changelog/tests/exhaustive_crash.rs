@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use varve_changelog::testing::{CrashMode, MemFs, mem_fs_with_dir};
+use varve_changelog::testing::{CrashMode, MemFs, env_u64, mem_fs_with_dir};
 use varve_changelog::{Log, LogOptions, Record, SyncPolicy};
 
 const DIR: &str = "/log";
@@ -299,14 +299,6 @@ fn workloads() -> Vec<Vec<Op>> {
         frontier = next;
     }
     out
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
-    })
 }
 
 #[test]

@@ -19,7 +19,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use varve_changelog::fs::FileSystem;
-use varve_changelog::testing::{CrashMode, MemFs, Rng, mem_fs_with_dir, small_log_options};
+use varve_changelog::testing::{
+    CrashMode, MemFs, Rng, env_u64, mem_fs_with_dir, small_log_options,
+};
 use varve_changelog::{Error, Log, LogOptions, Record, RecoveryMode, SyncPolicy};
 
 const DIR: &str = "/log";
@@ -504,14 +506,6 @@ fn random_cycle(seed: u64) {
         let log = open(&fs, &opts).unwrap_or_else(|e| panic!("{ctx}: second reopen: {e}"));
         assert_eq!(log.next_offset(), end, "{ctx}: second reopen");
     }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}"))
-    })
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use varve_changelog::fs::FileSystem;
-use varve_changelog::testing::{CrashMode, MemFs, Rng, mem_fs_with_dir};
+use varve_changelog::testing::{CrashMode, MemFs, Rng, env_u64, mem_fs_with_dir};
 use varve_changelog::{Error, Log, LogOptions, Record, SyncPolicy};
 
 const DIR: &str = "/log";
@@ -213,10 +213,7 @@ fn unsynced_batches_lost_out_of_order_are_a_torn_tail() {
 /// written after its sync): a flip there may cut it, and only it.
 #[test]
 fn a_bit_flip_anywhere_after_a_kill_never_silently_loses_acknowledged_records() {
-    let cycles: u64 = std::env::var("VARVE_BITFLIP_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+    let cycles: u64 = env_u64("VARVE_BITFLIP_CYCLES").unwrap_or(60);
     let opts = LogOptions::default()
         .segment_size_bytes(256 << 10)
         .index_interval_bytes(4096)

@@ -38,7 +38,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use harness::{DIR, State, env_u64, fresh_store, show};
+use harness::{
+    DIR, Mutation, Mutation as M, State, apply, env_u64, fresh_store, key, records_of, show,
+};
 use varve::testing::{
     CrashMode, InterceptFs, MemFs, OpKind, Rng, files_ending_with, read_all, tiny_options,
 };
@@ -51,17 +53,9 @@ const KEYS: u64 = 20;
 // Workloads and their model.
 
 #[derive(Clone, Debug)]
-enum Op {
-    /// Put key `.0` with a value of batch number and `.1` bytes of padding.
-    Put(u64, usize),
-    /// Delete key `.0`.
-    Delete(u64),
-}
-
-#[derive(Clone, Debug)]
 enum Step {
     /// One write batch; batches are numbered 0, 1, … in workload order.
-    Write { ops: Vec<Op>, sync: bool },
+    Write { ops: Vec<Mutation>, sync: bool },
     /// `db.flush()`.
     Flush,
     /// `db.close()`, then open again.
@@ -74,24 +68,17 @@ struct Workload {
     steps: Vec<Step>,
 }
 
-fn key(k: u64) -> Bytes {
-    Bytes::from(format!("key-{k:02}"))
+/// Key number `n` (mod [`KEYS`]) as the harness names it.
+fn key_no(n: u64) -> u8 {
+    u8::try_from(n % KEYS).unwrap()
 }
 
-/// The value batch `batch` puts at key `k`: it names the batch, so a
-/// reopened store shows which batch each value came from.
-fn value(batch: usize, k: u64, pad: usize) -> Bytes {
-    let mut v = format!("b{batch}-k{k}-").into_bytes();
-    v.extend(std::iter::repeat_n(b'a' + (batch % 26) as u8, pad));
-    Bytes::from(v)
-}
-
-fn make_batch(batch: usize, ops: &[Op]) -> WriteBatch {
+fn make_batch(batch: usize, ops: &[Mutation]) -> WriteBatch {
     let mut b = WriteBatch::new();
-    for op in ops {
-        match *op {
-            Op::Put(k, pad) => b.put(key(k), value(batch, k, pad)),
-            Op::Delete(k) => b.delete(key(k)),
+    for (key, value) in records_of(batch, ops) {
+        match value {
+            Some(v) => b.put(key, v),
+            None => b.delete(key),
         };
     }
     b
@@ -104,12 +91,7 @@ fn model_states(steps: &[Step]) -> Vec<State> {
     for step in steps {
         if let Step::Write { ops, .. } = step {
             let batch = states.len() - 1;
-            for op in ops {
-                match *op {
-                    Op::Put(k, pad) => state.insert(key(k), value(batch, k, pad)),
-                    Op::Delete(k) => state.remove(&key(k)),
-                };
-            }
+            apply(&mut state, &records_of(batch, ops));
             states.push(state.clone());
         }
     }
@@ -219,9 +201,9 @@ fn verify(
     };
     // Point reads agree with the scan.
     for i in 0..KEYS {
-        let want = got.get(&key(i)).cloned();
+        let want = got.get(&key(key_no(i))).cloned();
         let have = db
-            .get(key(i))
+            .get(key(key_no(i)))
             .unwrap_or_else(|e| panic!("{ctx}: {mode:?}/{seed}: get: {e}"));
         assert_eq!(
             have, want,
@@ -340,17 +322,17 @@ fn scripted_workload() -> Workload {
     for b in 0..100u64 {
         let mut ops = if b < 40 {
             vec![
-                Op::Put(b % KEYS, 40 + (b % 7 * 10) as usize),
-                Op::Put((b * 7 + 3) % KEYS, 30),
+                M::Put(key_no(b), 40 + (b % 7 * 10) as u32),
+                M::Put(key_no(b * 7 + 3), 30),
             ]
         } else {
             vec![
-                Op::Put((b * 11) % KEYS, 1200 + (b % 5 * 50) as usize),
-                Op::Delete((b * 5 + 2) % KEYS),
+                M::Put(key_no(b * 11), 1200 + (b % 5 * 50) as u32),
+                M::Delete(key_no(b * 5 + 2)),
             ]
         };
         if b % 4 == 3 {
-            ops.push(Op::Delete((b * 3 + 1) % KEYS));
+            ops.push(M::Delete(key_no(b * 3 + 1)));
         }
         steps.push(Step::Write {
             ops,
@@ -458,16 +440,16 @@ fn random_workload(rng: &mut Rng) -> Workload {
             let n_ops = 1 + rng.below(6);
             let ops = (0..n_ops)
                 .map(|_| {
-                    let k = rng.below(KEYS);
+                    let key = key_no(rng.below(KEYS));
                     if rng.chance(20) {
-                        Op::Delete(k)
+                        M::Delete(key)
                     } else {
                         let pad = if big_values && rng.chance(30) {
                             rng.below(3000)
                         } else {
                             rng.below(64)
                         };
-                        Op::Put(k, pad as usize)
+                        M::Put(key, pad as u32)
                     }
                 })
                 .collect();

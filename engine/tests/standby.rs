@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use varve::testing::{CrashMode, InterceptFs, MemFs, OpKind, Rng};
+use varve::testing::{CrashMode, InterceptFs, MemFs, OpKind, Rng, env_u64};
 use varve::{CatchUp, ChangelogRetention, Db, Error, Options, Standby, WriteBatch, WriteOptions};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -803,14 +803,8 @@ fn random_cycle(seed: u64) {
 
 #[test]
 fn random_workloads_with_standby_restarts_and_crashes() {
-    let cycles: u64 = std::env::var("VARVE_STANDBY_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
-    let first: u64 = std::env::var("VARVE_STANDBY_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let cycles: u64 = env_u64("VARVE_STANDBY_CYCLES").unwrap_or(4);
+    let first: u64 = env_u64("VARVE_STANDBY_SEED").unwrap_or(1);
     for seed in first..first + cycles {
         eprintln!(
             "standby random cycle, seed {seed} (VARVE_STANDBY_SEED={seed} VARVE_STANDBY_CYCLES=1)"

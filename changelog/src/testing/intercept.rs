@@ -137,6 +137,18 @@ impl InterceptFs {
     fn ask(&self, kind: OpKind, path: &Path, to: Option<&Path>) -> io::Result<()> {
         (self.hook)(&Op { kind, path, to })
     }
+
+    /// Asks the hook about `kind` on `path`, then runs `op` on the wrapped
+    /// file system.
+    fn pass<T>(
+        &self,
+        kind: OpKind,
+        path: &Path,
+        op: impl FnOnce(&dyn FileSystem) -> io::Result<T>,
+    ) -> io::Result<T> {
+        self.ask(kind, path, None)?;
+        op(self.inner.as_ref())
+    }
 }
 
 impl fmt::Debug for InterceptFs {
@@ -155,12 +167,15 @@ struct InterceptFile {
 }
 
 impl InterceptFile {
-    fn ask(&self, kind: OpKind) -> io::Result<()> {
+    /// Asks the hook about `kind` on this file, then runs `op` on the
+    /// wrapped file.
+    fn pass<T>(&self, kind: OpKind, op: impl FnOnce(&dyn File) -> io::Result<T>) -> io::Result<T> {
         (self.hook)(&Op {
             kind,
             path: &self.path,
             to: None,
-        })
+        })?;
+        op(self.inner.as_ref())
     }
 }
 
@@ -174,28 +189,22 @@ impl fmt::Debug for InterceptFile {
 
 impl File for InterceptFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.ask(OpKind::Read)?;
-        self.inner.read_at(buf, offset)
+        self.pass(OpKind::Read, |f| f.read_at(buf, offset))
     }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.ask(OpKind::Write)?;
-        self.inner.write_all_at(buf, offset)
+        self.pass(OpKind::Write, |f| f.write_all_at(buf, offset))
     }
     fn sync_data(&self) -> io::Result<()> {
-        self.ask(OpKind::SyncData)?;
-        self.inner.sync_data()
+        self.pass(OpKind::SyncData, |f| f.sync_data())
     }
     fn len(&self) -> io::Result<u64> {
-        self.ask(OpKind::Len)?;
-        self.inner.len()
+        self.pass(OpKind::Len, |f| f.len())
     }
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.ask(OpKind::SetLen)?;
-        self.inner.set_len(len_bytes)
+        self.pass(OpKind::SetLen, |f| f.set_len(len_bytes))
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.ask(OpKind::Read)?;
-        self.inner.read_exact_at(buf, offset)
+        self.pass(OpKind::Read, |f| f.read_exact_at(buf, offset))
     }
 }
 
@@ -209,20 +218,16 @@ impl FileSystem for InterceptFs {
         }))
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.ask(OpKind::CreateDirAll, path, None)?;
-        self.inner.create_dir_all(path)
+        self.pass(OpKind::CreateDirAll, path, |fs| fs.create_dir_all(path))
     }
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.ask(OpKind::ListDir, path, None)?;
-        self.inner.list_dir(path)
+        self.pass(OpKind::ListDir, path, |fs| fs.list_dir(path))
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.ask(OpKind::RemoveFile, path, None)?;
-        self.inner.remove_file(path)
+        self.pass(OpKind::RemoveFile, path, |fs| fs.remove_file(path))
     }
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        self.ask(OpKind::RemoveDir, path, None)?;
-        self.inner.remove_dir(path)
+        self.pass(OpKind::RemoveDir, path, |fs| fs.remove_dir(path))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.ask(OpKind::Rename, from, Some(to))?;
@@ -233,23 +238,18 @@ impl FileSystem for InterceptFs {
         self.inner.hard_link(from, to)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.ask(OpKind::SyncDir, path, None)?;
-        self.inner.sync_dir(path)
+        self.pass(OpKind::SyncDir, path, |fs| fs.sync_dir(path))
     }
     fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
-        self.ask(OpKind::Stat, path, None)?;
-        self.inner.kind(path)
+        self.pass(OpKind::Stat, path, |fs| fs.kind(path))
     }
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.ask(OpKind::Lock, path, None)?;
-        self.inner.lock(path)
+        self.pass(OpKind::Lock, path, |fs| fs.lock(path))
     }
     fn entry_kind(&self, path: &Path) -> io::Result<Option<EntryKind>> {
-        self.ask(OpKind::Stat, path, None)?;
-        self.inner.entry_kind(path)
+        self.pass(OpKind::Stat, path, |fs| fs.entry_kind(path))
     }
     fn resolve_links(&self, path: &Path) -> io::Result<PathBuf> {
-        self.ask(OpKind::Stat, path, None)?;
-        self.inner.resolve_links(path)
+        self.pass(OpKind::Stat, path, |fs| fs.resolve_links(path))
     }
 }

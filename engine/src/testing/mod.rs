@@ -16,7 +16,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 pub use varve_changelog::testing::{
-    BrokenSource, CrashMode, FaultKind, Hook, InterceptFs, MemFs, Op, OpKind, Rng,
+    BrokenSource, CrashMode, FaultKind, Hook, InterceptFs, MemFs, Op, OpKind, Rng, env_u64,
 };
 
 use varve_changelog::fs::FileSystem;

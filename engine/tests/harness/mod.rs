@@ -43,21 +43,11 @@ pub type Rec = (Bytes, Option<Bytes>);
 // PRNG and options: the test toolkit's.
 
 /// The seeded PRNG of the harness.
-pub use varve::testing::Rng;
+pub use varve::testing::{Rng, env_u64};
 /// Small options so that a few dozen writes flush memtables, roll
 /// segments and delete old ones, and a few flushes rotate the manifest.
 pub fn small_options() -> Options {
     varve::testing::crash_options()
-}
-
-/// The value of environment variable `name` as a number, if set.
-pub fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
-    )
 }
 
 // ---------------------------------------------------------------------------
