@@ -24,9 +24,12 @@
 //! gets (default 1).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
+mod crash_model;
+
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crash_model::Outcome;
 use varve_changelog::testing::{CrashMode, MemFs, env_u64, mem_fs_with_dir};
 use varve_changelog::{Log, LogOptions, Record, SyncPolicy};
 
@@ -95,33 +98,6 @@ fn batch_records(batch: u64, count: usize) -> Vec<Record> {
         .collect()
 }
 
-/// What the workload was told.
-#[derive(Debug, Default)]
-struct Outcome {
-    /// The record at every offset of every attempted batch.
-    records: Vec<Record>,
-    /// The end offset of each attempted batch.
-    batch_ends: Vec<u64>,
-    /// Everything below this offset was acknowledged as durable.
-    acked_end: u64,
-    /// The largest `truncate_before(x)` or retention start that returned `Ok`.
-    acked_start: u64,
-    /// The largest log start any truncation or retention may have set.
-    max_start: u64,
-    /// The acknowledged consumer positions.
-    positions: BTreeMap<String, u64>,
-    /// The positions a commit the crash interrupted tried to write.
-    positions_attempted: Option<BTreeMap<String, u64>>,
-    /// Whether the workload stopped at an error.
-    failed: bool,
-}
-
-impl Outcome {
-    fn end(&self) -> u64 {
-        self.records.len() as u64
-    }
-}
-
 fn open(fs: &MemFs) -> varve_changelog::Result<Log> {
     Log::open(DIR, options().fs(Arc::new(fs.clone())))
 }
@@ -186,15 +162,15 @@ fn run(fs: &MemFs, workload: &[Op], crash_at: Option<u64>) -> Outcome {
         fs.crash_at(n);
     }
     for &op in workload {
-        if step(&log, op, &mut out).is_err() {
-            out.failed = true;
+        if let Err(e) = step(&log, op, &mut out) {
+            out.error = Some(e);
             return out;
         }
     }
     let end = out.end();
     match log.close() {
         Ok(()) => out.acked_end = end,
-        Err(_) => out.failed = true,
+        Err(e) => out.error = Some(e),
     }
     out
 }
@@ -328,7 +304,7 @@ fn every_small_changelog_workload_crashed_at_every_call() {
                 let fs = mem_fs_with_dir(DIR).unwrap();
                 let out = run(&fs, &w, Some(n));
                 assert!(
-                    out.failed || n == calls,
+                    out.error.is_some() || n == calls,
                     "{w:?}: the crash at call {n} of {calls} did not stop the workload"
                 );
                 fs.crash(mode, seed);

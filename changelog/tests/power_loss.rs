@@ -14,15 +14,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
+mod crash_model;
+
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
+use crash_model::Outcome;
 use varve_changelog::fs::FileSystem;
 use varve_changelog::testing::{
     CrashMode, MemFs, Rng, env_u64, mem_fs_with_dir, small_log_options,
 };
-use varve_changelog::{Error, Log, LogOptions, Record, RecoveryMode, SyncPolicy};
+use varve_changelog::{Log, LogOptions, Record, RecoveryMode, SyncPolicy};
 
 const DIR: &str = "/log";
 
@@ -76,34 +79,6 @@ enum Op {
     Retain(u64),
     /// Close the log and open it again.
     Reopen,
-}
-
-/// What a workload run did, as far as its caller could tell.
-#[derive(Debug, Default)]
-struct Outcome {
-    /// The record at every offset of every batch whose append was
-    /// attempted (all returned `Ok`, except perhaps the last).
-    records: Vec<Record>,
-    /// The end offset of each attempted batch, in order.
-    batch_ends: Vec<u64>,
-    /// Everything below this offset was acknowledged as durable.
-    acked_end: u64,
-    /// `truncate_before(x)` returned `Ok` for this largest `x`.
-    acked_start: u64,
-    /// The largest `x` any `truncate_before(x)` was called with.
-    max_start: u64,
-    /// The consumer positions acknowledged by `commit_position`.
-    positions: BTreeMap<String, u64>,
-    /// The positions a failed `commit_position` tried to write.
-    positions_attempted: Option<BTreeMap<String, u64>>,
-    /// The error that stopped the workload.
-    error: Option<Error>,
-}
-
-impl Outcome {
-    fn end(&self) -> u64 {
-        self.records.len() as u64
-    }
 }
 
 fn open(fs: &MemFs, opts: &LogOptions) -> varve_changelog::Result<Log> {
