@@ -167,12 +167,7 @@ fn run(fs: &MemFs, workload: &[Op], crash_at: Option<u64>) -> Outcome {
             return out;
         }
     }
-    let end = out.end();
-    match log.close() {
-        Ok(()) => out.acked_end = end,
-        Err(e) => out.error = Some(e),
-    }
-    out
+    out.finish(log)
 }
 
 /// Checks a reopened log against what the workload was told.

@@ -127,12 +127,7 @@ fn run(fs: &MemFs, script: &[Op], opts: &LogOptions, crash_at: Option<u64>) -> O
             return out;
         }
     }
-    let end = out.end();
-    match log.close() {
-        Ok(()) => out.acked_end = end,
-        Err(e) => out.error = Some(e),
-    }
-    out
+    out.finish(log)
 }
 
 fn apply(log: &Log, op: Op, opts: &LogOptions, out: &mut Outcome) -> varve_changelog::Result<()> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use varve_changelog::{Error, Record};
+use varve_changelog::{Error, Log, Record};
 
 /// What a workload run did, as far as its caller could tell.
 #[derive(Debug, Default)]
@@ -33,5 +33,16 @@ impl Outcome {
     /// The offset after the last attempted record.
     pub fn end(&self) -> u64 {
         self.records.len() as u64
+    }
+
+    /// Closes `log` at the end of a workload that ran to its end:
+    /// everything is acknowledged as durable if the close succeeds.
+    pub fn finish(mut self, log: Log) -> Self {
+        let end = self.end();
+        match log.close() {
+            Ok(()) => self.acked_end = end,
+            Err(e) => self.error = Some(e),
+        }
+        self
     }
 }
