@@ -2,9 +2,10 @@
 //!
 //! Every byte Varve reads or writes goes through [`FileSystem`] and [`File`].
 //! Production code uses [`StdFs`]; tests use `MemFs` (built with the
-//! `testing` feature, see `crate::testing`), an in-memory file system that can simulate power loss (dropping, keeping or
-//! tearing every write that was not synced, and forgetting unsynced creates,
-//! renames and removes), flip bits, and fail chosen calls with an I/O error.
+//! `testing` feature, see `crate::testing`), an in-memory file system that
+//! can simulate power loss (dropping, keeping or tearing every write that
+//! was not synced, and forgetting unsynced creates, renames and removes),
+//! flip bits, and fail chosen calls with an I/O error.
 //!
 //! The seam is deliberately small: positioned reads and writes, `fdatasync`,
 //! length changes, and the handful of directory operations a log-structured
