@@ -15,7 +15,8 @@
 //!   compaction ([`Log::clean`]) and durable consumer positions
 //!   ([`Log::commit_position`]).
 //! - All I/O goes through the [`fs`] seam, so tests can simulate power loss
-//!   and I/O errors with [`fs::MemFs`].
+//!   and I/O errors with `MemFs` (the `testing` feature: a test toolkit,
+//!   not part of the stable API).
 //!
 //! The formats are specified byte by byte in `docs/format/`.
 
@@ -42,6 +43,8 @@ mod retention;
 mod segment;
 mod setters;
 mod source;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod varint;
 
 pub use cleaner::CleanReport;

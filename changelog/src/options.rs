@@ -69,7 +69,7 @@ pub struct LogOptions {
     /// before removing it. Default 24 hours.
     pub tombstone_retention_ms: u64,
     /// The file system the log lives on. Default [`StdFs`], the real one;
-    /// tests use [`MemFs`](crate::fs::MemFs) or a fault-injecting wrapper.
+    /// tests use `MemFs` or a fault-injecting wrapper (feature `testing`).
     pub fs: Arc<dyn FileSystem>,
 }
 

@@ -12,20 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use varve_changelog::fs::{CrashMode, MemFs};
+use varve_changelog::testing::{CrashMode, MemFs, Rng, mem_fs_with_dir};
 use varve_changelog::{Log, LogOptions, Record, StoredRecord, SyncPolicy};
 
 const DIR: &str = "/log";
-
-/// A file system on which the log directory already exists, durably: the
-/// creation of a missing one by `Log::open` is what
-/// `open_creates_its_directory_durably.rs` tests.
-fn fs_with_log_dir() -> MemFs {
-    let fs = MemFs::new();
-    fs.create_dir_durably(std::path::Path::new(DIR))
-        .expect("create the log directory");
-    fs
-}
 
 const T0: i64 = 1_700_000_000_000;
 const KEYS: u64 = 24;
@@ -44,23 +34,6 @@ fn options() -> LogOptions {
 
 fn open(fs: &MemFs) -> Log {
     Log::open(DIR, options().fs(Arc::new(fs.clone()))).expect("open log")
-}
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// The log as written, before any cleaning.
@@ -110,7 +83,7 @@ fn resolve<'a>(records: impl Iterator<Item = (u64, &'a Record)>) -> BTreeMap<Byt
 /// Writes the test log into `fs` (deterministically) and returns it open.
 fn build(fs: &MemFs) -> (Log, Written) {
     let log = open(fs);
-    let mut rng = XorShift(0x00C1_EA4E_D5EE_D001);
+    let mut rng = Rng::new(0x00C1_EA4E_D5EE_D001);
     let mut records = Vec::new();
     for batch in 0..BATCHES {
         let count = 1 + rng.below(8) as usize;
@@ -296,7 +269,7 @@ fn clean_removes_superseded_records_and_expired_tombstones() {
     let mut removed = Vec::new();
     for now in clean_times() {
         let ctx = format!("clean at {now}");
-        let fs = fs_with_log_dir();
+        let fs = mem_fs_with_dir(DIR).unwrap();
         let (log, w) = build(&fs);
         let before = read_all(&log);
         let report = log.clean_at(now).unwrap();
@@ -349,7 +322,7 @@ fn clean_removes_superseded_records_and_expired_tombstones() {
 #[test]
 fn power_loss_at_every_call_of_a_clean() {
     for now in clean_times() {
-        let fs = fs_with_log_dir();
+        let fs = mem_fs_with_dir(DIR).unwrap();
         let (log, w) = build(&fs);
         let before = fs.op_count();
         log.clean_at(now).unwrap();
@@ -362,7 +335,7 @@ fn power_loss_at_every_call_of_a_clean() {
             for (mode, seed) in variants {
                 let ctx =
                     format!("clean at {now}, crash at call {n}/{total}, {mode:?} seed {seed}");
-                let fs = fs_with_log_dir();
+                let fs = mem_fs_with_dir(DIR).unwrap();
                 let (log, w2) = build(&fs);
                 fs.crash_at(n);
                 let result = log.clean_at(now);
@@ -395,13 +368,13 @@ fn power_loss_at_every_call_of_a_clean() {
 fn reader_opened_before_a_clean_sees_a_consistent_log() {
     let now = clean_times()[0];
     let total = {
-        let (_log, w) = build(&fs_with_log_dir());
+        let (_log, w) = build(&mem_fs_with_dir(DIR).unwrap());
         w.end - w.start
     };
     for split in (0..=total).step_by(7) {
         let ctx = format!("reader split at {split}");
         // A fresh copy of the log for every split.
-        let fs = fs_with_log_dir();
+        let fs = mem_fs_with_dir(DIR).unwrap();
         let (log, w) = build(&fs);
         let mut reader = log.reader(w.start).unwrap();
         let mut got = Vec::new();
@@ -432,7 +405,7 @@ fn reader_opened_before_a_clean_sees_a_consistent_log() {
             );
         }
         // A reader opened before the clean but not yet started.
-        let fs2 = fs_with_log_dir();
+        let fs2 = mem_fs_with_dir(DIR).unwrap();
         let (log2, _) = build(&fs2);
         let idle = log2.reader(w.start).unwrap();
         log2.clean_at(now).unwrap();
@@ -448,7 +421,7 @@ fn reader_concurrent_with_clean() {
     let now = clean_times()[0];
     for round in 0..20u64 {
         let ctx = format!("round {round}");
-        let fs = fs_with_log_dir();
+        let fs = mem_fs_with_dir(DIR).unwrap();
         let (log, w) = build(&fs);
         let got = std::thread::scope(|s| {
             let mut reader = log.reader(w.start).unwrap();
@@ -486,13 +459,13 @@ fn reader_concurrent_with_clean() {
 #[test]
 fn clean_concurrent_with_appends_and_rolls() {
     let now = T0 + 1_000_000;
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let (log, w) = build(&fs);
     let mut records = w.records.clone();
     let done = std::sync::atomic::AtomicBool::new(false);
     let (appended, cleans) = std::thread::scope(|s| {
         let appender = s.spawn(|| {
-            let mut rng = XorShift(0xA11E_D0C0);
+            let mut rng = Rng::new(0xA11E_D0C0);
             let mut out = Vec::new();
             for batch in BATCHES..BATCHES + 150 {
                 let batch_records: Vec<Record> = (0..1 + rng.below(6))

@@ -24,23 +24,16 @@
 //! gets (default 1).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
+mod crash_model;
+
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use varve_changelog::fs::{CrashMode, MemFs};
+use crash_model::Outcome;
+use varve_changelog::testing::{CrashMode, MemFs, env_u64, mem_fs_with_dir};
 use varve_changelog::{Log, LogOptions, Record, SyncPolicy};
 
 const DIR: &str = "/log";
-
-/// A file system on which the log directory already exists, durably: the
-/// creation of a missing one by `Log::open` is what
-/// `open_creates_its_directory_durably.rs` tests.
-fn fs_with_log_dir() -> MemFs {
-    let fs = MemFs::new();
-    fs.create_dir_durably(std::path::Path::new(DIR))
-        .expect("create the log directory");
-    fs
-}
 
 /// Record time of batch 0; batch `b` has time `T0 + b`.
 const T0: i64 = 1_700_000_000_000;
@@ -103,33 +96,6 @@ fn batch_records(batch: u64, count: usize) -> Vec<Record> {
             record.with_timestamp_ms(T0 + batch as i64)
         })
         .collect()
-}
-
-/// What the workload was told.
-#[derive(Debug, Default)]
-struct Outcome {
-    /// The record at every offset of every attempted batch.
-    records: Vec<Record>,
-    /// The end offset of each attempted batch.
-    batch_ends: Vec<u64>,
-    /// Everything below this offset was acknowledged as durable.
-    acked_end: u64,
-    /// The largest `truncate_before(x)` or retention start that returned `Ok`.
-    acked_start: u64,
-    /// The largest log start any truncation or retention may have set.
-    max_start: u64,
-    /// The acknowledged consumer positions.
-    positions: BTreeMap<String, u64>,
-    /// The positions a commit the crash interrupted tried to write.
-    positions_attempted: Option<BTreeMap<String, u64>>,
-    /// Whether the workload stopped at an error.
-    failed: bool,
-}
-
-impl Outcome {
-    fn end(&self) -> u64 {
-        self.records.len() as u64
-    }
 }
 
 fn open(fs: &MemFs) -> varve_changelog::Result<Log> {
@@ -196,17 +162,12 @@ fn run(fs: &MemFs, workload: &[Op], crash_at: Option<u64>) -> Outcome {
         fs.crash_at(n);
     }
     for &op in workload {
-        if step(&log, op, &mut out).is_err() {
-            out.failed = true;
+        if let Err(e) = step(&log, op, &mut out) {
+            out.error = Some(e);
             return out;
         }
     }
-    let end = out.end();
-    match log.close() {
-        Ok(()) => out.acked_end = end,
-        Err(_) => out.failed = true,
-    }
-    out
+    out.finish(log)
 }
 
 /// Checks a reopened log against what the workload was told.
@@ -308,14 +269,6 @@ fn workloads() -> Vec<Vec<Op>> {
     out
 }
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
-    })
-}
-
 #[test]
 fn every_small_changelog_workload_crashed_at_every_call() {
     let seeds = env_u64("VARVE_EXHAUSTIVE_SEEDS").unwrap_or(1);
@@ -323,7 +276,7 @@ fn every_small_changelog_workload_crashed_at_every_call() {
     let (mut workloads_run, mut crash_points, mut crash_states) = (0u64, 0u64, 0u64);
     for w in workloads() {
         // Count the workload's calls, from after the preload to after close.
-        let fs = fs_with_log_dir();
+        let fs = mem_fs_with_dir(DIR).unwrap();
         let log = open(&fs).expect("open");
         let mut out = Outcome::default();
         for op in PRELOAD {
@@ -340,10 +293,10 @@ fn every_small_changelog_workload_crashed_at_every_call() {
                 .into_iter()
                 .chain((0..seeds).map(|s| (CrashMode::Random, n * 1000 + s)));
             for (mode, seed) in modes {
-                let fs = fs_with_log_dir();
+                let fs = mem_fs_with_dir(DIR).unwrap();
                 let out = run(&fs, &w, Some(n));
                 assert!(
-                    out.failed || n == calls,
+                    out.error.is_some() || n == calls,
                     "{w:?}: the crash at call {n} of {calls} did not stop the workload"
                 );
                 fs.crash(mode, seed);
@@ -378,14 +331,14 @@ fn every_small_changelog_workload_crashed_at_every_call() {
 /// log start.
 #[test]
 fn the_workloads_move_the_log_start() {
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let out = run(&fs, &[Op::Retain], None);
     let log = open(&fs).unwrap();
     assert!(log.log_start_offset() > 0, "retention deleted nothing");
     assert_eq!(log.positions().get(CONSUMER), Some(&7));
     check(&log, &out).unwrap();
     drop(log);
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let out = run(&fs, &[Op::Truncate], None);
     let log = open(&fs).unwrap();
     assert_eq!(log.log_start_offset(), out.end() - 1);

@@ -10,29 +10,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use varve_changelog::fs::{CrashMode, FaultKind, MemFs};
+use varve_changelog::testing::{CrashMode, FaultKind, MemFs, mem_fs_with_dir, small_log_options};
 use varve_changelog::{AppendInfo, Error, Log, LogOptions, Record, SyncPolicy};
 
 const DIR: &str = "/log";
 
-/// A file system on which the log directory already exists, durably: the
-/// creation of a missing one by `Log::open` is what
-/// `open_creates_its_directory_durably.rs` tests.
-fn fs_with_log_dir() -> MemFs {
-    let fs = MemFs::new();
-    fs.create_dir_durably(std::path::Path::new(DIR))
-        .expect("create the log directory");
-    fs
-}
-
 const T0: i64 = 1_700_000_000_000;
 
 fn options(policy: SyncPolicy) -> LogOptions {
-    LogOptions::default()
-        .segment_size_bytes(4096)
-        .index_interval_bytes(512)
-        .sync_policy(policy)
-        .preallocate_bytes(Some(2048))
+    small_log_options(policy)
 }
 
 fn open(fs: &MemFs, opts: &LogOptions) -> varve_changelog::Result<Log> {
@@ -190,7 +176,7 @@ fn assert_read_only(result: varve_changelog::Result<impl std::fmt::Debug>, what:
 // Failed syncs.
 
 fn failed_sync_is_final(policy: SyncPolicy) {
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let opts = options(policy);
     let log = open(&fs, &opts).unwrap();
     let mut model = Model::default();
@@ -284,7 +270,7 @@ fn failed_sync_makes_log_read_only_for_good_sync_manual() {
 
 #[test]
 fn failed_sync_during_roll_makes_log_read_only() {
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let opts = options(SyncPolicy::Manual);
     let log = open(&fs, &opts).unwrap();
     let mut model = Model::default();
@@ -309,7 +295,7 @@ fn failed_sync_during_roll_makes_log_read_only() {
 #[test]
 fn concurrent_appenders_are_all_told_of_a_failed_sync() {
     const THREADS: u64 = 8;
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let opts = options(SyncPolicy::Always).segment_size_bytes(16 << 10);
     let log = Arc::new(open(&fs, &opts).unwrap());
     let appended = Arc::new(AtomicUsize::new(0));
@@ -477,7 +463,7 @@ fn faulty_workload(fs: &MemFs, opts: &LogOptions, ctx: &str) -> (Model, Option<L
 
 fn fault_at_every_call(policy: SyncPolicy) {
     let opts = options(policy);
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let (clean, log) = faulty_workload(&fs, &opts, "fault-free run");
     drop(log);
     let total = fs.op_count();
@@ -487,7 +473,7 @@ fn fault_at_every_call(policy: SyncPolicy) {
         for mode in [CrashMode::KeepAll, CrashMode::DropAll] {
             for n in 0..=total {
                 let ctx = format!("{policy:?}: {kind:?} fault at call {n}/{total}, then {mode:?}");
-                let fs = fs_with_log_dir();
+                let fs = mem_fs_with_dir(DIR).unwrap();
                 fs.fail_after(n, kind);
                 let (model, log) = faulty_workload(&fs, &opts, &ctx);
                 fs.clear_faults();
@@ -537,7 +523,7 @@ fn io_error_at_every_call_sync_manual() {
 #[test]
 fn concurrent_roll_and_truncate_never_fail() {
     use std::sync::atomic::AtomicBool;
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let opts = options(SyncPolicy::Manual);
     let log = open(&fs, &opts).unwrap();
     let done = AtomicBool::new(false);

@@ -14,61 +14,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
+mod crash_model;
+
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use varve_changelog::fs::{CrashMode, FileSystem, MemFs};
-use varve_changelog::{Error, Log, LogOptions, Record, RecoveryMode, SyncPolicy};
+use crash_model::Outcome;
+use varve_changelog::fs::FileSystem;
+use varve_changelog::testing::{
+    CrashMode, MemFs, Rng, env_u64, mem_fs_with_dir, small_log_options,
+};
+use varve_changelog::{Log, LogOptions, Record, RecoveryMode, SyncPolicy};
 
 const DIR: &str = "/log";
 
-/// A file system on which the log directory already exists, durably: the
-/// creation of a missing one by `Log::open` is what
-/// `open_creates_its_directory_durably.rs` tests.
-fn fs_with_log_dir() -> MemFs {
-    let fs = MemFs::new();
-    fs.create_dir_durably(std::path::Path::new(DIR))
-        .expect("create the log directory");
-    fs
-}
-
 /// Record time of batch 0; batch `b` has time `T0 + b`.
 const T0: i64 = 1_700_000_000_000;
-
-// ---------------------------------------------------------------------------
-// A small deterministic PRNG.
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        // Spread the seed and keep the state non-zero.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        XorShift((z ^ (z >> 31)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// True with probability `percent`%.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Workloads.
@@ -119,34 +81,6 @@ enum Op {
     Reopen,
 }
 
-/// What a workload run did, as far as its caller could tell.
-#[derive(Debug, Default)]
-struct Outcome {
-    /// The record at every offset of every batch whose append was
-    /// attempted (all returned `Ok`, except perhaps the last).
-    records: Vec<Record>,
-    /// The end offset of each attempted batch, in order.
-    batch_ends: Vec<u64>,
-    /// Everything below this offset was acknowledged as durable.
-    acked_end: u64,
-    /// `truncate_before(x)` returned `Ok` for this largest `x`.
-    acked_start: u64,
-    /// The largest `x` any `truncate_before(x)` was called with.
-    max_start: u64,
-    /// The consumer positions acknowledged by `commit_position`.
-    positions: BTreeMap<String, u64>,
-    /// The positions a failed `commit_position` tried to write.
-    positions_attempted: Option<BTreeMap<String, u64>>,
-    /// The error that stopped the workload.
-    error: Option<Error>,
-}
-
-impl Outcome {
-    fn end(&self) -> u64 {
-        self.records.len() as u64
-    }
-}
-
 fn open(fs: &MemFs, opts: &LogOptions) -> varve_changelog::Result<Log> {
     Log::open(DIR, opts.clone().fs(Arc::new(fs.clone())))
 }
@@ -193,12 +127,7 @@ fn run(fs: &MemFs, script: &[Op], opts: &LogOptions, crash_at: Option<u64>) -> O
             return out;
         }
     }
-    let end = out.end();
-    match log.close() {
-        Ok(()) => out.acked_end = end,
-        Err(e) => out.error = Some(e),
-    }
-    out
+    out.finish(log)
 }
 
 fn apply(log: &Log, op: Op, opts: &LogOptions, out: &mut Outcome) -> varve_changelog::Result<()> {
@@ -387,14 +316,7 @@ fn list(fs: &MemFs) -> Vec<(String, usize)> {
 // Options and scripts.
 
 fn options(policy: SyncPolicy) -> LogOptions {
-    // The default (1 MiB under `Always`) would copy a megabyte per
-    // segment in every run; a small chunk still exercises the
-    // zero-fill and the trim at seal.
-    LogOptions::default()
-        .segment_size_bytes(4096)
-        .index_interval_bytes(512)
-        .sync_policy(policy)
-        .preallocate_bytes(Some(2048))
+    small_log_options(policy)
 }
 
 /// The scripted workload: about 45 batches over ~8 segments.
@@ -442,7 +364,7 @@ fn crash_variants(n: u64) -> Vec<(CrashMode, u64)> {
 fn crash_at_every_call(policy: SyncPolicy) {
     let opts = options(policy);
     let script = scripted_workload(policy);
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let clean = run(&fs, &script, &opts, None);
     assert!(clean.error.is_none(), "clean run failed: {:?}", clean.error);
     let total = fs.op_count();
@@ -458,7 +380,7 @@ fn crash_at_every_call(policy: SyncPolicy) {
     for n in 0..=total {
         for (mode, seed) in crash_variants(n) {
             let ctx = format!("{policy:?}: crash at call {n}/{total}, {mode:?} seed {seed}");
-            let fs = fs_with_log_dir();
+            let fs = mem_fs_with_dir(DIR).unwrap();
             let out = run(&fs, &script, &opts, Some(n));
             if mode == CrashMode::DropAll && out.error.is_some() {
                 fired += 1;
@@ -483,7 +405,7 @@ fn power_loss_at_every_call_sync_manual() {
 
 /// A random workload and options for `seed`.
 fn random_case(seed: u64) -> (LogOptions, Vec<Op>) {
-    let mut rng = XorShift::new(seed);
+    let mut rng = Rng::new(seed);
     let policy = if rng.chance(50) {
         SyncPolicy::Always
     } else {
@@ -517,12 +439,12 @@ fn random_case(seed: u64) -> (LogOptions, Vec<Op>) {
 /// recovery, then the checks.
 fn random_cycle(seed: u64) {
     let (opts, script) = random_case(seed);
-    let mut rng = XorShift::new(seed ^ 0xC0FF_EE00);
-    let fs = fs_with_log_dir();
+    let mut rng = Rng::new(seed ^ 0xC0FF_EE00);
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let _ = run(&fs, &script, &opts, None);
     let total = fs.op_count();
     let n = rng.below(total + 1);
-    let crash_seed = rng.next();
+    let crash_seed = rng.next_u64();
     let ctx = format!(
         "seed {seed} (replay with VARVE_CRASH_SEED={seed}): {:?}, crash at call {n}/{total}, Random seed {crash_seed}",
         opts.sync_policy
@@ -530,7 +452,7 @@ fn random_cycle(seed: u64) {
     if std::env::var_os("VARVE_CRASH_VERBOSE").is_some() {
         eprintln!("{ctx}\n  options {opts:?}\n  script {script:?}");
     }
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let out = run(&fs, &script, &opts, Some(n));
     fs.crash(CrashMode::Random, crash_seed);
     if rng.chance(30) {
@@ -550,14 +472,6 @@ fn random_cycle(seed: u64) {
         let log = open(&fs, &opts).unwrap_or_else(|e| panic!("{ctx}: second reopen: {e}"));
         assert_eq!(log.next_offset(), end, "{ctx}: second reopen");
     }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}"))
-    })
 }
 
 #[test]
@@ -582,7 +496,7 @@ fn power_loss_during_tolerant_recovery() {
     // A log of several segments, cleanly closed (recovery point at the end).
     let script: Vec<Op> = (0..40).map(|i| Op::Append(1 + (i * 7) % 20)).collect();
     let build = || {
-        let fs = fs_with_log_dir();
+        let fs = mem_fs_with_dir(DIR).unwrap();
         let out = run(&fs, &script, &opts, None);
         assert!(out.error.is_none());
         // Damage a batch in the middle of the second segment.
@@ -636,13 +550,13 @@ fn power_loss_during_tolerant_recovery() {
 #[test]
 fn power_loss_during_the_first_open() {
     let opts = options(SyncPolicy::Manual);
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     drop(open(&fs, &opts).unwrap());
     let total = fs.op_count();
     for n in 0..=total {
         for (mode, seed) in crash_variants(n) {
             let ctx = format!("first open crashed at call {n}/{total}, {mode:?} seed {seed}");
-            let fs = fs_with_log_dir();
+            let fs = mem_fs_with_dir(DIR).unwrap();
             fs.crash_at(n);
             drop(open(&fs, &opts));
             fs.crash(mode, seed);
@@ -675,7 +589,7 @@ fn truncate_before_past_unflushed_data_then_power_loss() {
         .chain((0..64).map(|seed| (CrashMode::Random, seed)))
     {
         let ctx = format!("{mode:?} seed {seed}");
-        let fs = fs_with_log_dir();
+        let fs = mem_fs_with_dir(DIR).unwrap();
         let log = open(&fs, &opts).unwrap();
         let mut out = Outcome::default();
         for op in script {

@@ -8,20 +8,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use varve_changelog::fs::{CrashMode, FileSystem, MemFs};
+use varve_changelog::fs::FileSystem;
+use varve_changelog::testing::{CrashMode, MemFs, Rng, env_u64, mem_fs_with_dir};
 use varve_changelog::{Error, Log, LogOptions, Record, SyncPolicy};
 
 const DIR: &str = "/log";
-
-/// A file system on which the log directory already exists, durably: the
-/// creation of a missing one by `Log::open` is what
-/// `open_creates_its_directory_durably.rs` tests.
-fn fs_with_log_dir() -> MemFs {
-    let fs = MemFs::new();
-    fs.create_dir_durably(std::path::Path::new(DIR))
-        .expect("create the log directory");
-    fs
-}
 
 const SEGMENT: &str = "/log/00000000000000000000.log";
 
@@ -69,7 +60,7 @@ fn write_large_batches(log: &Log) -> Vec<(u64, Vec<u8>)> {
 
 #[test]
 fn batches_up_to_the_limit_recover_after_a_clean_close() {
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let log = open(&fs, SyncPolicy::Manual).unwrap();
     let want = write_large_batches(&log);
     log.close().unwrap();
@@ -81,7 +72,7 @@ fn batches_up_to_the_limit_recover_after_a_clean_close() {
 #[test]
 fn batches_up_to_the_limit_recover_after_a_crash() {
     for mode in [CrashMode::KeepAll, CrashMode::DropAll, CrashMode::Random] {
-        let fs = fs_with_log_dir();
+        let fs = mem_fs_with_dir(DIR).unwrap();
         let log = open(&fs, SyncPolicy::Always).unwrap();
         let want = write_large_batches(&log);
         fs.crash(mode, 7);
@@ -110,7 +101,7 @@ fn batches_up_to_the_limit_recover_on_a_real_file_system() {
 /// the recovery point in `log.meta` is still 0. Returns the batches' byte
 /// positions and, last, the end of the data.
 fn synced_batches_then_kill(n: u32, per: usize, value_bytes: usize) -> (MemFs, Vec<u64>) {
-    let fs = fs_with_log_dir();
+    let fs = mem_fs_with_dir(DIR).unwrap();
     let log = open(&fs, SyncPolicy::Always).unwrap();
     let mut positions = Vec::new();
     let mut pos = 0u64;
@@ -155,7 +146,7 @@ fn every_flip_in_an_acknowledged_batch_followed_by_others_is_refused() {
     // written after it was synced.
     for byte in 0..positions[3] {
         for bit in 0..8 {
-            let damaged = fs_with_log_dir();
+            let damaged = mem_fs_with_dir(DIR).unwrap();
             damaged.create_dir_all(Path::new(DIR)).unwrap();
             let mut data = clean.clone();
             data[byte as usize] ^= 1 << bit;
@@ -199,7 +190,7 @@ fn unsynced_batches_lost_out_of_order_are_a_torn_tail() {
     // earlier one: the later batch claims nothing about the lost one, so
     // recovery cuts there instead of refusing to open.
     for seed in 0..200 {
-        let fs = fs_with_log_dir();
+        let fs = mem_fs_with_dir(DIR).unwrap();
         let log = open(&fs, SyncPolicy::Manual).unwrap();
         log.append(&batch(0, 3, 300)).unwrap();
         log.sync().unwrap();
@@ -215,29 +206,6 @@ fn unsynced_batches_lost_out_of_order_are_a_torn_tail() {
     }
 }
 
-/// A small seeded PRNG (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    /// A skewed size: mostly small, sometimes up to `max`.
-    fn size(&mut self, max: u64) -> usize {
-        let bits = self.below(64 - max.leading_zeros() as u64 + 1);
-        self.below(1u64 << bits).min(max) as usize
-    }
-}
-
 /// Synced batches of skewed sizes over many small segments, a kill, then
 /// one flipped bit anywhere in any file of the log: the reopened log is
 /// refused with a typed error, or holds every acknowledged record. The
@@ -245,17 +213,14 @@ impl Rng {
 /// written after its sync): a flip there may cut it, and only it.
 #[test]
 fn a_bit_flip_anywhere_after_a_kill_never_silently_loses_acknowledged_records() {
-    let cycles: u64 = std::env::var("VARVE_BITFLIP_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+    let cycles: u64 = env_u64("VARVE_BITFLIP_CYCLES").unwrap_or(60);
     let opts = LogOptions::default()
         .segment_size_bytes(256 << 10)
         .index_interval_bytes(4096)
         .sync_policy(SyncPolicy::Always);
     let (mut refused, mut intact, mut last_cut) = (0, 0, 0);
     for seed in 0..cycles {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let fs = MemFs::new();
         let log = Log::open(DIR, opts.clone().fs(Arc::new(fs.clone()))).unwrap();
         let mut last_batch_start = 0;

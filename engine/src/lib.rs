@@ -46,6 +46,8 @@ mod state;
 mod stats;
 mod store_api;
 mod table_cache;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod ttl;
 pub mod version;
 mod write;

@@ -97,8 +97,8 @@ pub struct Options {
     /// [`ManualClock`](crate::ManualClock).
     pub clock: Arc<dyn crate::Clock>,
     /// The file system the store lives on. Default [`StdFs`], the real
-    /// one; tests use [`MemFs`](varve_changelog::fs::MemFs) or a
-    /// fault-injecting wrapper.
+    /// one; tests use `MemFs` or a fault-injecting wrapper (feature
+    /// `testing`).
     pub fs: Arc<dyn FileSystem>,
 }
 

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use varve::varve_changelog::fs::{CrashMode, DirLock, File, FileSystem, MemFs, OpenMode};
+use varve::testing::{CrashMode, InterceptFs, MemFs, OpKind};
+use varve::varve_changelog::fs::FileSystem;
 use varve::{CompactionOptions, Db, Error, Options};
 
 type State = BTreeMap<Bytes, Bytes>;
@@ -185,49 +186,22 @@ fn a_crashed_checkpoint_never_opens_as_complete() {
 
 /// A file system that cannot hard-link (as across devices): every other
 /// call goes to the [`MemFs`].
-#[derive(Debug)]
-struct NoLinks(MemFs);
-
-impl FileSystem for NoLinks {
-    fn open_file(&self, p: &Path, m: OpenMode) -> io::Result<Arc<dyn File>> {
-        self.0.open_file(p, m)
-    }
-    fn create_dir_all(&self, p: &Path) -> io::Result<()> {
-        self.0.create_dir_all(p)
-    }
-    fn list_dir(&self, p: &Path) -> io::Result<Vec<String>> {
-        self.0.list_dir(p)
-    }
-    fn remove_file(&self, p: &Path) -> io::Result<()> {
-        self.0.remove_file(p)
-    }
-    fn remove_dir(&self, p: &Path) -> io::Result<()> {
-        self.0.remove_dir(p)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.0.rename(from, to)
-    }
-    fn hard_link(&self, _: &Path, _: &Path) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::CrossesDevices,
-            "no links here",
-        ))
-    }
-    fn sync_dir(&self, p: &Path) -> io::Result<()> {
-        self.0.sync_dir(p)
-    }
-    fn kind(&self, p: &Path) -> io::Result<Option<bool>> {
-        self.0.kind(p)
-    }
-    fn lock(&self, p: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.0.lock(p)
-    }
+fn no_links(mem: &MemFs) -> InterceptFs {
+    InterceptFs::new(Arc::new(mem.clone()), |op| {
+        if op.kind == OpKind::HardLink {
+            return Err(io::Error::new(
+                io::ErrorKind::CrossesDevices,
+                "no links here",
+            ));
+        }
+        Ok(())
+    })
 }
 
 #[test]
 fn tables_are_copied_where_hard_links_fail() {
     let mem = MemFs::new();
-    let fs: Arc<dyn FileSystem> = Arc::new(NoLinks(mem.clone()));
+    let fs: Arc<dyn FileSystem> = Arc::new(no_links(&mem));
     let db = Db::open("/db", small_options().fs(fs.clone())).unwrap();
     (0..1500).for_each(|i| apply(&db, i));
     let info = db.checkpoint("/cp").unwrap();

@@ -7,23 +7,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use varve::varve_changelog::fs::{CrashMode, MemFs};
+use varve::testing::{CrashMode, MemFs, files_ending_with, small_options};
+use varve::varve_changelog::fs::StdFs;
 use varve::{CompactionOptions, Compression, Db, Options, WriteBatch, WriteOptions};
 
 fn small(auto: bool) -> Options {
-    Options::default()
-        .memtable_size_bytes(64 << 10)
-        .block_size_bytes(1024)
-        .compaction(
-            CompactionOptions::default()
-                .level0_compaction_trigger(2)
-                .level0_slowdown_trigger(6)
-                .level0_stop_trigger(10)
-                .level_base_size_bytes(128 << 10)
-                .level_size_multiplier(4)
-                .target_table_size_bytes(64 << 10)
-                .auto(auto),
-        )
+    small_options().block_size_bytes(1024).compaction(
+        CompactionOptions::default()
+            .level0_compaction_trigger(2)
+            .level0_slowdown_trigger(6)
+            .level0_stop_trigger(10)
+            .level_base_size_bytes(128 << 10)
+            .level_size_multiplier(4)
+            .target_table_size_bytes(64 << 10)
+            .auto(auto),
+    )
 }
 
 fn key(i: u64) -> String {
@@ -391,16 +389,7 @@ fn compaction_deletes_its_inputs_at_once() {
     db.compact_range::<&[u8], _>(..).unwrap();
     let stats = db.stats().unwrap();
     let live_tables: usize = stats.levels.iter().map(|l| l.tables).sum();
-    let files_on_disk = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".sst")
-        })
-        .count();
+    let files_on_disk = files_ending_with(&StdFs, dir.path(), ".sst").unwrap().len();
     assert_eq!(files_on_disk, live_tables, "{stats}");
     db.close().unwrap();
 }

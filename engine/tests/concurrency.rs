@@ -9,7 +9,6 @@
 )]
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -17,7 +16,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use varve::varve_changelog::fs::{DirLock, File, FileSystem, OpenMode, StdFs};
+use varve::testing::{InterceptFs, OpKind, files_ending_with, small_options};
+use varve::varve_changelog::fs::StdFs;
 use varve::{Db, Options, Snapshot, WriteBatch, WriteOptions};
 
 const WRITERS: usize = 4;
@@ -37,7 +37,7 @@ const ENOUGH_READER_ROUNDS: u64 = 150;
 type Entries = Vec<(Bytes, Bytes)>;
 
 fn options() -> Options {
-    Options::default().memtable_size_bytes(64 << 10)
+    small_options()
 }
 
 fn acct(w: usize, j: usize) -> String {
@@ -154,16 +154,7 @@ fn initial_batch() -> WriteBatch {
 }
 
 fn count_tables(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".sst")
-        })
-        .count()
+    files_ending_with(&StdFs, dir, ".sst").unwrap().len()
 }
 
 /// 4 writers keep invariants (equal pairs, a constant sum of balances,
@@ -422,78 +413,15 @@ fn snapshots_see_exactly_the_writes_before_them() {
 // ---------------------------------------------------------------------------
 // Group commit.
 
-/// `StdFs` that counts `sync_data` calls on changelog segments.
-#[derive(Debug, Default)]
-struct CountingFs {
-    log_syncs: Arc<AtomicU64>,
-}
-
-#[derive(Debug)]
-struct CountingFile {
-    inner: Arc<dyn File>,
-    syncs: Option<Arc<AtomicU64>>,
-}
-
-impl File for CountingFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        if let Some(s) = &self.syncs {
-            s.fetch_add(1, Ordering::Relaxed);
+/// `StdFs` that counts `sync_data` calls on changelog segments in
+/// `log_syncs`.
+fn counting_fs(log_syncs: Arc<AtomicU64>) -> InterceptFs {
+    InterceptFs::new(Arc::new(StdFs), move |op| {
+        if op.kind == OpKind::SyncData && op.has_extension("log") {
+            log_syncs.fetch_add(1, Ordering::Relaxed);
         }
-        self.inner.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.inner.read_exact_at(buf, offset)
-    }
-}
-
-impl FileSystem for CountingFs {
-    fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn File>> {
-        let inner = StdFs.open_file(path, mode)?;
-        let is_segment = path.extension().is_some_and(|e| e == "log");
-        Ok(Arc::new(CountingFile {
-            inner,
-            syncs: is_segment.then(|| self.log_syncs.clone()),
-        }))
-    }
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        StdFs.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        StdFs.list_dir(path)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        StdFs.remove_file(path)
-    }
-    fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        StdFs.remove_dir(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdFs.rename(from, to)
-    }
-    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdFs.hard_link(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        StdFs.sync_dir(path)
-    }
-    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
-        StdFs.kind(path)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        StdFs.lock(path)
-    }
+        Ok(())
+    })
 }
 
 /// 16 threads × 40 sync writes: every write succeeds, concurrent writers
@@ -503,8 +431,8 @@ fn concurrent_sync_writers_share_group_commit() {
     const THREADS: usize = 16;
     const PER_THREAD: usize = 40;
     let dir = tempfile::tempdir().unwrap();
-    let fs = Arc::new(CountingFs::default());
-    let log_syncs = fs.log_syncs.clone();
+    let log_syncs = Arc::new(AtomicU64::new(0));
+    let fs = Arc::new(counting_fs(log_syncs.clone()));
     let db = Arc::new(Db::open(dir.path(), options().fs(fs)).unwrap());
     let syncs_before = log_syncs.load(Ordering::Relaxed);
     let start = Arc::new(Barrier::new(THREADS));

@@ -32,69 +32,30 @@
     reason = "helpers outside #[test] fns; a failed unwrap is a test failure"
 )]
 
-use std::collections::BTreeMap;
-use std::io;
-use std::path::Path;
+mod harness;
+
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use varve::varve_changelog::fs::{CrashMode, DirLock, File, FileSystem, MemFs, OpenMode};
+use harness::{
+    DIR, Mutation, Mutation as M, State, apply, env_u64, fresh_store, key, records_of, show,
+};
+use varve::testing::{
+    CrashMode, InterceptFs, MemFs, OpKind, Rng, files_ending_with, read_all, tiny_options,
+};
 use varve::{ChangelogRetention, Db, Options, WriteBatch, WriteOptions};
 
-const DIR: &str = "/db";
 /// Keys of the workloads: `key-00` .. `key-19`.
 const KEYS: u64 = 20;
-
-type State = BTreeMap<Bytes, Bytes>;
-
-// ---------------------------------------------------------------------------
-// A small deterministic PRNG.
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        XorShift((z ^ (z >> 31)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// True with probability `percent`%.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Workloads and their model.
 
 #[derive(Clone, Debug)]
-enum Op {
-    /// Put key `.0` with a value of batch number and `.1` bytes of padding.
-    Put(u64, usize),
-    /// Delete key `.0`.
-    Delete(u64),
-}
-
-#[derive(Clone, Debug)]
 enum Step {
     /// One write batch; batches are numbered 0, 1, … in workload order.
-    Write { ops: Vec<Op>, sync: bool },
+    Write { ops: Vec<Mutation>, sync: bool },
     /// `db.flush()`.
     Flush,
     /// `db.close()`, then open again.
@@ -107,24 +68,17 @@ struct Workload {
     steps: Vec<Step>,
 }
 
-fn key(k: u64) -> Bytes {
-    Bytes::from(format!("key-{k:02}"))
+/// Key number `n` (mod [`KEYS`]) as the harness names it.
+fn key_no(n: u64) -> u8 {
+    u8::try_from(n % KEYS).unwrap()
 }
 
-/// The value batch `batch` puts at key `k`: it names the batch, so a
-/// reopened store shows which batch each value came from.
-fn value(batch: usize, k: u64, pad: usize) -> Bytes {
-    let mut v = format!("b{batch}-k{k}-").into_bytes();
-    v.extend(std::iter::repeat_n(b'a' + (batch % 26) as u8, pad));
-    Bytes::from(v)
-}
-
-fn make_batch(batch: usize, ops: &[Op]) -> WriteBatch {
+fn make_batch(batch: usize, ops: &[Mutation]) -> WriteBatch {
     let mut b = WriteBatch::new();
-    for op in ops {
-        match *op {
-            Op::Put(k, pad) => b.put(key(k), value(batch, k, pad)),
-            Op::Delete(k) => b.delete(key(k)),
+    for (key, value) in records_of(batch, ops) {
+        match value {
+            Some(v) => b.put(key, v),
+            None => b.delete(key),
         };
     }
     b
@@ -137,22 +91,11 @@ fn model_states(steps: &[Step]) -> Vec<State> {
     for step in steps {
         if let Step::Write { ops, .. } = step {
             let batch = states.len() - 1;
-            for op in ops {
-                match *op {
-                    Op::Put(k, pad) => state.insert(key(k), value(batch, k, pad)),
-                    Op::Delete(k) => state.remove(&key(k)),
-                };
-            }
+            apply(&mut state, &records_of(batch, ops));
             states.push(state.clone());
         }
     }
     states
-}
-
-fn small_options() -> Options {
-    Options::default()
-        .memtable_size_bytes(4096)
-        .changelog_segment_size_bytes(64 << 10)
 }
 
 // ---------------------------------------------------------------------------
@@ -225,23 +168,7 @@ fn run(fs: &MemFs, w: &Workload) -> Outcome {
 }
 
 fn contents(db: &Db) -> State {
-    db.iter()
-        .collect::<varve::Result<State>>()
-        .unwrap_or_else(|e| panic!("reading all of the reopened store: {e}"))
-}
-
-fn show(state: &State) -> String {
-    let entries: Vec<String> = state
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                String::from_utf8_lossy(k),
-                String::from_utf8_lossy(&v[..v.len().min(12)])
-            )
-        })
-        .collect();
-    format!("{{{}}}", entries.join(", "))
+    read_all(db)
 }
 
 /// Crashes `fs` with `mode`/`seed` after a run that ended with `out`, and
@@ -274,9 +201,9 @@ fn verify(
     };
     // Point reads agree with the scan.
     for i in 0..KEYS {
-        let want = got.get(&key(i)).cloned();
+        let want = got.get(&key(key_no(i))).cloned();
         let have = db
-            .get(key(i))
+            .get(key(key_no(i)))
             .unwrap_or_else(|e| panic!("{ctx}: {mode:?}/{seed}: get: {e}"));
         assert_eq!(
             have, want,
@@ -309,15 +236,6 @@ fn verify(
     );
 }
 
-/// A file system holding a newly created, closed, empty store. (Crashes
-/// during the creation itself are tested by
-/// `power_loss_while_creating_the_store`.)
-fn fresh_store(opts: &Options) -> MemFs {
-    let fs = MemFs::new();
-    open(&fs, opts).unwrap().close().unwrap();
-    fs
-}
-
 /// The call count of a fault-free run of `w` (which must leave every
 /// batch in the store).
 fn fault_free(w: &Workload, states: &[State], ctx: &str) -> u64 {
@@ -348,7 +266,7 @@ fn fault_free(w: &Workload, states: &[State], ctx: &str) -> u64 {
 /// store" because creation left a manifest but no `CURRENT`).
 #[test]
 fn power_loss_while_creating_the_store() {
-    let opts = small_options();
+    let opts = tiny_options();
     let w = Workload {
         opts: opts.clone(),
         steps: Vec::new(),
@@ -404,17 +322,17 @@ fn scripted_workload() -> Workload {
     for b in 0..100u64 {
         let mut ops = if b < 40 {
             vec![
-                Op::Put(b % KEYS, 40 + (b % 7 * 10) as usize),
-                Op::Put((b * 7 + 3) % KEYS, 30),
+                M::Put(key_no(b), 40 + (b % 7 * 10) as u32),
+                M::Put(key_no(b * 7 + 3), 30),
             ]
         } else {
             vec![
-                Op::Put((b * 11) % KEYS, 1200 + (b % 5 * 50) as usize),
-                Op::Delete((b * 5 + 2) % KEYS),
+                M::Put(key_no(b * 11), 1200 + (b % 5 * 50) as u32),
+                M::Delete(key_no(b * 5 + 2)),
             ]
         };
         if b % 4 == 3 {
-            ops.push(Op::Delete((b * 3 + 1) % KEYS));
+            ops.push(M::Delete(key_no(b * 3 + 1)));
         }
         steps.push(Step::Write {
             ops,
@@ -430,16 +348,14 @@ fn scripted_workload() -> Workload {
         // Compaction off: the scripted crash points stay deterministic
         // (compaction has its own crash test in `compaction.rs`), and the
         // flushed tables stay countable.
-        opts: small_options().compaction(varve::CompactionOptions::default().auto(false)),
+        opts: tiny_options().compaction(varve::CompactionOptions::default().auto(false)),
         steps,
     }
 }
 
 /// File names under `dir` of `fs` that end with `suffix`.
 fn files(fs: &MemFs, dir: &str, suffix: &str) -> Vec<String> {
-    let mut names = fs.list_dir(std::path::Path::new(dir)).unwrap();
-    names.retain(|n| n.ends_with(suffix));
-    names
+    files_ending_with(fs, std::path::Path::new(dir), suffix).unwrap()
 }
 
 #[test]
@@ -501,9 +417,9 @@ fn power_loss_at_every_call() {
 // ---------------------------------------------------------------------------
 // Random workloads, crashed at a random call.
 
-fn random_workload(rng: &mut XorShift) -> Workload {
+fn random_workload(rng: &mut Rng) -> Workload {
     let big_values = rng.chance(30);
-    let opts = small_options()
+    let opts = tiny_options()
         .max_immutable_memtables(1 + rng.below(2) as usize)
         .changelog_retention(if rng.chance(20) {
             ChangelogRetention::Compact {
@@ -524,16 +440,16 @@ fn random_workload(rng: &mut XorShift) -> Workload {
             let n_ops = 1 + rng.below(6);
             let ops = (0..n_ops)
                 .map(|_| {
-                    let k = rng.below(KEYS);
+                    let key = key_no(rng.below(KEYS));
                     if rng.chance(20) {
-                        Op::Delete(k)
+                        M::Delete(key)
                     } else {
                         let pad = if big_values && rng.chance(30) {
                             rng.below(3000)
                         } else {
                             rng.below(64)
                         };
-                        Op::Put(k, pad as usize)
+                        M::Put(key, pad as u32)
                     }
                 })
                 .collect();
@@ -547,7 +463,7 @@ fn random_workload(rng: &mut XorShift) -> Workload {
 }
 
 fn random_cycle(seed: u64) {
-    let mut rng = XorShift::new(seed);
+    let mut rng = Rng::new(seed);
     let w = random_workload(&mut rng);
     let states = model_states(&w.steps);
     let ctx = format!("seed {seed} (replay with VARVE_CRASH_SEED={seed})");
@@ -558,7 +474,7 @@ fn random_cycle(seed: u64) {
         1 => CrashMode::KeepAll,
         _ => CrashMode::Random,
     };
-    let crash_seed = rng.next();
+    let crash_seed = rng.next_u64();
     let ctx = format!("{ctx}: {} steps, crash at call {n}/{calls}", w.steps.len());
     if std::env::var_os("VARVE_CRASH_VERBOSE").is_some() {
         eprintln!("{ctx}\n  options {:?}\n  steps {:?}", w.opts, w.steps);
@@ -586,15 +502,6 @@ fn random_cycle(seed: u64) {
     }
 }
 
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
-    )
-}
-
 #[test]
 fn power_loss_random_workloads() {
     if let Some(seed) = env_u64("VARVE_CRASH_SEED") {
@@ -617,81 +524,15 @@ fn power_loss_random_workloads() {
 // ---------------------------------------------------------------------------
 // Compacted changelog: tombstones still needed by recovery.
 
-/// A [`MemFs`] whose table syncs can be made slow, to hold the flush thread
-/// in the middle of a memtable flush.
-#[derive(Debug, Clone)]
-struct SlowTableFs {
-    inner: MemFs,
-    slow: Arc<std::sync::atomic::AtomicBool>,
-}
-
-#[derive(Debug)]
-struct SlowFile {
-    inner: Arc<dyn File>,
-    slow: Option<Arc<std::sync::atomic::AtomicBool>>,
-}
-
-impl File for SlowFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        if self
-            .slow
-            .as_ref()
-            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
-        {
+/// `mem` with table syncs made slow while `slow` is set, to hold the flush
+/// thread in the middle of a memtable flush.
+fn slow_table_fs(mem: &MemFs, slow: Arc<AtomicBool>) -> InterceptFs {
+    InterceptFs::new(Arc::new(mem.clone()), move |op| {
+        if op.kind == OpKind::SyncData && op.has_extension("sst") && slow.load(Ordering::SeqCst) {
             std::thread::sleep(std::time::Duration::from_millis(300));
         }
-        self.inner.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-}
-
-impl FileSystem for SlowTableFs {
-    fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn File>> {
-        let inner = self.inner.open_file(path, mode)?;
-        let is_table = path.extension().is_some_and(|e| e == "sst");
-        Ok(Arc::new(SlowFile {
-            inner,
-            slow: is_table.then(|| self.slow.clone()),
-        }))
-    }
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_dir(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.hard_link(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
-        self.inner.kind(path)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.inner.lock(path)
-    }
+        Ok(())
+    })
 }
 
 /// With `ChangelogRetention::Compact`, the cleaner runs after every memtable
@@ -707,10 +548,8 @@ impl FileSystem for SlowTableFs {
 fn compacted_changelog_keeps_tombstones_above_the_flushed_offset() {
     for mode in [None, Some(CrashMode::DropAll)] {
         let mem = MemFs::new();
-        let fs = SlowTableFs {
-            inner: mem.clone(),
-            slow: Arc::default(),
-        };
+        let slow = Arc::new(AtomicBool::new(false));
+        let fs = slow_table_fs(&mem, slow.clone());
         let opts = Options::default()
             .memtable_size_bytes(4096)
             .changelog_segment_size_bytes(64 << 10)
@@ -725,7 +564,7 @@ fn compacted_changelog_keeps_tombstones_above_the_flushed_offset() {
         // Fill the memtable; the next write switches it and the flush
         // thread flushes it (slowly).
         db.put("filler", vec![b'f'; 5000]).unwrap();
-        fs.slow.store(true, std::sync::atomic::Ordering::SeqCst);
+        slow.store(true, Ordering::SeqCst);
         db.write(
             {
                 let mut b = WriteBatch::new();
@@ -750,7 +589,7 @@ fn compacted_changelog_keeps_tombstones_above_the_flushed_offset() {
         // Closing waits for the flush (and the cleaning after it); it does
         // not flush the memtable holding the tombstone.
         db.close().unwrap();
-        fs.slow.store(false, std::sync::atomic::Ordering::SeqCst);
+        slow.store(false, Ordering::SeqCst);
         if let Some(mode) = mode {
             mem.crash(mode, 0);
         }

@@ -3,9 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use varve::varve_changelog::fs::{FaultKind, FileSystem, MemFs};
+use varve::testing::{FaultKind, InterceptFs, MemFs, OpKind};
+use varve::varve_changelog::fs::FileSystem;
 use varve::{Db, Options};
 
 fn open(fs: &MemFs) -> Db {
@@ -102,85 +104,20 @@ fn scan_rev(iter: varve::Iter) -> (Vec<Bytes>, Option<varve::Error>) {
     (keys, None)
 }
 
-/// A file system whose first table sync waits a moment and then fails,
-/// to make the flush thread fail while `Db::flush` waits for it.
-#[derive(Debug, Clone)]
-struct SlowFailingTableSync {
-    inner: MemFs,
-    failed: Arc<std::sync::atomic::AtomicBool>,
-}
-
-#[derive(Debug)]
-struct SlowFile {
-    inner: Arc<dyn varve::varve_changelog::fs::File>,
-    table: bool,
-    failed: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl varve::varve_changelog::fs::File for SlowFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        if self.table && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+/// A file system whose first table sync after `failed` is cleared waits a
+/// moment and then fails, to make the flush thread fail while `Db::flush`
+/// waits for it.
+fn slow_failing_table_sync(failed: Arc<AtomicBool>) -> InterceptFs {
+    InterceptFs::new(Arc::new(MemFs::new()), move |op| {
+        if op.kind == OpKind::SyncData
+            && op.has_extension("sst")
+            && !failed.swap(true, Ordering::SeqCst)
+        {
             std::thread::sleep(std::time::Duration::from_millis(300));
             return Err(std::io::Error::other("injected table sync failure"));
         }
-        self.inner.sync_data()
-    }
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len_bytes: u64) -> std::io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-}
-
-impl FileSystem for SlowFailingTableSync {
-    fn open_file(
-        &self,
-        path: &std::path::Path,
-        mode: varve::varve_changelog::fs::OpenMode,
-    ) -> std::io::Result<Arc<dyn varve::varve_changelog::fs::File>> {
-        Ok(Arc::new(SlowFile {
-            inner: self.inner.open_file(path, mode)?,
-            table: path.extension().is_some_and(|e| e == "sst"),
-            failed: self.failed.clone(),
-        }))
-    }
-    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_dir(path)
-    }
-    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn hard_link(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        self.inner.hard_link(from, to)
-    }
-    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn kind(&self, path: &std::path::Path) -> std::io::Result<Option<bool>> {
-        self.inner.kind(path)
-    }
-    fn lock(
-        &self,
-        path: &std::path::Path,
-    ) -> std::io::Result<Box<dyn varve::varve_changelog::fs::DirLock>> {
-        self.inner.lock(path)
-    }
+        Ok(())
+    })
 }
 
 /// I/O-error sweep (sync sweep, "batches with deletes, roll, truncate",
@@ -190,10 +127,7 @@ impl FileSystem for SlowFailingTableSync {
 /// no more.
 #[test]
 fn flush_fails_when_the_flush_thread_fails_meanwhile() {
-    let fs = SlowFailingTableSync {
-        inner: MemFs::new(),
-        failed: Arc::default(),
-    };
+    let fs = slow_failing_table_sync(Arc::default());
     let opts = Options::default().memtable_size_bytes(4096);
     let db = Db::open("/db", opts.fs(Arc::new(fs))).unwrap();
     // Fill the memtable until it is switched and the flush thread starts.
@@ -218,11 +152,8 @@ fn flush_fails_when_the_flush_thread_fails_meanwhile() {
 /// read-only.
 #[test]
 fn failed_compaction_output_sync_makes_the_store_read_only() {
-    let failed = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let fs = SlowFailingTableSync {
-        inner: MemFs::new(),
-        failed: failed.clone(),
-    };
+    let failed = Arc::new(AtomicBool::new(true));
+    let fs = slow_failing_table_sync(failed.clone());
     let db = Db::open("/db", Options::default().fs(Arc::new(fs))).unwrap();
     for round in 0..2 {
         for i in 0..20 {
@@ -232,7 +163,7 @@ fn failed_compaction_output_sync_makes_the_store_read_only() {
         db.flush().unwrap();
     }
     // Arm: the next table sync (the compaction's output) fails.
-    failed.store(false, std::sync::atomic::Ordering::SeqCst);
+    failed.store(false, Ordering::SeqCst);
     assert!(db.compact_range::<&[u8], _>(..).is_err());
     assert!(
         matches!(db.put("k", "v"), Err(varve::Error::ReadOnly { .. })),
@@ -268,84 +199,18 @@ fn a_synced_write_to_a_new_store_survives_power_loss() {
     }
 }
 
-/// A file system that fails the next manifest sync once `armed` is set.
-#[derive(Debug, Clone)]
-struct ManifestSyncFails {
-    inner: MemFs,
-    armed: Arc<std::sync::atomic::AtomicBool>,
-}
-
-#[derive(Debug)]
-struct ManifestFile {
-    inner: Arc<dyn varve::varve_changelog::fs::File>,
-    manifest: bool,
-    armed: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl varve::varve_changelog::fs::File for ManifestFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        if self.manifest && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+/// A file system over `mem` that fails the next manifest sync once `armed`
+/// is set.
+fn manifest_sync_fails(mem: &MemFs, armed: Arc<AtomicBool>) -> InterceptFs {
+    InterceptFs::new(Arc::new(mem.clone()), move |op| {
+        if op.kind == OpKind::SyncData
+            && op.name_starts_with("MANIFEST-")
+            && armed.swap(false, Ordering::SeqCst)
+        {
             return Err(std::io::Error::other("injected manifest sync failure"));
         }
-        self.inner.sync_data()
-    }
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len_bytes: u64) -> std::io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-}
-
-impl FileSystem for ManifestSyncFails {
-    fn open_file(
-        &self,
-        path: &std::path::Path,
-        mode: varve::varve_changelog::fs::OpenMode,
-    ) -> std::io::Result<Arc<dyn varve::varve_changelog::fs::File>> {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        Ok(Arc::new(ManifestFile {
-            inner: self.inner.open_file(path, mode)?,
-            manifest: name.is_some_and(|n| n.starts_with("MANIFEST-")),
-            armed: self.armed.clone(),
-        }))
-    }
-    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.remove_dir(path)
-    }
-    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn hard_link(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        self.inner.hard_link(from, to)
-    }
-    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn kind(&self, path: &std::path::Path) -> std::io::Result<Option<bool>> {
-        self.inner.kind(path)
-    }
-    fn lock(
-        &self,
-        path: &std::path::Path,
-    ) -> std::io::Result<Box<dyn varve::varve_changelog::fs::DirLock>> {
-        self.inner.lock(path)
-    }
+        Ok(())
+    })
 }
 
 /// I/O-error sweep ("sync puts, flush, reopen", call 41 fails once), found
@@ -360,18 +225,17 @@ impl FileSystem for ManifestSyncFails {
 fn a_failed_manifest_sync_keeps_the_flushed_table() {
     use varve::varve_changelog::fs::CrashMode;
     for rotate in [4 << 20, 64] {
-        let fs = ManifestSyncFails {
-            inner: MemFs::new(),
-            armed: Arc::default(),
-        };
+        let mem = MemFs::new();
+        let armed = Arc::new(AtomicBool::new(false));
+        let fs = manifest_sync_fails(&mem, armed.clone());
         let opts = Options::default().manifest_rotate_size_bytes(rotate);
         let db = Db::open("/db", opts.clone().fs(Arc::new(fs.clone()))).unwrap();
         db.put("k", "v").unwrap();
-        fs.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        armed.store(true, Ordering::SeqCst);
         assert!(db.flush().is_err(), "the manifest sync failed");
         drop(db);
         // A process kill: the page cache, and the unsynced edit, survive.
-        fs.inner.crash(CrashMode::KeepAll, 0);
+        mem.crash(CrashMode::KeepAll, 0);
         let db = Db::open("/db", opts.fs(Arc::new(fs.clone()))).unwrap();
         assert_eq!(
             db.get("k").unwrap().as_deref(),

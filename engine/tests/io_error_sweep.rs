@@ -37,9 +37,8 @@ use harness::{
     open_db, read_back, small_options,
 };
 use parking_lot::Mutex;
-use varve::varve_changelog::fs::{
-    CrashMode, DirLock, FaultKind, File, FileSystem, MemFs, OpenMode,
-};
+use varve::testing::{CrashMode, FaultKind, InterceptFs, MemFs};
+use varve::varve_changelog::fs::FileSystem;
 use varve::{Db, Options, WriteBatch, WriteOptions};
 
 const KEYS: u8 = 10;
@@ -246,14 +245,8 @@ fn fail_every_call_once_and_from_then_on() {
 // ---------------------------------------------------------------------------
 // Failing chosen sync calls.
 
-/// A file system that fails sync call K (of `sync_data` and `sync_dir`),
-/// once or from then on, and remembers which file it failed.
-#[derive(Debug, Clone)]
-struct SyncFaultFs {
-    inner: MemFs,
-    shared: Arc<SyncFaults>,
-}
-
+/// Fails sync call K (of `sync_data` and `sync_dir`), once or from then
+/// on, and remembers which file it failed.
 #[derive(Debug)]
 struct SyncFaults {
     count: AtomicUsize,
@@ -279,68 +272,14 @@ impl SyncFaults {
     }
 }
 
-#[derive(Debug)]
-struct SyncFaultFile {
-    inner: Arc<dyn File>,
-    path: PathBuf,
-    shared: Arc<SyncFaults>,
-}
-
-impl File for SyncFaultFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.shared.sync(&self.path)?;
-        self.inner.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-}
-
-impl FileSystem for SyncFaultFs {
-    fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn File>> {
-        Ok(Arc::new(SyncFaultFile {
-            inner: self.inner.open_file(path, mode)?,
-            path: path.to_path_buf(),
-            shared: self.shared.clone(),
-        }))
-    }
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_dir(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.hard_link(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.shared.sync(path)?;
-        self.inner.sync_dir(path)
-    }
-    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
-        self.inner.kind(path)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.inner.lock(path)
-    }
+/// `mem` with the sync calls counted (and failed) by `shared`.
+fn sync_fault_fs(mem: &MemFs, shared: Arc<SyncFaults>) -> InterceptFs {
+    InterceptFs::new(Arc::new(mem.clone()), move |op| {
+        if op.kind.is_sync() {
+            shared.sync(op.path)?;
+        }
+        Ok(())
+    })
 }
 
 /// Whether a failed sync of `path` must make the store read-only: the
@@ -396,10 +335,7 @@ fn fail_every_sync_once_and_from_then_on() {
                     persistent,
                     failed: Mutex::new(Vec::new()),
                 });
-                let fs = SyncFaultFs {
-                    inner: mem.clone(),
-                    shared: shared.clone(),
-                };
+                let fs = sync_fault_fs(&mem, shared.clone());
                 let mut runner = Runner::new(Arc::new(fs), &opts);
                 let watch = shared.clone();
                 runner.sync_failed = Some(Box::new(move || {

@@ -5,89 +5,36 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use varve::varve_changelog::fs::{DirLock, File, FileSystem, MemFs, OpenMode};
-use varve::{CompactionOptions, Db, Options, WriteBatch, WriteOptions};
+use varve::testing::{InterceptFs, MemFs, OpKind, manual_compaction};
+use varve::{Db, WriteBatch, WriteOptions};
 
 /// `MemFs`, but syncs of a manifest fail while `fail_manifest_sync` is set
 /// (after the data is written, as a real failed `fdatasync` may be).
-#[derive(Debug, Clone, Default)]
 struct ManifestSyncFs {
-    inner: MemFs,
+    fs: InterceptFs,
     fail_manifest_sync: Arc<AtomicBool>,
 }
 
-#[derive(Debug)]
-struct ManifestFile {
-    inner: Arc<dyn File>,
-    fail: Arc<AtomicBool>,
-}
-
-impl File for ManifestFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(io::Error::other("injected manifest sync failure"));
+impl Default for ManifestSyncFs {
+    fn default() -> Self {
+        let fail_manifest_sync = Arc::new(AtomicBool::new(false));
+        let fail = fail_manifest_sync.clone();
+        let fs = InterceptFs::new(Arc::new(MemFs::new()), move |op| {
+            if op.kind == OpKind::SyncData
+                && op.name_starts_with("MANIFEST-")
+                && fail.load(Ordering::SeqCst)
+            {
+                return Err(io::Error::other("injected manifest sync failure"));
+            }
+            Ok(())
+        });
+        ManifestSyncFs {
+            fs,
+            fail_manifest_sync,
         }
-        self.inner.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-}
-
-impl FileSystem for ManifestSyncFs {
-    fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn File>> {
-        let file = self.inner.open_file(path, mode)?;
-        let is_manifest = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("MANIFEST-"));
-        if !is_manifest {
-            return Ok(file);
-        }
-        Ok(Arc::new(ManifestFile {
-            inner: file,
-            fail: Arc::clone(&self.fail_manifest_sync),
-        }))
-    }
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_dir(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.hard_link(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
-        self.inner.kind(path)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.inner.lock(path)
     }
 }
 
@@ -109,15 +56,10 @@ fn assert_keys(db: &Db, round: usize) {
     }
 }
 
-fn options() -> Options {
-    Options::default().compaction(CompactionOptions::default().auto(false))
-}
-
 /// A store on `fs` holding one flushed table of round 1 and round 2 in
 /// its changelog (and, with `flush_twice`, in a second table).
 fn store(fs: &ManifestSyncFs, flush_twice: bool) -> Db {
-    let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let db = Db::open("/db", options().fs(dynfs)).unwrap();
+    let db = Db::open("/db", manual_compaction().fs(Arc::new(fs.fs.clone()))).unwrap();
     write_keys(&db, 1);
     db.flush().unwrap();
     write_keys(&db, 2);
@@ -131,8 +73,8 @@ fn store(fs: &ManifestSyncFs, flush_twice: bool) -> Db {
 /// written) and checks every write of round 2.
 fn reopen_and_check(fs: &ManifestSyncFs) {
     fs.fail_manifest_sync.store(false, Ordering::SeqCst);
-    let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let db = Db::open("/db", options().fs(dynfs)).expect("the store reopens");
+    let db = Db::open("/db", manual_compaction().fs(Arc::new(fs.fs.clone())))
+        .expect("the store reopens");
     assert_keys(&db, 2);
     db.close().unwrap();
 }

@@ -6,15 +6,14 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use proptest::prelude::*;
+use varve::testing::small_options;
 use varve::varve_changelog::partitioner::partition_for_key;
 use varve::{
     Error, Options, PARTITIONS_FILE, PartitionedStore, WriteBatch, WriteOptions, partition_dir,
 };
 
 fn small() -> Options {
-    Options::default()
-        .memtable_size_bytes(64 << 10)
-        .cache_size_bytes(0)
+    small_options().cache_size_bytes(0)
 }
 
 #[test]

@@ -12,10 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use varve::restore::{RestoreListener, RestoreProgress, RestoreReport};
+use varve::testing::BrokenSource;
 use varve::varve_changelog::fs::{CrashMode, FileSystem, MemFs, StdFs};
-use varve::varve_changelog::{
-    Log, LogOptions, LogSource, Record, RecordSource, SourceBounds, StoredRecord,
-};
+use varve::varve_changelog::{Log, LogOptions, LogSource, Record, SourceBounds, StoredRecord};
 use varve::version::{Level, VersionSet, VersionSetOptions};
 use varve::{ChangelogRetention, Db, Error, Options, RestoreOptions, WriteBatch, WriteOptions};
 
@@ -291,30 +290,11 @@ fn refuses_a_directory_that_is_neither_empty_nor_a_restore() {
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
 }
 
-/// A source whose polls fail.
-struct Broken;
-
-impl RecordSource for Broken {
-    type Error = io::Error;
-    fn bounds(&mut self) -> Result<SourceBounds, io::Error> {
-        Ok(SourceBounds {
-            start_offset: 0,
-            end_offset: 10,
-        })
-    }
-    fn seek(&mut self, _: u64) -> Result<(), io::Error> {
-        Ok(())
-    }
-    fn poll(&mut self, _: usize) -> Result<Vec<StoredRecord>, io::Error> {
-        Err(io::Error::new(io::ErrorKind::TimedOut, "broker away"))
-    }
-}
-
 #[test]
 fn source_errors_keep_their_type_and_leave_the_restore_incomplete() {
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("restored");
-    let err = varve::restore(&target, &mut Broken, small()).unwrap_err();
+    let err = varve::restore(&target, &mut BrokenSource, small()).unwrap_err();
     let Error::Source(inner) = &err else {
         panic!("expected Source, got {err}");
     };

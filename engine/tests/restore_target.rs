@@ -4,14 +4,14 @@
 //! left untouched; links are never followed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use varve::restore::MARKER_FILE;
+use varve::testing::BrokenSource;
+use varve::varve_changelog::LogSource;
 use varve::varve_changelog::fs::{FileSystem, MemFs, read_file};
-use varve::varve_changelog::{LogSource, RecordSource, SourceBounds, StoredRecord};
 use varve::{Db, Error, Options, RestoreOptions};
 
 /// A closed-over source store at `dir/src` with `n` puts.
@@ -44,29 +44,9 @@ fn refused_path(err: &Error) -> &Path {
     }
 }
 
-/// A source that fails every poll: a restore from it stops after its
-/// store exists, leaving an interrupted restore to resume.
-struct Broken;
-
-impl RecordSource for Broken {
-    type Error = io::Error;
-    fn bounds(&mut self) -> Result<SourceBounds, io::Error> {
-        Ok(SourceBounds {
-            start_offset: 0,
-            end_offset: 10,
-        })
-    }
-    fn seek(&mut self, _: u64) -> Result<(), io::Error> {
-        Ok(())
-    }
-    fn poll(&mut self, _: usize) -> Result<Vec<StoredRecord>, io::Error> {
-        Err(io::Error::new(io::ErrorKind::TimedOut, "broker away"))
-    }
-}
-
 fn interrupted(target: &Path, name: &str) {
     let opts = RestoreOptions::default().source_name(name);
-    let err = varve::restore(target, &mut Broken, opts).unwrap_err();
+    let err = varve::restore(target, &mut BrokenSource, opts).unwrap_err();
     assert!(matches!(err, Error::Source(_)), "{err}");
     assert!(target.join(MARKER_FILE).exists());
 }
@@ -254,7 +234,7 @@ fn every_bit_flip_of_a_marker_is_refused_and_removes_nothing() {
                 .store_options(Options::default().fs(Arc::new(fs.clone())))
                 .source_name("/data/changelog")
         };
-        assert!(varve::restore(target, &mut Broken, opts()).is_err());
+        assert!(varve::restore(target, &mut BrokenSource, opts()).is_err());
         if !with_store {
             // As if it had crashed before its store existed.
             fs.remove_file(&target.join("CURRENT")).unwrap();
@@ -271,13 +251,13 @@ fn every_bit_flip_of_a_marker_is_refused_and_removes_nothing() {
             bad[bit / 8] ^= 1 << (bit % 8);
             fs.write_all(&marker, &bad).unwrap();
             let before = tree(&fs, target);
-            let err = varve::restore(target, &mut Broken, opts()).unwrap_err();
+            let err = varve::restore(target, &mut BrokenSource, opts()).unwrap_err();
             assert_eq!(refused_path(&err), marker, "bit {bit}: {err}");
             assert_eq!(tree(&fs, target), before, "bit {bit} changed the target");
         }
         // The intact marker is accepted again: resumed or started over.
         fs.write_all(&marker, &good).unwrap();
-        let err = varve::restore(target, &mut Broken, opts()).unwrap_err();
+        let err = varve::restore(target, &mut BrokenSource, opts()).unwrap_err();
         assert!(matches!(err, Error::Source(_)), "{err}");
     }
 }

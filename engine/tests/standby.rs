@@ -5,14 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use varve::varve_changelog::fs::{CrashMode, DirLock, File, FileSystem, MemFs, OpenMode};
+use varve::testing::{CrashMode, InterceptFs, MemFs, OpKind, Rng, env_u64};
 use varve::{CatchUp, ChangelogRetention, Db, Error, Options, Standby, WriteBatch, WriteOptions};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -591,77 +590,15 @@ impl Gate {
     }
 }
 
-/// A [`MemFs`] whose changelog segment writes can be held at a [`Gate`],
-/// to hold a standby's follower in the middle of applying a group.
-#[derive(Debug, Clone)]
-struct GatedFs {
-    inner: MemFs,
-    gate: Arc<Gate>,
-}
-
-#[derive(Debug)]
-struct GatedFile {
-    inner: Arc<dyn File>,
-    gate: Option<Arc<Gate>>,
-}
-
-impl File for GatedFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        if let Some(gate) = &self.gate {
+/// A [`MemFs`] whose changelog segment writes are held at `gate` while it
+/// is shut, to hold a standby's follower in the middle of applying a group.
+fn gated_fs(gate: Arc<Gate>) -> InterceptFs {
+    InterceptFs::new(Arc::new(MemFs::new()), move |op| {
+        if op.kind == OpKind::Write && op.has_extension("log") {
             gate.pass();
         }
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-}
-
-impl FileSystem for GatedFs {
-    fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn File>> {
-        let inner = self.inner.open_file(path, mode)?;
-        let is_segment = path.extension().is_some_and(|e| e == "log");
-        Ok(Arc::new(GatedFile {
-            inner,
-            gate: is_segment.then(|| self.gate.clone()),
-        }))
-    }
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_dir(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.hard_link(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
-        self.inner.kind(path)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.inner.lock(path)
-    }
+        Ok(())
+    })
 }
 
 /// A follower held back while a primary whose retention ignores consumer
@@ -674,10 +611,8 @@ fn a_follower_left_behind_by_retention_becomes_stale() {
         small(ChangelogRetention::UntilFlushed),
     )
     .unwrap();
-    let fs = GatedFs {
-        inner: MemFs::new(),
-        gate: Arc::new(Gate::default()),
-    };
+    let gate = Arc::new(Gate::default());
+    let fs = gated_fs(gate.clone());
     let standby = Standby::follow(
         &primary,
         "s",
@@ -687,9 +622,9 @@ fn a_follower_left_behind_by_retention_becomes_stale() {
     .unwrap();
     primary.put("a", "1").unwrap();
     catch_up(&standby, &primary);
-    fs.gate.set(true);
+    gate.set(true);
     primary.put("b", "2").unwrap();
-    while fs.gate.held.load(Ordering::SeqCst) == 0 {
+    while gate.held.load(Ordering::SeqCst) == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
     // The follower is now held in its append of "b".
@@ -700,7 +635,7 @@ fn a_follower_left_behind_by_retention_becomes_stale() {
         start > 2,
         "retention deleted nothing: the test proves nothing"
     );
-    fs.gate.set(false);
+    gate.set(false);
     match standby.wait_for_offset(primary.changelog().next_offset(), WAIT) {
         Err(Error::Stale {
             position,
@@ -768,23 +703,6 @@ fn a_standby_is_send_and_sync() {
     check::<Standby>();
 }
 
-/// A tiny deterministic random number generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// The primary's history as the test wrote it: one entry per offset.
 #[derive(Default)]
 struct History(Vec<(Bytes, Option<Bytes>)>);
@@ -807,7 +725,7 @@ impl History {
 /// (on a `MemFs`) is checked, closed and reopened, crashed and reopened,
 /// and finally promoted.
 fn random_cycle(seed: u64) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let primary = Db::open(
         dir.path().join("p"),
@@ -856,7 +774,7 @@ fn random_cycle(seed: u64) {
             _ => {
                 // Power loss of the standby's machine: no clean close.
                 std::thread::sleep(Duration::from_millis(rng.below(3)));
-                fs.crash(CrashMode::Random, rng.next());
+                fs.crash(CrashMode::Random, rng.next_u64());
                 drop(standby.take());
                 let db = Db::open("s", sopts.clone().fs(Arc::new(fs.clone()))).unwrap();
                 let n = db.changelog().next_offset();
@@ -885,14 +803,8 @@ fn random_cycle(seed: u64) {
 
 #[test]
 fn random_workloads_with_standby_restarts_and_crashes() {
-    let cycles: u64 = std::env::var("VARVE_STANDBY_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
-    let first: u64 = std::env::var("VARVE_STANDBY_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let cycles: u64 = env_u64("VARVE_STANDBY_CYCLES").unwrap_or(4);
+    let first: u64 = env_u64("VARVE_STANDBY_SEED").unwrap_or(1);
     for seed in first..first + cycles {
         eprintln!(
             "standby random cycle, seed {seed} (VARVE_STANDBY_SEED={seed} VARVE_STANDBY_CYCLES=1)"

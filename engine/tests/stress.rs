@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use varve::testing::env_u64;
 use varve::{
     ChangelogRetention, CompactionOptions, Compression, Db, Options, Snapshot, WriteBatch,
     WriteOptions,
@@ -53,10 +54,7 @@ fn options() -> Options {
 }
 
 fn run_for() -> Duration {
-    let secs = std::env::var("VARVE_STRESS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
+    let secs = env_u64("VARVE_STRESS_SECS").unwrap_or(8);
     Duration::from_secs(secs)
 }
 

@@ -5,93 +5,30 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use varve::varve_changelog::fs::{DirLock, File, FileSystem, MemFs, OpenMode};
+use varve::testing::{InterceptFs, MemFs, OpKind};
 use varve::{CompactionOptions, Db, Options};
 
-/// A file system whose table reads fail while `fail` is set: flushes
+/// A file system whose table reads fail while the flag is set: flushes
 /// (which only write tables) work, compactions (which read them) fail.
-#[derive(Debug, Clone)]
-struct FailingTableReads {
-    inner: MemFs,
-    fail: Arc<AtomicBool>,
-}
-
-#[derive(Debug)]
-struct TableFile {
-    inner: Arc<dyn File>,
-    table: bool,
-    fail: Arc<AtomicBool>,
-}
-
-impl File for TableFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        if self.table && self.fail.load(Ordering::SeqCst) {
+fn failing_table_reads() -> (InterceptFs, Arc<AtomicBool>) {
+    let fail = Arc::new(AtomicBool::new(false));
+    let flag = fail.clone();
+    let fs = InterceptFs::new(Arc::new(MemFs::new()), move |op| {
+        if op.kind == OpKind::Read && op.has_extension("sst") && flag.load(Ordering::SeqCst) {
             return Err(io::Error::other("injected table read failure"));
         }
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.set_len(len_bytes)
-    }
-}
-
-impl FileSystem for FailingTableReads {
-    fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn File>> {
-        Ok(Arc::new(TableFile {
-            inner: self.inner.open_file(path, mode)?,
-            table: path.extension().is_some_and(|e| e == "sst"),
-            fail: self.fail.clone(),
-        }))
-    }
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_dir(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.hard_link(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
-        self.inner.kind(path)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
-        self.inner.lock(path)
-    }
+        Ok(())
+    });
+    (fs, fail)
 }
 
 #[test]
 fn a_write_stop_with_failing_compactions_returns_an_error_not_a_hang() {
-    let fs = FailingTableReads {
-        inner: MemFs::new(),
-        fail: Arc::default(),
-    };
+    let (fs, fail) = failing_table_reads();
     let opts = Options::default()
         .memtable_size_bytes(4096)
         .max_immutable_memtables(1)
@@ -102,7 +39,7 @@ fn a_write_stop_with_failing_compactions_returns_an_error_not_a_hang() {
                 .level0_stop_trigger(3),
         );
     let db = Arc::new(Db::open("/db", opts.fs(Arc::new(fs.clone()))).unwrap());
-    fs.fail.store(true, Ordering::SeqCst);
+    fail.store(true, Ordering::SeqCst);
     let writer = {
         let db = db.clone();
         std::thread::spawn(move || {
@@ -126,7 +63,7 @@ fn a_write_stop_with_failing_compactions_returns_an_error_not_a_hang() {
         "{error}"
     );
     // Compactions work again: so do writes.
-    fs.fail.store(false, Ordering::SeqCst);
+    fail.store(false, Ordering::SeqCst);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         match db.put("after", "ok") {

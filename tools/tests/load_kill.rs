@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use varve::testing::Rng;
 use varve::{Db, Options};
 
 /// What `load` counts a record as beyond its key and value, and the bytes
@@ -23,18 +24,6 @@ const RECORD_OVERHEAD_BYTES: usize = 64;
 
 fn batch_budget_bytes() -> usize {
     varve::varve_changelog::LogOptions::default().max_batch_size_bytes / 2
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
 }
 
 /// One load: `count` records of `value_bytes` each.
@@ -134,7 +123,7 @@ fn still_there(db: &Db, m: usize, load: &Load, want: usize, n: usize) {
 fn killed_loads_keep_whole_batches_and_the_store_always_opens() {
     let loads = std::env::var("VARVE_LOAD_KILLS").map_or(16, |v| v.parse().unwrap());
     let seed = std::env::var("VARVE_KILL_SEED").map_or(7, |v| v.parse().unwrap());
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let file = dir.path().join("load.jsonl");

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{DirLock, File, FileSystem, OpenMode};
+use crate::testing::Rng;
 
 /// The directories that always exist.
 const ROOT_DIRS: [&str; 3] = ["", ".", "/"];
@@ -878,7 +879,7 @@ impl State {
     // --- Crashes ---
 
     fn crash(&mut self, mode: CrashMode, seed: u64) {
-        let mut rng = SplitMix64::new(seed);
+        let mut rng = Rng::new(seed);
         self.generation += 1;
         self.locks.clear();
         self.fault = None;
@@ -952,7 +953,7 @@ impl Dir {
     /// Decides which entries survive a crash; afterwards they are durable.
     /// Returns whether the current entries were kept (rather than the
     /// durable ones restored).
-    fn settle(&mut self, mode: CrashMode, rng: &mut SplitMix64) -> bool {
+    fn settle(&mut self, mode: CrashMode, rng: &mut Rng) -> bool {
         let keep_current = match mode {
             CrashMode::KeepAll => true,
             CrashMode::DropAll => false,
@@ -1031,7 +1032,7 @@ impl Inode {
     }
 
     /// Decides which bytes survive a crash; afterwards they are durable.
-    fn settle(&mut self, mode: CrashMode, rng: &mut SplitMix64) {
+    fn settle(&mut self, mode: CrashMode, rng: &mut Rng) {
         match mode {
             CrashMode::KeepAll => {}
             CrashMode::DropAll => self.current.clone_from(&self.durable),
@@ -1042,15 +1043,15 @@ impl Inode {
 
     /// The durable bytes with each pending change applied, dropped or (for
     /// writes) torn, as `rng` decides.
-    fn replay_randomly(&self, rng: &mut SplitMix64) -> Vec<u8> {
+    fn replay_randomly(&self, rng: &mut Rng) -> Vec<u8> {
         let mut content = self.durable.clone();
         for op in &self.pending {
             match op {
                 PendingOp::Write { offset, bytes } => {
-                    let kept_len = match rng.below(3) {
+                    let kept_len = match rng.index(3) {
                         0 => bytes.len(),
                         1 => 0,
-                        _ => rng.below(bytes.len()),
+                        _ => rng.index(bytes.len()),
                     };
                     apply_write(&mut content, *offset, &bytes[..kept_len]);
                 }
@@ -1075,39 +1076,6 @@ fn apply_write(content: &mut Vec<u8>, offset: usize, bytes: &[u8]) {
         content.resize(end, 0);
     }
     content[offset..end].copy_from_slice(bytes);
-}
-
-/// The `SplitMix64` generator: small, fast and deterministic, which is all a
-/// crash simulation needs.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: usize) -> usize {
-        let Ok(n_u64) = u64::try_from(n) else {
-            return 0;
-        };
-        if n_u64 == 0 {
-            return 0;
-        }
-        usize::try_from(self.next_u64() % n_u64).unwrap_or(0)
-    }
-
-    fn coin(&mut self) -> bool {
-        self.next_u64() & 1 == 1
-    }
 }
 
 // --- Paths and errors ---

@@ -1,16 +1,18 @@
 //! The file-system seam.
 //!
 //! Every byte Varve reads or writes goes through [`FileSystem`] and [`File`].
-//! Production code uses [`StdFs`]; tests use [`MemFs`], an
-//! in-memory file system that can simulate power loss (dropping, keeping or
-//! tearing every write that was not synced, and forgetting unsynced creates,
-//! renames and removes), flip bits, and fail chosen calls with an I/O error.
+//! Production code uses [`StdFs`]; tests use `MemFs` (built with the
+//! `testing` feature, see `crate::testing`), an in-memory file system that
+//! can simulate power loss (dropping, keeping or tearing every write that
+//! was not synced, and forgetting unsynced creates, renames and removes),
+//! flip bits, and fail chosen calls with an I/O error.
 //!
 //! The seam is deliberately small: positioned reads and writes, `fdatasync`,
 //! length changes, and the handful of directory operations a log-structured
 //! engine needs. Files are shared (`Arc<dyn File>`) and all methods take
 //! `&self`, so one handle can serve concurrent positioned readers.
 
+#[cfg(feature = "testing")]
 mod mem;
 mod std_fs;
 
@@ -19,6 +21,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+#[cfg(feature = "testing")]
 pub use mem::{CrashMode, FaultKind, MemFs};
 pub use std_fs::StdFs;
 

@@ -40,46 +40,14 @@ pub type State = BTreeMap<Bytes, Bytes>;
 pub type Rec = (Bytes, Option<Bytes>);
 
 // ---------------------------------------------------------------------------
-// PRNG
+// PRNG and options: the test toolkit's.
 
-/// A small seeded PRNG (splitmix64): deterministic, dependency-free.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator for `seed`.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x6A09_E667_F3BC_C908)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// True with probability `percent`%.
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
-/// The value of environment variable `name` as a number, if set.
-pub fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
-    )
+/// The seeded PRNG of the harness.
+pub use varve::testing::{Rng, env_u64};
+/// Small options so that a few dozen writes flush memtables, roll
+/// segments and delete old ones, and a few flushes rotate the manifest.
+pub fn small_options() -> Options {
+    varve::testing::crash_options()
 }
 
 // ---------------------------------------------------------------------------
@@ -299,17 +267,6 @@ pub fn realistic_ops(rng: &mut Rng, len: usize, keys: u8, budget_bytes: u64) -> 
         ops.push(op);
     }
     ops
-}
-
-/// Small options so that a few dozen writes flush memtables, roll
-/// segments and delete old ones, and a few flushes rotate the manifest.
-pub fn small_options() -> Options {
-    Options::default()
-        .memtable_size_bytes(4096)
-        .max_immutable_memtables(1)
-        .changelog_segment_size_bytes(64 << 10)
-        .block_size_bytes(256)
-        .manifest_rotate_size_bytes(64)
 }
 
 /// The number of the manifest the store in [`DIR`] uses now (1 for a new

@@ -20,23 +20,9 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use varve::varve_changelog::fs::{FileSystem, MemFs};
+use varve::testing::{MemFs, Rng};
+use varve::varve_changelog::fs::FileSystem;
 use varve_fuzz::targets::{TARGETS, target};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -55,46 +41,46 @@ fn read_dir_files(dir: &Path) -> Vec<Vec<u8>> {
 
 /// One random change (or a few) to `input`.
 fn mutate(rng: &mut Rng, input: &mut Vec<u8>, pool: &[Vec<u8>]) {
-    for _ in 0..1 + rng.below(4) {
+    for _ in 0..1 + rng.index(4) {
         let len = input.len();
-        match rng.below(8) {
+        match rng.index(8) {
             0 if len > 0 => {
-                let i = rng.below(len);
-                input[i] ^= 1 << rng.below(8);
+                let i = rng.index(len);
+                input[i] ^= 1 << rng.index(8);
             }
             1 if len > 0 => {
-                let i = rng.below(len);
-                input[i] = [0, 0xff, 0x7f, 0x80, 1][rng.below(5)];
+                let i = rng.index(len);
+                input[i] = [0, 0xff, 0x7f, 0x80, 1][rng.index(5)];
             }
             2 if len > 0 => {
-                let i = rng.below(len);
+                let i = rng.index(len);
                 input[i] = rng.next_u64() as u8;
             }
-            3 if len > 0 => input.truncate(rng.below(len)),
+            3 if len > 0 => input.truncate(rng.index(len)),
             4 if len < 1 << 16 => {
-                let i = rng.below(len + 1);
-                let n = 1 + rng.below(16);
+                let i = rng.index(len + 1);
+                let n = 1 + rng.index(16);
                 for _ in 0..n {
                     input.insert(i, rng.next_u64() as u8);
                 }
             }
             5 if len > 1 => {
-                let i = rng.below(len);
-                let n = 1 + rng.below(len - i);
+                let i = rng.index(len);
+                let n = 1 + rng.index(len - i);
                 input.drain(i..i + n.min(16));
             }
             6 if !pool.is_empty() => {
-                let other = &pool[rng.below(pool.len())];
-                let at = rng.below(len + 1);
-                let from = rng.below(other.len() + 1);
-                let n = rng.below(other.len() - from + 1).min(256);
+                let other = &pool[rng.index(pool.len())];
+                let at = rng.index(len + 1);
+                let from = rng.index(other.len() + 1);
+                let n = rng.index(other.len() - from + 1).min(256);
                 input.splice(at..at, other[from..from + n].iter().copied());
             }
             _ => {
                 // Overwrite four bytes with a little-endian integer.
                 if len >= 4 {
-                    let i = rng.below(len - 3);
-                    let v = [0u32, 1, u32::MAX, 0x7fff_ffff, len as u32][rng.below(5)];
+                    let i = rng.index(len - 3);
+                    let v = [0u32, 1, u32::MAX, 0x7fff_ffff, len as u32][rng.index(5)];
                     input[i..i + 4].copy_from_slice(&v.to_le_bytes());
                 }
             }
@@ -144,7 +130,7 @@ fn fuzz(name: &'static str, iters: u64, until: Option<Instant>, seed: u64) -> Re
     let f = target(name).expect("known target");
     let mut pool = read_dir_files(&root().join("corpus").join(name));
     pool.extend(read_dir_files(&root().join("regressions").join(name)));
-    let mut rng = Rng(seed ^ (name.len() as u64 * 0x1F3D));
+    let mut rng = Rng::new(seed ^ (name.len() as u64 * 0x1F3D));
     let mut execs = 0u64;
     for input in &pool {
         execs += 1;
@@ -160,11 +146,11 @@ fn fuzz(name: &'static str, iters: u64, until: Option<Instant>, seed: u64) -> Re
         if done {
             return Ok(execs);
         }
-        let mut input = if pool.is_empty() || rng.below(10) == 0 {
-            let n = rng.below(256);
+        let mut input = if pool.is_empty() || rng.index(10) == 0 {
+            let n = rng.index(256);
             (0..n).map(|_| rng.next_u64() as u8).collect()
         } else {
-            pool[rng.below(pool.len())].clone()
+            pool[rng.index(pool.len())].clone()
         };
         mutate(&mut rng, &mut input, &pool);
         execs += 1;
@@ -347,7 +333,12 @@ fn store_seeds(put: &dyn Fn(&str, &str, &[u8])) {
     ] {
         let fs = MemFs::new();
         let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-        let opts = varve::Options::default().block_size_bytes(256).ttl((flags & 1 == 1).then(|| Duration::from_secs(3600))).clock(Arc::new(varve::ManualClock::new(varve_fuzz::targets::SEED_CLOCK_MS)));
+        let opts = varve::Options::default()
+            .block_size_bytes(256)
+            .ttl((flags & 1 == 1).then(|| Duration::from_secs(3600)))
+            .clock(Arc::new(varve::ManualClock::new(
+                varve_fuzz::targets::SEED_CLOCK_MS,
+            )));
         let dir = Path::new(varve_fuzz::targets::STORE_DIR);
         let db = varve::Db::open(dir, opts.fs(dynfs)).expect("open");
         for round in 0..3u32 {

@@ -34,35 +34,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use varve::testing::Rng;
 use varve::{Db, Options, WriteBatch, WriteOptions};
 
 const KEYS: u64 = 64;
 const ACKS_FILE: &str = "acks";
 const STORE_DIR: &str = "store";
 
-/// A seeded PRNG (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
-
 /// The mutations of batch `b`: `(key, Some(value))` puts, `(key, None)`
 /// deletes; with `grow_bytes`, a put of a new key `grow-B` with that many
 /// bytes, so the store grows by about that much a batch. The last one is
 /// always `__batch = b`.
 fn batch_ops(seed: u64, b: u64, grow_bytes: u64) -> Vec<(String, Option<String>)> {
-    let mut rng = Rng(seed ^ b.wrapping_mul(0xA24B_AED4_963E_E407));
+    let mut rng = Rng::new(seed ^ b.wrapping_mul(0xA24B_AED4_963E_E407));
     let n = 1 + rng.below(8);
     let mut ops = Vec::new();
     for _ in 0..n {
@@ -287,7 +271,7 @@ fn run(a: &Args) -> Result<(), String> {
         applied: 0,
         state: BTreeMap::new(),
     };
-    let mut rng = Rng(a.seed.wrapping_mul(31));
+    let mut rng = Rng::new(a.seed.wrapping_mul(31));
     let started = Instant::now();
     let deadline = a.seconds.map(|s| started + Duration::from_secs(s));
     let mut cycles = 0u64;
