@@ -172,10 +172,11 @@ struct Writer {
 
 /// Where the last insert went: at every level, the node before the last
 /// inserted key and the node after it (null for the end), as RocksDB's
-/// `InlineSkipList` remembers it. The next insert starts from the lowest
-/// level whose pair still brackets its key, so ascending keys (a fill in
-/// key order, or a batch of sorted keys) insert without a walk from the
-/// head, and keys near the last one walk only the few nodes between.
+/// `InlineSkipList` remembers it. When the level-0 pair still brackets
+/// the next key, that key is linked there without a walk, so ascending
+/// keys (a fill in key order, or a batch of sorted keys) insert in
+/// constant time; any other key walks from the head as before, and the
+/// walk rewrites the splice.
 ///
 /// Invariant (the writer mutex guards it): for each level `i`, `prev[i]`
 /// is a node of the list (or the head) whose link at `i` was `next[i]`
@@ -183,8 +184,8 @@ struct Writer {
 /// 1]` is `prev[i]` or before it, `next[i + 1]` is `next[i]` or after it.
 /// Above the list's height every pair is (head, null). As only the writer
 /// links nodes and it rewrites the splice on every insert, each pair is
-/// still adjacent when read; `insert` checks that anyway, and climbs past
-/// a level that is not.
+/// still adjacent when read; `insert` checks that anyway, and walks from
+/// the head if it is not.
 struct Splice {
     prev: [NonNull<Header>; MAX_HEIGHT],
     next: [*mut Header; MAX_HEIGHT],
@@ -308,38 +309,26 @@ impl SkipList {
     /// Moves the splice to `key`: afterwards, at every level, `prev` goes
     /// before `key` and `next` (if any) does not, and the two are adjacent.
     ///
-    /// Climbs from level 0 to the lowest level whose pair still brackets
-    /// `key` (levels whose pair holds the same failing node are skipped
-    /// without comparing again), then walks down from there, as far right
-    /// at each level as the key allows. For an ascending key that is level
-    /// 0 and no walk at all.
+    /// If the level-0 pair still brackets `key` (an ascending key, or one
+    /// right after the last), nothing is walked. Otherwise the walk starts
+    /// from the head, as without a splice: climbing level by level to a
+    /// pair that brackets the key (as RocksDB does) costs up to two
+    /// comparisons a level, which for random keys measured 10% more
+    /// instructions per put than the plain walk.
     fn fix_splice(&self, splice: &mut Splice, key: &InternalKeyRef<'_>) {
         let goes_before = |node: Node<'_>| node.cmp_key(key) == KeyOrdering::Less;
         let list_height = self.height.load(Ordering::Relaxed);
-        let mut level = 0;
-        while level < list_height {
-            // SAFETY: nodes of this list, by the splice's invariant.
-            let prev = unsafe { Node::from_start(splice.prev[level]) };
-            let next = NonNull::new(splice.next[level]);
-            if prev.link(level).load(Ordering::Relaxed) != splice.next[level] {
-                level += 1;
-            } else if !self.is_head(prev) && !goes_before(prev) {
-                let stale = splice.prev[level];
-                while level < list_height && splice.prev[level] == stale {
-                    level += 1;
-                }
-            } else if next.is_some_and(|next| {
-                // SAFETY: a node of this list, by the splice's invariant.
-                goes_before(unsafe { Node::from_start(next) })
-            }) {
-                let stale = splice.next[level];
-                while level < list_height && splice.next[level] == stale {
-                    level += 1;
-                }
-            } else {
-                break;
-            }
-        }
+        // SAFETY: nodes of this list, by the splice's invariant.
+        let (prev, next) = unsafe {
+            (
+                Node::from_start(splice.prev[0]),
+                NonNull::new(splice.next[0]).map(|next| Node::from_start(next)),
+            )
+        };
+        let brackets = prev.link(0).load(Ordering::Relaxed) == splice.next[0]
+            && (self.is_head(prev) || goes_before(prev))
+            && !next.is_some_and(goes_before);
+        let mut level = if brackets { 0 } else { list_height };
         // Above the list's height the pair is (head, end), which brackets
         // every key.
         let mut node = if level < list_height {
