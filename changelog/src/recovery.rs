@@ -1,6 +1,7 @@
 //! Opening a log directory: checking what is in it, and recovering the
 //! segments (validating from the recovery point, cutting a torn tail).
 
+use crate::fs::PathKind;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,8 +43,8 @@ pub(crate) struct Recovered {
 /// refused before anything is written to it.
 pub(crate) fn prepare_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Box<dyn DirLock>> {
     match fs.kind(dir).map_err(|e| Error::io("stat", dir, e))? {
-        Some(true) => {}
-        Some(false) => {
+        Some(PathKind::Dir) => {}
+        Some(PathKind::File) => {
             return Err(Error::NotALog {
                 path: dir.to_owned(),
                 reason: "it is a file, not a directory".into(),

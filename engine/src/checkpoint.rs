@@ -8,6 +8,7 @@
 //! crash midway leaves a directory that does not open as a store.
 
 use std::path::{Component, Path, PathBuf};
+use varve_changelog::fs::PathKind;
 
 use varve_changelog::fs::{FileSystem, OpenMode};
 use varve_changelog::{Log, LogOptions};
@@ -170,11 +171,11 @@ fn resolve_as_far_as_exists(fs: &dyn FileSystem, path: &Path) -> Result<PathBuf>
 pub(crate) fn check_empty_target(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     match fs.kind(dir).map_err(|e| Error::io("stat", dir, e))? {
         None => Ok(()),
-        Some(false) => Err(Error::InvalidArgument(format!(
+        Some(PathKind::File) => Err(Error::InvalidArgument(format!(
             "{} is a file, not an empty directory",
             dir.display()
         ))),
-        Some(true) => {
+        Some(PathKind::Dir) => {
             let names = fs
                 .list_dir(dir)
                 .map_err(|e| Error::io("list directory", dir, e))?;

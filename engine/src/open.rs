@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use varve_changelog::fs::PathKind;
 
 use parking_lot::{Mutex, RwLock};
 use varve_changelog::filename::segment_path;
@@ -268,7 +269,7 @@ fn check_dir(fs: &dyn FileSystem, path: &Path, opts: &Options) -> Result<bool> {
         reason,
     };
     match fs.kind(path).map_err(|e| Error::io("stat", path, e))? {
-        Some(false) => return Err(not_a_store("it is a file".into())),
+        Some(PathKind::File) => return Err(not_a_store("it is a file".into())),
         None if opts.create_if_missing => {
             create_dir_all_durably(fs, path).map_err(|e| Error::io("create directory", path, e))?;
             return Ok(false);
@@ -278,7 +279,7 @@ fn check_dir(fs: &dyn FileSystem, path: &Path, opts: &Options) -> Result<bool> {
                 "the directory does not exist and create_if_missing is off".into(),
             ));
         }
-        Some(true) => {}
+        Some(PathKind::Dir) => {}
     }
     if VersionSet::exists(fs, path)? {
         return Ok(true);

@@ -20,6 +20,7 @@
 
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
+use varve_changelog::fs::PathKind;
 
 use bytes::Bytes;
 use varve_changelog::fs::{DirLock, FileSystem, OpenMode};
@@ -515,7 +516,7 @@ pub(crate) fn prepare_dir(fs: &dyn FileSystem, dir: &Path, create: bool) -> Resu
         reason: reason.to_owned(),
     };
     match fs.kind(dir).map_err(|e| Error::io("stat", dir, e))? {
-        Some(false) => return Err(not_a_store("it is a file")),
+        Some(PathKind::File) => return Err(not_a_store("it is a file")),
         None if create => {
             // Durably: a new directory's name survives power loss only
             // once its parent is synced.
@@ -528,7 +529,7 @@ pub(crate) fn prepare_dir(fs: &dyn FileSystem, dir: &Path, create: bool) -> Resu
                 "the directory does not exist and create_if_missing is off",
             ));
         }
-        Some(true) => {}
+        Some(PathKind::Dir) => {}
     }
     let names = fs
         .list_dir(dir)

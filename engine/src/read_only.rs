@@ -13,6 +13,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use varve_changelog::fs::PathKind;
 
 use bytes::Bytes;
 use varve_changelog::fs::{DirLock, FileSystem, OpenMode};
@@ -261,8 +262,8 @@ fn check_store_dir(fs: &dyn FileSystem, path: &Path) -> Result<()> {
     };
     match fs.kind(path).map_err(|e| Error::io("stat", path, e))? {
         None => return Err(not_a_store("the directory does not exist".into())),
-        Some(false) => return Err(not_a_store("it is a file".into())),
-        Some(true) => {}
+        Some(PathKind::File) => return Err(not_a_store("it is a file".into())),
+        Some(PathKind::Dir) => {}
     }
     if crate::restore::marker::is_restoring(fs, path)? {
         return Err(Error::RestoreIncomplete {

@@ -19,6 +19,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use varve_changelog::fs::PathKind;
 
 use varve::varve_changelog::fs::{FileSystem, MemFs, OpenMode};
 use varve::varve_changelog::{self as changelog, LogOptions};
@@ -90,7 +91,7 @@ fn bless_store(write: &dyn Fn(&str, &[u8])) {
     while let Some(d) = walk.pop() {
         for name in fs.list_dir(&d).unwrap() {
             let p = d.join(&name);
-            if fs.kind(&p).unwrap() == Some(true) {
+            if fs.kind(&p).unwrap() == Some(PathKind::Dir) {
                 walk.push(p);
                 continue;
             }
@@ -346,7 +347,7 @@ fn copy_tree(from: &MemFs, to: &MemFs, dir: &Path) {
     to.create_dir_all(dir).unwrap();
     for name in from.list_dir(dir).unwrap() {
         let p = dir.join(&name);
-        if from.kind(&p).unwrap() == Some(true) {
+        if from.kind(&p).unwrap() == Some(PathKind::Dir) {
             copy_tree(from, to, &p);
         } else {
             to.write_all(&p, &from.read_all(&p).unwrap()).unwrap();

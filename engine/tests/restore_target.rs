@@ -7,6 +7,7 @@
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use varve_changelog::fs::PathKind;
 
 use varve::restore::MARKER_FILE;
 use varve::testing::BrokenSource;
@@ -212,7 +213,7 @@ fn tree(fs: &MemFs, dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
     while let Some(d) = stack.pop() {
         for name in fs.list_dir(&d).unwrap() {
             let path = d.join(name);
-            if fs.kind(&path).unwrap() == Some(true) {
+            if fs.kind(&path).unwrap() == Some(PathKind::Dir) {
                 out.push((path.clone(), None));
                 stack.push(path);
             } else {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use varve::varve_changelog as changelog;
-use varve::varve_changelog::fs::{CrashMode, FaultKind, FileSystem, MemFs, OpenMode};
+use varve::varve_changelog::fs::{CrashMode, FaultKind, FileSystem, MemFs, OpenMode, PathKind};
 
 /// A fuzz target: panics on a failure.
 pub type Target = fn(&[u8]);
@@ -464,7 +464,7 @@ pub fn build_store(data: &[u8]) -> (Arc<dyn FileSystem>, varve::Options) {
             fix_checksums(name, &mut bytes);
         }
         // A name may collide with a directory; that file is left out.
-        if fs.kind(&path).expect("kind") != Some(true) {
+        if fs.kind(&path).expect("kind") != Some(PathKind::Dir) {
             fs.write_all(&path, &bytes).expect("write file");
         }
     }

@@ -1,6 +1,7 @@
 //! [`MemFs`]: an in-memory file system that simulates power loss and I/O
 //! faults, for crash and fault-injection tests.
 
+use super::PathKind;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
@@ -304,10 +305,13 @@ impl FileSystem for MemFs {
         state.sync_dir(path)
     }
 
-    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
+    fn kind(&self, path: &Path) -> io::Result<Option<PathKind>> {
         let mut state = self.state.lock();
         state.begin_call(CallKind::Plain)?;
-        Ok(state.lookup(path).map(|node| node == Node::Dir))
+        Ok(state.lookup(path).map(|node| match node {
+            Node::Dir => PathKind::Dir,
+            _ => PathKind::File,
+        }))
     }
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {
@@ -1215,11 +1219,15 @@ mod tests {
         fs.open_file(path("db/a"), OpenMode::CreateNew).unwrap();
         assert_eq!(fs.list_dir(path("db")).unwrap(), ["a", "b", "sub"]);
         assert_eq!(fs.list_dir(path("")).unwrap(), ["db"]);
-        assert_eq!(fs.kind(path("db/sub")).unwrap(), Some(true));
-        assert_eq!(fs.kind(path("db/a")).unwrap(), Some(false));
+        assert_eq!(fs.kind(path("db/sub")).unwrap(), Some(PathKind::Dir));
+        assert_eq!(fs.kind(path("db/a")).unwrap(), Some(PathKind::File));
         assert_eq!(fs.kind(path("db/zzz")).unwrap(), None);
         for root in ["", ".", "/"] {
-            assert_eq!(fs.kind(path(root)).unwrap(), Some(true), "{root:?}");
+            assert_eq!(
+                fs.kind(path(root)).unwrap(),
+                Some(PathKind::Dir),
+                "{root:?}"
+            );
         }
         assert_eq!(
             fs.list_dir(path("nope")).unwrap_err().kind(),
@@ -1260,7 +1268,7 @@ mod tests {
         assert_eq!(fs.kind(path("db/log")).unwrap(), None);
         assert_eq!(fs.kind(path("db/log/deeper")).unwrap(), None);
         assert_eq!(fs.list_dir(path("db")).unwrap(), Vec::<String>::new());
-        assert_eq!(fs.kind(path("db")).unwrap(), Some(true));
+        assert_eq!(fs.kind(path("db")).unwrap(), Some(PathKind::Dir));
     }
 
     #[test]
@@ -1270,12 +1278,12 @@ mod tests {
         fs.sync_dir(path("db")).unwrap();
         fs.crash(CrashMode::DropAll, 0);
         // `a` is durable; `b`, whose parent `a` was never synced, is not.
-        assert_eq!(fs.kind(path("db/a")).unwrap(), Some(true));
+        assert_eq!(fs.kind(path("db/a")).unwrap(), Some(PathKind::Dir));
         assert_eq!(fs.kind(path("db/a/b")).unwrap(), None);
         fs.create_dir_all(path("db/a/b")).unwrap();
         fs.sync_dir(path("db/a")).unwrap();
         fs.crash(CrashMode::DropAll, 0);
-        assert_eq!(fs.kind(path("db/a/b")).unwrap(), Some(true));
+        assert_eq!(fs.kind(path("db/a/b")).unwrap(), Some(PathKind::Dir));
     }
 
     #[test]
@@ -1283,19 +1291,19 @@ mod tests {
         let fs = fs_with_db();
         fs.create_dir_all(path("db/sub")).unwrap();
         fs.crash(CrashMode::KeepAll, 0);
-        assert_eq!(fs.kind(path("db/sub")).unwrap(), Some(true));
+        assert_eq!(fs.kind(path("db/sub")).unwrap(), Some(PathKind::Dir));
         // After any crash what survived is durable.
         fs.crash(CrashMode::DropAll, 0);
-        assert_eq!(fs.kind(path("db/sub")).unwrap(), Some(true));
+        assert_eq!(fs.kind(path("db/sub")).unwrap(), Some(PathKind::Dir));
         let (mut kept, mut lost) = (0, 0);
         for seed in 0..32 {
             let fs = fs_with_db();
             fs.create_dir_all(path("db/new")).unwrap();
             fs.crash(CrashMode::Random, seed);
             match fs.kind(path("db/new")).unwrap() {
-                Some(true) => kept += 1,
+                Some(PathKind::Dir) => kept += 1,
                 None => lost += 1,
-                Some(false) => panic!("a directory became a file"),
+                Some(PathKind::File) => panic!("a directory became a file"),
             }
         }
         assert!(kept > 0 && lost > 0, "kept {kept}, lost {lost}");
@@ -1307,7 +1315,7 @@ mod tests {
         fs.create_dir_durably(path("/a/b")).unwrap();
         assert_eq!(fs.op_count(), 0);
         fs.crash(CrashMode::DropAll, 0);
-        assert_eq!(fs.kind(path("/a/b")).unwrap(), Some(true));
+        assert_eq!(fs.kind(path("/a/b")).unwrap(), Some(PathKind::Dir));
     }
 
     #[test]
@@ -1510,7 +1518,7 @@ mod tests {
     fn lock_is_exclusive_until_dropped() {
         let fs = fs_with_db();
         let guard = fs.lock(path("db/LOCK")).unwrap();
-        assert_eq!(fs.kind(path("db/LOCK")).unwrap(), Some(false));
+        assert_eq!(fs.kind(path("db/LOCK")).unwrap(), Some(PathKind::File));
         assert_eq!(
             fs.lock(path("db/LOCK")).unwrap_err().kind(),
             io::ErrorKind::WouldBlock

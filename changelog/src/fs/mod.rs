@@ -25,6 +25,17 @@ use std::sync::Arc;
 pub use mem::{CrashMode, FaultKind, MemFs};
 pub use std_fs::StdFs;
 
+/// What a path names, from [`FileSystem::kind`] (which follows links;
+/// [`FileSystem::entry_kind`] tells links apart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathKind {
+    /// Anything that is not a directory: a regular file (or a socket, a
+    /// FIFO, a device).
+    File,
+    /// A directory.
+    Dir,
+}
+
 /// How [`FileSystem::open_file`] opens a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenMode {
@@ -155,12 +166,12 @@ pub trait FileSystem: Send + Sync + Debug {
     /// The underlying I/O error.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
 
-    /// Whether `path` exists and is a directory (`Some(true)`), a file
-    /// (`Some(false)`), or does not exist (`None`).
+    /// What `path` is: a [`PathKind::File`], a [`PathKind::Dir`], or
+    /// `None` if nothing is there.
     ///
     /// # Errors
     /// The underlying I/O error.
-    fn kind(&self, path: &Path) -> io::Result<Option<bool>>;
+    fn kind(&self, path: &Path) -> io::Result<Option<PathKind>>;
 
     /// Takes an exclusive advisory lock on the file `path` (created if
     /// missing). Fails with [`io::ErrorKind::WouldBlock`] if another holder
@@ -178,9 +189,10 @@ pub trait FileSystem: Send + Sync + Debug {
     /// # Errors
     /// The underlying I/O error.
     fn entry_kind(&self, path: &Path) -> io::Result<Option<EntryKind>> {
-        Ok(self
-            .kind(path)?
-            .map(|dir| if dir { EntryKind::Dir } else { EntryKind::File }))
+        Ok(self.kind(path)?.map(|kind| match kind {
+            PathKind::Dir => EntryKind::Dir,
+            PathKind::File => EntryKind::File,
+        }))
     }
 
     /// `path` with every symbolic link resolved (`realpath`); `path` must

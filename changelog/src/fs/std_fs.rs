@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{DirLock, EntryKind, File, FileSystem, OpenMode};
+use super::{DirLock, EntryKind, File, FileSystem, OpenMode, PathKind};
 
 /// The operating system's file system.
 #[derive(Clone, Copy, Debug, Default)]
@@ -114,9 +114,10 @@ impl FileSystem for StdFs {
         fs::File::open(path)?.sync_all()
     }
 
-    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
+    fn kind(&self, path: &Path) -> io::Result<Option<PathKind>> {
         match fs::metadata(path) {
-            Ok(meta) => Ok(Some(meta.is_dir())),
+            Ok(meta) if meta.is_dir() => Ok(Some(PathKind::Dir)),
+            Ok(_) => Ok(Some(PathKind::File)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }

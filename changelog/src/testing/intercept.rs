@@ -1,6 +1,7 @@
 //! [`InterceptFs`]: a file system that calls a hook before each operation
 //! of the one it wraps.
 
+use crate::fs::PathKind;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -240,7 +241,7 @@ impl FileSystem for InterceptFs {
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         self.pass(OpKind::SyncDir, path, |fs| fs.sync_dir(path))
     }
-    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
+    fn kind(&self, path: &Path) -> io::Result<Option<PathKind>> {
         self.pass(OpKind::Stat, path, |fs| fs.kind(path))
     }
     fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {

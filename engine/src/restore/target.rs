@@ -5,6 +5,7 @@
 //! touched, and links are never followed.
 
 use std::path::Path;
+use varve_changelog::fs::PathKind;
 
 use varve_changelog::fs::{EntryKind, FileSystem};
 
@@ -36,13 +37,13 @@ pub(super) enum Target {
 pub(super) fn inspect(fs: &dyn FileSystem, dir: &Path, source: &str) -> Result<Target> {
     match fs.kind(dir).map_err(|e| Error::io("stat", dir, e))? {
         None => return Ok(Target::Fresh),
-        Some(false) => {
+        Some(PathKind::File) => {
             return Err(Error::InvalidArgument(format!(
                 "{} is a file, not a directory to restore into",
                 dir.display()
             )));
         }
-        Some(true) => {}
+        Some(PathKind::Dir) => {}
     }
     if !marker::is_restoring(fs, dir)? {
         return fresh(fs, dir);

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
+use varve_changelog::fs::PathKind;
 
 use varve_changelog::fs::FileSystem;
 
@@ -167,7 +168,7 @@ impl VersionSet {
         let after_manifest = number_after_manifest(manifest_number, dir)?;
         let path = dir.join(manifest_file_name(manifest_number));
         match fs.kind(&path).map_err(|e| Error::io("stat", &path, e))? {
-            Some(false) => {}
+            Some(PathKind::File) => {}
             _ => {
                 let what = format!("names {}, which is missing or not a file", path.display());
                 return Err(Error::corruption(current_path(dir), 0, what));
@@ -554,7 +555,7 @@ mod tests {
         fn sync_dir(&self, path: &Path) -> io::Result<()> {
             StdFs.sync_dir(path)
         }
-        fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
+        fn kind(&self, path: &Path) -> io::Result<Option<PathKind>> {
             StdFs.kind(path)
         }
         fn lock(&self, path: &Path) -> io::Result<Box<dyn DirLock>> {

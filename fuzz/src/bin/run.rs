@@ -204,7 +204,7 @@ fn gen_corpus(only: Option<&str>) {
     while let Some(dir) = walk.pop() {
         for entry in fs.list_dir(&dir).expect("list") {
             let path = dir.join(&entry);
-            if fs.kind(&path).expect("kind") == Some(true) {
+            if fs.kind(&path).expect("kind") == Some(varve::varve_changelog::fs::PathKind::Dir) {
                 walk.push(path);
                 continue;
             }
@@ -308,7 +308,7 @@ fn store_files(fs: &MemFs, dir: &Path) -> Vec<(String, Vec<u8>)> {
         for entry in fs.list_dir(&dir.join(&rel)).expect("list") {
             let rel = rel.join(&entry);
             let path = dir.join(&rel);
-            if fs.kind(&path).expect("kind") == Some(true) {
+            if fs.kind(&path).expect("kind") == Some(varve::varve_changelog::fs::PathKind::Dir) {
                 walk.push(rel);
             } else if entry != "LOCK" {
                 let name = rel.to_str().expect("utf-8 name").to_owned();
