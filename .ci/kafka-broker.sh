@@ -145,7 +145,7 @@ run_tests() {
     source "$STATE"
     cd "$REPO"
     cargo test -p varve-changelog --features kafka --test 'kafka_*' -- --test-threads=1
-    cargo test -p varve --features kafka --test kafka -- --test-threads=1
+    cargo test -p varve-db --features kafka --test kafka -- --test-threads=1
 }
 
 case "${1:-}" in

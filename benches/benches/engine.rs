@@ -19,15 +19,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput};
-use varve::key::{InternalKeyRef, SeqNo, ValueKind};
-use varve::memtable::MemTable;
-use varve::sst::block::{Block, BlockBuilder, BlockKind, BlockOrigin};
-use varve::sst::filter::{BloomFilter, FilterBuilder};
-use varve::sst::{BlockIter, Table, TableBuilder, TableOptions};
-use varve::{Db, Options};
 use varve_bench::runner::{Rng, ValueSource, fill_key};
 use varve_bench::{KEY_BYTES, VALUE_BYTES, bench_dir};
 use varve_changelog::fs::{FileSystem, MemFs, OpenMode};
+use varve_db::internals::key::{InternalKeyRef, SeqNo, ValueKind};
+use varve_db::internals::memtable::MemTable;
+use varve_db::internals::sst::block::{Block, BlockBuilder, BlockKind, BlockOrigin};
+use varve_db::internals::sst::filter::{BloomFilter, FilterBuilder};
+use varve_db::internals::sst::{BlockIter, Table, TableBuilder, TableOptions};
+use varve_db::{Db, Options};
 
 /// Entries in the prefilled memtable and table.
 const PREFILLED: u64 = 100_000;

@@ -26,7 +26,7 @@ impl BatchOp {
 ///
 /// # Examples
 /// ```
-/// let mut batch = varve::WriteBatch::new();
+/// let mut batch = varve_db::WriteBatch::new();
 /// batch.put("a", "1").delete("b");
 /// assert_eq!(batch.len(), 2);
 /// ```

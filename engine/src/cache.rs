@@ -176,7 +176,7 @@ impl Shard {
 ///
 /// # Examples
 /// ```
-/// let cache = varve::BlockCache::new(8 << 20);
+/// let cache = varve_db::BlockCache::new(8 << 20);
 /// assert_eq!(cache.stats().capacity_bytes, 8 << 20);
 /// assert_eq!(cache.stats().hit_ratio(), 0.0);
 /// ```

@@ -25,11 +25,11 @@ const COPY_CHUNK_BYTES: usize = 1 << 20;
 ///
 /// # Examples
 /// ```
-/// # fn main() -> varve::Result<()> {
+/// # fn main() -> varve_db::Result<()> {
 /// # let tmp = tempfile::tempdir().unwrap();
-/// let db = varve::Db::open(tmp.path().join("store"), varve::Options::default())?;
+/// let db = varve_db::Db::open(tmp.path().join("store"), varve_db::Options::default())?;
 /// db.put("k", "v")?;
-/// let info: varve::CheckpointInfo = db.checkpoint(tmp.path().join("cp"))?;
+/// let info: varve_db::CheckpointInfo = db.checkpoint(tmp.path().join("cp"))?;
 /// assert_eq!((info.path, info.offset), (tmp.path().join("cp"), 1));
 /// # Ok(()) }
 /// ```
@@ -53,15 +53,15 @@ impl Db {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let tmp = tempfile::tempdir().unwrap();
     /// # let (store, copy) = (tmp.path().join("store"), tmp.path().join("copy"));
-    /// let db = varve::Db::open(&store, varve::Options::default())?;
+    /// let db = varve_db::Db::open(&store, varve_db::Options::default())?;
     /// db.put("a", "1")?;
     /// let info = db.checkpoint(&copy)?;
     /// assert_eq!(info.offset, 1);
     /// db.put("b", "2")?; // not in the checkpoint
-    /// let copy = varve::Db::open(&copy, varve::Options::default())?;
+    /// let copy = varve_db::Db::open(&copy, varve_db::Options::default())?;
     /// assert_eq!(copy.get("a")?.as_deref(), Some(&b"1"[..]));
     /// assert_eq!(copy.get("b")?, None);
     /// # Ok(()) }
@@ -107,14 +107,14 @@ impl Db {
 ///
 /// # Examples
 /// ```
-/// # fn main() -> varve::Result<()> {
+/// # fn main() -> varve_db::Result<()> {
 /// # let tmp = tempfile::tempdir().unwrap();
-/// use varve::varve_changelog::fs::StdFs;
+/// use varve_db::varve_changelog::fs::StdFs;
 /// let store = tmp.path().join("store");
 /// std::fs::create_dir(&store).unwrap();
-/// varve::check_outside_store(&StdFs, &store, &tmp.path().join("copy"))?;
-/// let inside = varve::check_outside_store(&StdFs, &store, &store.join("changelog/cp"));
-/// assert!(matches!(inside, Err(varve::Error::TargetInsideSource { .. })));
+/// varve_db::check_outside_store(&StdFs, &store, &tmp.path().join("copy"))?;
+/// let inside = varve_db::check_outside_store(&StdFs, &store, &store.join("changelog/cp"));
+/// assert!(matches!(inside, Err(varve_db::Error::TargetInsideSource { .. })));
 /// # Ok(()) }
 /// ```
 ///

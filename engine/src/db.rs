@@ -31,9 +31,9 @@ use crate::stats::Stats;
 ///
 /// # Examples
 /// ```
-/// # fn main() -> varve::Result<()> {
+/// # fn main() -> varve_db::Result<()> {
 /// # let dir = tempfile::tempdir().unwrap();
-/// let db = varve::Db::open(dir.path(), varve::Options::default())?;
+/// let db = varve_db::Db::open(dir.path(), varve_db::Options::default())?;
 /// db.put("fruit:apple", "red")?;
 /// db.put("fruit:kiwi", "green")?;
 /// db.delete("fruit:apple")?;
@@ -123,10 +123,10 @@ impl Db {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// varve::Db::open(dir.path(), varve::Options::default())?.put("k", "v")?;
-    /// let ro = varve::Db::open_read_only(dir.path(), varve::Options::default())?;
+    /// varve_db::Db::open(dir.path(), varve_db::Options::default())?.put("k", "v")?;
+    /// let ro = varve_db::Db::open_read_only(dir.path(), varve_db::Options::default())?;
     /// assert_eq!(ro.get("k")?.as_deref(), Some(&b"v"[..]));
     /// # Ok(()) }
     /// ```
@@ -289,9 +289,9 @@ impl Db {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let db = varve::Db::open(dir.path(), varve::Options::default())?;
+    /// let db = varve_db::Db::open(dir.path(), varve_db::Options::default())?;
     /// for round in 0..3 {
     ///     db.put("key", format!("value {round}"))?;
     ///     db.flush()?;
@@ -386,9 +386,9 @@ impl Db {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let db = varve::Db::open(dir.path(), varve::Options::default())?;
+    /// let db = varve_db::Db::open(dir.path(), varve_db::Options::default())?;
     /// let report = db.changelog_recovery_report();
     /// assert!(report.created && report.truncated_at.is_none());
     /// # Ok(()) }

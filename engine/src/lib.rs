@@ -8,9 +8,9 @@
 //! changelog from there.
 //!
 //! ```
-//! # fn main() -> varve::Result<()> {
+//! # fn main() -> varve_db::Result<()> {
 //! # let dir = tempfile::tempdir().unwrap();
-//! use varve::{Db, Options, WriteBatch, WriteOptions};
+//! use varve_db::{Db, Options, WriteBatch, WriteOptions};
 //! let db = Db::open(dir.path(), Options::default())?;
 //! let mut batch = WriteBatch::new();
 //! batch.put("order:1", "NEW").put("order:2", "NEW");
@@ -22,14 +22,10 @@
 mod batch;
 mod cache;
 mod checkpoint;
-pub mod compaction;
 mod db;
 pub mod error;
 mod flush;
-pub mod iter;
-pub mod key;
 mod lifecycle;
-pub mod memtable;
 mod metrics;
 mod metrics_export;
 mod open;
@@ -40,7 +36,6 @@ mod read_path;
 mod replicate;
 pub mod restore;
 mod snapshot;
-pub mod sst;
 mod standby;
 mod state;
 mod stats;
@@ -49,9 +44,11 @@ mod table_cache;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod ttl;
-pub mod version;
 mod write;
 mod write_queue;
+
+pub mod internals;
+pub(crate) use internals::{compaction, iter, key, memtable, sst, version};
 
 pub use batch::WriteBatch;
 pub use cache::{BlockCache, CacheStats};

@@ -170,7 +170,7 @@ fn quantile(counts: &[u64], count: u64, q: f64, max: u64) -> u64 {
 ///
 /// # Examples
 /// ```
-/// let s = varve::LatencySummary::default();
+/// let s = varve_db::LatencySummary::default();
 /// assert_eq!((s.count, s.p99_ns), (0, 0));
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -220,9 +220,9 @@ impl fmt::Display for LatencySummary {
 ///
 /// # Examples
 /// ```
-/// # fn main() -> varve::Result<()> {
+/// # fn main() -> varve_db::Result<()> {
 /// # let dir = tempfile::tempdir().unwrap();
-/// let db = varve::Db::open(dir.path(), varve::Options::default())?;
+/// let db = varve_db::Db::open(dir.path(), varve_db::Options::default())?;
 /// db.put("k", "value")?;
 /// db.get("k")?;
 /// let m = db.metrics();
@@ -340,9 +340,9 @@ impl crate::Db {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let db = varve::Db::open(dir.path(), varve::Options::default())?;
+    /// let db = varve_db::Db::open(dir.path(), varve_db::Options::default())?;
     /// db.delete("k")?;
     /// assert_eq!(db.metrics().deletes.count, 1);
     /// # Ok(()) }

@@ -90,7 +90,7 @@ fn metadata() -> Metadata<'static> {
 /// # Examples
 /// ```
 /// // An exporter's recorder; here the facade's no-op one.
-/// varve::describe_metrics(&metrics::NoopRecorder);
+/// varve_db::describe_metrics(&metrics::NoopRecorder);
 /// ```
 pub fn describe(recorder: &dyn Recorder) {
     use metrics::{KeyName, SharedString, Unit};

@@ -33,7 +33,7 @@ pub enum ChangelogRetention {
 ///
 /// # Examples
 /// ```
-/// let opts = varve::Options::default().memtable_size_bytes(8 << 20);
+/// let opts = varve_db::Options::default().memtable_size_bytes(8 << 20);
 /// assert_eq!(opts.block_size_bytes, 4096);
 /// ```
 #[derive(Clone, Debug)]
@@ -213,7 +213,7 @@ pub enum Compression {
 ///
 /// # Examples
 /// ```
-/// let c = varve::CompactionOptions::default().level0_compaction_trigger(8);
+/// let c = varve_db::CompactionOptions::default().level0_compaction_trigger(8);
 /// assert!(c.validate().is_ok());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -309,7 +309,7 @@ impl CompactionOptions {
 ///
 /// # Examples
 /// ```
-/// let durable = varve::WriteOptions::default().sync(true);
+/// let durable = varve_db::WriteOptions::default().sync(true);
 /// assert!(durable.sync);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -37,10 +37,10 @@ use crate::options::{Options, WriteOptions};
 ///
 /// # Examples
 /// ```
-/// # fn main() -> varve::Result<()> {
+/// # fn main() -> varve_db::Result<()> {
 /// # let dir = tempfile::tempdir().unwrap();
-/// varve::PartitionedStore::open(dir.path(), 2, varve::Options::default())?;
-/// assert_eq!(std::fs::read(dir.path().join(varve::PARTITIONS_FILE)).unwrap().len(), 20);
+/// varve_db::PartitionedStore::open(dir.path(), 2, varve_db::Options::default())?;
+/// assert_eq!(std::fs::read(dir.path().join(varve_db::PARTITIONS_FILE)).unwrap().len(), 20);
 /// # Ok(()) }
 /// ```
 pub const PARTITIONS_FILE: &str = "PARTITIONS";
@@ -57,8 +57,8 @@ const _: () = assert!(FILE_SIZE_BYTES == MAGIC.len() + 4 + 4 + 4);
 /// # Examples
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
-/// let too_many = varve::PartitionedStore::open(dir.path(), varve::MAX_PARTITIONS + 1, varve::Options::default());
-/// assert!(matches!(too_many, Err(varve::Error::InvalidArgument(_))));
+/// let too_many = varve_db::PartitionedStore::open(dir.path(), varve_db::MAX_PARTITIONS + 1, varve_db::Options::default());
+/// assert!(matches!(too_many, Err(varve_db::Error::InvalidArgument(_))));
 /// ```
 pub const MAX_PARTITIONS: u32 = 10_000;
 
@@ -66,7 +66,7 @@ pub const MAX_PARTITIONS: u32 = 10_000;
 ///
 /// # Examples
 /// ```
-/// let p = varve::partition_dir(std::path::Path::new("/data/store"), 3);
+/// let p = varve_db::partition_dir(std::path::Path::new("/data/store"), 3);
 /// assert_eq!(p, std::path::Path::new("/data/store/partition-00003"));
 /// ```
 #[must_use]
@@ -84,9 +84,9 @@ pub fn partition_dir(dir: &Path, partition: u32) -> PathBuf {
 ///
 /// # Examples
 /// ```
-/// # fn main() -> varve::Result<()> {
+/// # fn main() -> varve_db::Result<()> {
 /// # let dir = tempfile::tempdir().unwrap();
-/// use varve::{PartitionedStore, Options};
+/// use varve_db::{PartitionedStore, Options};
 /// let store = PartitionedStore::open(dir.path(), 4, Options::default())?;
 /// store.put("user:1", "ada")?;
 /// store.put("user:2", "grace")?;
@@ -122,12 +122,12 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = varve::PartitionedStore::open(dir.path(), 2, varve::Options::default())?;
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 2, varve_db::Options::default())?;
     /// store.close()?;
-    /// let wrong = varve::PartitionedStore::open(dir.path(), 3, varve::Options::default());
-    /// assert!(matches!(wrong, Err(varve::Error::IncompatibleOptions { .. })));
+    /// let wrong = varve_db::PartitionedStore::open(dir.path(), 3, varve_db::Options::default());
+    /// assert!(matches!(wrong, Err(varve_db::Error::IncompatibleOptions { .. })));
     /// # Ok(()) }
     /// ```
     ///
@@ -172,9 +172,9 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = varve::PartitionedStore::open(dir.path(), 3, varve::Options::default())?;
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 3, varve_db::Options::default())?;
     /// assert_eq!(store.num_partitions(), 3);
     /// # Ok(()) }
     /// ```
@@ -188,9 +188,9 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = varve::PartitionedStore::open(dir.path(), 1, varve::Options::default())?;
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 1, varve_db::Options::default())?;
     /// assert_eq!(store.path(), dir.path());
     /// # Ok(()) }
     /// ```
@@ -203,9 +203,9 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = varve::PartitionedStore::open(dir.path(), 2, varve::Options::default())?;
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 2, varve_db::Options::default())?;
     /// store.put("k", "v")?;
     /// let p = store.partition_for("k");
     /// assert_eq!(store.partition(p).latest_seqno(), 1);
@@ -224,10 +224,10 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// use varve::varve_changelog::partitioner::partition_for_key;
-    /// let store = varve::PartitionedStore::open(dir.path(), 5, varve::Options::default())?;
+    /// use varve_db::varve_changelog::partitioner::partition_for_key;
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 5, varve_db::Options::default())?;
     /// assert_eq!(store.partition_for("foobar"), partition_for_key(b"foobar", 5));
     /// # Ok(()) }
     /// ```
@@ -244,9 +244,9 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = varve::PartitionedStore::open(dir.path(), 2, varve::Options::default())?;
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 2, varve_db::Options::default())?;
     /// assert_eq!(store.get("missing")?, None);
     /// # Ok(()) }
     /// ```
@@ -261,9 +261,9 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = varve::PartitionedStore::open(dir.path(), 2, varve::Options::default())?;
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 2, varve_db::Options::default())?;
     /// store.put("k", "v")?;
     /// assert_eq!(store.get("k")?.as_deref(), Some(&b"v"[..]));
     /// # Ok(()) }
@@ -280,9 +280,9 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = varve::PartitionedStore::open(dir.path(), 2, varve::Options::default())?;
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 2, varve_db::Options::default())?;
     /// store.put("k", "v")?;
     /// store.delete("k")?;
     /// assert_eq!(store.get("k")?, None);
@@ -307,9 +307,9 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// use varve::{PartitionedStore, Options, WriteBatch, WriteOptions};
+    /// use varve_db::{PartitionedStore, Options, WriteBatch, WriteOptions};
     /// let store = PartitionedStore::open(dir.path(), 3, Options::default())?;
     /// let mut batch = WriteBatch::new();
     /// batch.put("a", "1").put("b", "2").delete("a");
@@ -348,9 +348,9 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = varve::PartitionedStore::open(dir.path(), 4, varve::Options::default())?;
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 4, varve_db::Options::default())?;
     /// for k in ["a", "b", "c", "d"] { store.put(k, k)?; }
     /// let keys: Vec<_> = store.range("b".."d").map(|kv| kv.map(|(k, _)| k)).collect::<Result<_, _>>()?;
     /// assert_eq!(keys, vec![bytes::Bytes::from("b"), bytes::Bytes::from("c")]);
@@ -369,9 +369,9 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = varve::PartitionedStore::open(dir.path(), 4, varve::Options::default())?;
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 4, varve_db::Options::default())?;
     /// store.put("x:1", "")?;
     /// store.put("y:1", "")?;
     /// assert_eq!(store.prefix("x:").count(), 1);
@@ -388,9 +388,9 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = varve::PartitionedStore::open(dir.path(), 4, varve::Options::default())?;
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 4, varve_db::Options::default())?;
     /// assert_eq!(store.iter().count(), 0);
     /// # Ok(()) }
     /// ```
@@ -414,9 +414,9 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = varve::PartitionedStore::open(dir.path(), 3, varve::Options::default())?;
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 3, varve_db::Options::default())?;
     /// store.put("k", "v")?;
     /// let puts: u64 = store.metrics().iter().map(|m| m.puts.count).sum();
     /// assert_eq!(puts, 1);
@@ -431,9 +431,9 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = varve::PartitionedStore::open(dir.path(), 2, varve::Options::default())?;
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 2, varve_db::Options::default())?;
     /// store.put("k", "v")?;
     /// store.flush()?;
     /// # Ok(()) }
@@ -449,11 +449,11 @@ impl PartitionedStore {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let store = varve::PartitionedStore::open(dir.path(), 2, varve::Options::default())?;
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 2, varve_db::Options::default())?;
     /// store.close()?;
-    /// let again = varve::PartitionedStore::open(dir.path(), 2, varve::Options::default())?;
+    /// let again = varve_db::PartitionedStore::open(dir.path(), 2, varve_db::Options::default())?;
     /// # Ok(()) }
     /// ```
     ///
@@ -665,12 +665,12 @@ fn write_partitions_file(fs: &dyn FileSystem, dir: &Path, num_partitions: u32) -
 ///
 /// # Examples
 /// ```
-/// # fn main() -> varve::Result<()> {
+/// # fn main() -> varve_db::Result<()> {
 /// # let dir = tempfile::tempdir().unwrap();
-/// let store = varve::PartitionedStore::open(dir.path(), 3, varve::Options::default())?;
+/// let store = varve_db::PartitionedStore::open(dir.path(), 3, varve_db::Options::default())?;
 /// store.put("b", "2")?;
 /// store.put("a", "1")?;
-/// let mut it: varve::PartitionedIter = store.iter();
+/// let mut it: varve_db::PartitionedIter = store.iter();
 /// assert_eq!(it.next().transpose()?.map(|(k, _)| k), Some(bytes::Bytes::from("a")));
 /// # Ok(()) }
 /// ```

@@ -41,12 +41,12 @@ use crate::write::insert_all;
 ///
 /// # Examples
 /// ```
-/// # fn main() -> varve::Result<()> {
+/// # fn main() -> varve_db::Result<()> {
 /// # let dir = tempfile::tempdir().unwrap();
-/// let db = varve::Db::open(dir.path(), varve::Options::default())?;
+/// let db = varve_db::Db::open(dir.path(), varve_db::Options::default())?;
 /// db.put("fruit:kiwi", "green")?;
 /// db.close()?;
-/// let ro = varve::ReadOnlyDb::open(dir.path(), varve::Options::default())?;
+/// let ro = varve_db::ReadOnlyDb::open(dir.path(), varve_db::Options::default())?;
 /// assert_eq!(ro.get("fruit:kiwi")?.as_deref(), Some(&b"green"[..]));
 /// assert_eq!(ro.prefix("fruit:").count(), 1);
 /// # Ok(()) }
@@ -85,14 +85,14 @@ impl ReadOnlyDb {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// use std::sync::Arc;
-    /// use varve::varve_changelog::fs::{FileSystem, MemFs};
+    /// use varve_db::varve_changelog::fs::{FileSystem, MemFs};
     /// let fs: Arc<dyn FileSystem> = Arc::new(MemFs::new());
-    /// let db = varve::Db::open("/store", varve::Options::default().fs(fs.clone()))?;
+    /// let db = varve_db::Db::open("/store", varve_db::Options::default().fs(fs.clone()))?;
     /// db.put("k", "v")?;
     /// db.close()?;
-    /// let ro = varve::ReadOnlyDb::open("/store", varve::Options::default().fs(fs))?;
+    /// let ro = varve_db::ReadOnlyDb::open("/store", varve_db::Options::default().fs(fs))?;
     /// assert_eq!(ro.get("k")?.as_deref(), Some(&b"v"[..]));
     /// # Ok(()) }
     /// ```
@@ -202,18 +202,18 @@ impl Options {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// use std::time::Duration;
     /// let ttl = Some(Duration::from_secs(60));
-    /// let opts = varve::Options::default().ttl(ttl).compression(varve::Compression::Lz4);
-    /// let db = varve::Db::open(dir.path(), opts)?;
+    /// let opts = varve_db::Options::default().ttl(ttl).compression(varve_db::Compression::Lz4);
+    /// let db = varve_db::Db::open(dir.path(), opts)?;
     /// db.put("k", "v".repeat(100))?;
     /// db.flush()?;
     /// db.close()?;
-    /// let recorded = varve::Options::default().recorded(dir.path())?;
-    /// assert_eq!((recorded.ttl, recorded.compression), (ttl, varve::Compression::Lz4));
-    /// varve::Db::open(dir.path(), recorded)?; // no IncompatibleOptions
+    /// let recorded = varve_db::Options::default().recorded(dir.path())?;
+    /// assert_eq!((recorded.ttl, recorded.compression), (ttl, varve_db::Compression::Lz4));
+    /// varve_db::Db::open(dir.path(), recorded)?; // no IncompatibleOptions
     /// # Ok(()) }
     /// ```
     ///

@@ -17,9 +17,9 @@ use crate::state::DbInner;
 ///
 /// # Examples
 /// ```
-/// # fn main() -> varve::Result<()> {
+/// # fn main() -> varve_db::Result<()> {
 /// # let dir = tempfile::tempdir().unwrap();
-/// let db = varve::Db::open(dir.path(), varve::Options::default())?;
+/// let db = varve_db::Db::open(dir.path(), varve_db::Options::default())?;
 /// db.put("k", "old")?;
 /// let snap = db.snapshot();
 /// db.put("k", "new")?;

@@ -147,15 +147,15 @@ impl Db {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// let db = varve::Db::open(dir.path(), varve::Options::default())?;
+    /// let db = varve_db::Db::open(dir.path(), varve_db::Options::default())?;
     /// let v1 = db.compare_and_put("order:7", None, "NEW")?;
     /// let v2 = db.compare_and_put("order:7", Some(v1), "APPROVED")?;
     /// assert!(v2 > v1);
     /// // A writer holding the stale version loses, and nothing is written.
     /// let stale = db.compare_and_put("order:7", Some(v1), "CANCELLED");
-    /// assert!(matches!(stale, Err(varve::Error::Conflict { .. })));
+    /// assert!(matches!(stale, Err(varve_db::Error::Conflict { .. })));
     /// assert_eq!(db.get_versioned("order:7")?.map(|v| v.version), Some(v2));
     /// # Ok(()) }
     /// ```

@@ -22,7 +22,7 @@ pub(crate) const WRITE_TIME_SIZE_BYTES: usize = 8;
 ///
 /// # Examples
 /// ```
-/// use varve::{Clock, SystemClock};
+/// use varve_db::{Clock, SystemClock};
 /// assert!(SystemClock.now_ms() > 1_600_000_000_000);
 /// ```
 pub trait Clock: Send + Sync + Debug {
@@ -34,9 +34,9 @@ pub trait Clock: Send + Sync + Debug {
 ///
 /// # Examples
 /// ```
-/// use varve::Clock;
-/// let a = varve::SystemClock.now_ms();
-/// assert!(varve::SystemClock.now_ms() >= a);
+/// use varve_db::Clock;
+/// let a = varve_db::SystemClock.now_ms();
+/// assert!(varve_db::SystemClock.now_ms() >= a);
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
@@ -52,7 +52,7 @@ impl Clock for SystemClock {
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// use varve::{Clock, ManualClock};
+/// use varve_db::{Clock, ManualClock};
 /// let clock = ManualClock::new(1_000);
 /// clock.advance(Duration::from_secs(2));
 /// assert_eq!(clock.now_ms(), 3_000);
@@ -62,10 +62,10 @@ impl Clock for SystemClock {
 ///
 /// A TTL store whose values expire without sleeping:
 /// ```
-/// # fn main() -> varve::Result<()> {
+/// # fn main() -> varve_db::Result<()> {
 /// # let dir = tempfile::tempdir().unwrap();
 /// use std::{sync::Arc, time::Duration};
-/// use varve::{Db, ManualClock, Options};
+/// use varve_db::{Db, ManualClock, Options};
 /// let clock = Arc::new(ManualClock::new(1_700_000_000_000));
 /// let opts = Options::default().ttl(Some(Duration::from_secs(60))).clock(clock.clone());
 /// let db = Db::open(dir.path(), opts)?;
@@ -84,8 +84,8 @@ impl ManualClock {
     ///
     /// # Examples
     /// ```
-    /// use varve::Clock;
-    /// assert_eq!(varve::ManualClock::new(5).now_ms(), 5);
+    /// use varve_db::Clock;
+    /// assert_eq!(varve_db::ManualClock::new(5).now_ms(), 5);
     /// ```
     #[must_use]
     pub fn new(now_ms: u64) -> ManualClock {
@@ -96,8 +96,8 @@ impl ManualClock {
     ///
     /// # Examples
     /// ```
-    /// use varve::Clock;
-    /// let c = varve::ManualClock::new(5);
+    /// use varve_db::Clock;
+    /// let c = varve_db::ManualClock::new(5);
     /// c.set_ms(7);
     /// assert_eq!(c.now_ms(), 7);
     /// ```
@@ -109,8 +109,8 @@ impl ManualClock {
     ///
     /// # Examples
     /// ```
-    /// use varve::Clock;
-    /// let c = varve::ManualClock::new(5);
+    /// use varve_db::Clock;
+    /// let c = varve_db::ManualClock::new(5);
     /// c.advance(std::time::Duration::from_millis(3));
     /// assert_eq!(c.now_ms(), 8);
     /// ```

@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use varve_changelog::fs::PathKind;
 
-use varve::varve_changelog::fs::{FileSystem, MemFs, OpenMode};
-use varve::varve_changelog::{self as changelog, LogOptions};
-use varve::{Db, Options, PartitionedStore, WriteBatch, WriteOptions};
+use varve_db::varve_changelog::fs::{FileSystem, MemFs, OpenMode};
+use varve_db::varve_changelog::{self as changelog, LogOptions};
+use varve_db::{Db, Options, PartitionedStore, WriteBatch, WriteOptions};
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -66,7 +66,7 @@ fn bless_new_formats(write: &dyn Fn(&str, &[u8])) {
         .unwrap();
     write(
         "PARTITIONS",
-        &fs.read_all(&Path::new("/parts").join(varve::PARTITIONS_FILE))
+        &fs.read_all(&Path::new("/parts").join(varve_db::PARTITIONS_FILE))
             .unwrap(),
     );
 }
@@ -149,7 +149,7 @@ fn every_bit_flip_in_a_table_is_detected() {
         let fs = MemFs::new();
         fs.write_all(Path::new("/1.sst"), d).unwrap();
         let file = fs.open_file(Path::new("/1.sst"), OpenMode::Read).unwrap();
-        let Ok(table) = varve::sst::Table::open(file, "/1.sst".into(), 1) else {
+        let Ok(table) = varve_db::internals::sst::Table::open(file, "/1.sst".into(), 1) else {
             return Ok(());
         };
         if table.verify().is_err() {
@@ -221,7 +221,7 @@ fn every_bit_flip_in_a_ttl_manifest_is_detected() {
     let data = golden("MANIFEST-ttl").expect("golden TTL manifest");
     let fs = MemFs::new();
     fs.write_all(Path::new("/MANIFEST-1"), &data).unwrap();
-    let edits = varve::version::read_manifest(&fs, Path::new("/MANIFEST-1")).unwrap();
+    let edits = varve_db::internals::version::read_manifest(&fs, Path::new("/MANIFEST-1")).unwrap();
     assert!(
         edits.iter().any(|(_, e)| e.ttl_ms == Some(90_000)),
         "the golden manifest records no TTL"
@@ -234,7 +234,7 @@ fn every_flip_in_a_manifest(name: &str) {
     every_flip(name, &data, |d, byte| {
         let fs = MemFs::new();
         fs.write_all(Path::new("/MANIFEST-1"), d).unwrap();
-        match varve::version::scan_manifest(&fs, Path::new("/MANIFEST-1")) {
+        match varve_db::internals::version::scan_manifest(&fs, Path::new("/MANIFEST-1")) {
             Err(_) => Ok(()),
             Ok(scan) if scan.torn_tail.is_some() && scan.valid_len_bytes <= byte as u64 => Ok(()),
             Ok(scan) => Err(format!(
@@ -277,12 +277,13 @@ fn every_bit_flip_in_a_partitions_file_is_detected() {
     let read = |d: &[u8]| {
         let fs = MemFs::new();
         fs.create_dir_all(dir).unwrap();
-        fs.write_all(&dir.join(varve::PARTITIONS_FILE), d).unwrap();
-        varve::read_partitions_file(&fs, dir)
+        fs.write_all(&dir.join(varve_db::PARTITIONS_FILE), d)
+            .unwrap();
+        varve_db::read_partitions_file(&fs, dir)
     };
     assert_eq!(read(&data).unwrap(), 3, "the golden file");
     let flips = every_flip("PARTITIONS", &data, |d, _| match read(d) {
-        Err(e) if e.is_corruption() || matches!(e, varve::Error::UnsupportedVersion { .. }) => {
+        Err(e) if e.is_corruption() || matches!(e, varve_db::Error::UnsupportedVersion { .. }) => {
             Ok(())
         }
         other => Err(format!("{other:?}")),
@@ -293,7 +294,7 @@ fn every_bit_flip_in_a_partitions_file_is_detected() {
     damaged[12] ^= 1;
     let fs = MemFs::new();
     fs.create_dir_all(dir).unwrap();
-    fs.write_all(&dir.join(varve::PARTITIONS_FILE), &damaged)
+    fs.write_all(&dir.join(varve_db::PARTITIONS_FILE), &damaged)
         .unwrap();
     let opened = PartitionedStore::open(dir, 3, Options::default().fs(Arc::new(fs.clone())));
     assert!(
@@ -327,7 +328,7 @@ fn any_restore_marker_refuses_the_store() {
         d[bit / 8] ^= 1 << (bit % 8);
         d
     }));
-    let marker = Path::new("/db").join(varve::restore::MARKER_FILE);
+    let marker = Path::new("/db").join(varve_db::restore::MARKER_FILE);
     // `None`: a directory named like the marker.
     for content in contents.iter().map(Some).chain([None]) {
         let fs = MemFs::new();
@@ -337,7 +338,7 @@ fn any_restore_marker_refuses_the_store() {
             None => fs.create_dir_all(&marker).unwrap(),
         }
         match Db::open("/db", Options::default().fs(Arc::new(fs))) {
-            Err(varve::Error::RestoreIncomplete { .. }) => {}
+            Err(varve_db::Error::RestoreIncomplete { .. }) => {}
             other => panic!("marker {content:?}: {:?}", other.map(|_| "opened")),
         }
     }

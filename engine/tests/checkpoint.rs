@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use varve::testing::{CrashMode, InterceptFs, MemFs, OpKind};
-use varve::varve_changelog::fs::FileSystem;
-use varve::{CompactionOptions, Db, Error, Options};
+use varve_db::testing::{CrashMode, InterceptFs, MemFs, OpKind};
+use varve_db::varve_changelog::fs::FileSystem;
+use varve_db::{CompactionOptions, Db, Error, Options};
 
 type State = BTreeMap<Bytes, Bytes>;
 

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use varve::testing::{CrashMode, MemFs, files_ending_with, small_options};
-use varve::varve_changelog::fs::StdFs;
-use varve::{CompactionOptions, Compression, Db, Options, WriteBatch, WriteOptions};
+use varve_db::testing::{CrashMode, MemFs, files_ending_with, small_options};
+use varve_db::varve_changelog::fs::StdFs;
+use varve_db::{CompactionOptions, Compression, Db, Options, WriteBatch, WriteOptions};
 
 fn small(auto: bool) -> Options {
     small_options().block_size_bytes(1024).compaction(
@@ -155,7 +155,7 @@ fn background_compaction_bounds_level0_and_keeps_data() {
     db.flush().unwrap();
     // Compaction converges: L0 below its trigger and every level above
     // the last below its target.
-    let settled = |stats: &varve::Stats| {
+    let settled = |stats: &varve_db::Stats| {
         stats.levels[0].tables < 2
             && stats.levels[1..6]
                 .iter()
@@ -249,17 +249,17 @@ fn options_are_checked() {
     bad.compaction.level0_stop_trigger = 1;
     assert!(matches!(
         Db::open(dir.path(), bad),
-        Err(varve::Error::InvalidArgument(_))
+        Err(varve_db::Error::InvalidArgument(_))
     ));
     let bad = Options::default().compaction_threads(0);
     assert!(matches!(
         Db::open(dir.path(), bad),
-        Err(varve::Error::InvalidArgument(_))
+        Err(varve_db::Error::InvalidArgument(_))
     ));
     let bad = Options::default().max_open_tables(1);
     assert!(matches!(
         Db::open(dir.path(), bad),
-        Err(varve::Error::InvalidArgument(_))
+        Err(varve_db::Error::InvalidArgument(_))
     ));
 }
 

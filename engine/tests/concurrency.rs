@@ -16,9 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use varve::testing::{InterceptFs, OpKind, files_ending_with, small_options};
-use varve::varve_changelog::fs::StdFs;
-use varve::{Db, Options, Snapshot, WriteBatch, WriteOptions};
+use varve_db::testing::{InterceptFs, OpKind, files_ending_with, small_options};
+use varve_db::varve_changelog::fs::StdFs;
+use varve_db::{Db, Options, Snapshot, WriteBatch, WriteOptions};
 
 const WRITERS: usize = 4;
 const READERS: usize = 3;
@@ -135,12 +135,12 @@ fn check(entries: &Entries, ctx: &str) -> View {
 
 fn scan_snapshot(snap: &Snapshot) -> Entries {
     snap.range::<&[u8], _>(..)
-        .collect::<varve::Result<_>>()
+        .collect::<varve_db::Result<_>>()
         .unwrap()
 }
 
 fn scan_db(db: &Db) -> Entries {
-    db.iter().collect::<varve::Result<_>>().unwrap()
+    db.iter().collect::<varve_db::Result<_>>().unwrap()
 }
 
 fn initial_batch() -> WriteBatch {
@@ -254,14 +254,17 @@ fn snapshots_are_consistent_under_concurrent_writers() {
                 let mut reverse: Entries = snap
                     .range::<&[u8], _>(..)
                     .rev()
-                    .collect::<varve::Result<_>>()
+                    .collect::<varve_db::Result<_>>()
                     .unwrap();
                 reverse.reverse();
                 assert!(
                     first == reverse,
                     "{ctx}: a snapshot's reverse scan differs from its forward scan"
                 );
-                let accounts: Entries = snap.prefix("acct-").collect::<varve::Result<_>>().unwrap();
+                let accounts: Entries = snap
+                    .prefix("acct-")
+                    .collect::<varve_db::Result<_>>()
+                    .unwrap();
                 assert_eq!(accounts.len(), WRITERS * ACCOUNTS, "{ctx}: prefix scan");
                 drop(snap);
                 // Reads without an explicit snapshot are consistent too.
@@ -286,10 +289,13 @@ fn snapshots_are_consistent_under_concurrent_writers() {
                 }
                 // An iterator consumed slowly keeps its own consistent view.
                 let mut iter = db.iter();
-                let mut slow: Entries =
-                    iter.by_ref().take(5).collect::<varve::Result<_>>().unwrap();
+                let mut slow: Entries = iter
+                    .by_ref()
+                    .take(5)
+                    .collect::<varve_db::Result<_>>()
+                    .unwrap();
                 thread::sleep(Duration::from_millis(1));
-                slow.extend(iter.collect::<varve::Result<Entries>>().unwrap());
+                slow.extend(iter.collect::<varve_db::Result<Entries>>().unwrap());
                 check(&slow, &format!("{ctx}: slowly consumed iterator"));
                 last = live_view;
                 rounds += 1;

@@ -41,10 +41,10 @@ use bytes::Bytes;
 use harness::{
     DIR, Mutation, Mutation as M, State, apply, env_u64, fresh_store, key, records_of, show,
 };
-use varve::testing::{
+use varve_db::testing::{
     CrashMode, InterceptFs, MemFs, OpKind, Rng, files_ending_with, read_all, tiny_options,
 };
-use varve::{ChangelogRetention, Db, Options, WriteBatch, WriteOptions};
+use varve_db::{ChangelogRetention, Db, Options, WriteBatch, WriteOptions};
 
 /// Keys of the workloads: `key-00` .. `key-19`.
 const KEYS: u64 = 20;
@@ -114,7 +114,7 @@ struct Outcome {
     completed: bool,
 }
 
-fn open(fs: &MemFs, opts: &Options) -> varve::Result<Db> {
+fn open(fs: &MemFs, opts: &Options) -> varve_db::Result<Db> {
     Db::open(DIR, opts.clone().fs(Arc::new(fs.clone())))
 }
 
@@ -348,7 +348,7 @@ fn scripted_workload() -> Workload {
         // Compaction off: the scripted crash points stay deterministic
         // (compaction has its own crash test in `compaction.rs`), and the
         // flushed tables stay countable.
-        opts: tiny_options().compaction(varve::CompactionOptions::default().auto(false)),
+        opts: tiny_options().compaction(varve_db::CompactionOptions::default().auto(false)),
         steps,
     }
 }

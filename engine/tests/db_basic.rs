@@ -2,13 +2,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
-use varve::{Db, Error, Options, WriteBatch, WriteOptions};
+use varve_db::{Db, Error, Options, WriteBatch, WriteOptions};
 
 fn small() -> Options {
     Options::default().memtable_size_bytes(16 << 10)
 }
 
-fn keys(iter: varve::Iter) -> Vec<String> {
+fn keys(iter: varve_db::Iter) -> Vec<String> {
     iter.map(|kv| String::from_utf8(kv.unwrap().0.to_vec()).unwrap())
         .collect()
 }
@@ -217,13 +217,13 @@ fn foreign_directory_is_refused_untouched() {
 fn limits_and_bad_options_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), Options::default()).unwrap();
-    let big_key = vec![0u8; varve::MAX_KEY_SIZE_BYTES + 1];
+    let big_key = vec![0u8; varve_db::MAX_KEY_SIZE_BYTES + 1];
     assert!(matches!(
         db.put(big_key.clone(), "v"),
         Err(Error::KeyTooLarge { .. })
     ));
     assert!(matches!(db.get(&big_key), Err(Error::KeyTooLarge { .. })));
-    let big_value = vec![0u8; varve::MAX_VALUE_SIZE_BYTES + 1];
+    let big_value = vec![0u8; varve_db::MAX_VALUE_SIZE_BYTES + 1];
     assert!(matches!(
         db.put("k", big_value),
         Err(Error::ValueTooLarge { .. })

@@ -23,7 +23,7 @@ use harness::{
     Mutation as M, Op, Runner, check_checkpoints, check_recovered, env_u64, fresh_store,
     manifest_number, open_db, read_back, small_options,
 };
-use varve::varve_changelog::fs::{CrashMode, FileSystem};
+use varve_db::varve_changelog::fs::{CrashMode, FileSystem};
 
 const KEYS: u8 = 4;
 

@@ -16,14 +16,14 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use varve::varve_changelog::fs::{CrashMode, MemFs};
-use varve::{Db, Error, Options, WriteBatch, WriteOptions};
+use varve_db::varve_changelog::fs::{CrashMode, MemFs};
+use varve_db::{Db, Error, Options, WriteBatch, WriteOptions};
 
 const DIR: &str = "/db";
 
 type State = BTreeMap<Bytes, Bytes>;
 
-fn open(fs: &MemFs, opts: &Options) -> varve::Result<Db> {
+fn open(fs: &MemFs, opts: &Options) -> varve_db::Result<Db> {
     Db::open(DIR, opts.clone().fs(Arc::new(fs.clone())))
 }
 
@@ -34,15 +34,15 @@ fn put(key: &str, value: &str) -> WriteBatch {
 }
 
 fn all(db: &Db) -> State {
-    db.iter().collect::<varve::Result<State>>().unwrap()
+    db.iter().collect::<varve_db::Result<State>>().unwrap()
 }
 
-fn is_read_only<T: std::fmt::Debug>(r: &varve::Result<T>) -> bool {
+fn is_read_only<T: std::fmt::Debug>(r: &varve_db::Result<T>) -> bool {
     matches!(r, Err(Error::ReadOnly { .. }))
 }
 
 #[track_caller]
-fn assert_read_only<T: std::fmt::Debug>(r: varve::Result<T>, what: &str) {
+fn assert_read_only<T: std::fmt::Debug>(r: varve_db::Result<T>, what: &str) {
     assert!(
         is_read_only(&r),
         "{what}: expected Error::ReadOnly, got {r:?}"

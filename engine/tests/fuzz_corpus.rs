@@ -54,7 +54,7 @@ fn store_open_seeds_are_stores_that_open() {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
         let (fs, opts) = targets::build_store(&data);
-        let db = varve::Db::open(targets::STORE_DIR, opts.fs(fs))
+        let db = varve_db::Db::open(targets::STORE_DIR, opts.fs(fs))
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let keys = db.iter().count();
         assert!(keys >= 10, "{}: {keys} keys", path.display());

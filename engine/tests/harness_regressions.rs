@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use varve::testing::{FaultKind, InterceptFs, MemFs, OpKind};
-use varve::varve_changelog::fs::FileSystem;
-use varve::{Db, Options};
+use varve_db::testing::{FaultKind, InterceptFs, MemFs, OpKind};
+use varve_db::varve_changelog::fs::FileSystem;
+use varve_db::{Db, Options};
 
 fn open(fs: &MemFs) -> Db {
     let opts = Options::default().block_size_bytes(256);
@@ -31,7 +31,7 @@ fn store_with_a_table(fs: &MemFs) -> Db {
     db
 }
 
-fn scan(iter: varve::Iter) -> (Vec<Bytes>, Option<varve::Error>) {
+fn scan(iter: varve_db::Iter) -> (Vec<Bytes>, Option<varve_db::Error>) {
     let mut keys = Vec::new();
     for kv in iter {
         match kv {
@@ -93,7 +93,7 @@ fn a_read_error_midway_through_a_scan_is_reported() {
     }
 }
 
-fn scan_rev(iter: varve::Iter) -> (Vec<Bytes>, Option<varve::Error>) {
+fn scan_rev(iter: varve_db::Iter) -> (Vec<Bytes>, Option<varve_db::Error>) {
     let mut keys = Vec::new();
     for kv in iter.rev() {
         match kv {
@@ -136,12 +136,12 @@ fn flush_fails_when_the_flush_thread_fails_meanwhile() {
     }
     let result = db.flush();
     assert!(
-        matches!(result, Err(varve::Error::ReadOnly { .. })),
+        matches!(result, Err(varve_db::Error::ReadOnly { .. })),
         "flush after a failed table sync: {result:?}"
     );
     assert!(matches!(
         db.put("k", "v"),
-        Err(varve::Error::ReadOnly { .. })
+        Err(varve_db::Error::ReadOnly { .. })
     ));
 }
 
@@ -166,7 +166,7 @@ fn failed_compaction_output_sync_makes_the_store_read_only() {
     failed.store(false, Ordering::SeqCst);
     assert!(db.compact_range::<&[u8], _>(..).is_err());
     assert!(
-        matches!(db.put("k", "v"), Err(varve::Error::ReadOnly { .. })),
+        matches!(db.put("k", "v"), Err(varve_db::Error::ReadOnly { .. })),
         "a write after a failed compaction sync was accepted"
     );
 }
@@ -177,18 +177,18 @@ fn failed_compaction_output_sync_makes_the_store_read_only() {
 /// lost the changelog directory, and the write with it.
 #[test]
 fn a_synced_write_to_a_new_store_survives_power_loss() {
-    use varve::varve_changelog::fs::CrashMode;
+    use varve_db::varve_changelog::fs::CrashMode;
     for dir in ["/db", "/data/stores/db", "rel/db"] {
         let fs = MemFs::new();
         let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
         let db = Db::open(dir, Options::default().fs(dynfs.clone())).unwrap();
         db.write(
             {
-                let mut b = varve::WriteBatch::new();
+                let mut b = varve_db::WriteBatch::new();
                 b.put("k", "v");
                 b
             },
-            varve::WriteOptions::default().sync(true),
+            varve_db::WriteOptions::default().sync(true),
         )
         .unwrap();
         drop(db);
@@ -223,7 +223,7 @@ fn manifest_sync_fails(mem: &MemFs, armed: Arc<AtomicBool>) -> InterceptFs {
 /// edit that may be durable keeps its tables.
 #[test]
 fn a_failed_manifest_sync_keeps_the_flushed_table() {
-    use varve::varve_changelog::fs::CrashMode;
+    use varve_db::varve_changelog::fs::CrashMode;
     for rotate in [4 << 20, 64] {
         let mem = MemFs::new();
         let armed = Arc::new(AtomicBool::new(false));
@@ -251,17 +251,17 @@ fn a_failed_manifest_sync_keeps_the_flushed_table() {
 /// take the whole store with it.
 #[test]
 fn a_synced_write_to_a_new_partitioned_store_survives_power_loss() {
-    use varve::varve_changelog::fs::CrashMode;
+    use varve_db::varve_changelog::fs::CrashMode;
     let fs = MemFs::new();
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
     for dir in ["/parts", "/data/stores/parts"] {
         let store =
-            varve::PartitionedStore::open(dir, 2, Options::default().fs(dynfs.clone())).unwrap();
+            varve_db::PartitionedStore::open(dir, 2, Options::default().fs(dynfs.clone())).unwrap();
         store.put("k", "v").unwrap();
         store.flush().unwrap();
         drop(store);
         fs.crash(CrashMode::DropAll, 0);
-        let store = varve::PartitionedStore::open(dir, 2, Options::default().fs(dynfs.clone()))
+        let store = varve_db::PartitionedStore::open(dir, 2, Options::default().fs(dynfs.clone()))
             .unwrap_or_else(|e| panic!("{dir}: reopen: {e}"));
         assert_eq!(store.get("k").unwrap().as_deref(), Some(&b"v"[..]), "{dir}");
     }

@@ -37,9 +37,9 @@ use harness::{
     open_db, read_back, small_options,
 };
 use parking_lot::Mutex;
-use varve::testing::{CrashMode, FaultKind, InterceptFs, MemFs};
-use varve::varve_changelog::fs::FileSystem;
-use varve::{Db, Options, WriteBatch, WriteOptions};
+use varve_db::testing::{CrashMode, FaultKind, InterceptFs, MemFs};
+use varve_db::varve_changelog::fs::FileSystem;
+use varve_db::{Db, Options, WriteBatch, WriteOptions};
 
 const KEYS: u8 = 10;
 
@@ -302,7 +302,7 @@ fn check_read_only(db: &Db, ctx: &str) {
         let mut b = WriteBatch::new();
         b.put("after-failure", "x");
         match db.write(b, WriteOptions::default().sync(sync)) {
-            Err(varve::Error::ReadOnly { cause }) => {
+            Err(varve_db::Error::ReadOnly { cause }) => {
                 assert!(
                     !cause.to_string().is_empty(),
                     "{ctx}: ReadOnly without a cause"
@@ -312,7 +312,7 @@ fn check_read_only(db: &Db, ctx: &str) {
         }
     }
     assert!(
-        matches!(db.flush(), Err(varve::Error::ReadOnly { .. })),
+        matches!(db.flush(), Err(varve_db::Error::ReadOnly { .. })),
         "{ctx}: flush after a failed sync was not refused"
     );
     read_back(db, KEYS).unwrap_or_else(|v| panic!("{ctx}: reads after a failed sync: {v}"));

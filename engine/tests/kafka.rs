@@ -13,14 +13,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use varve::varve_changelog::RecordSource;
-use varve::varve_changelog::kafka::rdkafka::ClientConfig;
-use varve::varve_changelog::kafka::rdkafka::producer::{BaseRecord, DefaultProducerContext};
-use varve::varve_changelog::kafka::rdkafka::producer::{Producer, ThreadedProducer};
-use varve::varve_changelog::kafka::{
+use varve_db::varve_changelog::RecordSource;
+use varve_db::varve_changelog::kafka::rdkafka::ClientConfig;
+use varve_db::varve_changelog::kafka::rdkafka::producer::{BaseRecord, DefaultProducerContext};
+use varve_db::varve_changelog::kafka::rdkafka::producer::{Producer, ThreadedProducer};
+use varve_db::varve_changelog::kafka::{
     Compression, KafkaConfig, KafkaSource, Shipper, ShipperOptions, TopicSpec, ensure_topic,
 };
-use varve::{
+use varve_db::{
     CatchUp, ChangelogRetention, Db, Options, PartitionedStore, RestoreOptions, Standby,
     WriteBatch, WriteOptions,
 };
@@ -131,7 +131,7 @@ fn a_store_restored_from_its_topic_equals_it_key_by_key_and_follows_it_as_a_stan
     let copy_dir = tmp.path().join("copy");
     let mut source = KafkaSource::new(config.clone(), 0).unwrap();
     let started = Instant::now();
-    let report = varve::restore(&copy_dir, &mut source, RestoreOptions::default()).unwrap();
+    let report = varve_db::restore(&copy_dir, &mut source, RestoreOptions::default()).unwrap();
     eprintln!(
         "restored {} records in {:?}",
         report.records,
@@ -196,7 +196,7 @@ fn a_standby_ahead_of_the_topic_is_stale() {
         Options::default(),
     )
     .unwrap_err();
-    assert!(matches!(err, varve::Error::Stale { .. }), "{err:?}");
+    assert!(matches!(err, varve_db::Error::Stale { .. }), "{err:?}");
 }
 
 #[test]
@@ -260,7 +260,7 @@ fn a_partitioned_store_round_trips_and_routes_keys_as_kafkas_default_partitioner
         .collect();
     let copy_dir = tmp.path().join("copy");
     let reports =
-        varve::restore_partitioned(&copy_dir, &mut sources, RestoreOptions::default()).unwrap();
+        varve_db::restore_partitioned(&copy_dir, &mut sources, RestoreOptions::default()).unwrap();
     assert_eq!(reports.len(), PARTITIONS as usize);
     let copy = PartitionedStore::open(&copy_dir, PARTITIONS, Options::default()).unwrap();
     // Every foreign record landed in the partition the store routes its

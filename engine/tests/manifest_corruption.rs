@@ -10,13 +10,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use varve::Error;
-use varve::key::SeqNo;
-use varve::version::{
+use varve_changelog::fs::{FileSystem, StdFs};
+use varve_db::Error;
+use varve_db::internals::key::SeqNo;
+use varve_db::internals::version::{
     ENGINE_FORMAT, FileNumber, Level, TableMeta, Version, VersionEdit, VersionSet,
     VersionSetOptions, manifest_file_name, read_manifest,
 };
-use varve_changelog::fs::{FileSystem, StdFs};
 
 fn std_fs() -> Arc<dyn FileSystem> {
     Arc::new(StdFs)
@@ -322,7 +322,7 @@ fn current_naming_the_largest_manifest_number_is_corruption() {
     let err = open(dir.path()).unwrap_err();
     assert_corruption_at(&err, &dir.path().join("CURRENT"), 0);
     assert!(err.to_string().contains("largest file number"), "{err}");
-    let err = varve::Db::open(dir.path(), varve::Options::default()).unwrap_err();
+    let err = varve_db::Db::open(dir.path(), varve_db::Options::default()).unwrap_err();
     assert_corruption_at(&err, &dir.path().join("CURRENT"), 0);
 }
 

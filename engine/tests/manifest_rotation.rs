@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use varve::varve_changelog::fs::{CrashMode, FileSystem, MemFs};
-use varve::{Db, Error, Options};
+use varve_db::varve_changelog::fs::{CrashMode, FileSystem, MemFs};
+use varve_db::{Db, Error, Options};
 
 fn manifests(fs: &MemFs) -> Vec<String> {
     fs.list_dir(Path::new("/db"))
@@ -31,7 +31,7 @@ fn a_small_rotation_size_rotates_and_the_store_reopens_after_power_loss() {
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
     let opts = Options::default()
         .manifest_rotate_size_bytes(512)
-        .compaction(varve::CompactionOptions::default().auto(false));
+        .compaction(varve_db::CompactionOptions::default().auto(false));
     let db = Db::open("/db", opts.clone().fs(dynfs.clone())).unwrap();
     flush_many(&db, 40);
     drop(db);

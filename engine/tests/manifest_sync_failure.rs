@@ -8,8 +8,8 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use varve::testing::{InterceptFs, MemFs, OpKind, manual_compaction};
-use varve::{Db, WriteBatch, WriteOptions};
+use varve_db::testing::{InterceptFs, MemFs, OpKind, manual_compaction};
+use varve_db::{Db, WriteBatch, WriteOptions};
 
 /// `MemFs`, but syncs of a manifest fail while `fail_manifest_sync` is set
 /// (after the data is written, as a real failed `fdatasync` may be).

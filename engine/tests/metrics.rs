@@ -2,7 +2,7 @@
 //! written.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use varve::{Db, Options, WriteBatch, WriteOptions};
+use varve_db::{Db, Options, WriteBatch, WriteOptions};
 
 #[test]
 fn counts_match_the_operations_done() {
@@ -55,5 +55,5 @@ fn stats_and_reopen_do_not_count_as_user_operations() {
     assert_eq!(db.metrics().ranges.count, 0);
     db.close().unwrap();
     let db = Db::open(dir.path(), Options::default()).unwrap();
-    assert_eq!(db.metrics(), varve::Metrics::default());
+    assert_eq!(db.metrics(), varve_db::Metrics::default());
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use metrics::{
     Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
 };
-use varve::{Db, Options, WriteBatch, WriteOptions};
+use varve_db::{Db, Options, WriteBatch, WriteOptions};
 
 #[derive(Default)]
 struct Samples(Mutex<Vec<f64>>);
@@ -172,7 +172,7 @@ fn two_stores_are_told_apart_and_a_store_opened_without_a_recorder_exports_nothi
 #[test]
 fn describe_names_every_metric_with_its_unit() {
     let recorder = TestRecorder::default();
-    varve::describe_metrics(&recorder);
+    varve_db::describe_metrics(&recorder);
     let described = recorder.described.lock().unwrap();
     assert!(described.contains(&("varve.store.gets".into(), Some(Unit::Count))));
     assert!(described.contains(&("varve.store.bytes-written".into(), Some(Unit::Bytes))));

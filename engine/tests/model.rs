@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use proptest::prelude::*;
-use varve::{CompactionOptions, Compression, Db, Options, WriteBatch, WriteOptions};
+use varve_db::{CompactionOptions, Compression, Db, Options, WriteBatch, WriteOptions};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -46,7 +46,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
-fn contents(iter: varve::Iter) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn contents(iter: varve_db::Iter) -> Vec<(Vec<u8>, Vec<u8>)> {
     iter.map(|kv| {
         let (k, v) = kv.unwrap();
         (k.to_vec(), v.to_vec())
@@ -81,7 +81,7 @@ fn run(ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
     let mut db = Some(Db::open(dir.path(), opts()).unwrap());
     let mut model = Model::new();
-    let mut snapshots: Vec<(varve::Snapshot, Model)> = Vec::new();
+    let mut snapshots: Vec<(varve_db::Snapshot, Model)> = Vec::new();
     for op in ops {
         let d = db.as_ref().unwrap();
         match op {

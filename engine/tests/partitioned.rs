@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use varve::testing::small_options;
-use varve::varve_changelog::partitioner::partition_for_key;
-use varve::{
+use varve_db::testing::small_options;
+use varve_db::varve_changelog::partitioner::partition_for_key;
+use varve_db::{
     Error, Options, PARTITIONS_FILE, PartitionedStore, WriteBatch, WriteOptions, partition_dir,
 };
 
@@ -210,7 +210,7 @@ fn partitions_share_the_ttl_and_the_clock() {
     use std::sync::Arc;
     use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(varve::ManualClock::new(1_000_000));
+    let clock = Arc::new(varve_db::ManualClock::new(1_000_000));
     let opts = small()
         .ttl(Some(Duration::from_secs(1)))
         .clock(clock.clone());

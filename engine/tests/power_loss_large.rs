@@ -25,8 +25,8 @@ use harness::{
     History, Op, Rng, Violation, check_recovered, env_u64, fresh_store, manifest_number, open_db,
     read_back, realistic_ops, small_options,
 };
-use varve::Options;
-use varve::varve_changelog::fs::{CrashMode, FileSystem, MemFs};
+use varve_db::Options;
+use varve_db::varve_changelog::fs::{CrashMode, FileSystem, MemFs};
 
 const KEYS: u8 = 8;
 /// Key and value bytes one workload writes at most (besides its first

@@ -35,8 +35,8 @@ use harness::{
     Op, Rng, Runner, State, Violation, check_checkpoints, check_recovered, env_u64, fresh_store,
     open_db, random_ops, read_back, small_options,
 };
-use varve::varve_changelog::fs::{CrashMode, FileSystem, MemFs};
-use varve::{Options, WriteBatch, WriteOptions};
+use varve_db::varve_changelog::fs::{CrashMode, FileSystem, MemFs};
+use varve_db::{Options, WriteBatch, WriteOptions};
 
 const KEYS: u8 = 12;
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use varve::{Db, Error, ManualClock, Options, PartitionedStore, ReadOnlyDb};
+use varve_db::{Db, Error, ManualClock, Options, PartitionedStore, ReadOnlyDb};
 
 /// Every file under `dir` (recursively) with its bytes and modification
 /// time, and every directory.
@@ -35,7 +35,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {
 }
 
 fn last_segment(dir: &Path) -> PathBuf {
-    let log = dir.join(varve::CHANGELOG_DIR);
+    let log = dir.join(varve_db::CHANGELOG_DIR);
     let mut segs: Vec<_> = std::fs::read_dir(&log)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -185,7 +185,7 @@ fn read_only_open_creates_nothing_and_names_a_partitioned_root() {
         err.to_string().contains("partitioned store (3 partitions)"),
         "{err}"
     );
-    let part = varve::partition_dir(&root, 1);
+    let part = varve_db::partition_dir(&root, 1);
     assert_eq!(
         ReadOnlyDb::open(&part, Options::default())
             .unwrap()

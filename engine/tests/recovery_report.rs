@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use varve::varve_changelog::fs::{FileSystem, MemFs};
-use varve::{Db, Options, WriteBatch, WriteOptions};
+use varve_db::varve_changelog::fs::{FileSystem, MemFs};
+use varve_db::{Db, Options, WriteBatch, WriteOptions};
 
 const SEGMENT: &str = "/db/changelog/00000000000000000000.log";
 

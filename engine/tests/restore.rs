@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use varve::restore::{RestoreListener, RestoreProgress, RestoreReport};
-use varve::testing::BrokenSource;
-use varve::varve_changelog::fs::{CrashMode, FileSystem, MemFs, StdFs};
-use varve::varve_changelog::{Log, LogOptions, LogSource, Record, SourceBounds, StoredRecord};
-use varve::version::{Level, VersionSet, VersionSetOptions};
-use varve::{ChangelogRetention, Db, Error, Options, RestoreOptions, WriteBatch, WriteOptions};
+use varve_db::internals::version::{Level, VersionSet, VersionSetOptions};
+use varve_db::restore::{RestoreListener, RestoreProgress, RestoreReport};
+use varve_db::testing::BrokenSource;
+use varve_db::varve_changelog::fs::{CrashMode, FileSystem, MemFs, StdFs};
+use varve_db::varve_changelog::{Log, LogOptions, LogSource, Record, SourceBounds, StoredRecord};
+use varve_db::{ChangelogRetention, Db, Error, Options, RestoreOptions, WriteBatch, WriteOptions};
 
 type State = BTreeMap<Bytes, Bytes>;
 
@@ -86,7 +86,7 @@ fn restore_equals_the_source_store_and_is_compacted() {
     let src = source_store(&tmp.path().join("src"), 5000);
     let target = tmp.path().join("restored");
     let mut source = LogSource::new(src.changelog());
-    let report = varve::restore(&target, &mut source, small()).unwrap();
+    let report = varve_db::restore(&target, &mut source, small()).unwrap();
     assert_eq!((report.start_offset, report.end_offset), (0, 5000));
     assert_eq!(report.records, 5000);
     assert!(!report.resumed);
@@ -115,7 +115,7 @@ fn restore_equals_the_source_store_and_is_compacted() {
     assert_eq!(restored.changelog().log_start_offset(), 5000);
     restored.put("after", "restore").unwrap();
     assert_eq!(restored.latest_seqno(), 5001);
-    assert!(!target.join(varve::restore::MARKER_FILE).exists());
+    assert!(!target.join(varve_db::restore::MARKER_FILE).exists());
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn restore_from_a_checkpoint_replays_only_later_records() {
     write_range(&src, 2000, 3000);
     let target = tmp.path().join("restored");
     let opts = small().from_checkpoint(&cp.path);
-    let report = varve::restore(&target, &mut LogSource::new(src.changelog()), opts).unwrap();
+    let report = varve_db::restore(&target, &mut LogSource::new(src.changelog()), opts).unwrap();
     assert_eq!((report.start_offset, report.end_offset), (2000, 3000));
     assert_eq!(report.records, 1000);
     let restored = Db::open(&target, no_create()).unwrap();
@@ -154,7 +154,7 @@ fn a_checkpoint_below_the_source_start_is_stale() {
     log.append_at(&tail).unwrap();
     let target = tmp.path().join("restored");
     let opts = small().from_checkpoint(&cp.path);
-    let err = varve::restore(&target, &mut LogSource::new(&log), opts).unwrap_err();
+    let err = varve_db::restore(&target, &mut LogSource::new(&log), opts).unwrap_err();
     match err {
         Error::Stale {
             position,
@@ -171,8 +171,8 @@ fn a_checkpoint_below_the_source_start_is_stale() {
         start_offset: 450,
         end_offset: 600,
     };
-    assert!(varve::restore::check_position(450, bounds).is_ok());
-    assert!(varve::restore::check_position(449, bounds).is_err());
+    assert!(varve_db::restore::check_position(450, bounds).is_ok());
+    assert!(varve_db::restore::check_position(449, bounds).is_err());
 }
 
 /// Records every callback.
@@ -210,7 +210,7 @@ fn progress_offsets_increase_and_end_at_the_end_offset() {
     let recorder = Arc::new(Recorder::default());
     let opts = small().listener(recorder.clone());
     let target = tmp.path().join("restored");
-    varve::restore(&target, &mut LogSource::new(src.changelog()), opts).unwrap();
+    varve_db::restore(&target, &mut LogSource::new(src.changelog()), opts).unwrap();
     assert_eq!(*recorder.start.lock(), Some((0, 3000)));
     let offsets = recorder.offsets.lock().clone();
     assert!(offsets.len() > 5, "{offsets:?}");
@@ -232,13 +232,13 @@ fn cancel_then_resume_gives_the_same_store() {
         ..Recorder::default()
     });
     let opts = small().listener(recorder.clone()).cancel_flag(flag);
-    let err = varve::restore(&target, &mut LogSource::new(src.changelog()), opts).unwrap_err();
+    let err = varve_db::restore(&target, &mut LogSource::new(src.changelog()), opts).unwrap_err();
     assert!(matches!(err, Error::Cancelled), "{err}");
     assert!(recorder.end.lock().is_none());
     let err = Db::open(&target, Options::default()).unwrap_err();
     assert!(matches!(err, Error::RestoreIncomplete { .. }), "{err}");
 
-    let report = varve::restore(&target, &mut LogSource::new(src.changelog()), small()).unwrap();
+    let report = varve_db::restore(&target, &mut LogSource::new(src.changelog()), small()).unwrap();
     assert!(report.resumed);
     assert!(report.start_offset >= 1500, "{report:?}");
     assert_eq!(report.records, 4000 - report.start_offset);
@@ -268,7 +268,7 @@ fn a_gapped_source_restores_correctly() {
     }
     let end = log.next_offset();
     let target = tmp.path().join("restored");
-    let report = varve::restore(&target, &mut LogSource::new(&log), small()).unwrap();
+    let report = varve_db::restore(&target, &mut LogSource::new(&log), small()).unwrap();
     assert_eq!((report.records, report.end_offset), (1000, end));
     let restored = Db::open(&target, no_create()).unwrap();
     assert_eq!(contents(&restored), model);
@@ -281,7 +281,7 @@ fn a_gapped_source_restores_correctly() {
 fn refuses_a_directory_that_is_neither_empty_nor_a_restore() {
     let tmp = tempfile::tempdir().unwrap();
     let src = source_store(&tmp.path().join("src"), 10);
-    let err = varve::restore(
+    let err = varve_db::restore(
         tmp.path().join("src"),
         &mut LogSource::new(src.changelog()),
         small(),
@@ -294,7 +294,7 @@ fn refuses_a_directory_that_is_neither_empty_nor_a_restore() {
 fn source_errors_keep_their_type_and_leave_the_restore_incomplete() {
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("restored");
-    let err = varve::restore(&target, &mut BrokenSource, small()).unwrap_err();
+    let err = varve_db::restore(&target, &mut BrokenSource, small()).unwrap_err();
     let Error::Source(inner) = &err else {
         panic!("expected Source, got {err}");
     };
@@ -323,7 +323,7 @@ fn a_crash_anywhere_in_a_restore_is_refused_on_open_and_resumes() {
     let opts = |fs: &MemFs| small().store_options(Options::default().fs(Arc::new(fs.clone())));
     let calls = {
         let fs = MemFs::new();
-        varve::restore("/r", &mut LogSource::new(&log), opts(&fs)).unwrap();
+        varve_db::restore("/r", &mut LogSource::new(&log), opts(&fs)).unwrap();
         fs.op_count()
     };
     assert!(calls > 20, "{calls}");
@@ -332,7 +332,7 @@ fn a_crash_anywhere_in_a_restore_is_refused_on_open_and_resumes() {
     for n in (0..calls).step_by(step as usize) {
         let fs = MemFs::new();
         fs.crash_at(n);
-        assert!(varve::restore("/r", &mut LogSource::new(&log), opts(&fs)).is_err());
+        assert!(varve_db::restore("/r", &mut LogSource::new(&log), opts(&fs)).is_err());
         let mode = [CrashMode::DropAll, CrashMode::KeepAll, CrashMode::Random][n as usize % 3];
         fs.crash(mode, n);
         let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
@@ -346,7 +346,7 @@ fn a_crash_anywhere_in_a_restore_is_refused_on_open_and_resumes() {
             Err(Error::NotAStore { .. }) => {}
             Err(e) => panic!("crash at call {n}: unexpected {e}"),
         }
-        varve::restore("/r", &mut LogSource::new(&log), opts(&fs))
+        varve_db::restore("/r", &mut LogSource::new(&log), opts(&fs))
             .unwrap_or_else(|e| panic!("resume after a crash at call {n}: {e}"));
         let db = Db::open("/r", no_create().fs(dynfs)).unwrap();
         assert_eq!(contents(&db), model, "resumed after a crash at call {n}");
@@ -390,7 +390,7 @@ fn a_crash_anywhere_in_a_restore_from_a_checkpoint_resumes() {
         store_with_checkpoint(&fs);
         let log = open_changelog(&fs);
         let base = fs.op_count();
-        varve::restore("/r", &mut LogSource::new(&log), opts(&fs)).unwrap();
+        varve_db::restore("/r", &mut LogSource::new(&log), opts(&fs)).unwrap();
         (base, fs.op_count() - base)
     };
     let step = (calls / 60).max(1);
@@ -399,7 +399,7 @@ fn a_crash_anywhere_in_a_restore_from_a_checkpoint_resumes() {
         store_with_checkpoint(&fs);
         let log = open_changelog(&fs);
         fs.crash_at(base + n);
-        let _ = varve::restore("/r", &mut LogSource::new(&log), opts(&fs));
+        let _ = varve_db::restore("/r", &mut LogSource::new(&log), opts(&fs));
         drop(log);
         fs.crash(CrashMode::Random, n);
         let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
@@ -412,7 +412,7 @@ fn a_crash_anywhere_in_a_restore_from_a_checkpoint_resumes() {
             Err(e) => panic!("crash at call {n}: unexpected {e}"),
         }
         let log = open_changelog(&fs);
-        let report = varve::restore("/r", &mut LogSource::new(&log), opts(&fs))
+        let report = varve_db::restore("/r", &mut LogSource::new(&log), opts(&fs))
             .unwrap_or_else(|e| panic!("resume after a crash at call {n}: {e}"));
         assert!(report.start_offset >= 1200, "{report:?}");
         let db = Db::open("/r", no_create().fs(dynfs)).unwrap();
@@ -429,7 +429,7 @@ fn a_restore_from_a_live_store_stops_at_the_end_it_took() {
         std::thread::spawn(move || write_range(&src, 2000, 8000))
     };
     let target = tmp.path().join("restored");
-    let report = varve::restore(&target, &mut LogSource::new(src.changelog()), small()).unwrap();
+    let report = varve_db::restore(&target, &mut LogSource::new(src.changelog()), small()).unwrap();
     writer.join().unwrap();
     let end = report.end_offset;
     assert!((2000..=8000).contains(&end), "{report:?}");

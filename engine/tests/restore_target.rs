@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use varve_changelog::fs::PathKind;
 
-use varve::restore::MARKER_FILE;
-use varve::testing::BrokenSource;
-use varve::varve_changelog::LogSource;
-use varve::varve_changelog::fs::{FileSystem, MemFs, read_file};
-use varve::{Db, Error, Options, RestoreOptions};
+use varve_db::restore::MARKER_FILE;
+use varve_db::testing::BrokenSource;
+use varve_db::varve_changelog::LogSource;
+use varve_db::varve_changelog::fs::{FileSystem, MemFs, read_file};
+use varve_db::{Db, Error, Options, RestoreOptions};
 
 /// A closed-over source store at `dir/src` with `n` puts.
 fn source(dir: &Path, n: u64) -> Db {
@@ -47,7 +47,7 @@ fn refused_path(err: &Error) -> &Path {
 
 fn interrupted(target: &Path, name: &str) {
     let opts = RestoreOptions::default().source_name(name);
-    let err = varve::restore(target, &mut BrokenSource, opts).unwrap_err();
+    let err = varve_db::restore(target, &mut BrokenSource, opts).unwrap_err();
     assert!(matches!(err, Error::Source(_)), "{err}");
     assert!(target.join(MARKER_FILE).exists());
 }
@@ -62,7 +62,7 @@ fn a_bare_marker_beside_foreign_files_and_a_link_is_refused_and_nothing_is_remov
     std::fs::write(target.join(MARKER_FILE), b"").unwrap();
     std::fs::write(target.join("notes.txt"), b"mine").unwrap();
     symlink(&other, target.join("linked")).unwrap();
-    let err = varve::restore(
+    let err = varve_db::restore(
         &target,
         &mut LogSource::new(src.changelog()),
         RestoreOptions::default(),
@@ -83,7 +83,7 @@ fn a_bare_marker_alone_is_refused_too() {
     let target = tmp.path().join("target");
     std::fs::create_dir(&target).unwrap();
     std::fs::write(target.join(MARKER_FILE), b"someone else's").unwrap();
-    let err = varve::restore(
+    let err = varve_db::restore(
         &target,
         &mut LogSource::new(src.changelog()),
         RestoreOptions::default(),
@@ -104,7 +104,7 @@ fn an_interrupted_restore_resumes_but_refuses_foreign_entries() {
     let target = tmp.path().join("target");
     interrupted(&target, "src");
     let resume = |name: &str| {
-        varve::restore(
+        varve_db::restore(
             &target,
             &mut LogSource::new(src.changelog()),
             RestoreOptions::default().source_name(name),
@@ -155,7 +155,7 @@ fn a_restore_interrupted_before_its_store_removes_only_the_files_it_listed() {
     std::fs::remove_file(target.join("CURRENT")).unwrap();
     std::fs::remove_dir_all(target.join("changelog")).unwrap();
     let run = || {
-        varve::restore(
+        varve_db::restore(
             &target,
             &mut LogSource::new(src.changelog()),
             RestoreOptions::default(),
@@ -189,7 +189,7 @@ fn a_file_named_like_the_marker_temp_is_the_only_leftover_a_new_restore_accepts(
     let target = tmp.path().join("target");
     std::fs::create_dir(&target).unwrap();
     symlink(tmp.path().join("src"), target.join("RESTORING.tmp")).unwrap();
-    let err = varve::restore(
+    let err = varve_db::restore(
         &target,
         &mut LogSource::new(src.changelog()),
         RestoreOptions::default(),
@@ -198,7 +198,7 @@ fn a_file_named_like_the_marker_temp_is_the_only_leftover_a_new_restore_accepts(
     assert_eq!(refused_path(&err), target.join("RESTORING.tmp"));
     std::fs::remove_file(target.join("RESTORING.tmp")).unwrap();
     std::fs::write(target.join("RESTORING.tmp"), b"torn").unwrap();
-    varve::restore(
+    varve_db::restore(
         &target,
         &mut LogSource::new(src.changelog()),
         RestoreOptions::default(),
@@ -235,7 +235,7 @@ fn every_bit_flip_of_a_marker_is_refused_and_removes_nothing() {
                 .store_options(Options::default().fs(Arc::new(fs.clone())))
                 .source_name("/data/changelog")
         };
-        assert!(varve::restore(target, &mut BrokenSource, opts()).is_err());
+        assert!(varve_db::restore(target, &mut BrokenSource, opts()).is_err());
         if !with_store {
             // As if it had crashed before its store existed.
             fs.remove_file(&target.join("CURRENT")).unwrap();
@@ -252,13 +252,13 @@ fn every_bit_flip_of_a_marker_is_refused_and_removes_nothing() {
             bad[bit / 8] ^= 1 << (bit % 8);
             fs.write_all(&marker, &bad).unwrap();
             let before = tree(&fs, target);
-            let err = varve::restore(target, &mut BrokenSource, opts()).unwrap_err();
+            let err = varve_db::restore(target, &mut BrokenSource, opts()).unwrap_err();
             assert_eq!(refused_path(&err), marker, "bit {bit}: {err}");
             assert_eq!(tree(&fs, target), before, "bit {bit} changed the target");
         }
         // The intact marker is accepted again: resumed or started over.
         fs.write_all(&marker, &good).unwrap();
-        let err = varve::restore(target, &mut BrokenSource, opts()).unwrap_err();
+        let err = varve_db::restore(target, &mut BrokenSource, opts()).unwrap_err();
         assert!(matches!(err, Error::Source(_)), "{err}");
     }
 }

@@ -8,16 +8,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use varve::key::SeqNo;
-use varve::varve_changelog::fs::StdFs;
-use varve::varve_changelog::{Log, LogOptions, Record, StoredRecord};
-use varve::version::{VersionEdit, VersionSet, VersionSetOptions};
-use varve::{Db, Error, Options, Standby};
+use varve_db::internals::key::SeqNo;
+use varve_db::internals::version::{VersionEdit, VersionSet, VersionSetOptions};
+use varve_db::varve_changelog::fs::StdFs;
+use varve_db::varve_changelog::{Log, LogOptions, Record, StoredRecord};
+use varve_db::{Db, Error, Options, Standby};
 
 const BEYOND: u64 = 1 << 57;
 
 fn changelog_dir(dir: &Path) -> std::path::PathBuf {
-    dir.join(varve::CHANGELOG_DIR)
+    dir.join(varve_db::CHANGELOG_DIR)
 }
 
 /// A closed store holding `k0`..`k2`, then a valid batch at `offset`

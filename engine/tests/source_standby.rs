@@ -9,10 +9,10 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 use bytes::Bytes;
-use varve::varve_changelog::{
+use varve_db::varve_changelog::{
     Log, LogOptions, LogSource, Record, RecordSource, SourceBounds, StoredRecord,
 };
-use varve::{CatchUp, Db, Error, Options, PartitionedStore, RestoreOptions, Standby};
+use varve_db::{CatchUp, Db, Error, Options, PartitionedStore, RestoreOptions, Standby};
 
 fn at(offset: u64, key: &str, value: Option<&str>) -> StoredRecord {
     let record = match value {
@@ -34,7 +34,7 @@ fn follows_a_compacted_source_with_gaps_resumes_after_reopen_and_promotes() {
         .append_at(&[at(3, "a", Some("1")), at(7, "b", Some("2"))])
         .unwrap();
     let dir = tmp.path().join("standby");
-    varve::restore(
+    varve_db::restore(
         &dir,
         &mut LogSource::new(upstream.clone()),
         RestoreOptions::default(),
@@ -200,7 +200,7 @@ fn a_partitioned_store_is_restored_partition_by_partition() {
     // Wrong numbers of sources are refused before anything is written.
     let mut none: Vec<LogSource<&Log>> = Vec::new();
     let err =
-        varve::restore_partitioned(&copy_dir, &mut none, RestoreOptions::default()).unwrap_err();
+        varve_db::restore_partitioned(&copy_dir, &mut none, RestoreOptions::default()).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
     assert!(!copy_dir.exists());
 
@@ -208,7 +208,7 @@ fn a_partitioned_store_is_restored_partition_by_partition() {
         .map(|p| LogSource::new(live.partition(p).changelog()))
         .collect();
     let reports =
-        varve::restore_partitioned(&copy_dir, &mut sources, RestoreOptions::default()).unwrap();
+        varve_db::restore_partitioned(&copy_dir, &mut sources, RestoreOptions::default()).unwrap();
     assert_eq!(reports.iter().map(|r| r.records).sum::<u64>(), 3_000);
 
     // Another count for the same directory is refused, and so is a
@@ -217,16 +217,16 @@ fn a_partitioned_store_is_restored_partition_by_partition() {
         .map(|p| LogSource::new(live.partition(p).changelog()))
         .collect();
     let err =
-        varve::restore_partitioned(&copy_dir, &mut two, RestoreOptions::default()).unwrap_err();
+        varve_db::restore_partitioned(&copy_dir, &mut two, RestoreOptions::default()).unwrap_err();
     assert!(matches!(err, Error::IncompatibleOptions { .. }), "{err:?}");
-    let err =
-        varve::restore_partitioned(&copy_dir, &mut sources, RestoreOptions::default()).unwrap_err();
+    let err = varve_db::restore_partitioned(&copy_dir, &mut sources, RestoreOptions::default())
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
 
     let copy = PartitionedStore::open(&copy_dir, 3, Options::default()).unwrap();
     // A restore into an open store is refused.
-    let err =
-        varve::restore_partitioned(&copy_dir, &mut sources, RestoreOptions::default()).unwrap_err();
+    let err = varve_db::restore_partitioned(&copy_dir, &mut sources, RestoreOptions::default())
+        .unwrap_err();
     assert!(matches!(err, Error::Locked { .. }), "{err:?}");
     let got: Vec<_> = copy.iter().map(|kv| kv.unwrap()).collect();
     let want: Vec<_> = live.iter().map(|kv| kv.unwrap()).collect();

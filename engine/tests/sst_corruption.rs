@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tempfile::TempDir;
-use varve::Error;
-use varve::iter::InternalIterator;
-use varve::key::{InternalKeyRef, SeqNo, ValueKind};
-use varve::sst::format::{
+use varve_changelog::fs::{FileSystem, OpenMode, StdFs};
+use varve_db::Error;
+use varve_db::internals::iter::InternalIterator;
+use varve_db::internals::key::{InternalKeyRef, SeqNo, ValueKind};
+use varve_db::internals::sst::format::{
     BLOCK_TRAILER_SIZE, FOOTER_CRC_OFFSET, FOOTER_SIZE, FOOTER_VERSION_OFFSET, block_trailer,
 };
-use varve::sst::{BlockHandle, Footer, Table, TableBuilder, TableOptions};
-use varve_changelog::fs::{FileSystem, OpenMode, StdFs};
+use varve_db::internals::sst::{BlockHandle, Footer, Table, TableBuilder, TableOptions};
 
 /// An owned entry: user key, seqno, kind, value.
 type Entry = (Vec<u8>, u64, ValueKind, Vec<u8>);
@@ -86,7 +86,7 @@ fn build(n: usize) -> Fixture {
     }
 }
 
-fn open(path: &Path) -> varve::Result<Arc<Table>> {
+fn open(path: &Path) -> varve_db::Result<Arc<Table>> {
     let file = StdFs.open_file(path, OpenMode::Read).unwrap();
     Table::open(file, path.to_path_buf(), 1).map(Arc::new)
 }
@@ -145,7 +145,7 @@ fn fix_block_crc_in(bytes: &mut [u8], handle: BlockHandle) {
 /// Opens the table and reads all of it: both scan directions, a `get` of
 /// every entry and of absent keys, and `verify`. Panics on any wrong answer;
 /// returns the first error.
-fn read_everything(path: &Path, expected: &[Entry]) -> varve::Result<()> {
+fn read_everything(path: &Path, expected: &[Entry]) -> varve_db::Result<()> {
     let table = open(path)?;
     let mut iter = table.iter();
     iter.seek_to_first();
@@ -208,7 +208,7 @@ fn entry_at(iter: &impl InternalIterator) -> Entry {
 }
 
 /// Asserts `result` is a corruption of `path` at an offset in `range`.
-fn assert_corruption<T>(result: varve::Result<T>, path: &Path, range: std::ops::Range<u64>) {
+fn assert_corruption<T>(result: varve_db::Result<T>, path: &Path, range: std::ops::Range<u64>) {
     match result {
         Err(Error::Corruption {
             path: p,
@@ -462,7 +462,7 @@ fn every_bit_flip_is_detected() {
 
 /// Reads everything without checking answers (for files whose damage no
 /// CRC can catch); returns the first error.
-fn read_loosely(path: &Path, probes: &[Entry]) -> varve::Result<()> {
+fn read_loosely(path: &Path, probes: &[Entry]) -> varve_db::Result<()> {
     let table = open(path)?;
     let mut iter = table.iter();
     iter.seek_to_first();
@@ -524,7 +524,7 @@ fn crafted_blocks_with_valid_crcs_never_panic() {
 /// A real store with two flushed tables (closed); returns the newest
 /// table's path.
 fn store_with_tables(dir: &Path) -> PathBuf {
-    let db = varve::Db::open(dir, varve::Options::default()).unwrap();
+    let db = varve_db::Db::open(dir, varve_db::Options::default()).unwrap();
     for round in 0..2 {
         for i in 0..50 {
             db.put(format!("key-{i:03}"), format!("value-{round}-{i}"))
@@ -544,7 +544,7 @@ fn store_with_tables(dir: &Path) -> PathBuf {
 }
 
 fn assert_open_refuses(dir: &Path, table: &Path, words: &str) {
-    match varve::Db::open(dir, varve::Options::default()) {
+    match varve_db::Db::open(dir, varve_db::Options::default()) {
         Err(err @ Error::Corruption { .. }) => {
             let Error::Corruption { path, what, .. } = &err else {
                 unreachable!()

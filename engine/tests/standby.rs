@@ -11,8 +11,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use varve::testing::{CrashMode, InterceptFs, MemFs, OpKind, Rng, env_u64};
-use varve::{CatchUp, ChangelogRetention, Db, Error, Options, Standby, WriteBatch, WriteOptions};
+use varve_db::testing::{CrashMode, InterceptFs, MemFs, OpKind, Rng, env_u64};
+use varve_db::{
+    CatchUp, ChangelogRetention, Db, Error, Options, Standby, WriteBatch, WriteOptions,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 const NAME: &str = "standby-1";
@@ -379,7 +381,7 @@ fn writes_to_a_standby_are_refused() {
     let standby =
         Standby::follow(&primary, dir.path().join("s"), NAME, Options::default()).unwrap();
     catch_up(&standby, &primary);
-    let refused = |r: varve::Result<()>| {
+    let refused = |r: varve_db::Result<()>| {
         assert!(matches!(r, Err(Error::Replica)), "{r:?}");
     };
     refused(standby.put("k", "standby"));
@@ -524,7 +526,7 @@ fn a_failure_of_the_standby_is_kept_and_returned() {
     primary.put("a", "1").unwrap();
     catch_up(&standby, &primary);
     fs.fail_syncs(true);
-    fs.fail_after(0, varve::varve_changelog::fs::FaultKind::Persistent);
+    fs.fail_after(0, varve_db::varve_changelog::fs::FaultKind::Persistent);
     primary.put("b", "2").unwrap();
     let err = standby
         .wait_for_offset(primary.changelog().next_offset(), WAIT)

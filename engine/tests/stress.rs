@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use varve::testing::env_u64;
-use varve::{
+use varve_db::testing::env_u64;
+use varve_db::{
     ChangelogRetention, CompactionOptions, Compression, Db, Options, Snapshot, WriteBatch,
     WriteOptions,
 };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use varve::{CompactionOptions, Db, Error, ManualClock, Options};
+use varve_db::{CompactionOptions, Db, Error, ManualClock, Options};
 
 const TTL_MS: u64 = 10_000;
 const T0: u64 = 1_700_000_000_000;
@@ -265,7 +265,7 @@ mod model {
 
     use bytes::Bytes;
     use proptest::prelude::*;
-    use varve::{Clock as _, CompactionOptions, Db, ManualClock, Options};
+    use varve_db::{Clock as _, CompactionOptions, Db, ManualClock, Options};
 
     const TTL_MS: u64 = 100;
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use varve::testing::{InterceptFs, MemFs, OpKind};
-use varve::{CompactionOptions, Db, Options};
+use varve_db::testing::{InterceptFs, MemFs, OpKind};
+use varve_db::{CompactionOptions, Db, Options};
 
 /// A file system whose table reads fail while the flag is set: flushes
 /// (which only write tables) work, compactions (which read them) fail.

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use varve::varve_changelog as changelog;
-use varve::varve_changelog::fs::{CrashMode, FaultKind, FileSystem, MemFs, OpenMode, PathKind};
+use varve_db::varve_changelog as changelog;
+use varve_db::varve_changelog::fs::{CrashMode, FaultKind, FileSystem, MemFs, OpenMode, PathKind};
 
 /// A fuzz target: panics on a failure.
 pub type Target = fn(&[u8]);
@@ -176,17 +176,17 @@ pub fn changelog_meta_decode(data: &[u8]) {
 /// An encoded internal key (a put).
 fn ikey(user_key: &[u8], seqno: u64) -> Vec<u8> {
     let mut buf = Vec::new();
-    varve::key::InternalKeyRef {
+    varve_db::internals::key::InternalKeyRef {
         user_key,
-        seqno: varve::key::SeqNo(seqno),
-        kind: varve::key::ValueKind::Put,
+        seqno: varve_db::internals::key::SeqNo(seqno),
+        kind: varve_db::internals::key::ValueKind::Put,
     }
     .encode_into(&mut buf);
     buf
 }
 
-fn origin() -> varve::sst::block::BlockOrigin {
-    varve::sst::block::BlockOrigin {
+fn origin() -> varve_db::internals::sst::block::BlockOrigin {
+    varve_db::internals::sst::block::BlockOrigin {
         path: Arc::from(Path::new("fuzz.sst")),
         offset: 0,
     }
@@ -195,7 +195,7 @@ fn origin() -> varve::sst::block::BlockOrigin {
 /// One SST block (without trailer) of each kind: decode, then walk it
 /// forwards and backwards.
 pub fn sst_block_decode(data: &[u8]) {
-    use varve::sst::block::{Block, BlockKind};
+    use varve_db::internals::sst::block::{Block, BlockKind};
     for kind in [BlockKind::Data, BlockKind::Index, BlockKind::Properties] {
         let Ok(block) = Block::decode(Bytes::copy_from_slice(data), kind, origin()) else {
             continue;
@@ -206,7 +206,7 @@ pub fn sst_block_decode(data: &[u8]) {
         if kind == BlockKind::Properties {
             continue;
         }
-        let mut it = varve::sst::BlockIter::new(Arc::new(block));
+        let mut it = varve_db::internals::sst::BlockIter::new(Arc::new(block));
         it.seek_to_first();
         let mut forward = 0;
         while it.valid() {
@@ -231,12 +231,12 @@ pub fn sst_table_decode(data: &[u8]) {
     let Ok(file) = fs.open_file(&path, OpenMode::Read) else {
         return;
     };
-    let Ok(table) = varve::sst::Table::open(file, path, 1) else {
+    let Ok(table) = varve_db::internals::sst::Table::open(file, path, 1) else {
         return;
     };
     let table = Arc::new(table);
     let _ = table.verify();
-    use varve::iter::InternalIterator;
+    use varve_db::internals::iter::InternalIterator;
     let mut it = table.iter();
     it.seek_to_first();
     let mut keys: Vec<Vec<u8>> = Vec::new();
@@ -246,19 +246,19 @@ pub fn sst_table_decode(data: &[u8]) {
     }
     let _ = it.status();
     for k in keys.iter().take(16) {
-        let _ = table.get(k, varve::key::SeqNo::MAX);
+        let _ = table.get(k, varve_db::internals::key::SeqNo::MAX);
         let _ = table.may_contain(k);
     }
 }
 
 /// A manifest file (a log of version edits) and one edit payload.
 pub fn manifest_decode(data: &[u8]) {
-    let _ = varve::version::VersionEdit::decode(data);
+    let _ = varve_db::internals::version::VersionEdit::decode(data);
     let fs = MemFs::new();
     let path = PathBuf::from("/MANIFEST-1");
     fs.write_all(&path, data).expect("write manifest");
-    let _ = varve::version::read_manifest(&fs, &path);
-    let _ = varve::version::scan_manifest(&fs, &path);
+    let _ = varve_db::internals::version::read_manifest(&fs, &path);
+    let _ = varve_db::internals::version::scan_manifest(&fs, &path);
 }
 
 /// A partitioned store's `PARTITIONS` file, read as opening the store
@@ -268,12 +268,12 @@ pub fn partitions_decode(data: &[u8]) {
     let fs = MemFs::new();
     let dir = Path::new("/parts");
     fs.create_dir_all(dir).expect("mkdir");
-    fs.write_all(&dir.join(varve::PARTITIONS_FILE), data)
+    fs.write_all(&dir.join(varve_db::PARTITIONS_FILE), data)
         .expect("write PARTITIONS");
-    match varve::read_partitions_file(&fs, dir) {
+    match varve_db::read_partitions_file(&fs, dir) {
         Ok(count) => {
             assert!(
-                (1..=varve::MAX_PARTITIONS).contains(&count),
+                (1..=varve_db::MAX_PARTITIONS).contains(&count),
                 "count {count}"
             );
             assert_eq!(data.len(), 20, "a {}-byte file accepted", data.len());
@@ -284,7 +284,7 @@ pub fn partitions_decode(data: &[u8]) {
             );
         }
         Err(e) => assert!(
-            e.is_corruption() || matches!(e, varve::Error::UnsupportedVersion { .. }),
+            e.is_corruption() || matches!(e, varve_db::Error::UnsupportedVersion { .. }),
             "untyped error {e}"
         ),
     }
@@ -297,7 +297,7 @@ pub fn restore_marker_decode(data: &[u8]) {
     let fs = MemFs::new();
     let dir = Path::new("/db");
     fs.create_dir_all(dir).expect("mkdir");
-    let marker = dir.join(varve::restore::MARKER_FILE);
+    let marker = dir.join(varve_db::restore::MARKER_FILE);
     if data.first().is_some_and(|b| b & 1 == 1) {
         fs.create_dir_all(&marker).expect("mkdir marker");
     } else {
@@ -308,9 +308,9 @@ pub fn restore_marker_decode(data: &[u8]) {
             .expect("write CURRENT");
     }
     let opts =
-        varve::Options::default().create_if_missing(data.first().is_some_and(|b| b & 4 == 4));
-    match varve::Db::open(dir, opts.fs(Arc::new(fs))) {
-        Err(varve::Error::RestoreIncomplete { .. }) => {}
+        varve_db::Options::default().create_if_missing(data.first().is_some_and(|b| b & 4 == 4));
+    match varve_db::Db::open(dir, opts.fs(Arc::new(fs))) {
+        Err(varve_db::Error::RestoreIncomplete { .. }) => {}
         Err(e) => panic!("a marked store was refused for another reason: {e}"),
         Ok(_) => panic!("a store with a restore marker opened"),
     }
@@ -323,7 +323,7 @@ pub fn restore_marker_decode(data: &[u8]) {
 /// store opened without a TTL, or with another one, never ignores: a TTL
 /// store opened without a TTL and a plain store opened with one are refused.
 pub fn ttl_manifest_decode(data: &[u8]) {
-    use varve::version::{
+    use varve_db::internals::version::{
         FileNumber, VersionEdit, VersionSet, VersionSetOptions, manifest_file_name,
     };
     let mut with_ttl = vec![7u8];
@@ -352,10 +352,10 @@ pub fn ttl_manifest_decode(data: &[u8]) {
     assert_ne!(stored_ms, Some(0), "a TTL of 0 replayed");
     let other_ms = stored_ms.map_or(60_000, |ms| ms.saturating_add(1));
     for given_ms in [None, Some(other_ms)] {
-        let opts = varve::Options::default()
+        let opts = varve_db::Options::default()
             .create_if_missing(false)
             .ttl(given_ms.map(std::time::Duration::from_millis));
-        let opened = varve::Db::open(dir, opts.fs(dynfs.clone()));
+        let opened = varve_db::Db::open(dir, opts.fs(dynfs.clone()));
         if stored_ms.is_some() != given_ms.is_some() {
             assert!(
                 opened.is_err(),
@@ -437,7 +437,7 @@ pub fn store_open(data: &[u8]) {
     let (dynfs, opts) = build_store(data);
     let dir = Path::new(STORE_DIR);
     for round in 0..2 {
-        let db = match varve::Db::open(dir, opts.clone().fs(dynfs.clone())) {
+        let db = match varve_db::Db::open(dir, opts.clone().fs(dynfs.clone())) {
             Ok(db) => db,
             Err(e) => return check_store_error(&e),
         };
@@ -452,7 +452,7 @@ pub fn store_open(data: &[u8]) {
 
 /// The store directory a `store_open` input describes, in a new
 /// [`MemFs`], and the options to open it with (at [`STORE_DIR`]).
-pub fn build_store(data: &[u8]) -> (Arc<dyn FileSystem>, varve::Options) {
+pub fn build_store(data: &[u8]) -> (Arc<dyn FileSystem>, varve_db::Options) {
     let (flags, files) = decode_store(data);
     let fs = MemFs::new();
     let dir = Path::new(STORE_DIR);
@@ -469,11 +469,11 @@ pub fn build_store(data: &[u8]) -> (Arc<dyn FileSystem>, varve::Options) {
         }
     }
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs);
-    let opts = varve::Options::default()
+    let opts = varve_db::Options::default()
         .create_if_missing(false)
         .memtable_size_bytes(64 << 10)
         .ttl((flags & 1 == 1).then(|| std::time::Duration::from_secs(3600)))
-        .clock(Arc::new(varve::ManualClock::new(SEED_CLOCK_MS)));
+        .clock(Arc::new(varve_db::ManualClock::new(SEED_CLOCK_MS)));
     (dynfs, opts)
 }
 
@@ -516,9 +516,9 @@ fn fix_checksums(name: &str, bytes: &mut [u8]) {
 /// the index is stored uncompressed and decodes), the filter, properties
 /// and index blocks, and the footer, wherever their handles fit.
 fn fix_table_checksums(bytes: &mut [u8]) {
-    use varve::sst::BlockHandle;
-    use varve::sst::block::{Block, BlockKind};
-    use varve::sst::format::{
+    use varve_db::internals::sst::BlockHandle;
+    use varve_db::internals::sst::block::{Block, BlockKind};
+    use varve_db::internals::sst::format::{
         FOOTER_CRC_OFFSET, FOOTER_FILTER_OFFSET, FOOTER_INDEX_OFFSET, FOOTER_PROPERTIES_OFFSET,
         FOOTER_SIZE, block_crc,
     };
@@ -565,7 +565,10 @@ fn fix_table_checksums(bytes: &mut [u8]) {
 
 /// The contents' start and end of the block at `handle`, if it and its
 /// 5-byte trailer lie inside `bytes`.
-fn block_span(bytes: &[u8], handle: varve::sst::BlockHandle) -> Option<(usize, usize)> {
+fn block_span(
+    bytes: &[u8],
+    handle: varve_db::internals::sst::BlockHandle,
+) -> Option<(usize, usize)> {
     let start = usize::try_from(handle.offset).ok()?;
     let end = start.checked_add(usize::try_from(handle.size_bytes).ok()?)?;
     (end.checked_add(5)? <= bytes.len()).then_some((start, end))
@@ -574,7 +577,7 @@ fn block_span(bytes: &[u8], handle: varve::sst::BlockHandle) -> Option<(usize, u
 /// Reads everything in `db` (bounded), writes one key and flushes it.
 /// Damage the checksums cannot see (a manifest's key range that does not
 /// match its table) may make reads disagree, so only errors are checked.
-fn exercise_store(db: &varve::Db, round: u8) -> varve::Result<()> {
+fn exercise_store(db: &varve_db::Db, round: u8) -> varve_db::Result<()> {
     let mut keys = Vec::new();
     for kv in db.iter().take(10_000) {
         keys.push(kv?.0);
@@ -593,9 +596,9 @@ fn exercise_store(db: &varve::Db, round: u8) -> varve::Result<()> {
 
 /// A store built from bytes may be refused, but a corruption error must
 /// name a file or directory of the store.
-fn check_store_error(e: &varve::Error) {
+fn check_store_error(e: &varve_db::Error) {
     assert!(!e.to_string().is_empty(), "an error without a message");
-    if let varve::Error::Corruption { path, .. } = e {
+    if let varve_db::Error::Corruption { path, .. } = e {
         assert!(
             path.starts_with(STORE_DIR),
             "corruption names {} outside the store: {e}",
@@ -664,8 +667,8 @@ pub fn positions_roundtrip(data: &[u8]) {
 
 /// A version edit encoded and decoded.
 pub fn version_edit_roundtrip(data: &[u8]) {
-    use varve::key::SeqNo;
-    use varve::version::{FileNumber, Level, TableMeta, VersionEdit};
+    use varve_db::internals::key::SeqNo;
+    use varve_db::internals::version::{FileNumber, Level, TableMeta, VersionEdit};
     let mut input = Input(data);
     let flags = input.u8();
     let mut edit = VersionEdit {
@@ -710,7 +713,7 @@ pub fn version_edit_roundtrip(data: &[u8]) {
 
 /// Entries built from the input, put in a data block and decoded again.
 pub fn sst_block_roundtrip(data: &[u8]) {
-    use varve::sst::block::{Block, BlockBuilder, BlockKind};
+    use varve_db::internals::sst::block::{Block, BlockBuilder, BlockKind};
     let mut input = Input(data);
     let interval = 1 + usize::from(input.u8() % 16);
     let mut keys: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
@@ -754,18 +757,18 @@ pub fn db_model(data: &[u8]) {
     let mut input = Input(data);
     let fs = MemFs::new();
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let opts = varve::Options::default()
+    let opts = varve_db::Options::default()
         .memtable_size_bytes(4096)
         .block_size_bytes(256)
         .changelog_segment_size_bytes(64 << 10);
-    let open = || varve::Db::open("/db", opts.clone().fs(dynfs.clone()));
+    let open = || varve_db::Db::open("/db", opts.clone().fs(dynfs.clone()));
     let mut db = Some(open().expect("open a new store"));
     // Batches since the last verified state, the state before them, and
     // how many of them are acknowledged as durable.
     let mut base = State::new();
     let mut batches: Vec<ModelBatch> = Vec::new();
     let mut durable = 0usize;
-    let mut snapshot: Option<(varve::Snapshot, State)> = None;
+    let mut snapshot: Option<(varve_db::Snapshot, State)> = None;
     let mut steps = 0;
     while !input.is_empty() && steps < 200 {
         steps += 1;
@@ -776,7 +779,7 @@ pub fn db_model(data: &[u8]) {
         match op {
             0..=3 => {
                 let n = if op == 3 { 1 + input.u8() % 4 } else { 1 };
-                let mut batch = varve::WriteBatch::new();
+                let mut batch = varve_db::WriteBatch::new();
                 let mut recs = Vec::new();
                 for _ in 0..n {
                     let k = vec![b'k', b'0' + input.u8() % 8];
@@ -791,7 +794,7 @@ pub fn db_model(data: &[u8]) {
                 }
                 let sync = input.u8() & 1 == 1;
                 batches.push(recs);
-                match d.write(batch, varve::WriteOptions::default().sync(sync)) {
+                match d.write(batch, varve_db::WriteOptions::default().sync(sync)) {
                     Ok(()) if sync => durable = batches.len(),
                     Ok(()) => {}
                     Err(_) => failed = true,
@@ -804,7 +807,7 @@ pub fn db_model(data: &[u8]) {
                     Err(_) => failed = true,
                 }
             }
-            5 => match d.iter().rev().collect::<varve::Result<Vec<_>>>() {
+            5 => match d.iter().rev().collect::<varve_db::Result<Vec<_>>>() {
                 Ok(mut got) => {
                     got.reverse();
                     assert!(same(&got, &current), "reverse scan differs from the model");
@@ -814,7 +817,10 @@ pub fn db_model(data: &[u8]) {
             6 => snapshot = Some((d.snapshot(), current.clone())),
             7 => {
                 if let Some((s, want)) = &snapshot {
-                    match s.range::<&[u8], _>(..).collect::<varve::Result<Vec<_>>>() {
+                    match s
+                        .range::<&[u8], _>(..)
+                        .collect::<varve_db::Result<Vec<_>>>()
+                    {
                         Ok(got) => assert!(same(&got, want), "snapshot changed"),
                         Err(_) => failed = true,
                     }
@@ -826,7 +832,7 @@ pub fn db_model(data: &[u8]) {
             },
             9 => {
                 snapshot = None;
-                match db.take().map(varve::Db::close) {
+                match db.take().map(varve_db::Db::close) {
                     Some(Ok(())) => durable = batches.len(),
                     _ => failed = true,
                 }
@@ -852,7 +858,7 @@ pub fn db_model(data: &[u8]) {
             let reopened = open().expect("reopen after a crash");
             let got: Vec<_> = reopened
                 .iter()
-                .collect::<varve::Result<_>>()
+                .collect::<varve_db::Result<_>>()
                 .expect("scan after a crash");
             let p = (durable..=batches.len())
                 .find(|&p| same(&got, &apply_all(&base, &batches[..p])))

@@ -20,7 +20,7 @@ pub type Result<T, E = ToolError> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum ToolError {
     /// An error from the engine.
-    Engine(varve::Error),
+    Engine(varve_db::Error),
     /// An error from the changelog.
     Changelog(varve_changelog::Error),
     /// An I/O call of the tool itself failed.
@@ -90,11 +90,11 @@ impl ToolError {
 impl fmt::Display for ToolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ToolError::Engine(varve::Error::Locked { path }) => write!(
+            ToolError::Engine(varve_db::Error::Locked { path }) => write!(
                 f,
                 "store {} is in use: another process holds its lock file {}",
                 path.display(),
-                path.join(varve::LOCK_FILE).display()
+                path.join(varve_db::LOCK_FILE).display()
             ),
             ToolError::Engine(e) => write!(f, "{e}"),
             ToolError::Changelog(e) => write!(f, "changelog: {e}"),
@@ -129,7 +129,7 @@ impl fmt::Display for ToolError {
                      directory, e.g. `varve {command} {}` (get, scan, info and verify take \
                      the root)",
                     root.display(),
-                    varve::partition_dir(root, 0).display()
+                    varve_db::partition_dir(root, 0).display()
                 )
             }
         }
@@ -147,10 +147,10 @@ impl std::error::Error for ToolError {
     }
 }
 
-impl From<varve::Error> for ToolError {
-    fn from(e: varve::Error) -> Self {
+impl From<varve_db::Error> for ToolError {
+    fn from(e: varve_db::Error) -> Self {
         match e {
-            varve::Error::NotAStore { path, reason } => ToolError::NotAStore { path, reason },
+            varve_db::Error::NotAStore { path, reason } => ToolError::NotAStore { path, reason },
             other => ToolError::Engine(other),
         }
     }
@@ -193,10 +193,10 @@ impl Problem {
     }
 
     /// The problem an engine error describes, falling back to `path`.
-    pub fn from_engine(path: impl Into<PathBuf>, e: &varve::Error) -> Self {
+    pub fn from_engine(path: impl Into<PathBuf>, e: &varve_db::Error) -> Self {
         match e {
-            varve::Error::Corruption { path, offset, what } => Problem::at(path, *offset, what),
-            varve::Error::Changelog(e) => Problem::from_changelog(path, e),
+            varve_db::Error::Corruption { path, offset, what } => Problem::at(path, *offset, what),
+            varve_db::Error::Changelog(e) => Problem::from_changelog(path, e),
             other => Problem::file(path, other.to_string()),
         }
     }

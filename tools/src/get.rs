@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-use varve::varve_changelog::partitioner::partition_for_key;
-use varve::{ReadOnlyDb, partition_dir};
+use varve_db::varve_changelog::partitioner::partition_for_key;
+use varve_db::{ReadOnlyDb, partition_dir};
 
 use crate::error::{Result, ToolError};
 use crate::format::{Out, arg_bytes, object};

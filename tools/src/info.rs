@@ -18,9 +18,9 @@
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
-use varve::ReadOnlyDb;
-use varve::key::TRAILER_SIZE;
-use varve::version::{FileKind, NUM_LEVELS, parse_file_name};
+use varve_db::ReadOnlyDb;
+use varve_db::internals::key::TRAILER_SIZE;
+use varve_db::internals::version::{FileKind, NUM_LEVELS, parse_file_name};
 
 use crate::error::Result;
 use crate::format::{Out, human_bytes};
@@ -49,7 +49,7 @@ pub fn run(out: &mut Out, dir: &Path, live: bool) -> Result<()> {
 fn run_partitioned(out: &mut Out, root: &Path, partitions: u32, live: bool) -> Result<()> {
     let mut reports = Vec::new();
     for p in 0..partitions {
-        let mut report = report(&varve::partition_dir(root, p), live)?;
+        let mut report = report(&varve_db::partition_dir(root, p), live)?;
         report.insert("partition".into(), json!(p));
         reports.push(report);
     }
@@ -191,7 +191,7 @@ fn levels_info(dir: &Path, manifest: &Manifest) -> (Value, TableTotals) {
 }
 
 fn changelog_info(dir: &Path, flushed: u64) -> Result<Value> {
-    let log_dir = dir.join(varve::CHANGELOG_DIR);
+    let log_dir = dir.join(varve_db::CHANGELOG_DIR);
     let meta = segments::read_meta(&log_dir)?;
     let segs = segments::list_segments(&log_dir)?;
     let mut size_bytes = 0;
@@ -273,7 +273,7 @@ fn disk_info(dir: &Path) -> Result<Value> {
             _ => other += size,
         }
     }
-    let log_dir = dir.join(varve::CHANGELOG_DIR);
+    let log_dir = dir.join(varve_db::CHANGELOG_DIR);
     let mut changelog = 0;
     for name in store::list_dir(&log_dir)? {
         changelog += store::file_size(&log_dir.join(name))?;

@@ -334,7 +334,7 @@ fn select_partition(command: &mut Command, p: u32, hex: bool) -> Result<write::R
     if let Command::Get { dir, key } = &*command
         && let Some(n) = open::partitions(dir)?
     {
-        let home = varve::varve_changelog::partitioner::partition_for_key(
+        let home = varve_db::varve_changelog::partitioner::partition_for_key(
             &format::arg_bytes(key, hex)?,
             n,
         );
@@ -352,7 +352,7 @@ fn select_partition(command: &mut Command, p: u32, hex: bool) -> Result<write::R
     };
     match open::partitions(path)? {
         Some(n) if p < n => {
-            *path = varve::partition_dir(path, p);
+            *path = varve_db::partition_dir(path, p);
             Ok(Some((p, n)))
         }
         Some(n) => Err(ToolError::Invalid(format!(
@@ -363,7 +363,7 @@ fn select_partition(command: &mut Command, p: u32, hex: bool) -> Result<write::R
         None => Err(ToolError::Invalid(format!(
             "--partition {p}: {} is not the root of a partitioned store (it has no {} file)",
             path.display(),
-            varve::PARTITIONS_FILE
+            varve_db::PARTITIONS_FILE
         ))),
     }
 }

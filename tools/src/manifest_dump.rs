@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
-use varve::version::{TableMeta, VersionEdit};
+use varve_db::internals::version::{TableMeta, VersionEdit};
 
 use crate::error::Result;
 use crate::format::Out;

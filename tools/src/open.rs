@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use varve::varve_changelog::fs::StdFs;
-use varve::{Options, PARTITIONS_FILE, ReadOnlyDb, partition_dir};
+use varve_db::varve_changelog::fs::StdFs;
+use varve_db::{Options, PARTITIONS_FILE, ReadOnlyDb, partition_dir};
 
 use crate::error::{Result, ToolError};
 
@@ -21,7 +21,7 @@ pub fn partitions(dir: &Path) -> Result<Option<u32>> {
     if !dir.join(PARTITIONS_FILE).is_file() {
         return Ok(None);
     }
-    Ok(Some(varve::read_partitions_file(&StdFs, dir)?))
+    Ok(Some(varve_db::read_partitions_file(&StdFs, dir)?))
 }
 
 /// Refuses the root of a partitioned store for `command`, which works on

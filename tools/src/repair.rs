@@ -24,10 +24,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use serde_json::{Value, json};
-use varve::key::{InternalKeyRef, ValueKind};
-use varve::sst::Table;
-use varve::version::{FileKind, TableMeta, parse_file_name};
-use varve::{Clock, Db, ManualClock, Options, SystemClock, WriteBatch, WriteOptions};
+use varve_db::internals::key::{InternalKeyRef, ValueKind};
+use varve_db::internals::sst::Table;
+use varve_db::internals::version::{FileKind, TableMeta, parse_file_name};
+use varve_db::{Clock, Db, ManualClock, Options, SystemClock, WriteBatch, WriteOptions};
 
 use crate::error::{Problem, Result, ToolError};
 use crate::format::{Out, quoted};
@@ -111,7 +111,7 @@ fn check_target(dir: &Path, to: &Path) -> Result<()> {
     }
     // Links resolved: a symlink must not lead the new store into the
     // damaged one.
-    varve::check_outside_store(&varve::varve_changelog::fs::StdFs, dir, to)?;
+    varve_db::check_outside_store(&varve_db::varve_changelog::fs::StdFs, dir, to)?;
     Ok(())
 }
 
@@ -222,7 +222,7 @@ fn salvage_blocks(table: &Table, overlay: &mut Overlay, report: &mut Report) {
             Err(e) => {
                 if lost_since.is_none() {
                     let offset = match &e {
-                        varve::Error::Corruption { offset, .. } => *offset,
+                        varve_db::Error::Corruption { offset, .. } => *offset,
                         _ => handle.offset,
                     };
                     lost_since = Some((last_good_key.clone(), offset));
@@ -278,7 +278,7 @@ fn read_changelog(
     overlay: &mut Overlay,
     report: &mut Report,
 ) -> Result<()> {
-    let log_dir = dir.join(varve::CHANGELOG_DIR);
+    let log_dir = dir.join(varve_db::CHANGELOG_DIR);
     if !log_dir.is_dir() {
         report
             .lost

@@ -1,5 +1,5 @@
 //! `varve restore CHANGELOG NEW_STORE [--from-checkpoint DIR]`: rebuilds a
-//! store from a changelog directory alone (`varve::restore`).
+//! store from a changelog directory alone (`varve_db::restore`).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
-use varve::restore::{RestoreListener, RestoreProgress};
-use varve::varve_changelog::fs::StdFs;
-use varve::varve_changelog::{Log, LogOptions, LogSource};
-use varve::{RestoreOptions, RestoreReport};
+use varve_db::restore::{RestoreListener, RestoreProgress};
+use varve_db::varve_changelog::fs::StdFs;
+use varve_db::varve_changelog::{Log, LogOptions, LogSource};
+use varve_db::{RestoreOptions, RestoreReport};
 
 use crate::error::{Result, ToolError};
 use crate::format::{Out, human_bytes, object};
@@ -35,7 +35,7 @@ pub fn run(
     let log_dir = changelog_dir(changelog)?;
     let source_dir = owning_store(&log_dir);
     // Links resolved: the new store must not land inside the source.
-    varve::check_outside_store(&StdFs, source_dir, new_store)?;
+    varve_db::check_outside_store(&StdFs, source_dir, new_store)?;
     // Opening a live store's changelog could cut the batch its writer is
     // appending as if it were a torn tail: hold the store's lock (and the
     // checkpoint's, whose tables are linked) while reading.
@@ -60,7 +60,7 @@ pub fn run(
         }
         opts = opts.from_checkpoint(cp);
     }
-    let result = varve::restore(new_store, &mut LogSource::new(&log), opts);
+    let result = varve_db::restore(new_store, &mut LogSource::new(&log), opts);
     if let Some(bar) = &bar {
         bar.0.finish_and_clear();
     }
@@ -75,7 +75,7 @@ fn changelog_dir(path: &Path) -> Result<PathBuf> {
     if !path.is_dir() {
         return Err(ToolError::Missing(path.to_owned()));
     }
-    let inner = path.join(varve::CHANGELOG_DIR);
+    let inner = path.join(varve_db::CHANGELOG_DIR);
     Ok(if inner.is_dir() {
         inner
     } else {
@@ -88,8 +88,8 @@ fn changelog_dir(path: &Path) -> Result<PathBuf> {
 fn owning_store(log_dir: &Path) -> &Path {
     match log_dir.parent() {
         Some(store)
-            if log_dir.file_name() == Some(std::ffi::OsStr::new(varve::CHANGELOG_DIR))
-                && store.join(varve::LOCK_FILE).exists() =>
+            if log_dir.file_name() == Some(std::ffi::OsStr::new(varve_db::CHANGELOG_DIR))
+                && store.join(varve_db::LOCK_FILE).exists() =>
         {
             store
         }

@@ -7,7 +7,7 @@ use std::ops::Bound;
 use std::path::Path;
 
 use bytes::Bytes;
-use varve::{KeyValue, ReadOnlyDb};
+use varve_db::{KeyValue, ReadOnlyDb};
 
 use crate::error::Result;
 use crate::format::{Out, arg_bytes, object};
@@ -100,7 +100,7 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 /// The entries of several stores with disjoint keys, in scan order.
 struct Merged {
-    iters: Vec<Peekable<Box<dyn Iterator<Item = varve::Result<KeyValue>>>>>,
+    iters: Vec<Peekable<Box<dyn Iterator<Item = varve_db::Result<KeyValue>>>>>,
     reverse: bool,
 }
 
@@ -113,7 +113,7 @@ impl Merged {
             dbs.iter()
                 .map(|db| {
                     let it = db.range(range.clone());
-                    let it: Box<dyn Iterator<Item = varve::Result<KeyValue>>> = if reverse {
+                    let it: Box<dyn Iterator<Item = varve_db::Result<KeyValue>>> = if reverse {
                         Box::new(it.rev())
                     } else {
                         Box::new(it)

@@ -56,7 +56,7 @@ pub fn changelog_dir(path: &Path) -> Result<PathBuf> {
     if !path.exists() {
         return Err(ToolError::Missing(path.to_owned()));
     }
-    let inner = path.join(varve::CHANGELOG_DIR);
+    let inner = path.join(varve_db::CHANGELOG_DIR);
     if inner.join(META_FILE).is_file() {
         return Ok(inner);
     }

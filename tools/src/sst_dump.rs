@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use varve::key::{InternalKeyRef, ValueKind};
-use varve::sst::Table;
-use varve::sst::format::{BLOCK_TRAILER_SIZE, FOOTER_SIZE};
+use varve_db::internals::key::{InternalKeyRef, ValueKind};
+use varve_db::internals::sst::Table;
+use varve_db::internals::sst::format::{BLOCK_TRAILER_SIZE, FOOTER_SIZE};
 
 use crate::error::{Result, ToolError};
 use crate::format::{Out, arg_bytes};
@@ -158,10 +158,9 @@ fn summary_json(
     s.insert("size_bytes".into(), json!(table.file_size_bytes()));
     s.insert(
         "format_version".into(),
-        json!(varve::sst::format::FORMAT_VERSION),
+        json!(varve_db::internals::sst::format::FORMAT_VERSION),
     );
-    let handle =
-        |h: varve::sst::BlockHandle| json!({"offset": h.offset, "size_bytes": h.size_bytes});
+    let handle = |h: varve_db::internals::sst::BlockHandle| json!({"offset": h.offset, "size_bytes": h.size_bytes});
     s.insert("filter_block".into(), handle(f.filter));
     s.insert("properties_block".into(), handle(f.properties));
     s.insert("index_block".into(), handle(f.index));
@@ -390,7 +389,7 @@ fn emit_entry(out: &mut Out, row: Map<String, Value>) -> Result<()> {
     out.line(line)
 }
 
-fn print_damage(out: &mut Out, e: &varve::Error) -> Result<()> {
+fn print_damage(out: &mut Out, e: &varve_db::Error) -> Result<()> {
     if out.json() {
         out.object(Map::from_iter([
             ("kind".to_owned(), json!("damage")),

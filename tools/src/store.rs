@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use varve::sst::Table;
-use varve::version::{
+use varve_changelog::fs::{FileSystem, OpenMode, StdFs};
+use varve_db::internals::sst::Table;
+use varve_db::internals::version::{
     ENGINE_FORMAT, FileKind, FileNumber, ManifestScan, Version, parse_file_name, scan_manifest,
     table_file_name,
 };
-use varve_changelog::fs::{FileSystem, OpenMode, StdFs};
 
 use crate::error::{Problem, Result, ToolError};
 
@@ -31,7 +31,7 @@ pub fn check_store_dir(dir: &Path) -> Result<()> {
     if !dir.is_dir() {
         return Err(not_a_store(dir, "it is not a directory"));
     }
-    if !dir.join(CURRENT).is_file() && dir.join(varve::PARTITIONS_FILE).is_file() {
+    if !dir.join(CURRENT).is_file() && dir.join(varve_db::PARTITIONS_FILE).is_file() {
         let reason = "it is the root of a partitioned store: run this command on one of its \
                       partition-NNNNN directories (get, scan, info and verify also take the root)";
         return Err(not_a_store(dir, reason));
@@ -68,7 +68,7 @@ impl LockState {
     /// # Errors
     /// [`ToolError::Io`] if the lock file cannot be opened or locked.
     pub fn probe(dir: &Path) -> Result<LockState> {
-        let path = dir.join(varve::LOCK_FILE);
+        let path = dir.join(varve_db::LOCK_FILE);
         let file = match std::fs::File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -159,11 +159,11 @@ impl Manifest {
     /// As [`load`](Self::load).
     pub fn load_file(path: &Path) -> Result<Manifest> {
         let scan = scan_manifest(&StdFs, path)?;
-        let corrupt = |offset: u64, what: String| varve::Error::corruption(path, offset, what);
+        let corrupt = |offset: u64, what: String| varve_db::Error::corruption(path, offset, what);
         let first = scan.edits.first();
         let engine_format = match first.and_then(|(_, edit)| edit.engine_format) {
             Some(found) if found > ENGINE_FORMAT => {
-                return Err(ToolError::Engine(varve::Error::UnsupportedVersion {
+                return Err(ToolError::Engine(varve_db::Error::UnsupportedVersion {
                     path: path.to_owned(),
                     found,
                     supported: ENGINE_FORMAT,
@@ -195,8 +195,8 @@ impl Manifest {
     }
 
     /// Every table of the version with its level, L0 first.
-    pub fn tables(&self) -> Vec<(u8, Arc<varve::version::TableMeta>)> {
-        varve::version::Level::all()
+    pub fn tables(&self) -> Vec<(u8, Arc<varve_db::internals::version::TableMeta>)> {
+        varve_db::internals::version::Level::all()
             .flat_map(|level| {
                 self.version
                     .tables(level)

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, json};
-use varve::version::{FileKind, TableMeta, parse_file_name};
 use varve_changelog::filename::{META_FILE, POSITIONS_FILE};
+use varve_db::internals::version::{FileKind, TableMeta, parse_file_name};
 
 use crate::error::{Problem, Result, ToolError};
 use crate::format::Out;
@@ -130,7 +130,7 @@ struct Checked {
 pub fn run(out: &mut Out, dir: &Path) -> Result<()> {
     let partitions = crate::open::partitions(dir)?;
     let dirs: Vec<PathBuf> = match partitions {
-        Some(n) => (0..n).map(|p| varve::partition_dir(dir, p)).collect(),
+        Some(n) => (0..n).map(|p| varve_db::partition_dir(dir, p)).collect(),
         None => vec![dir.to_owned()],
     };
     let mut total = Checked {
@@ -168,7 +168,7 @@ fn verify_one(out: &mut Out, dir: &Path) -> Result<Checked> {
     store::check_store_dir(dir)?;
     let lock = LockState::probe(dir)?;
     lock.warn_if_live();
-    let log_dir = dir.join(varve::CHANGELOG_DIR);
+    let log_dir = dir.join(varve_db::CHANGELOG_DIR);
     let segs = segments::list_segments(&log_dir).unwrap_or_default();
     let table_files = table_files(dir)?;
     let total = 3 + (table_files.len() + segs.len()) as u64;
@@ -319,7 +319,7 @@ fn check_manifest(f: &mut Findings<'_>, dir: &Path) -> Result<Option<Manifest>> 
                 dir.join(&name),
                 "temporary file left by a crash (removed on the next open)",
             ))?,
-            None if name != varve::CHANGELOG_DIR => {
+            None if name != varve_db::CHANGELOG_DIR => {
                 f.note(Problem::file(dir.join(&name), "not a Varve file"))?
             }
             _ => {}
@@ -381,7 +381,7 @@ fn check_tables(
 fn check_table_file(
     f: &mut Findings<'_>,
     path: &Path,
-) -> Result<Option<varve::sst::TableProperties>> {
+) -> Result<Option<varve_db::internals::sst::TableProperties>> {
     let table = match store::open_table(path) {
         Ok(t) => t,
         Err(e) => {
@@ -479,10 +479,10 @@ fn check_segment(
             Step::Batch(good) => {
                 batches.insert(good.position, good.batch.header().base_offset);
                 let last_offset = good.batch.header().last_offset();
-                if varve::memtable::seqno_of_offset(last_offset).is_none() {
+                if varve_db::internals::memtable::seqno_of_offset(last_offset).is_none() {
                     let what = format!(
                         "batch offsets up to {last_offset} lie beyond the sequence-number range (offsets must be below {}); the store cannot replay them",
-                        varve::key::SeqNo::MAX.0
+                        varve_db::internals::key::SeqNo::MAX.0
                     );
                     f.problem(Problem::at(&seg.path, good.position, what))?;
                 }

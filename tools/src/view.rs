@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use varve::iter::InternalIterator;
-use varve::key::{InternalKeyRef, SeqNo, ValueKind};
-use varve::sst::{Table, TableIterator};
+use varve_db::internals::iter::InternalIterator;
+use varve_db::internals::key::{InternalKeyRef, SeqNo, ValueKind};
+use varve_db::internals::sst::{Table, TableIterator};
 
 use crate::error::Result;
 

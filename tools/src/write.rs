@@ -6,12 +6,12 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use serde_json::{Map, Value};
-use varve::varve_changelog::LogOptions;
-use varve::version::parse_file_name;
-use varve::{Db, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES, WriteBatch, WriteOptions};
+use varve_db::internals::version::parse_file_name;
+use varve_db::varve_changelog::LogOptions;
+use varve_db::{Db, MAX_KEY_SIZE_BYTES, MAX_VALUE_SIZE_BYTES, WriteBatch, WriteOptions};
 
 use crate::error::{Result, ToolError};
-use varve::varve_changelog::partitioner::partition_for_key;
+use varve_db::varve_changelog::partitioner::partition_for_key;
 
 use crate::format::{Out, arg_bytes, get_bytes, object, quoted};
 use crate::progress::Progress;
@@ -64,7 +64,7 @@ fn check_route(key: &[u8], route: Route) -> Result<()> {
     Err(ToolError::Invalid(format!(
         "key {} belongs to partition {home}, not {p}: the store routes every key to one \
          partition (drop --partition to write through the root's routing, or use \
-         varve::PartitionedStore)",
+         varve_db::PartitionedStore)",
         quoted(key)
     )))
 }
@@ -219,7 +219,7 @@ fn load_lines(
 fn check_sizes(key: &[u8], value: Option<&[u8]>) -> Result<()> {
     if key.len() > MAX_KEY_SIZE_BYTES {
         return Err(ToolError::Invalid(
-            varve::Error::KeyTooLarge {
+            varve_db::Error::KeyTooLarge {
                 size_bytes: key.len(),
                 max_bytes: MAX_KEY_SIZE_BYTES,
             }
@@ -228,7 +228,7 @@ fn check_sizes(key: &[u8], value: Option<&[u8]>) -> Result<()> {
     }
     match value {
         Some(v) if v.len() > MAX_VALUE_SIZE_BYTES => Err(ToolError::Invalid(
-            varve::Error::ValueTooLarge {
+            varve_db::Error::ValueTooLarge {
                 size_bytes: v.len(),
                 max_bytes: MAX_VALUE_SIZE_BYTES,
             }
@@ -288,7 +288,7 @@ impl NewStore {
 /// Removes the regular files a store writes in `dir` (and its
 /// `changelog/`), then `dir` itself when `and_dir` and it is empty.
 fn remove_store_entries(dir: &Path, and_dir: bool) -> Result<()> {
-    let log_dir = dir.join(varve::CHANGELOG_DIR);
+    let log_dir = dir.join(varve_db::CHANGELOG_DIR);
     if std::fs::symlink_metadata(&log_dir).is_ok_and(|m| m.is_dir()) {
         remove_files(&log_dir, |_| true)?;
         std::fs::remove_dir(&log_dir).map_err(|e| ToolError::io("remove", &log_dir, e))?;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use common::{arg, json_lines, ok, varve};
-use varve::{ChangelogRetention, Db, Options};
+use varve_db::{ChangelogRetention, Db, Options};
 
 /// Held by each test: a `varve` child forked by one test thread inherits
 /// the store lock another thread holds in-process until it execs, so a
@@ -102,7 +102,7 @@ fn refused_targets_and_unfinished_restores() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
     // A store marked as an unfinished restore does not open.
-    std::fs::write(src.join(varve::restore::MARKER_FILE), b"").unwrap();
+    std::fs::write(src.join(varve_db::restore::MARKER_FILE), b"").unwrap();
     let run = varve(&["put", arg(&src), "k", "v"]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("unfinished restore"), "{}", run.stderr);

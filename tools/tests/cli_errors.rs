@@ -5,7 +5,7 @@
 mod common;
 
 use common::{arg, make_store, ok, varve};
-use varve::{Db, Options};
+use varve_db::{Db, Options};
 
 const READ_COMMANDS: [&[&str]; 6] = [
     &["info"],

@@ -8,7 +8,7 @@ mod common;
 use std::io::Write;
 
 use common::{arg, first_segment, json_lines, ok};
-use varve::{Db, Options};
+use varve_db::{Db, Options};
 
 #[test]
 fn info_shows_the_cut_the_next_open_makes_and_the_open_reports_it() {

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 
 use common::{arg, json_lines, ok, tables, varve};
-use varve::{Db, Options};
+use varve_db::{Db, Options};
 
 const KEY: &[u8] = b"\x00\xff\x10";
 const VALUE: &[u8] = b"v\x01";

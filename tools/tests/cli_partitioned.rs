@@ -10,8 +10,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{arg, flip_byte, json_lines, ok, tables, varve};
-use varve::varve_changelog::partitioner::partition_for_key;
-use varve::{Options, PartitionedStore, partition_dir};
+use varve_db::varve_changelog::partitioner::partition_for_key;
+use varve_db::{Options, PartitionedStore, partition_dir};
 
 const PARTITIONS: u32 = 4;
 

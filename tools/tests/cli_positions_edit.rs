@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 
 use common::{arg, json_lines, make_store, ok, varve};
-use varve::{Db, Options};
+use varve_db::{Db, Options};
 
 /// The positions the engine sees when it opens the store.
 fn engine_positions(dir: &Path) -> std::collections::BTreeMap<String, u64> {

@@ -112,7 +112,7 @@ fn a_damaged_changelog_is_cut_and_reported() {
 
 #[test]
 fn a_damaged_table_whose_writes_left_the_changelog_is_reported_lost() {
-    use varve::{Db, Options};
+    use varve_db::{Db, Options};
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s");
     let fixed = dir.path().join("fixed");

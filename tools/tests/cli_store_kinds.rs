@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{arg, json_lines, ok, varve};
-use varve::{Clock, Compression, Db, ManualClock, Options, PartitionedStore, SystemClock};
+use varve_db::{Clock, Compression, Db, ManualClock, Options, PartitionedStore, SystemClock};
 
 const TTL: Duration = Duration::from_secs(3600);
 
@@ -182,7 +182,7 @@ fn repairing_a_ttl_store_makes_a_ttl_store_with_the_original_write_times() {
     assert_eq!(recorded.ttl, Some(TTL), "the repaired store is a TTL store");
     let in_15_minutes =
         Options::default().clock(Arc::new(ManualClock::new(now_ms + 15 * 60 * 1000)));
-    let ro = varve::ReadOnlyDb::open(&fixed, in_15_minutes).unwrap();
+    let ro = varve_db::ReadOnlyDb::open(&fixed, in_15_minutes).unwrap();
     assert_eq!(ro.get("aging").unwrap(), None, "the write time was kept");
     assert!(ro.get("new:table").unwrap().is_some());
 }

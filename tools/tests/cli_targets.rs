@@ -11,7 +11,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use common::{arg, make_store, ok, varve};
-use varve::{Db, Options};
+use varve_db::{Db, Options};
 
 /// Held by each test: a `varve` child forked by one test thread holds the
 /// store locks this process has open until it execs.
@@ -85,23 +85,23 @@ fn restore_resumes_only_from_the_source_it_started_from() {
     // Mark it unfinished again, as if the restore had been interrupted:
     // the marker of a restore from `a`, written by the library.
     std::fs::remove_dir_all(&target).unwrap();
-    let log = varve::varve_changelog::Log::open(
+    let log = varve_db::varve_changelog::Log::open(
         a.join("changelog"),
-        varve::varve_changelog::LogOptions::default(),
+        varve_db::varve_changelog::LogOptions::default(),
     )
     .unwrap();
     let name = a.join("changelog").canonicalize().unwrap();
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let opts = varve::RestoreOptions::default()
+    let opts = varve_db::RestoreOptions::default()
         .source_name(name.display().to_string())
         .cancel_flag(cancel);
-    let err = varve::restore(
+    let err = varve_db::restore(
         &target,
-        &mut varve::varve_changelog::LogSource::new(&log),
+        &mut varve_db::varve_changelog::LogSource::new(&log),
         opts,
     )
     .unwrap_err();
-    assert!(matches!(err, varve::Error::Cancelled), "{err}");
+    assert!(matches!(err, varve_db::Error::Cancelled), "{err}");
     drop(log);
     let run = varve(&["restore", arg(&b), arg(&target)]);
     assert_eq!(run.code, 2, "{}", run.stderr);

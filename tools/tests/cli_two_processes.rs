@@ -36,7 +36,7 @@ impl Holder {
     fn wait_for_lock(&self, store: &Path) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let file = std::fs::File::open(store.join(varve::LOCK_FILE)).unwrap();
+            let file = std::fs::File::open(store.join(varve_db::LOCK_FILE)).unwrap();
             match file.try_lock() {
                 Err(std::fs::TryLockError::WouldBlock) => return,
                 Ok(()) => drop(file),

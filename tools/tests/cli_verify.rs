@@ -26,7 +26,7 @@ fn a_clean_store_verifies() {
     // A store with no consumer positions has no positions file, and
     // verify does not claim to have checked one.
     let fresh = tempfile::tempdir().unwrap();
-    varve::Db::open(fresh.path(), varve::Options::default())
+    varve_db::Db::open(fresh.path(), varve_db::Options::default())
         .unwrap()
         .close()
         .unwrap();
@@ -140,7 +140,7 @@ fn a_missing_table_is_named_with_the_manifest_record() {
 /// still 0). Returns the batches' byte positions in the first segment,
 /// then the end of the data.
 fn killed_writer_store(dir: &std::path::Path) -> Vec<u64> {
-    use varve::{Db, Options, WriteBatch, WriteOptions};
+    use varve_db::{Db, Options, WriteBatch, WriteOptions};
     let db = Db::open(dir, Options::default()).unwrap();
     for b in 0..3 {
         let mut batch = WriteBatch::new();
@@ -202,7 +202,7 @@ fn a_real_torn_tail_after_a_kill_is_a_note() {
 
 #[test]
 fn a_batch_beyond_the_seqno_range_is_found() {
-    use varve::varve_changelog::{Log, LogOptions, Record, StoredRecord};
+    use varve_db::varve_changelog::{Log, LogOptions, Record, StoredRecord};
     let dir = tempfile::tempdir().unwrap();
     make_store(dir.path());
     let log = Log::open(dir.path().join("changelog"), LogOptions::default()).unwrap();

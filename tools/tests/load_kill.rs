@@ -15,15 +15,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use varve::testing::Rng;
-use varve::{Db, Options};
+use varve_db::testing::Rng;
+use varve_db::{Db, Options};
 
 /// What `load` counts a record as beyond its key and value, and the bytes
 /// it gathers into one batch (see `tools/src/write.rs`).
 const RECORD_OVERHEAD_BYTES: usize = 64;
 
 fn batch_budget_bytes() -> usize {
-    varve::varve_changelog::LogOptions::default().max_batch_size_bytes / 2
+    varve_db::varve_changelog::LogOptions::default().max_batch_size_bytes / 2
 }
 
 /// One load: `count` records of `value_bytes` each.
@@ -52,7 +52,7 @@ fn shape(rng: &mut Rng) -> Load {
             2 + rng.below(3) as usize,
             (1 << 20) + rng.below(3 << 20) as usize,
         ),
-        _ => (1 + rng.below(2) as usize, varve::MAX_VALUE_SIZE_BYTES),
+        _ => (1 + rng.below(2) as usize, varve_db::MAX_VALUE_SIZE_BYTES),
     };
     Load { count, value_bytes }
 }

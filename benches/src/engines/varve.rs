@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use varve::{Db, Options, WriteBatch, WriteOptions};
+use varve_db::{Db, Options, WriteBatch, WriteOptions};
 
 use super::{BatchOp, EngineConfig, KvEngine, Result, failed, files_shape};
 
@@ -85,7 +85,7 @@ impl KvEngine for VarveEngine {
     }
 
     fn scan_all(&self, reverse: bool, visit: &mut dyn FnMut(usize)) -> Result<()> {
-        let mut each = |kv: varve::Result<varve::KeyValue>| -> Result<()> {
+        let mut each = |kv: varve_db::Result<varve_db::KeyValue>| -> Result<()> {
             let (key, value) = kv.map_err(failed)?;
             visit(key.len() + value.len());
             Ok(())

@@ -1,6 +1,6 @@
 //! The `kafka_restore` workload: ships the changelog of `log_append` to a
 //! fresh compacted topic on a real broker, then rebuilds a Varve store from
-//! that topic with `varve::restore` over a `KafkaSource`, the path a new
+//! that topic with `varve_db::restore` over a `KafkaSource`, the path a new
 //! machine takes when it restores a store from Kafka.
 //!
 //! It needs the `kafka` feature and a broker in `VARVE_KAFKA_BOOTSTRAP`
@@ -67,7 +67,7 @@ pub(crate) fn run(ctx: &Context<'_>) -> Result<Outcome, EngineError> {
     let _ = std::fs::remove_dir_all(&target);
     let start = Instant::now();
     let mut source = KafkaSource::new(config, 0).map_err(|e| failed("source", &e))?;
-    let report = varve::restore(&target, &mut source, varve::RestoreOptions::default())
+    let report = varve_db::restore(&target, &mut source, varve_db::RestoreOptions::default())
         .map_err(|e| failed("restore", &e))?;
     let secs = secs_since(start);
     let _ = std::fs::remove_dir_all(&target);

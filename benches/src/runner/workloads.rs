@@ -400,7 +400,7 @@ fn log_read(ctx: &Context<'_>) -> EngineResult<Outcome> {
 }
 
 /// Rebuilds a Varve store from the changelog of `log_append` with
-/// `varve::restore`, and compares its rate with a plain sequential read of
+/// `varve_db::restore`, and compares its rate with a plain sequential read of
 /// the same segment files (both from the page cache, as the log was just
 /// written). One operation is the whole restore.
 fn restore(ctx: &Context<'_>) -> EngineResult<Outcome> {
@@ -426,10 +426,10 @@ fn restore(ctx: &Context<'_>) -> EngineResult<Outcome> {
     let target = ctx.log_dir.with_extension(format!("restore-{}", ctx.round));
     let _ = std::fs::remove_dir_all(&target);
     let start = Instant::now();
-    let report = varve::restore(
+    let report = varve_db::restore(
         &target,
         &mut varve_changelog::LogSource::new(&log),
-        varve::RestoreOptions::default(),
+        varve_db::RestoreOptions::default(),
     )
     .map_err(|e| EngineError::Failed(format!("restore: {e}")))?;
     let secs = secs_since(start);

@@ -119,7 +119,7 @@ impl ClientContext for BridgeContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.note_error(&error, reason);
-        tracing::debug!(target: "varve::kafka", %error, reason, "client error");
+        tracing::debug!(target: "varve_db::kafka", %error, reason, "client error");
     }
 }
 

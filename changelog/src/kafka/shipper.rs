@@ -103,7 +103,7 @@ impl ClientContext for ShipContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         note_client_error(&self.bridge, &error, reason);
-        tracing::debug!(target: "varve::kafka", %error, reason, "producer error");
+        tracing::debug!(target: "varve_db::kafka", %error, reason, "producer error");
     }
 }
 
@@ -292,7 +292,7 @@ impl<L: Deref<Target = Log>> Shipper<L> {
                 source: KafkaError::MessageProduction(code),
             })
             .inspect_err(
-                |_| tracing::warn!(target: "varve::kafka", reason, "fatal producer error"),
+                |_| tracing::warn!(target: "varve_db::kafka", reason, "fatal producer error"),
             );
         }
         Ok(())
@@ -401,7 +401,7 @@ impl<L: Deref<Target = Log>> Shipper<L> {
             if !matches!(error, Error::Client { .. }) {
                 return Err(error);
             }
-            tracing::warn!(target: "varve::kafka", %error, from = self.acked_to, "delivery failed; producing again");
+            tracing::warn!(target: "varve_db::kafka", %error, from = self.acked_to, "delivery failed; producing again");
         }
         Ok(())
     }
@@ -481,7 +481,7 @@ fn run<L: Deref<Target = Log>>(mut shipper: Shipper<L>, shared: &Shared) {
         match shipper.step(Duration::from_millis(10)) {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) if e.is_transient() => {
-                tracing::warn!(target: "varve::kafka", error = %e, "shipping failed; retrying");
+                tracing::warn!(target: "varve_db::kafka", error = %e, "shipping failed; retrying");
                 *shared.last_error.lock() = Some(e.to_string());
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -490,7 +490,7 @@ fn run<L: Deref<Target = Log>>(mut shipper: Shipper<L>, shared: &Shared) {
                 // Retrying cannot cure it, and under UntilShipped the local
                 // changelog would grow without bound meanwhile: stop, and
                 // say why.
-                tracing::error!(target: "varve::kafka", error = %e, "shipping failed for good; the shipper stops");
+                tracing::error!(target: "varve_db::kafka", error = %e, "shipping failed for good; the shipper stops");
                 *shared.last_error.lock() = Some(e.to_string());
                 *shared.failure.lock() = Some(e.to_string());
                 break;
@@ -583,7 +583,7 @@ impl ShipperHandle {
             }
             if started.elapsed() >= timeout {
                 if let Some(e) = self.last_error() {
-                    tracing::warn!(target: "varve::kafka", error = %e, "shipper's last error");
+                    tracing::warn!(target: "varve_db::kafka", error = %e, "shipper's last error");
                 }
                 return Err(Error::Timeout {
                     operation: "wait for records to be shipped",

@@ -27,8 +27,8 @@ use skiplist::{SkipList, SkipListIter};
 ///
 /// # Examples
 /// ```
-/// use varve::key::SeqNo;
-/// use varve::memtable::seqno_of_offset;
+/// use varve_db::internals::key::SeqNo;
+/// use varve_db::internals::memtable::seqno_of_offset;
 /// assert_eq!(seqno_of_offset(0), Some(SeqNo(1)));
 /// assert_eq!(seqno_of_offset(SeqNo::MAX.0 - 1), Some(SeqNo::MAX));
 /// assert_eq!(seqno_of_offset(SeqNo::MAX.0), None);
@@ -56,9 +56,9 @@ const NO_MIN_SEQNO: u64 = u64::MAX;
 /// ```
 /// use std::sync::Arc;
 ///
-/// use varve::iter::InternalIterator;
-/// use varve::key::{SeqNo, ValueKind};
-/// use varve::memtable::MemTable;
+/// use varve_db::internals::iter::InternalIterator;
+/// use varve_db::internals::key::{SeqNo, ValueKind};
+/// use varve_db::internals::memtable::MemTable;
 ///
 /// let table = Arc::new(MemTable::new(1));
 /// table.insert(b"apple", SeqNo(1), ValueKind::Put, b"red");
@@ -691,7 +691,7 @@ mod tests {
     // ---- micro benchmark -------------------------------------------------
 
     /// Not a benchmark harness, just a rough number in the test output
-    /// (`cargo test --release -p varve micro -- --nocapture`).
+    /// (`cargo test --release -p varve-db micro -- --nocapture`).
     #[test]
     fn micro_insert_get_scan_timing() {
         const ENTRIES: u64 = if cfg!(miri) { 100 } else { 100_000 };

@@ -604,7 +604,7 @@ impl XorShift64 {
 #[cfg(test)]
 mod tests {
     //! Small sizes, so that these also run under Miri:
-    //! `cargo +nightly miri test -p varve memtable::skiplist`.
+    //! `cargo +nightly miri test -p varve-db memtable::skiplist`.
 
     use std::cmp::Reverse;
     use std::collections::BTreeMap;

@@ -21,9 +21,9 @@ use crate::error::{Error, Result};
 /// ```
 /// # fn main() -> std::io::Result<()> {
 /// # let tmp = tempfile::tempdir().unwrap();
-/// std::fs::write(tmp.path().join(varve::restore::MARKER_FILE), b"")?;
-/// let err = varve::Db::open(tmp.path(), varve::Options::default()).unwrap_err();
-/// assert!(matches!(err, varve::Error::RestoreIncomplete { .. }));
+/// std::fs::write(tmp.path().join(varve_db::restore::MARKER_FILE), b"")?;
+/// let err = varve_db::Db::open(tmp.path(), varve_db::Options::default()).unwrap_err();
+/// assert!(matches!(err, varve_db::Error::RestoreIncomplete { .. }));
 /// # Ok(()) }
 /// ```
 pub const MARKER_FILE: &str = "RESTORING";

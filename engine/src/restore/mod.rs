@@ -58,17 +58,17 @@ use bulk::BulkLoader;
 ///
 /// # Examples
 /// ```
-/// # fn main() -> varve::Result<()> {
+/// # fn main() -> varve_db::Result<()> {
 /// # let tmp = tempfile::tempdir().unwrap();
-/// use varve::varve_changelog::LogSource;
-/// let db = varve::Db::open(tmp.path().join("live"), varve::Options::default())?;
+/// use varve_db::varve_changelog::LogSource;
+/// let db = varve_db::Db::open(tmp.path().join("live"), varve_db::Options::default())?;
 /// db.put("a", "1")?;
 /// db.put("b", "2")?;
 /// db.delete("a")?;
 /// let mut source = LogSource::new(db.changelog());
-/// let report = varve::restore(tmp.path().join("copy"), &mut source, varve::RestoreOptions::default())?;
+/// let report = varve_db::restore(tmp.path().join("copy"), &mut source, varve_db::RestoreOptions::default())?;
 /// assert_eq!((report.records, report.end_offset), (3, 3));
-/// let copy = varve::Db::open(tmp.path().join("copy"), varve::Options::default())?;
+/// let copy = varve_db::Db::open(tmp.path().join("copy"), varve_db::Options::default())?;
 /// assert_eq!(copy.get("a")?, None);
 /// assert_eq!(copy.get("b")?.as_deref(), Some(&b"2"[..]));
 /// # Ok(()) }

@@ -20,7 +20,7 @@ pub const DEFAULT_POLL_SIZE_BYTES: usize = 1 << 20;
 /// use std::sync::Arc;
 /// use std::sync::atomic::AtomicBool;
 /// let cancel = Arc::new(AtomicBool::new(false));
-/// let opts = varve::RestoreOptions::default()
+/// let opts = varve_db::RestoreOptions::default()
 ///     .memtable_size_bytes(8 << 20)
 ///     .cancel_flag(cancel.clone());
 /// // Another thread may `cancel.store(true, ..)` to stop the restore.
@@ -71,8 +71,8 @@ impl RestoreOptions {
     ///
     /// # Examples
     /// ```
-    /// let store = varve::Options::default().bloom_bits_per_key(12);
-    /// let _opts = varve::RestoreOptions::default().store_options(store);
+    /// let store = varve_db::Options::default().bloom_bits_per_key(12);
+    /// let _opts = varve_db::RestoreOptions::default().store_options(store);
     /// ```
     #[must_use]
     pub fn store_options(mut self, store: Options) -> Self {
@@ -86,7 +86,7 @@ impl RestoreOptions {
     ///
     /// # Examples
     /// ```
-    /// let _opts = varve::RestoreOptions::default().from_checkpoint("/backups/store-1");
+    /// let _opts = varve_db::RestoreOptions::default().from_checkpoint("/backups/store-1");
     /// ```
     #[must_use]
     pub fn from_checkpoint(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -103,7 +103,7 @@ impl RestoreOptions {
     ///
     /// # Examples
     /// ```
-    /// let _opts = varve::RestoreOptions::default().source_name("/data/task-7/changelog");
+    /// let _opts = varve_db::RestoreOptions::default().source_name("/data/task-7/changelog");
     /// ```
     #[must_use]
     pub fn source_name(mut self, name: impl Into<String>) -> Self {
@@ -116,7 +116,7 @@ impl RestoreOptions {
     ///
     /// # Examples
     /// ```
-    /// let _opts = varve::RestoreOptions::default().memtable_size_bytes(256 << 20);
+    /// let _opts = varve_db::RestoreOptions::default().memtable_size_bytes(256 << 20);
     /// ```
     #[must_use]
     pub fn memtable_size_bytes(mut self, size_bytes: usize) -> Self {
@@ -129,7 +129,7 @@ impl RestoreOptions {
     ///
     /// # Examples
     /// ```
-    /// let _opts = varve::RestoreOptions::default().poll_size_bytes(4 << 20);
+    /// let _opts = varve_db::RestoreOptions::default().poll_size_bytes(4 << 20);
     /// ```
     #[must_use]
     pub fn poll_size_bytes(mut self, size_bytes: usize) -> Self {
@@ -145,7 +145,7 @@ impl RestoreOptions {
     /// # Examples
     /// ```
     /// let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    /// let _opts = varve::RestoreOptions::default().cancel_flag(flag);
+    /// let _opts = varve_db::RestoreOptions::default().cancel_flag(flag);
     /// ```
     #[must_use]
     pub fn cancel_flag(mut self, flag: Arc<AtomicBool>) -> Self {
@@ -158,8 +158,8 @@ impl RestoreOptions {
     /// # Examples
     /// ```
     /// struct Quiet;
-    /// impl varve::restore::RestoreListener for Quiet {}
-    /// let _opts = varve::RestoreOptions::default().listener(std::sync::Arc::new(Quiet));
+    /// impl varve_db::restore::RestoreListener for Quiet {}
+    /// let _opts = varve_db::RestoreOptions::default().listener(std::sync::Arc::new(Quiet));
     /// ```
     #[must_use]
     pub fn listener(mut self, listener: Arc<dyn RestoreListener>) -> Self {

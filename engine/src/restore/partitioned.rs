@@ -23,16 +23,16 @@ use crate::partitioned::{lock_and_check_count, partition_dir, prepare_dir};
 ///
 /// # Examples
 /// ```
-/// # fn main() -> varve::Result<()> {
+/// # fn main() -> varve_db::Result<()> {
 /// # let tmp = tempfile::tempdir().unwrap();
-/// use varve::varve_changelog::LogSource;
-/// use varve::{Options, PartitionedStore, RestoreOptions};
+/// use varve_db::varve_changelog::LogSource;
+/// use varve_db::{Options, PartitionedStore, RestoreOptions};
 /// let live = PartitionedStore::open(tmp.path().join("live"), 2, Options::default())?;
 /// for i in 0..100 {
 ///     live.put(format!("key-{i}"), format!("value-{i}"))?;
 /// }
 /// let mut sources: Vec<_> = (0..2).map(|p| LogSource::new(live.partition(p).changelog())).collect();
-/// let reports = varve::restore_partitioned(tmp.path().join("copy"), &mut sources, RestoreOptions::default())?;
+/// let reports = varve_db::restore_partitioned(tmp.path().join("copy"), &mut sources, RestoreOptions::default())?;
 /// assert_eq!(reports.iter().map(|r| r.records).sum::<u64>(), 100);
 /// drop(sources);
 /// let copy = PartitionedStore::open(tmp.path().join("copy"), 2, Options::default())?;

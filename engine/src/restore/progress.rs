@@ -9,7 +9,7 @@ use std::time::Duration;
 ///
 /// # Examples
 /// ```
-/// use varve::restore::RestoreProgress;
+/// use varve_db::restore::RestoreProgress;
 /// fn percent(p: &RestoreProgress, start: u64) -> f64 {
 ///     let total = p.end_offset.saturating_sub(start).max(1);
 ///     100.0 * (p.offset - start) as f64 / total as f64
@@ -60,7 +60,7 @@ impl RestoreReport {
     /// # Examples
     /// ```
     /// use std::time::Duration;
-    /// let report = varve::restore::RestoreReport {
+    /// let report = varve_db::restore::RestoreReport {
     ///     start_offset: 0, end_offset: 10, records: 10, bytes: 4_000_000,
     ///     elapsed: Duration::from_secs(2), resumed: false,
     /// };
@@ -83,7 +83,7 @@ impl RestoreReport {
 /// # Examples
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
-/// use varve::restore::{RestoreListener, RestoreProgress};
+/// use varve_db::restore::{RestoreListener, RestoreProgress};
 /// #[derive(Default)]
 /// struct Last(AtomicU64);
 /// impl RestoreListener for Last {

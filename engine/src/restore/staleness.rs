@@ -12,12 +12,12 @@ use crate::error::{Error, Result};
 ///
 /// # Examples
 /// ```
-/// use varve::restore::check_position;
-/// use varve::varve_changelog::SourceBounds;
+/// use varve_db::restore::check_position;
+/// use varve_db::varve_changelog::SourceBounds;
 /// let bounds = SourceBounds { start_offset: 100, end_offset: 500 };
 /// assert!(check_position(100, bounds).is_ok());
 /// assert!(check_position(600, bounds).is_ok()); // ahead: nothing to replay
-/// assert!(matches!(check_position(99, bounds), Err(varve::Error::Stale { .. })));
+/// assert!(matches!(check_position(99, bounds), Err(varve_db::Error::Stale { .. })));
 /// ```
 ///
 /// # Errors

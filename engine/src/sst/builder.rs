@@ -66,8 +66,8 @@ pub struct TableInfo {
 /// ```
 /// use std::path::{Path, PathBuf};
 /// use std::sync::Arc;
-/// use varve::key::{InternalKeyRef, SeqNo, ValueKind};
-/// use varve::sst::{Table, TableBuilder, TableOptions};
+/// use varve_db::internals::key::{InternalKeyRef, SeqNo, ValueKind};
+/// use varve_db::internals::sst::{Table, TableBuilder, TableOptions};
 /// use varve_changelog::fs::{FileSystem, MemFs, OpenMode};
 ///
 /// let fs = MemFs::new();

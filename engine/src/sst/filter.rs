@@ -33,7 +33,7 @@ const SEED: u64 = 0x7661_7276_6573_7374;
 ///
 /// # Examples
 /// ```
-/// use varve::sst::filter::hash64;
+/// use varve_db::internals::sst::filter::hash64;
 /// assert_ne!(hash64(b"apple"), hash64(b"apples"));
 /// ```
 pub fn hash64(data: &[u8]) -> u64 {

@@ -166,10 +166,10 @@ impl Table {
     /// ```
     /// # use std::path::PathBuf;
     /// # use std::sync::Arc;
-    /// # use varve::key::{InternalKeyRef, SeqNo};
-    /// # use varve::sst::{Table, TableBuilder, TableOptions};
+    /// # use varve_db::internals::key::{InternalKeyRef, SeqNo};
+    /// # use varve_db::internals::sst::{Table, TableBuilder, TableOptions};
     /// # use varve_changelog::fs::{FileSystem, MemFs, OpenMode};
-    /// use varve::iter::InternalIterator;
+    /// use varve_db::internals::iter::InternalIterator;
     /// # let fs = MemFs::new();
     /// # let path = PathBuf::from("/000002.sst");
     /// # let file = fs.open_file(&path, OpenMode::CreateNew)?;

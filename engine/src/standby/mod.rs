@@ -43,9 +43,9 @@ use upstream::{EndProbe, Upstream};
 ///
 /// # Examples
 /// ```
-/// # fn main() -> varve::Result<()> {
+/// # fn main() -> varve_db::Result<()> {
 /// # let dir = tempfile::tempdir().unwrap();
-/// use varve::{CatchUp, Db, Options, Standby};
+/// use varve_db::{CatchUp, Db, Options, Standby};
 /// let primary = Db::open(dir.path().join("p"), Options::default())?;
 /// let standby = Standby::follow(&primary, dir.path().join("s"), "s1", Options::default())?;
 /// primary.put("k", "v")?;
@@ -87,10 +87,10 @@ pub enum CatchUp {
 ///
 /// # Examples
 /// ```
-/// # fn main() -> varve::Result<()> {
+/// # fn main() -> varve_db::Result<()> {
 /// # let dir = tempfile::tempdir().unwrap();
 /// use std::time::Duration;
-/// use varve::{CatchUp, ChangelogRetention, Db, Options, Standby};
+/// use varve_db::{CatchUp, ChangelogRetention, Db, Options, Standby};
 /// let opts = Options::default().changelog_retention(ChangelogRetention::UntilShipped);
 /// let primary = Db::open(dir.path().join("primary"), opts)?;
 /// primary.put("k", "v1")?;
@@ -152,9 +152,9 @@ impl Standby {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// use varve::{Db, Options, Standby};
+    /// use varve_db::{Db, Options, Standby};
     /// let primary = Db::open(dir.path().join("p"), Options::default())?;
     /// let standby = Standby::follow(&primary, dir.path().join("s"), "s1", Options::default())?;
     /// assert_eq!(primary.changelog().position("s1"), Some(0)); // registered
@@ -199,17 +199,17 @@ impl Standby {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
     /// use std::sync::Arc;
     /// use std::time::Duration;
-    /// use varve::varve_changelog::{Log, LogOptions, LogSource, Record};
-    /// use varve::{CatchUp, Options, RestoreOptions, Standby};
+    /// use varve_db::varve_changelog::{Log, LogOptions, LogSource, Record};
+    /// use varve_db::{CatchUp, Options, RestoreOptions, Standby};
     /// // Any RecordSource will do; here a changelog of its own.
     /// let upstream = Arc::new(Log::open(dir.path().join("upstream"), LogOptions::default())?);
     /// upstream.append(&[Record::put("k", "v1")])?;
     /// let copy = dir.path().join("copy");
-    /// varve::restore(&copy, &mut LogSource::new(upstream.clone()), RestoreOptions::default())?;
+    /// varve_db::restore(&copy, &mut LogSource::new(upstream.clone()), RestoreOptions::default())?;
     /// let standby = Standby::follow_source(LogSource::new(upstream.clone()), &copy, Options::default())?;
     /// upstream.append(&[Record::put("k", "v2")])?;
     /// assert!(standby.wait_for_offset(2, Duration::from_secs(10))?);
@@ -267,9 +267,9 @@ impl Standby {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// # use varve::{Db, Options, Standby};
+    /// # use varve_db::{Db, Options, Standby};
     /// let primary = Db::open(dir.path().join("p"), Options::default())?;
     /// primary.put("a", "1")?;
     /// let standby = Standby::follow(&primary, dir.path().join("s"), "s1", Options::default())?;
@@ -290,9 +290,9 @@ impl Standby {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// # use varve::{Db, Options, Standby};
+    /// # use varve_db::{Db, Options, Standby};
     /// let primary = Db::open(dir.path().join("p"), Options::default())?;
     /// let standby = Standby::follow(&primary, dir.path().join("s"), "s1", Options::default())?;
     /// assert_eq!(standby.lag()?, 0);
@@ -319,9 +319,9 @@ impl Standby {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// # use varve::{Db, Options, Standby};
+    /// # use varve_db::{Db, Options, Standby};
     /// let primary = Db::open(dir.path().join("p"), Options::default())?;
     /// let standby = Standby::follow(&primary, dir.path().join("s"), "s1", Options::default())?;
     /// assert!(standby.error().is_none());
@@ -329,7 +329,7 @@ impl Standby {
     /// while standby.is_following() {
     ///     std::thread::sleep(std::time::Duration::from_millis(5));
     /// }
-    /// assert!(matches!(standby.error(), Some(varve::Error::Source(_))));
+    /// assert!(matches!(standby.error(), Some(varve_db::Error::Source(_))));
     /// # Ok(()) }
     /// ```
     #[must_use]
@@ -341,9 +341,9 @@ impl Standby {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// # use varve::{Db, Options, Standby};
+    /// # use varve_db::{Db, Options, Standby};
     /// let primary = Db::open(dir.path().join("p"), Options::default())?;
     /// let standby = Standby::follow(&primary, dir.path().join("s"), "s1", Options::default())?;
     /// assert!(standby.is_following());
@@ -360,9 +360,9 @@ impl Standby {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// # use varve::{Db, Options, Standby};
+    /// # use varve_db::{Db, Options, Standby};
     /// # use std::time::Duration;
     /// let primary = Db::open(dir.path().join("p"), Options::default())?;
     /// let standby = Standby::follow(&primary, dir.path().join("s"), "s1", Options::default())?;
@@ -399,9 +399,9 @@ impl Standby {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// # use varve::{CatchUp, Db, Options, Standby};
+    /// # use varve_db::{CatchUp, Db, Options, Standby};
     /// let primary = Db::open(dir.path().join("p"), Options::default())?;
     /// let standby = Standby::follow(&primary, dir.path().join("s"), "s1", Options::default())?;
     /// for i in 0..1000 {
@@ -457,9 +457,9 @@ impl Standby {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// # let dir = tempfile::tempdir().unwrap();
-    /// # use varve::{Db, Options, Standby};
+    /// # use varve_db::{Db, Options, Standby};
     /// let primary = Db::open(dir.path().join("p"), Options::default())?;
     /// let standby = Standby::follow(&primary, dir.path().join("s"), "s1", Options::default())?;
     /// standby.close()?;

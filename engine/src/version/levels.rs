@@ -68,7 +68,7 @@ impl Version {
     ///
     /// # Examples
     /// ```
-    /// assert_eq!(varve::version::Version::empty().ttl_ms(), None);
+    /// assert_eq!(varve_db::internals::version::Version::empty().ttl_ms(), None);
     /// ```
     #[must_use]
     pub fn ttl_ms(&self) -> Option<u64> {

@@ -92,10 +92,10 @@ impl VersionSet {
     ///
     /// # Examples
     /// ```
-    /// # fn main() -> varve::Result<()> {
+    /// # fn main() -> varve_db::Result<()> {
     /// use std::sync::Arc;
-    /// use varve::version::{VersionSet, VersionSetOptions};
-    /// use varve::varve_changelog::fs::MemFs;
+    /// use varve_db::internals::version::{VersionSet, VersionSetOptions};
+    /// use varve_db::varve_changelog::fs::MemFs;
     /// let fs = Arc::new(MemFs::new());
     /// let dir = std::path::Path::new("/store");
     /// let ttl = VersionSetOptions { ttl_ms: Some(60_000), ..VersionSetOptions::default() };

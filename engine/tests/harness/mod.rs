@@ -26,8 +26,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use varve::varve_changelog::fs::{FileSystem, MemFs};
-use varve::{Db, Options, WriteBatch, WriteOptions};
+use varve_db::varve_changelog::fs::{FileSystem, MemFs};
+use varve_db::{Db, Options, WriteBatch, WriteOptions};
 
 /// The directory of the store under test.
 pub const DIR: &str = "/db";
@@ -43,11 +43,11 @@ pub type Rec = (Bytes, Option<Bytes>);
 // PRNG and options: the test toolkit's.
 
 /// The seeded PRNG of the harness.
-pub use varve::testing::{Rng, env_u64};
+pub use varve_db::testing::{Rng, env_u64};
 /// Small options so that a few dozen writes flush memtables, roll
 /// segments and delete old ones, and a few flushes rotate the manifest.
 pub fn small_options() -> Options {
-    varve::testing::crash_options()
+    varve_db::testing::crash_options()
 }
 
 // ---------------------------------------------------------------------------
@@ -175,7 +175,7 @@ pub fn random_ops(rng: &mut Rng, len: usize, keys: u8, big_values: bool) -> Vec<
 
 /// The most bytes of padding a value may carry: the engine's 8 MiB value
 /// limit less room for the value's `w{write}-k{k}-` prefix.
-pub const PAD_MAX_BYTES: u32 = (varve::MAX_VALUE_SIZE_BYTES - 64) as u32;
+pub const PAD_MAX_BYTES: u32 = (varve_db::MAX_VALUE_SIZE_BYTES - 64) as u32;
 
 /// The most key and value bytes one batch of a realistic workload
 /// carries: the changelog's 16 MiB batch limit less room for the batch
@@ -283,7 +283,7 @@ pub fn manifest_number(fs: &MemFs) -> u64 {
 }
 
 /// Opens the store in [`DIR`] of `fs`.
-pub fn open_db(fs: &Arc<dyn FileSystem>, opts: &Options) -> varve::Result<Db> {
+pub fn open_db(fs: &Arc<dyn FileSystem>, opts: &Options) -> varve_db::Result<Db> {
     Db::open(DIR, opts.clone().fs(fs.clone()))
 }
 
@@ -371,7 +371,7 @@ pub struct Runner<'a> {
     model_exact: bool,
     /// Records appended by the writes a completed `flush()` covered.
     flushed_records: u64,
-    snapshot: Option<(varve::Snapshot, State)>,
+    snapshot: Option<(varve_db::Snapshot, State)>,
     /// Whether to keep going after an operation failed.
     pub continue_after_error: bool,
     /// Says whether an injected sync failure has happened; once it has, no
@@ -627,7 +627,7 @@ impl<'a> Runner<'a> {
             Op::Range(a, b, rev) => {
                 let range = key(*a)..key(*b);
                 let iter = self.db().range(range.clone());
-                let got: varve::Result<Vec<(Bytes, Bytes)>> = if *rev {
+                let got: varve_db::Result<Vec<(Bytes, Bytes)>> = if *rev {
                     iter.rev().collect()
                 } else {
                     iter.collect()
@@ -660,7 +660,10 @@ impl<'a> Runner<'a> {
             }
             Op::CheckSnapshot => {
                 if let Some((snap, want)) = &self.snapshot {
-                    match snap.range::<&[u8], _>(..).collect::<varve::Result<State>>() {
+                    match snap
+                        .range::<&[u8], _>(..)
+                        .collect::<varve_db::Result<State>>()
+                    {
                         Ok(got) => {
                             if &got != want {
                                 return Err(Violation(format!(
@@ -686,13 +689,13 @@ pub trait ErrorKind: fmt::Display {
     fn corruption(&self) -> bool;
 }
 
-impl ErrorKind for varve::Error {
+impl ErrorKind for varve_db::Error {
     fn corruption(&self) -> bool {
         self.is_corruption()
     }
 }
 
-impl ErrorKind for varve::varve_changelog::Error {
+impl ErrorKind for varve_db::varve_changelog::Error {
     fn corruption(&self) -> bool {
         self.is_corruption()
     }
@@ -763,12 +766,12 @@ pub fn read_back(db: &Db, keys: u8) -> Result<Recovered, Violation> {
     let v = |what: &str, e: &dyn fmt::Display| Violation(format!("{what}: {e}"));
     let state: State = db
         .iter()
-        .collect::<varve::Result<State>>()
+        .collect::<varve_db::Result<State>>()
         .map_err(|e| v("scan", &e))?;
     let mut rev: Vec<(Bytes, Bytes)> = db
         .iter()
         .rev()
-        .collect::<varve::Result<_>>()
+        .collect::<varve_db::Result<_>>()
         .map_err(|e| v("reverse scan", &e))?;
     rev.reverse();
     if rev.iter().cloned().collect::<State>() != state || rev.len() != state.len() {
@@ -814,7 +817,7 @@ pub fn read_back(db: &Db, keys: u8) -> Result<Recovered, Violation> {
 
 /// The changelog's records from `from`, checked contiguous, and the
 /// offset the read ended at.
-fn read_log(log: &varve::varve_changelog::Log, from: u64) -> Result<(Vec<Rec>, u64), Violation> {
+fn read_log(log: &varve_db::varve_changelog::Log, from: u64) -> Result<(Vec<Rec>, u64), Violation> {
     let v = |what: &str, e: &dyn fmt::Display| Violation(format!("{what}: {e}"));
     let mut recs = Vec::new();
     let mut reader = log.reader(from).map_err(|e| v("log reader", &e))?;
@@ -932,10 +935,10 @@ pub fn check_checkpoints(
 }
 
 /// Whether `e` is an I/O error (of the store or of its changelog).
-fn is_io(e: &varve::Error) -> bool {
+fn is_io(e: &varve_db::Error) -> bool {
     match e {
-        varve::Error::Io { .. } => true,
-        varve::Error::Changelog(e) => matches!(**e, varve::varve_changelog::Error::Io { .. }),
+        varve_db::Error::Io { .. } => true,
+        varve_db::Error::Changelog(e) => matches!(**e, varve_db::varve_changelog::Error::Io { .. }),
         _ => false,
     }
 }
@@ -1020,7 +1023,7 @@ pub fn fault_free_check(ops: &[Op], opts: &Options, keys: u8) -> Result<(), Viol
             runner.hist.first_error
         )));
     }
-    fs.crash(varve::varve_changelog::fs::CrashMode::DropAll, 0);
+    fs.crash(varve_db::varve_changelog::fs::CrashMode::DropAll, 0);
     let db = open_db(&dynfs, opts).map_err(|e| Violation(format!("reopen: {e}")))?;
     let got = read_back(&db, keys)?;
     check_recovered(&got, &runner.hist)?;

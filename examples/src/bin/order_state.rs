@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use varve::varve_changelog::LogSource;
-use varve::{
+use varve_db::varve_changelog::LogSource;
+use varve_db::{
     CatchUp, ChangelogRetention, Db, Options, RestoreOptions, Standby, WriteBatch, WriteOptions,
 };
 
@@ -275,7 +275,7 @@ fn main() -> Result<(), Error> {
 
     // 3. Restore a fresh store from the changelog alone; take a checkpoint.
     let restored_dir = base.join("restored");
-    let report = varve::restore(
+    let report = varve_db::restore(
         &restored_dir,
         &mut LogSource::new(db.changelog()),
         RestoreOptions::default().store_options(options()),

@@ -20,8 +20,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use varve::testing::{MemFs, Rng};
-use varve::varve_changelog::fs::FileSystem;
+use varve_db::testing::{MemFs, Rng};
+use varve_db::varve_changelog::fs::FileSystem;
 use varve_fuzz::targets::{TARGETS, target};
 
 fn root() -> PathBuf {
@@ -184,15 +184,15 @@ fn gen_corpus(only: Option<&str>) {
     // A small store: changelog segments, a table, a manifest.
     let fs = MemFs::new();
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let opts = varve::Options::default().block_size_bytes(256);
-    let db = varve::Db::open("/db", opts.fs(dynfs.clone())).expect("open");
+    let opts = varve_db::Options::default().block_size_bytes(256);
+    let db = varve_db::Db::open("/db", opts.fs(dynfs.clone())).expect("open");
     for i in 0..40u32 {
-        let mut b = varve::WriteBatch::new();
+        let mut b = varve_db::WriteBatch::new();
         b.put(format!("key-{i:03}"), format!("value-{i}"));
         if i % 5 == 0 {
             b.delete(format!("key-{:03}", i / 2));
         }
-        db.write(b, varve::WriteOptions::default().sync(i % 7 == 0))
+        db.write(b, varve_db::WriteOptions::default().sync(i % 7 == 0))
             .expect("write");
     }
     db.flush().expect("flush");
@@ -204,7 +204,7 @@ fn gen_corpus(only: Option<&str>) {
     while let Some(dir) = walk.pop() {
         for entry in fs.list_dir(&dir).expect("list") {
             let path = dir.join(&entry);
-            if fs.kind(&path).expect("kind") == Some(varve::varve_changelog::fs::PathKind::Dir) {
+            if fs.kind(&path).expect("kind") == Some(varve_db::varve_changelog::fs::PathKind::Dir) {
                 walk.push(path);
                 continue;
             }
@@ -212,7 +212,7 @@ fn gen_corpus(only: Option<&str>) {
             if entry.ends_with(".log") {
                 put("changelog_recovery", "segment", &data);
                 // The segment's first batch alone.
-                if let Ok(h) = varve::varve_changelog::batch::parse_header(&data) {
+                if let Ok(h) = varve_db::varve_changelog::batch::parse_header(&data) {
                     let end = (h.next_offset() as usize).min(data.len());
                     let _ = end;
                 }
@@ -239,12 +239,12 @@ fn gen_corpus(only: Option<&str>) {
     new_format_seeds(&put);
     // Batches of each shape.
     let records = vec![
-        varve::varve_changelog::Record::put("k", "v"),
-        varve::varve_changelog::Record::tombstone("gone"),
-        varve::varve_changelog::Record::put("h", "v").with_header("x", "y"),
+        varve_db::varve_changelog::Record::put("k", "v"),
+        varve_db::varve_changelog::Record::tombstone("gone"),
+        varve_db::varve_changelog::Record::put("h", "v").with_header("x", "y"),
     ];
     let mut buf = Vec::new();
-    varve::varve_changelog::batch::encode_batch(&mut buf, 77, &records);
+    varve_db::varve_changelog::batch::encode_batch(&mut buf, 77, &records);
     put("changelog_batch_decode", "three-records", &buf);
     let mut positions = BTreeMap::new();
     positions.insert("a".to_owned(), 5);
@@ -252,16 +252,16 @@ fn gen_corpus(only: Option<&str>) {
     put(
         "changelog_positions_decode",
         "two",
-        &varve::varve_changelog::positions::encode(&positions),
+        &varve_db::varve_changelog::positions::encode(&positions),
     );
     // A data block.
-    let mut builder = varve::sst::block::BlockBuilder::new(4);
+    let mut builder = varve_db::internals::sst::block::BlockBuilder::new(4);
     for i in 0..20u64 {
         let mut k = Vec::new();
-        varve::key::InternalKeyRef {
+        varve_db::internals::key::InternalKeyRef {
             user_key: format!("key-{i:02}").as_bytes(),
-            seqno: varve::key::SeqNo(100 - i),
-            kind: varve::key::ValueKind::Put,
+            seqno: varve_db::internals::key::SeqNo(100 - i),
+            kind: varve_db::internals::key::ValueKind::Put,
         }
         .encode_into(&mut k);
         builder.add(&k, b"value");
@@ -308,7 +308,7 @@ fn store_files(fs: &MemFs, dir: &Path) -> Vec<(String, Vec<u8>)> {
         for entry in fs.list_dir(&dir.join(&rel)).expect("list") {
             let rel = rel.join(&entry);
             let path = dir.join(&rel);
-            if fs.kind(&path).expect("kind") == Some(varve::varve_changelog::fs::PathKind::Dir) {
+            if fs.kind(&path).expect("kind") == Some(varve_db::varve_changelog::fs::PathKind::Dir) {
                 walk.push(rel);
             } else if entry != "LOCK" {
                 let name = rel.to_str().expect("utf-8 name").to_owned();
@@ -333,21 +333,21 @@ fn store_seeds(put: &dyn Fn(&str, &str, &[u8])) {
     ] {
         let fs = MemFs::new();
         let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-        let opts = varve::Options::default()
+        let opts = varve_db::Options::default()
             .block_size_bytes(256)
             .ttl((flags & 1 == 1).then(|| Duration::from_secs(3600)))
-            .clock(Arc::new(varve::ManualClock::new(
+            .clock(Arc::new(varve_db::ManualClock::new(
                 varve_fuzz::targets::SEED_CLOCK_MS,
             )));
         let dir = Path::new(varve_fuzz::targets::STORE_DIR);
-        let db = varve::Db::open(dir, opts.fs(dynfs)).expect("open");
+        let db = varve_db::Db::open(dir, opts.fs(dynfs)).expect("open");
         for round in 0..3u32 {
-            let mut b = varve::WriteBatch::new();
+            let mut b = varve_db::WriteBatch::new();
             for i in 0..20u32 {
                 b.put(format!("key-{i:03}"), format!("value-{round}-{i}"));
             }
             b.delete(format!("key-{round:03}"));
-            db.write(b, varve::WriteOptions::default().sync(true))
+            db.write(b, varve_db::WriteOptions::default().sync(true))
                 .expect("write");
             if round < 2 {
                 db.flush().expect("flush");
@@ -374,12 +374,12 @@ fn store_seeds(put: &dyn Fn(&str, &str, &[u8])) {
 fn new_format_seeds(put: &dyn Fn(&str, &str, &[u8])) {
     let fs = MemFs::new();
     let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    varve::PartitionedStore::open("/parts", 3, varve::Options::default().fs(dynfs.clone()))
+    varve_db::PartitionedStore::open("/parts", 3, varve_db::Options::default().fs(dynfs.clone()))
         .expect("open partitioned store")
         .close()
         .expect("close partitioned store");
     let partitions = fs
-        .read_all(&Path::new("/parts").join(varve::PARTITIONS_FILE))
+        .read_all(&Path::new("/parts").join(varve_db::PARTITIONS_FILE))
         .expect("read PARTITIONS");
     put("partitions_decode", "three", &partitions);
     put("restore_marker_decode", "empty", b"");
@@ -391,8 +391,8 @@ fn new_format_seeds(put: &dyn Fn(&str, &str, &[u8])) {
         ("plain-store", None),
     ] {
         let dir = Path::new("/stores").join(name);
-        let opts = varve::Options::default().ttl(ttl);
-        varve::Db::open(&dir, opts.fs(dynfs.clone()))
+        let opts = varve_db::Options::default().ttl(ttl);
+        varve_db::Db::open(&dir, opts.fs(dynfs.clone()))
             .expect("open store")
             .close()
             .expect("close store");
@@ -403,9 +403,9 @@ fn new_format_seeds(put: &dyn Fn(&str, &str, &[u8])) {
             }
         }
     }
-    let edit = varve::version::VersionEdit {
+    let edit = varve_db::internals::version::VersionEdit {
         ttl_ms: Some(86_400_000),
-        ..varve::version::VersionEdit::default()
+        ..varve_db::internals::version::VersionEdit::default()
     };
     put("ttl_manifest_decode", "edit", &edit.encode());
 }

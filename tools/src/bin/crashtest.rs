@@ -34,8 +34,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use varve::testing::Rng;
-use varve::{Db, Options, WriteBatch, WriteOptions};
+use varve_db::testing::Rng;
+use varve_db::{Db, Options, WriteBatch, WriteOptions};
 
 const KEYS: u64 = 64;
 const ACKS_FILE: &str = "acks";

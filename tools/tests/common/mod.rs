@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use varve::{Db, Options, WriteBatch, WriteOptions};
+use varve_db::{Db, Options, WriteBatch, WriteOptions};
 
 /// What a run of `varve` gave.
 pub struct Run {
