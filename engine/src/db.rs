@@ -15,10 +15,9 @@ use crate::iter::InternalIterator;
 use crate::iter::bounds::{bounds_of, prefix_bounds};
 use crate::iter::db_iter::{Cursor, Iter};
 use crate::iter::merge::MergeCursor;
-use crate::key::{InternalKeyRef, SeqNo};
+use crate::key::SeqNo;
 use crate::metrics::Histogram;
 use crate::options::{Options, WriteOptions};
-use crate::read_only::ReadOnlyDb;
 use crate::snapshot::Snapshot;
 use crate::state::{DbInner, SuperVersion};
 use crate::stats::Stats;
@@ -115,26 +114,6 @@ impl Db {
             db.compactors.push(handle);
         }
         Ok(db)
-    }
-
-    /// Opens the store in `path` for reading only, as RocksDB's
-    /// `DB::OpenForReadOnly`: nothing is written, and the store's recorded
-    /// TTL applies without being given (see [`ReadOnlyDb`]).
-    ///
-    /// # Examples
-    /// ```
-    /// # fn main() -> varve_db::Result<()> {
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// varve_db::Db::open(dir.path(), varve_db::Options::default())?.put("k", "v")?;
-    /// let ro = varve_db::Db::open_read_only(dir.path(), varve_db::Options::default())?;
-    /// assert_eq!(ro.get("k")?.as_deref(), Some(&b"v"[..]));
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// As [`ReadOnlyDb::open`].
-    pub fn open_read_only(path: impl AsRef<Path>, opts: Options) -> Result<ReadOnlyDb> {
-        ReadOnlyDb::open(path, opts)
     }
 
     /// The value of `key`, or `None` if it is absent or deleted.
@@ -501,29 +480,5 @@ impl DbInner {
         let sv = self.super_version();
         let table = |n| self.table(n);
         sv.sources(&table).children()
-    }
-}
-
-/// A child iterator that only reports an error (a table that failed to open).
-pub(crate) struct ErrorIter(pub(crate) Error);
-
-impl InternalIterator for ErrorIter {
-    fn valid(&self) -> bool {
-        false
-    }
-    fn seek_to_first(&mut self) {}
-    fn seek_to_last(&mut self) {}
-    fn seek(&mut self, _: &InternalKeyRef<'_>) {}
-    fn seek_for_prev(&mut self, _: &InternalKeyRef<'_>) {}
-    fn next(&mut self) {}
-    fn prev(&mut self) {}
-    fn key(&self) -> InternalKeyRef<'_> {
-        InternalKeyRef::seek_key(&[], SeqNo(0))
-    }
-    fn value(&self) -> &[u8] {
-        &[]
-    }
-    fn status(&self) -> Result<()> {
-        Err(self.0.clone())
     }
 }

@@ -69,10 +69,10 @@ pub use partitioned::{
     MAX_PARTITIONS, PARTITIONS_FILE, PartitionedIter, PartitionedStore, partition_dir,
 };
 pub use read_only::ReadOnlyDb;
+pub use read_path::Versioned;
 pub use restore::{RestoreOptions, RestoreReport, restore, restore_partitioned};
 pub use snapshot::Snapshot;
 pub use standby::{CatchUp, Standby};
 pub use stats::{ChangelogStats, LevelStats, Stats};
-pub use store_api::Versioned;
 pub use ttl::{Clock, ManualClock, SystemClock};
 pub use varve_changelog;

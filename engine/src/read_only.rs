@@ -191,6 +191,28 @@ impl ReadOnlyDb {
     }
 }
 
+impl crate::db::Db {
+    /// Opens the store in `path` for reading only, as RocksDB's
+    /// `DB::OpenForReadOnly`: nothing is written, and the store's recorded
+    /// TTL applies without being given (see [`ReadOnlyDb`]).
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> varve_db::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// varve_db::Db::open(dir.path(), varve_db::Options::default())?.put("k", "v")?;
+    /// let ro = varve_db::Db::open_read_only(dir.path(), varve_db::Options::default())?;
+    /// assert_eq!(ro.get("k")?.as_deref(), Some(&b"v"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ReadOnlyDb::open`].
+    pub fn open_read_only(path: impl AsRef<Path>, opts: Options) -> Result<ReadOnlyDb> {
+        ReadOnlyDb::open(path, opts)
+    }
+}
+
 impl Options {
     /// The options a writer should open the store in `dir` with to keep
     /// what the store recorded: these options (read through their file

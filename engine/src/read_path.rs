@@ -8,16 +8,47 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::db::ErrorIter;
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
-use crate::key::{SeqNo, ValueKind};
+use crate::key::{InternalKeyRef, SeqNo, ValueKind};
 use crate::memtable::MemTable;
 use crate::sst::Table;
 use crate::sst::filter::hash64;
-use crate::store_api::Versioned;
 use crate::ttl::{Expiry, Stored};
 use crate::version::{FileNumber, Level, Version};
+
+/// A value and its version (the sequence number of the write that made it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned {
+    /// The value.
+    pub value: Bytes,
+    /// The version: changelog offset of the write plus one.
+    pub version: u64,
+}
+
+/// A child iterator that only reports an error (a table that failed to open).
+pub(crate) struct ErrorIter(pub(crate) Error);
+
+impl InternalIterator for ErrorIter {
+    fn valid(&self) -> bool {
+        false
+    }
+    fn seek_to_first(&mut self) {}
+    fn seek_to_last(&mut self) {}
+    fn seek(&mut self, _: &InternalKeyRef<'_>) {}
+    fn seek_for_prev(&mut self, _: &InternalKeyRef<'_>) {}
+    fn next(&mut self) {}
+    fn prev(&mut self) {}
+    fn key(&self) -> InternalKeyRef<'_> {
+        InternalKeyRef::seek_key(&[], SeqNo(0))
+    }
+    fn value(&self) -> &[u8] {
+        &[]
+    }
+    fn status(&self) -> Result<()> {
+        Err(self.0.clone())
+    }
+}
 
 /// What a read looks at: the memtables, the table version, and how to
 /// open one of its tables.

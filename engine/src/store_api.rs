@@ -19,16 +19,8 @@ use crate::error::{Error, Result};
 use crate::iter::db_iter::Iter;
 use crate::key::SeqNo;
 use crate::options::WriteOptions;
+use crate::read_path::Versioned;
 use crate::state::{DbInner, SuperVersion};
-
-/// A value and its version (the sequence number of the write that made it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Versioned {
-    /// The value.
-    pub value: Bytes,
-    /// The version: changelog offset of the write plus one.
-    pub version: u64,
-}
 
 impl Db {
     /// Writes every `(key, value)` pair as one atomic batch (Samza's

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::{DirLock, File, FileSystem, OpenMode};
-use crate::testing::Rng;
+use crate::testing::rng::Rng;
 
 /// The directories that always exist.
 const ROOT_DIRS: [&str; 3] = ["", ".", "/"];

@@ -16,7 +16,7 @@
 
 mod env;
 mod intercept;
-mod rng;
+pub(crate) mod rng;
 mod setup;
 mod source;
 

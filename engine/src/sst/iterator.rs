@@ -179,3 +179,45 @@ impl InternalIterator for TableIterator {
         self.error.clone().map_or(Ok(()), Err)
     }
 }
+
+impl Table {
+    /// An unpositioned iterator over every entry, in internal-key order.
+    ///
+    /// # Examples
+    /// ```
+    /// # use std::path::PathBuf;
+    /// # use std::sync::Arc;
+    /// # use varve_db::internals::key::{InternalKeyRef, SeqNo};
+    /// # use varve_db::internals::sst::{Table, TableBuilder, TableOptions};
+    /// # use varve_changelog::fs::{FileSystem, MemFs, OpenMode};
+    /// use varve_db::internals::iter::InternalIterator;
+    /// # let fs = MemFs::new();
+    /// # let path = PathBuf::from("/000002.sst");
+    /// # let file = fs.open_file(&path, OpenMode::CreateNew)?;
+    /// # let mut builder = TableBuilder::new(file.clone(), path.clone(), TableOptions::default());
+    /// # for (key, seqno) in [(&b"a"[..], 5), (b"a", 3), (b"b", 4)] {
+    /// #     builder.add(InternalKeyRef::seek_key(key, SeqNo(seqno)), b"v")?;
+    /// # }
+    /// # builder.finish()?;
+    /// let table = Arc::new(Table::open(file, path, 2)?);
+    /// let mut iter = table.iter();
+    /// iter.seek_to_first();
+    /// let mut seen = Vec::new();
+    /// while iter.valid() {
+    ///     seen.push((iter.key().user_key.to_vec(), iter.key().seqno.0));
+    ///     iter.next();
+    /// }
+    /// iter.status()?;
+    /// assert_eq!(seen, [(b"a".to_vec(), 5), (b"a".to_vec(), 3), (b"b".to_vec(), 4)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn iter(self: &Arc<Self>) -> TableIterator {
+        TableIterator::new(Arc::clone(self), true)
+    }
+
+    /// An iterator that reads through the block cache without filling it
+    /// (for compactions, which read each block once).
+    pub(crate) fn iter_without_filling_cache(self: &Arc<Self>) -> TableIterator {
+        TableIterator::new(Arc::clone(self), false)
+    }
+}
