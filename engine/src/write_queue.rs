@@ -42,4 +42,3 @@ pub(crate) fn take_group(pending: &mut VecDeque<Pending>) -> Vec<Pending> {
     }
     group
 }
-
