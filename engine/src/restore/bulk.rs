@@ -75,7 +75,7 @@ impl<'a> BulkLoader<'a> {
             let value_len = stored.record.value.as_ref().map_or(0, |v| v.len());
             applied.bytes += (stored.record.key.len() + value_len) as u64;
             self.run.push(stored);
-            if self.run.size_bytes() >= self.memtable_size_bytes {
+            if self.run.size_bytes() >= self.memtable_size_bytes || self.run.is_full() {
                 self.flush()?;
             }
         }

@@ -43,6 +43,11 @@ impl SortedRun {
     /// Adds `stored` as the write of sequence number `offset + 1` (as
     /// [`insert_all`](crate::write::insert_all) numbers them).
     pub(super) fn push(&mut self, stored: StoredRecord) {
+        debug_assert!(
+            self.entries
+                .last()
+                .is_none_or(|e| e.seqno.0 <= stored.offset)
+        );
         let record = stored.record;
         let value_len = record.value.as_ref().map_or(0, Bytes::len);
         self.size_bytes += record.key.len() + value_len + std::mem::size_of::<RunEntry>();
@@ -58,6 +63,11 @@ impl SortedRun {
     /// and value bytes and the entry each has in the vector).
     pub(super) fn size_bytes(&self) -> usize {
         self.size_bytes
+    }
+
+    /// Whether the run holds as many records as its index can number.
+    pub(super) fn is_full(&self) -> bool {
+        self.entries.len() >= u32::MAX as usize
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -76,15 +86,14 @@ impl SortedRun {
         number: FileNumber,
         format: ValueFormat,
     ) -> Result<TableMeta> {
-        let mut entries = std::mem::take(&mut self.entries);
+        let entries = std::mem::take(&mut self.entries);
         self.size_bytes = 0;
-        // Sequence numbers are unique, so the order is total and an
-        // unstable sort gives one answer.
-        entries.sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| b.seqno.cmp(&a.seqno)));
+        let order = sorted_order(&entries);
         let mut builder = inner.create_table(number)?;
         let mut stored = Vec::new();
         let mut previous: Option<&[u8]> = None;
-        for entry in &entries {
+        for &(_, i) in &order {
+            let entry = &entries[i as usize];
             if previous == Some(&entry.key[..]) {
                 continue;
             }
@@ -109,6 +118,7 @@ impl SortedRun {
                 (None, _) => builder.add(key, &[])?,
             }
         }
+        drop(order);
         drop(entries);
         let info = builder.finish()?;
         inner
@@ -116,5 +126,72 @@ impl SortedRun {
             .sync_dir(&inner.path)
             .map_err(|e| crate::error::Error::sync(&inner.path, e))?;
         Ok(TableMeta::from_info(number, &info))
+    }
+}
+
+/// The indexes of `entries` in internal-key order: key ascending, then
+/// newest first. Each comes with the key's first 16 bytes as a big-endian
+/// number, zero-padded, so most comparisons are of two integers and the
+/// sort moves 32-byte pairs, not entries. Zero padding keeps the order:
+/// where two padded prefixes differ, the keys differ there the same way or
+/// one is a prefix of the other; where they are equal the keys themselves
+/// decide. Entries were pushed in offset order, so a later index is a newer
+/// version.
+fn sorted_order(entries: &[RunEntry]) -> Vec<(u128, u32)> {
+    let mut order: Vec<(u128, u32)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (key_prefix(&e.key), i as u32))
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| {
+            let (x, y) = (&entries[a.1 as usize], &entries[b.1 as usize]);
+            x.key.cmp(&y.key).then_with(|| b.1.cmp(&a.1))
+        })
+    });
+    order
+}
+
+fn key_prefix(key: &[u8]) -> u128 {
+    let mut raw = [0u8; 16];
+    let n = key.len().min(16);
+    raw[..n].copy_from_slice(&key[..n]);
+    u128::from_be_bytes(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &[u8]) -> RunEntry {
+        RunEntry {
+            key: Bytes::copy_from_slice(key),
+            value: None,
+            seqno: SeqNo(0),
+            timestamp_ms: 0,
+        }
+    }
+
+    #[test]
+    fn the_order_is_by_key_then_newest_first_whatever_the_key_lengths() {
+        let keys: [&[u8]; 9] = [
+            b"b",
+            b"a\0",
+            b"a",
+            b"",
+            b"a",
+            b"0123456789abcdefZ",
+            b"0123456789abcdef",
+            b"0123456789abcdefA",
+            b"a\0\0",
+        ];
+        let entries: Vec<RunEntry> = keys.iter().map(|k| entry(k)).collect();
+        let got: Vec<(&[u8], u32)> = sorted_order(&entries)
+            .iter()
+            .map(|&(_, i)| (keys[i as usize], i))
+            .collect();
+        let mut want: Vec<(&[u8], u32)> = keys.iter().copied().zip(0..).collect();
+        want.sort_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
+        assert_eq!(got, want);
     }
 }
