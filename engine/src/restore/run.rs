@@ -14,7 +14,7 @@ use varve_changelog::StoredRecord;
 use crate::error::Result;
 use crate::key::{InternalKeyRef, SeqNo, ValueKind};
 use crate::state::DbInner;
-use crate::ttl::{ValueFormat, encode_timestamped};
+use crate::ttl::{ValueFormat, stored_value};
 use crate::version::{FileNumber, TableMeta};
 
 /// One record of a run.
@@ -107,15 +107,12 @@ impl SortedRun {
                 seqno: entry.seqno,
                 kind,
             };
-            match (&entry.value, format) {
-                (Some(v), ValueFormat::Plain) => builder.add(key, v)?,
-                (Some(v), ValueFormat::Timestamped) => {
-                    // A negative timestamp (before 1970) counts as written at 0.
-                    let write_time_ms = u64::try_from(entry.timestamp_ms).unwrap_or(0);
-                    encode_timestamped(write_time_ms, v, &mut stored);
-                    builder.add(key, &stored)?;
-                }
-                (None, _) => builder.add(key, &[])?,
+            match &entry.value {
+                Some(v) => builder.add(
+                    key,
+                    stored_value(v, entry.timestamp_ms, format, &mut stored),
+                )?,
+                None => builder.add(key, &[])?,
             }
         }
         drop(order);
