@@ -170,6 +170,12 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn an_entry_takes_the_80_bytes_docs_state_md_counts() {
+        assert_eq!(std::mem::size_of::<RunEntry>(), 80);
+    }
+
+    #[test]
     fn the_order_is_by_key_then_newest_first_whatever_the_key_lengths() {
         let keys: [&[u8]; 9] = [
             b"b",
