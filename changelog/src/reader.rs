@@ -109,7 +109,9 @@ impl Log {
         Ok(None)
     }
 
-    fn check_range(&self, from: u64) -> Result<(u64, u64)> {
+    /// The log's start and end, or [`Error::OffsetOutOfRange`] if `from`
+    /// lies outside them.
+    pub(crate) fn check_range(&self, from: u64) -> Result<(u64, u64)> {
         let start = self.log_start_offset();
         let end = self.next_offset();
         if from < start || from > end {
@@ -282,7 +284,9 @@ impl LogReader<'_> {
     }
 }
 
-fn decode_records(
+/// The records of checked `batch` (at byte `position` of `segment`) at
+/// offsets `>= from`.
+pub(crate) fn decode_records(
     segment: &Segment,
     position: u64,
     batch: &Batch,

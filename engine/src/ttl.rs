@@ -146,6 +146,27 @@ pub(crate) fn encode_timestamped(write_time_ms: u64, value: &[u8], buf: &mut Vec
     buf.extend_from_slice(value);
 }
 
+/// The stored form of `value`, a record's value written at `timestamp_ms`,
+/// in `format`: the value itself, or its timestamped form built in `buf`
+/// (a negative timestamp, before 1970, counts as written at 0). The one
+/// place that turns a changelog record's value into a stored value, for
+/// writes, recovery and restore alike.
+pub(crate) fn stored_value<'a>(
+    value: &'a [u8],
+    timestamp_ms: i64,
+    format: ValueFormat,
+    buf: &'a mut Vec<u8>,
+) -> &'a [u8] {
+    match format {
+        ValueFormat::Plain => value,
+        ValueFormat::Timestamped => {
+            let write_time_ms = u64::try_from(timestamp_ms).unwrap_or(0);
+            encode_timestamped(write_time_ms, value, buf);
+            buf
+        }
+    }
+}
+
 /// Splits a stored TTL value into its write time and the user's value;
 /// `None` if it is too short to hold a write time (damaged).
 pub(crate) fn decode_timestamped(stored: &[u8]) -> Option<(u64, &[u8])> {

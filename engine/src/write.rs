@@ -19,7 +19,7 @@ use crate::key::{SeqNo, ValueKind};
 use crate::lifecycle::Writer;
 use crate::memtable::MemTable;
 use crate::state::{DbInner, SuperVersion};
-use crate::ttl::{ValueFormat, encode_timestamped};
+use crate::ttl::{ValueFormat, stored_value};
 use crate::write_queue::{Pending, take_group};
 
 impl DbInner {
@@ -251,15 +251,12 @@ pub(crate) fn insert_all(
     let mut stored = Vec::new();
     for (i, r) in records.iter().enumerate() {
         let seqno = SeqNo(base_offset + i as u64 + 1);
-        match (&r.value, format) {
-            (Some(v), ValueFormat::Plain) => mem.insert(&r.key, seqno, ValueKind::Put, v),
-            (Some(v), ValueFormat::Timestamped) => {
-                // A negative timestamp (before 1970) counts as written at 0.
-                let write_time_ms = u64::try_from(r.timestamp_ms).unwrap_or(0);
-                encode_timestamped(write_time_ms, v, &mut stored);
-                mem.insert(&r.key, seqno, ValueKind::Put, &stored);
+        match &r.value {
+            Some(v) => {
+                let value = stored_value(v, r.timestamp_ms, format, &mut stored);
+                mem.insert(&r.key, seqno, ValueKind::Put, value);
             }
-            (None, _) => mem.insert(&r.key, seqno, ValueKind::Delete, &[]),
+            None => mem.insert(&r.key, seqno, ValueKind::Delete, &[]),
         }
     }
 }

@@ -119,6 +119,60 @@ fn restore_equals_the_source_store_and_is_compacted() {
 }
 
 #[test]
+fn runs_that_overlap_nothing_go_to_the_last_level_and_the_rest_is_merged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, model) = memfs_source_of(2500, seq_record);
+    let target = tmp.path().join("restored");
+    varve_db::restore(&target, &mut LogSource::new(&log), small()).unwrap();
+    let versions =
+        VersionSet::open(Arc::new(StdFs), &target, VersionSetOptions::default()).unwrap();
+    let version = versions.current();
+    let last = Level((varve_db::internals::version::NUM_LEVELS - 1) as u8);
+    let tables: Vec<_> = Level::all()
+        .flat_map(|l| version.tables(l).to_vec())
+        .collect();
+    assert!(tables.len() >= 3, "{} tables", tables.len());
+    assert_eq!(version.tables(last).len(), tables.len());
+    assert_eq!(tables.iter().map(|t| t.tombstone_count).sum::<u64>(), 0);
+    let entries: u64 = tables.iter().map(|t| t.entry_count).sum();
+    assert_eq!(entries, model.len() as u64);
+    drop(versions);
+    let restored = Db::open(&target, no_create()).unwrap();
+    assert_eq!(contents(&restored), model);
+    assert_eq!(restored.latest_seqno(), 2500);
+}
+
+#[test]
+fn a_ttl_store_restored_keeps_each_record_s_write_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Log::open(tmp.path().join("log"), LogOptions::default()).unwrap();
+    let now_ms = 1_700_000_000_000i64;
+    let at = |key: &str, age_s: i64| Record {
+        timestamp_ms: now_ms - age_s * 1000,
+        ..Record::put(key.to_owned(), "v")
+    };
+    // Two runs' worth: an old and a fresh version of `a`, `b` written
+    // long ago, `c` recently.
+    log.append(&[at("a", 500), at("b", 500)]).unwrap();
+    log.append(&[at("a", 10), at("c", 30)]).unwrap();
+    let clock = Arc::new(varve_db::ManualClock::new(now_ms as u64));
+    let store = Options::default()
+        .ttl(Some(std::time::Duration::from_secs(60)))
+        .clock(clock.clone());
+    let target = tmp.path().join("restored");
+    let opts = small().store_options(store.clone());
+    varve_db::restore(&target, &mut LogSource::new(&log), opts).unwrap();
+    let db = Db::open(&target, store.create_if_missing(false)).unwrap();
+    assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(db.get("b").unwrap(), None);
+    assert_eq!(db.get("c").unwrap().as_deref(), Some(&b"v"[..]));
+    // `c` was written 30 s before `a`: it expires first.
+    clock.advance(std::time::Duration::from_secs(35));
+    assert_eq!(db.get("c").unwrap(), None);
+    assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+#[test]
 fn restore_from_a_checkpoint_replays_only_later_records() {
     let tmp = tempfile::tempdir().unwrap();
     let src = source_store(&tmp.path().join("src"), 2000);
@@ -304,12 +358,13 @@ fn source_errors_keep_their_type_and_leave_the_restore_incomplete() {
     assert!(matches!(err, Error::RestoreIncomplete { .. }), "{err}");
 }
 
-/// A source log on its own in-memory file system, with `n` records.
-fn memfs_source(n: u64) -> (Log, State) {
+/// A source log on its own in-memory file system, with `n` records,
+/// write `i` made by `make(i)`.
+fn memfs_source_of(n: u64, make: fn(u64) -> Record) -> (Log, State) {
     let fs: Arc<dyn FileSystem> = Arc::new(MemFs::new());
     let log = Log::open("/src", LogOptions::default().fs(fs)).unwrap();
     let mut model = State::new();
-    let records: Vec<Record> = (0..n).map(record).collect();
+    let records: Vec<Record> = (0..n).map(make).collect();
     records.iter().for_each(|r| apply(&mut model, r));
     for chunk in records.chunks(50) {
         log.append(chunk).unwrap();
@@ -317,9 +372,31 @@ fn memfs_source(n: u64) -> (Log, State) {
     (log, model)
 }
 
+/// Write `i` of a store written in key order: a put of key `i`, except
+/// that the last ten writes delete keys 200 below theirs (so the last run
+/// or two overlap, and the runs before overlap nothing).
+fn seq_record(i: u64) -> Record {
+    if (2490..2500).contains(&i) {
+        return Record::tombstone(format!("key-{:06}", i - 200));
+    }
+    Record::put(
+        format!("key-{i:06}"),
+        format!("value-{i}-{}", "v".repeat(50)),
+    )
+}
+
 #[test]
 fn a_crash_anywhere_in_a_restore_is_refused_on_open_and_resumes() {
-    let (log, model) = memfs_source(2500);
+    crash_anywhere_and_resume(record);
+}
+
+#[test]
+fn a_crash_anywhere_in_a_restore_of_keys_in_order_is_refused_on_open_and_resumes() {
+    crash_anywhere_and_resume(seq_record);
+}
+
+fn crash_anywhere_and_resume(make: fn(u64) -> Record) {
+    let (log, model) = memfs_source_of(2500, make);
     let opts = |fs: &MemFs| small().store_options(Options::default().fs(Arc::new(fs.clone())));
     let calls = {
         let fs = MemFs::new();

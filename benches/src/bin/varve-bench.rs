@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
-use varve_bench::runner::{self, RunConfig, WORKLOADS, json, report, table};
+use varve_bench::runner::{self, KeyOrder, RunConfig, WORKLOADS, json, report, table};
 
 #[derive(Parser, Debug)]
 #[command(about = "Runs db_bench-style workloads against Varve or a peer engine")]
@@ -62,6 +62,10 @@ struct Args {
     /// Never draw the progress line.
     #[arg(long)]
     no_progress: bool,
+    /// Order of the keys log_append writes (and restore then loads): seq,
+    /// or random (every key once, shuffled).
+    #[arg(long, default_value = "seq")]
+    key_order: KeyOrder,
 }
 
 #[derive(Subcommand, Debug)]
@@ -148,6 +152,7 @@ fn run(args: &Args) -> Result<(), String> {
         cache_size_bytes: args.cache_size,
         dir,
         progress: !args.no_progress,
+        key_order: args.key_order,
     };
     let json_out = args.json;
     let say = |line: String| {

@@ -74,6 +74,46 @@ pub struct RunConfig {
     pub dir: PathBuf,
     /// Draw a progress line on standard error (when it is a terminal).
     pub progress: bool,
+    /// Order of the keys `log_append` writes (and so `restore` loads).
+    pub key_order: KeyOrder,
+}
+
+/// The order in which `log_append` writes its `num` keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyOrder {
+    /// Key numbers `0, 1, 2, …`.
+    #[default]
+    Seq,
+    /// Every key number of `0..num` once, in a seeded random order.
+    Random,
+}
+
+impl std::str::FromStr for KeyOrder {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<KeyOrder, String> {
+        match text {
+            "seq" => Ok(KeyOrder::Seq),
+            "random" => Ok(KeyOrder::Random),
+            other => Err(format!("key order {other:?}: want seq or random")),
+        }
+    }
+}
+
+impl KeyOrder {
+    /// The key numbers `0..num` in this order.
+    pub fn numbers(self, num: u64, seed: u64) -> Vec<u64> {
+        let mut numbers: Vec<u64> = (0..num).collect();
+        if self == KeyOrder::Random {
+            let mut rng = Rng::new(seed);
+            // Fisher-Yates.
+            for i in (1..numbers.len()).rev() {
+                let j = rng.below(i as u64 + 1) as usize;
+                numbers.swap(i, j);
+            }
+        }
+        numbers
+    }
 }
 
 /// The figures of one workload. `None` where a figure does not apply (no
@@ -415,6 +455,14 @@ pub(crate) fn secs_since(start: Instant) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_key_order_is_a_permutation() {
+        let mut numbers = KeyOrder::Random.numbers(1000, 7);
+        assert_ne!(numbers, KeyOrder::Seq.numbers(1000, 7));
+        numbers.sort_unstable();
+        assert_eq!(numbers, KeyOrder::Seq.numbers(1000, 7));
+    }
 
     #[test]
     fn keys_sort_by_number() {

@@ -1,29 +1,25 @@
-//! The bulk-load path of a restore: source records go through
-//! [`insert_all`] into a large memtable, and each full memtable is written
-//! straight to a level-0 table and installed with its flushed offset, with
-//! no changelog writes. The store's changelog stays empty and is moved to
+//! The bulk-load path of a restore: source records are gathered in a
+//! [`SortedRun`] up to the memtable budget, and each full run is sorted,
+//! written straight to a level-0 table and installed with its flushed
+//! offset, with no changelog writes. The store's changelog stays empty and is moved to
 //! start at each new flushed offset, so a crash at any point leaves a store
 //! that a resumed restore can continue from its flushed offset.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-
 use varve_changelog::StoredRecord;
 
+use super::run::SortedRun;
 use crate::error::{Error, Result};
 use crate::key::SeqNo;
-use crate::memtable::MemTable;
 use crate::state::DbInner;
 use crate::version::{Level, VersionEdit};
-use crate::write::insert_all;
 
 /// Loads records into a store being restored.
 pub(crate) struct BulkLoader<'a> {
     inner: &'a DbInner,
-    mem: Arc<MemTable>,
+    run: SortedRun,
     memtable_size_bytes: usize,
     /// The next offset to apply: every source record below it is in the
-    /// memtable or in tables.
+    /// run or in tables.
     position: u64,
 }
 
@@ -36,7 +32,7 @@ pub(crate) struct Applied {
 impl<'a> BulkLoader<'a> {
     pub(crate) fn new(inner: &'a DbInner, memtable_size_bytes: usize, position: u64) -> Self {
         BulkLoader {
-            mem: new_memtable(inner),
+            run: SortedRun::new(),
             inner,
             memtable_size_bytes,
             position,
@@ -56,7 +52,7 @@ impl<'a> BulkLoader<'a> {
     /// [`Error::InvalidArgument`] if the source delivers offsets that do not
     /// increase or exceed the largest sequence number; table and manifest
     /// errors.
-    pub(crate) fn apply(&mut self, records: &[StoredRecord], end: u64) -> Result<Applied> {
+    pub(crate) fn apply(&mut self, records: Vec<StoredRecord>, end: u64) -> Result<Applied> {
         let mut applied = Applied {
             records: 0,
             bytes: 0,
@@ -74,24 +70,19 @@ impl<'a> BulkLoader<'a> {
                     SeqNo::MAX.0
                 )));
             }
-            insert_all(
-                &self.mem,
-                std::slice::from_ref(&stored.record),
-                stored.offset,
-                self.inner.opts.value_format(),
-            );
             self.position = stored.offset + 1;
             applied.records += 1;
             let value_len = stored.record.value.as_ref().map_or(0, |v| v.len());
             applied.bytes += (stored.record.key.len() + value_len) as u64;
-            if self.mem.approximate_size_bytes() >= self.memtable_size_bytes {
+            self.run.push(stored);
+            if self.run.size_bytes() >= self.memtable_size_bytes || self.run.is_full() {
                 self.flush()?;
             }
         }
         Ok(applied)
     }
 
-    /// Writes the memtable (if it holds anything) to a level-0 table and
+    /// Writes the run (if it holds anything) to a level-0 table and
     /// installs it with the flushed offset [`position`](Self::position);
     /// then moves the empty changelog to start there.
     ///
@@ -114,7 +105,7 @@ impl<'a> BulkLoader<'a> {
     fn flush_to(&mut self, flushed_offset: u64) -> Result<()> {
         let inner = self.inner;
         let version = inner.versions.lock().current();
-        if self.mem.is_empty() && version.flushed_offset() == flushed_offset {
+        if self.run.is_empty() && version.flushed_offset() == flushed_offset {
             return self.move_changelog(flushed_offset);
         }
         let mut edit = VersionEdit {
@@ -123,10 +114,10 @@ impl<'a> BulkLoader<'a> {
             ..VersionEdit::default()
         };
         let mut number = None;
-        if !self.mem.is_empty() {
+        if !self.run.is_empty() {
             let n = inner.new_output_number();
             number = Some(n);
-            match inner.write_table(&self.mem, n, inner.oldest_snapshot()) {
+            match self.run.write_table(inner, n, inner.opts.value_format()) {
                 Ok(meta) => edit.added.push((Level(0), meta)),
                 Err(e) => {
                     inner.release_outputs(&[n]);
@@ -144,8 +135,7 @@ impl<'a> BulkLoader<'a> {
         }
         result?;
         inner.install_current_version(None);
-        tracing::debug!(flushed_offset, "restore: memtable written");
-        self.mem = new_memtable(inner);
+        tracing::debug!(flushed_offset, "restore: run written");
         self.move_changelog(flushed_offset)
     }
 
@@ -158,9 +148,4 @@ impl<'a> BulkLoader<'a> {
         }
         Ok(())
     }
-}
-
-fn new_memtable(inner: &DbInner) -> Arc<MemTable> {
-    let id = inner.next_memtable_id.fetch_add(1, Ordering::Relaxed);
-    Arc::new(MemTable::new(id))
 }

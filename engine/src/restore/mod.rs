@@ -4,9 +4,11 @@
 //! [`RecordSource`]), optionally starting from a checkpoint.
 //!
 //! Records are bulk-loaded (see `bulk`): no group commit, no changelog
-//! writes, large memtables written straight to tables, background
-//! compaction off, and one full compaction at the end so the result is
-//! shaped like a store built by writes. A `RESTORING` marker (see
+//! writes, large sorted runs written straight to tables (see `run`),
+//! background compaction off. At the end, tables that overlap no other
+//! go to the last level as they are (see `placement`) and one full
+//! compaction merges the rest, so the result is shaped like a fully
+//! compacted store. A `RESTORING` marker (see
 //! [`MARKER_FILE`]) makes [`Db::open`](crate::Db::open) refuse the
 //! directory until the restore finishes; running [`restore`] again on it
 //! resumes from what is already in tables. `docs/STATE.md` is the manual.
@@ -15,7 +17,9 @@ mod bulk;
 pub(crate) mod marker;
 mod options;
 mod partitioned;
+mod placement;
 mod progress;
+mod run;
 mod staleness;
 mod target;
 
@@ -121,6 +125,12 @@ pub fn restore<S: RecordSource>(
     // Everything below `end` is applied: compaction may drop what no read
     // at `end` sees, tombstones at the bottom included.
     inner.visible_seqno.store(end, Ordering::Release);
+    // Tables that overlap nothing go to the last level as they are; the
+    // compaction then merges only the rest. A TTL store's compaction also
+    // drops what expired from the last level, so it rewrites everything.
+    if inner.opts.ttl.is_none() {
+        placement::place_disjoint_tables(&inner)?;
+    }
     inner.compact_range(None)?;
     inner.log.sync()?;
     drop(inner);
@@ -192,7 +202,7 @@ fn load<S: RecordSource>(
         if batch.is_empty() {
             break;
         }
-        let applied = loader.apply(&batch, end)?;
+        let applied = loader.apply(batch, end)?;
         records += applied.records;
         bytes += applied.bytes;
         if let Some(l) = listener {

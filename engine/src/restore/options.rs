@@ -8,7 +8,8 @@ use crate::options::Options;
 
 use super::progress::RestoreListener;
 
-/// Default size of the restore's memtable: each full one becomes a table.
+/// Default size of a restore's run (the records gathered for one table):
+/// each full one is sorted and becomes a table.
 pub const DEFAULT_RESTORE_MEMTABLE_SIZE_BYTES: usize = 64 << 20;
 /// Default amount of records asked of the source per poll.
 pub const DEFAULT_POLL_SIZE_BYTES: usize = 1 << 20;
@@ -111,8 +112,11 @@ impl RestoreOptions {
         self
     }
 
-    /// Size of the restore's memtable (default 64 MiB); each full one is
-    /// written as a level-0 table. At least 64 KiB is used.
+    /// Size of a restore's run (default 64 MiB): records are gathered
+    /// until their key and value bytes plus 80 bytes each reach it, then
+    /// sorted and written as a level-0 table. The restore's memory is at
+    /// worst about twice this (see `docs/STATE.md`). At least 64 KiB is
+    /// used.
     ///
     /// # Examples
     /// ```
