@@ -98,7 +98,7 @@ pub(super) fn names_before_store(checkpoint: Option<&Version>) -> Vec<String> {
         }
         None => {
             names.push(LOCK_FILE.to_owned());
-            // `VersionSet::create_new_with_ttl` numbers a new store's
+            // `VersionSet::create` numbers a new store's
             // first manifest 1.
             names.push(manifest_file_name(FileNumber(1)));
         }
