@@ -317,7 +317,6 @@ impl SkipList {
     /// instructions per put than the plain walk.
     fn fix_splice(&self, splice: &mut Splice, key: &InternalKeyRef<'_>) {
         let goes_before = |node: Node<'_>| node.cmp_key(key) == KeyOrdering::Less;
-        let list_height = self.height.load(Ordering::Relaxed);
         // SAFETY: nodes of this list, by the splice's invariant.
         let (prev, next) = unsafe {
             (
@@ -328,34 +327,15 @@ impl SkipList {
         let brackets = prev.link(0).load(Ordering::Relaxed) == splice.next[0]
             && (self.is_head(prev) || goes_before(prev))
             && !next.is_some_and(goes_before);
-        let mut level = if brackets { 0 } else { list_height };
-        // Above the list's height the pair is (head, end), which brackets
-        // every key.
-        let mut node = if level < list_height {
-            // SAFETY: a node of this list, by the splice's invariant.
-            unsafe { Node::from_start(splice.prev[level]) }
-        } else {
-            self.head()
-        };
-        // The node last found not to go before the key: often the next
-        // node one level down too, and then it need not be compared again.
-        let mut rejected = None;
-        while level > 0 {
-            level -= 1;
-            loop {
-                let next = node.next(level);
-                let next_start = next.map(|next| next.start);
-                match next {
-                    Some(next) if next_start != rejected && goes_before(next) => node = next,
-                    _ => {
-                        rejected = next_start;
-                        splice.prev[level] = node.start;
-                        splice.next[level] = next_start.map_or(ptr::null_mut(), NonNull::as_ptr);
-                        break;
-                    }
-                }
-            }
+        if brackets {
+            return;
         }
+        // Otherwise from the head, at every level of the list; above its
+        // height the pair stays (head, end), which brackets every key.
+        self.descend(goes_before, |level, node, next| {
+            splice.prev[level] = node.start;
+            splice.next[level] = next.map_or(ptr::null_mut(), |next| next.start.as_ptr());
+        });
     }
 
     fn assert_not_present(
@@ -379,13 +359,19 @@ impl SkipList {
 
     /// The first entry whose key is `>= target`.
     pub(crate) fn find_greater_or_equal(&self, target: &InternalKeyRef<'_>) -> Option<Node<'_>> {
-        self.descend(|node| node.cmp_key(target) == KeyOrdering::Less, |_, _| {})
-            .1
+        self.descend(
+            |node| node.cmp_key(target) == KeyOrdering::Less,
+            |_, _, _| {},
+        )
+        .1
     }
 
     /// The last entry whose key is `< target`.
     pub(crate) fn find_less_than(&self, target: &InternalKeyRef<'_>) -> Option<Node<'_>> {
-        let (node, _) = self.descend(|node| node.cmp_key(target) == KeyOrdering::Less, |_, _| {});
+        let (node, _) = self.descend(
+            |node| node.cmp_key(target) == KeyOrdering::Less,
+            |_, _, _| {},
+        );
         self.entry(node)
     }
 
@@ -393,7 +379,7 @@ impl SkipList {
     pub(crate) fn find_less_or_equal(&self, target: &InternalKeyRef<'_>) -> Option<Node<'_>> {
         let (node, _) = self.descend(
             |node| node.cmp_key(target) != KeyOrdering::Greater,
-            |_, _| {},
+            |_, _, _| {},
         );
         self.entry(node)
     }
@@ -405,7 +391,7 @@ impl SkipList {
 
     /// The last entry.
     pub(crate) fn last(&self) -> Option<Node<'_>> {
-        let (node, _) = self.descend(|_| true, |_, _| {});
+        let (node, _) = self.descend(|_| true, |_, _, _| {});
         self.entry(node)
     }
 
@@ -416,7 +402,8 @@ impl SkipList {
 
     /// Walks down from the top level, moving right while the next node
     /// `goes_before` the target (a predicate true for a prefix of the list).
-    /// Calls `record(level, node)` with the last node visited at each level.
+    /// Calls `record(level, node, next)` with the last node visited at each
+    /// level and the node after it there.
     ///
     /// Returns the last node that goes before the target (possibly the
     /// head) and the level-0 node after it, as seen during the walk: that
@@ -425,7 +412,7 @@ impl SkipList {
     fn descend<'a>(
         &'a self,
         goes_before: impl Fn(Node<'a>) -> bool,
-        mut record: impl FnMut(usize, Node<'a>),
+        mut record: impl FnMut(usize, Node<'a>, Option<Node<'a>>),
     ) -> (Node<'a>, Option<Node<'a>>) {
         let mut node = self.head();
         let mut level = self.height.load(Ordering::Relaxed) - 1;
@@ -439,7 +426,7 @@ impl SkipList {
                 Some(next) if next_start != rejected && goes_before(next) => node = next,
                 _ => {
                     rejected = next_start;
-                    record(level, node);
+                    record(level, node, next);
                     if level == 0 {
                         return (node, next);
                     }
