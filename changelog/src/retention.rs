@@ -160,6 +160,16 @@ impl Log {
         }
         let mut next = map.clone();
         next.insert(name.to_owned(), offset);
+        self.replace_positions(&mut map, next)
+    }
+
+    /// Writes `next` durably, then makes it the positions in force; on an
+    /// error the previous positions stay.
+    fn replace_positions(
+        &self,
+        map: &mut std::collections::BTreeMap<String, u64>,
+        next: std::collections::BTreeMap<String, u64>,
+    ) -> Result<()> {
         positions::write(
             self.inner.fs.as_ref(),
             &self.inner.dir.join(POSITIONS_FILE),
@@ -186,14 +196,9 @@ impl Log {
     pub fn remove_position(&self, name: &str) -> Result<()> {
         let mut map = self.inner.positions.lock();
         let mut next = map.clone();
-        if next.remove(name).is_some() {
-            positions::write(
-                self.inner.fs.as_ref(),
-                &self.inner.dir.join(POSITIONS_FILE),
-                &next,
-            )?;
-            *map = next;
+        if next.remove(name).is_none() {
+            return Ok(());
         }
-        Ok(())
+        self.replace_positions(&mut map, next)
     }
 }

@@ -177,6 +177,18 @@ fn check_log(log: &Log, w: &Written, now: i64, ctx: &str) -> Vec<StoredRecord> {
     got
 }
 
+/// The records a reader saw come in offset order, each exactly as written,
+/// and resolve to the model.
+fn check_read_back(got: &[StoredRecord], w: &Written, now: i64, ctx: &str) {
+    let mut prev = None;
+    for s in got {
+        assert!(prev.is_none_or(|p| s.offset > p), "{ctx}: order");
+        prev = Some(s.offset);
+        assert_eq!(s.record, w.records[s.offset as usize], "{ctx}: content");
+    }
+    check_resolves_to_model(got, w, now, ctx);
+}
+
 /// The records a reader saw (any superset of the latest records) resolve to
 /// the model, and every record a clean must keep is there.
 fn check_resolves_to_model(got: &[StoredRecord], w: &Written, now: i64, ctx: &str) {
@@ -388,13 +400,7 @@ fn reader_opened_before_a_clean_sees_a_consistent_log() {
         for r in reader {
             got.push(r.unwrap());
         }
-        let mut prev = None;
-        for s in &got {
-            assert!(prev.is_none_or(|p| s.offset > p), "{ctx}: order");
-            prev = Some(s.offset);
-            assert_eq!(s.record, w.records[s.offset as usize], "{ctx}: content");
-        }
-        check_resolves_to_model(&got, &w, now, &ctx);
+        check_read_back(&got, &w, now, &ctx);
         // Superset of what the cleaned log holds.
         let seen: BTreeSet<u64> = got.iter().map(|s| s.offset).collect();
         for s in read_all(&log) {
@@ -442,13 +448,7 @@ fn reader_concurrent_with_clean() {
             }
             got
         });
-        let mut prev = None;
-        for s in &got {
-            assert!(prev.is_none_or(|p| s.offset > p), "{ctx}: order");
-            prev = Some(s.offset);
-            assert_eq!(s.record, w.records[s.offset as usize], "{ctx}: content");
-        }
-        check_resolves_to_model(&got, &w, now, &ctx);
+        check_read_back(&got, &w, now, &ctx);
         check_log(&log, &w, now, &ctx);
     }
 }

@@ -113,6 +113,19 @@ pub fn cmp_encoded(a: &[u8], b: &[u8]) -> Ordering {
     }
 }
 
+/// `user_key` at `seqno` of `kind`, encoded (for tests).
+#[cfg(test)]
+pub(crate) fn encoded_key(user_key: &[u8], seqno: u64, kind: ValueKind) -> Vec<u8> {
+    let mut out = Vec::new();
+    InternalKeyRef {
+        user_key,
+        seqno: SeqNo(seqno),
+        kind,
+    }
+    .encode_into(&mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,20 +141,8 @@ mod tests {
 
     #[test]
     fn encode_decode_roundtrip_and_order() {
-        let mut a = Vec::new();
-        InternalKeyRef {
-            user_key: b"a",
-            seqno: SeqNo(5),
-            kind: ValueKind::Delete,
-        }
-        .encode_into(&mut a);
-        let mut b = Vec::new();
-        InternalKeyRef {
-            user_key: b"ab",
-            seqno: SeqNo(7),
-            kind: ValueKind::Put,
-        }
-        .encode_into(&mut b);
+        let a = encoded_key(b"a", 5, ValueKind::Delete);
+        let b = encoded_key(b"ab", 7, ValueKind::Put);
         let da = InternalKeyRef::decode(&a).unwrap();
         assert_eq!(da.user_key, b"a");
         assert_eq!(da.seqno, SeqNo(5));

@@ -13,7 +13,7 @@ use varve_db::restore::MARKER_FILE;
 use varve_db::testing::BrokenSource;
 use varve_db::varve_changelog::LogSource;
 use varve_db::varve_changelog::fs::{FileSystem, MemFs, read_file};
-use varve_db::{Db, Error, Options, RestoreOptions};
+use varve_db::{Db, Error, Options, RestoreOptions, RestoreReport};
 
 /// A closed-over source store at `dir/src` with `n` puts.
 fn source(dir: &Path, n: u64) -> Db {
@@ -36,6 +36,15 @@ fn precious(dir: &Path) -> PathBuf {
 fn assert_intact(other: &Path) {
     assert_eq!(std::fs::read(other.join("keep.txt")).unwrap(), b"precious");
     assert!(other.join("000001.sst").exists());
+}
+
+/// Restores `src`'s changelog into `target` with the default options.
+fn restore_from(src: &Db, target: &Path) -> Result<RestoreReport, Error> {
+    varve_db::restore(
+        target,
+        &mut LogSource::new(src.changelog()),
+        RestoreOptions::default(),
+    )
 }
 
 fn refused_path(err: &Error) -> &Path {
@@ -62,12 +71,7 @@ fn a_bare_marker_beside_foreign_files_and_a_link_is_refused_and_nothing_is_remov
     std::fs::write(target.join(MARKER_FILE), b"").unwrap();
     std::fs::write(target.join("notes.txt"), b"mine").unwrap();
     symlink(&other, target.join("linked")).unwrap();
-    let err = varve_db::restore(
-        &target,
-        &mut LogSource::new(src.changelog()),
-        RestoreOptions::default(),
-    )
-    .unwrap_err();
+    let err = restore_from(&src, &target).unwrap_err();
     assert_eq!(refused_path(&err), target.join(MARKER_FILE));
     assert!(err.to_string().contains("RESTORING"), "{err}");
     assert_intact(&other);
@@ -83,12 +87,7 @@ fn a_bare_marker_alone_is_refused_too() {
     let target = tmp.path().join("target");
     std::fs::create_dir(&target).unwrap();
     std::fs::write(target.join(MARKER_FILE), b"someone else's").unwrap();
-    let err = varve_db::restore(
-        &target,
-        &mut LogSource::new(src.changelog()),
-        RestoreOptions::default(),
-    )
-    .unwrap_err();
+    let err = restore_from(&src, &target).unwrap_err();
     assert_eq!(refused_path(&err), target.join(MARKER_FILE));
     assert_eq!(
         std::fs::read(target.join(MARKER_FILE)).unwrap(),
@@ -154,22 +153,15 @@ fn a_restore_interrupted_before_its_store_removes_only_the_files_it_listed() {
     // As if it had crashed before writing CURRENT.
     std::fs::remove_file(target.join("CURRENT")).unwrap();
     std::fs::remove_dir_all(target.join("changelog")).unwrap();
-    let run = || {
-        varve_db::restore(
-            &target,
-            &mut LogSource::new(src.changelog()),
-            RestoreOptions::default(),
-        )
-    };
     // A listed name that is a link: refused, not followed.
     std::fs::remove_file(target.join("MANIFEST-000001")).unwrap();
     symlink(other.join("keep.txt"), target.join("MANIFEST-000001")).unwrap();
-    let err = run().unwrap_err();
+    let err = restore_from(&src, &target).unwrap_err();
     assert_eq!(refused_path(&err), target.join("MANIFEST-000001"));
     std::fs::remove_file(target.join("MANIFEST-000001")).unwrap();
     // A table the marker does not list.
     std::fs::write(target.join("000005.sst"), b"foreign").unwrap();
-    let err = run().unwrap_err();
+    let err = restore_from(&src, &target).unwrap_err();
     assert_eq!(refused_path(&err), target.join("000005.sst"));
     assert_eq!(
         std::fs::read(target.join("000005.sst")).unwrap(),
@@ -177,7 +169,7 @@ fn a_restore_interrupted_before_its_store_removes_only_the_files_it_listed() {
     );
     std::fs::remove_file(target.join("000005.sst")).unwrap();
     assert_intact(&other);
-    let report = run().unwrap();
+    let report = restore_from(&src, &target).unwrap();
     assert!(!report.resumed);
     assert_eq!(report.records, 30);
 }
@@ -189,21 +181,11 @@ fn a_file_named_like_the_marker_temp_is_the_only_leftover_a_new_restore_accepts(
     let target = tmp.path().join("target");
     std::fs::create_dir(&target).unwrap();
     symlink(tmp.path().join("src"), target.join("RESTORING.tmp")).unwrap();
-    let err = varve_db::restore(
-        &target,
-        &mut LogSource::new(src.changelog()),
-        RestoreOptions::default(),
-    )
-    .unwrap_err();
+    let err = restore_from(&src, &target).unwrap_err();
     assert_eq!(refused_path(&err), target.join("RESTORING.tmp"));
     std::fs::remove_file(target.join("RESTORING.tmp")).unwrap();
     std::fs::write(target.join("RESTORING.tmp"), b"torn").unwrap();
-    varve_db::restore(
-        &target,
-        &mut LogSource::new(src.changelog()),
-        RestoreOptions::default(),
-    )
-    .unwrap();
+    restore_from(&src, &target).unwrap();
 }
 
 /// Every file and directory under `dir` on `fs`, with file bytes.

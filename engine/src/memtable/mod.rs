@@ -299,21 +299,21 @@ mod tests {
     }
 
     fn collect_forward(iter: &mut MemTableIterator) -> Vec<Entry> {
-        let mut out = Vec::new();
         iter.seek_to_first();
-        while iter.valid() {
-            out.push(entry(iter));
-            iter.next();
-        }
-        out
+        collect(iter, MemTableIterator::next)
     }
 
     fn collect_backward(iter: &mut MemTableIterator) -> Vec<Entry> {
-        let mut out = Vec::new();
         iter.seek_to_last();
+        collect(iter, MemTableIterator::prev)
+    }
+
+    /// The entries from the iterator's position on, stepping with `step`.
+    fn collect(iter: &mut MemTableIterator, step: fn(&mut MemTableIterator)) -> Vec<Entry> {
+        let mut out = Vec::new();
         while iter.valid() {
             out.push(entry(iter));
-            iter.prev();
+            step(iter);
         }
         out
     }

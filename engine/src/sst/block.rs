@@ -152,6 +152,15 @@ pub struct BlockOrigin {
 }
 
 impl BlockOrigin {
+    /// A block at `offset` of a table named `t.sst`, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(offset: u64) -> BlockOrigin {
+        BlockOrigin {
+            path: Arc::from(Path::new("t.sst")),
+            offset,
+        }
+    }
+
     /// A corruption error at `offset_in_block` bytes into the block.
     pub fn corruption(&self, offset_in_block: usize, what: impl Into<String>) -> Error {
         Error::corruption(
@@ -456,24 +465,14 @@ fn check_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::SeqNo;
+    use crate::key::encoded_key;
 
     fn origin() -> BlockOrigin {
-        BlockOrigin {
-            path: Arc::from(Path::new("t.sst")),
-            offset: 1000,
-        }
+        BlockOrigin::for_test(1000)
     }
 
     fn ikey(user_key: &[u8], seqno: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        InternalKeyRef {
-            user_key,
-            seqno: SeqNo(seqno),
-            kind: ValueKind::Put,
-        }
-        .encode_into(&mut out);
-        out
+        encoded_key(user_key, seqno, ValueKind::Put)
     }
 
     type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -581,13 +580,7 @@ mod tests {
         let bad = builder.finish();
         assert!(Block::decode(Bytes::from(bad), BlockKind::Data, origin()).is_err());
 
-        let mut tombstone = Vec::new();
-        InternalKeyRef {
-            user_key: b"a",
-            seqno: SeqNo(1),
-            kind: ValueKind::Delete,
-        }
-        .encode_into(&mut tombstone);
+        let tombstone = encoded_key(b"a", 1, ValueKind::Delete);
         builder.add(&tombstone, b"oops");
         let bad = builder.finish();
         assert!(Block::decode(Bytes::from(bad), BlockKind::Data, origin()).is_err());

@@ -300,34 +300,17 @@ pub(crate) fn mismatch(path: &Path, offset: u64, what: &str, recorded: u64, actu
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::key::ValueKind;
+    use crate::key::{ValueKind, encoded_key};
     use crate::sst::block::{BlockBuilder, BlockKind, BlockOrigin};
 
     fn origin() -> BlockOrigin {
-        BlockOrigin {
-            path: Arc::from(Path::new("t.sst")),
-            offset: 500,
-        }
+        BlockOrigin::for_test(500)
     }
 
     fn sample() -> TableProperties {
-        let mut smallest = Vec::new();
-        InternalKeyRef {
-            user_key: b"a",
-            seqno: SeqNo(3),
-            kind: ValueKind::Put,
-        }
-        .encode_into(&mut smallest);
-        let mut largest = Vec::new();
-        InternalKeyRef {
-            user_key: b"z",
-            seqno: SeqNo(9),
-            kind: ValueKind::Delete,
-        }
-        .encode_into(&mut largest);
+        let smallest = encoded_key(b"a", 3, ValueKind::Put);
+        let largest = encoded_key(b"z", 9, ValueKind::Delete);
         TableProperties {
             entry_count: 10,
             tombstone_count: 2,

@@ -83,6 +83,17 @@ fn versioned_entries(n: usize) -> Vec<Entry> {
 }
 
 fn collect_forward(iter: &mut TableIterator) -> Vec<Entry> {
+    collect(iter, TableIterator::next)
+}
+
+fn collect_backward(iter: &mut TableIterator) -> Vec<Entry> {
+    let mut out = collect(iter, TableIterator::prev);
+    out.reverse();
+    out
+}
+
+/// The entries from the iterator's position on, stepping with `step`.
+fn collect(iter: &mut TableIterator, step: fn(&mut TableIterator)) -> Vec<Entry> {
     let mut out = Vec::new();
     while iter.valid() {
         let key = iter.key();
@@ -92,26 +103,14 @@ fn collect_forward(iter: &mut TableIterator) -> Vec<Entry> {
             key.kind,
             iter.value().to_vec(),
         ));
-        iter.next();
+        assert_eq!(
+            iter.value_bytes(),
+            iter.value(),
+            "the two value accessors agree"
+        );
+        step(iter);
     }
     iter.status().unwrap();
-    out
-}
-
-fn collect_backward(iter: &mut TableIterator) -> Vec<Entry> {
-    let mut out = Vec::new();
-    while iter.valid() {
-        let key = iter.key();
-        out.push((
-            key.user_key.to_vec(),
-            key.seqno.0,
-            key.kind,
-            iter.value_bytes().to_vec(),
-        ));
-        iter.prev();
-    }
-    iter.status().unwrap();
-    out.reverse();
     out
 }
 

@@ -194,18 +194,11 @@ pub(crate) mod test_util {
     //! Builders shared by this module's unit tests.
 
     use super::{FileNumber, TableMeta};
-    use crate::key::{InternalKeyRef, SeqNo, ValueKind};
+    use crate::key::{SeqNo, ValueKind, encoded_key};
 
     /// An encoded internal key.
     pub fn ikey(user_key: &[u8], seqno: u64) -> Vec<u8> {
-        let mut buf = Vec::new();
-        InternalKeyRef {
-            user_key,
-            seqno: SeqNo(seqno),
-            kind: ValueKind::Put,
-        }
-        .encode_into(&mut buf);
-        buf
+        encoded_key(user_key, seqno, ValueKind::Put)
     }
 
     /// A table covering `lo..=hi` with seqnos `seq_lo..=seq_hi`.

@@ -688,17 +688,36 @@ mod tests {
         let edit = flush(&mut set, 1);
         set.log_and_apply(edit).unwrap();
         let before = set.current();
+        sync_fails_then_edits_are_refused(&mut set, &fs, &before);
+    }
+
+    /// A failed manifest sync is an [`Error::Sync`]; every later edit is
+    /// refused with [`Error::ReadOnly`], and the version stays `before`.
+    fn sync_fails_then_edits_are_refused(set: &mut VersionSet, fs: &FlakyFs, before: &Version) {
         fs.fail_sync.store(true, Ordering::SeqCst);
-        let edit = flush(&mut set, 2);
+        let edit = flush(set, 2);
         assert!(matches!(set.log_and_apply(edit), Err(Error::Sync { .. })));
         assert_eq!(*set.current(), *before);
         fs.fail_sync.store(false, Ordering::SeqCst);
-        let edit = flush(&mut set, 3);
+        let edit = flush(set, 3);
         assert!(matches!(
             set.log_and_apply(edit),
             Err(Error::ReadOnly { .. })
         ));
         assert_eq!(*set.current(), *before);
+    }
+
+    /// A failed manifest write is an I/O error and leaves the version
+    /// `before`.
+    fn write_fails(set: &mut VersionSet, fs: &FlakyFs, seqno: u64, before: &Version) {
+        fs.fail_write.store(true, Ordering::SeqCst);
+        let edit = flush(set, seqno);
+        assert!(matches!(
+            set.log_and_apply(edit),
+            Err(Error::Io { op: "write", .. })
+        ));
+        assert_eq!(*set.current(), *before);
+        fs.fail_write.store(false, Ordering::SeqCst);
     }
 
     #[test]
@@ -708,14 +727,7 @@ mod tests {
         let mut set =
             VersionSet::create(fs.clone(), dir.path(), VersionSetOptions::default()).unwrap();
         let before = set.current();
-        fs.fail_write.store(true, Ordering::SeqCst);
-        let edit = flush(&mut set, 1);
-        assert!(matches!(
-            set.log_and_apply(edit),
-            Err(Error::Io { op: "write", .. })
-        ));
-        assert_eq!(*set.current(), *before);
-        fs.fail_write.store(false, Ordering::SeqCst);
+        write_fails(&mut set, &fs, 1, &before);
         let edit = flush(&mut set, 2);
         let after = set.log_and_apply(edit).unwrap();
         drop(set);
@@ -742,27 +754,11 @@ mod tests {
         let first = set.manifest_file_number();
         let before = set.current();
         // A failed write of the new manifest: the old one stays in use.
-        fs.fail_write.store(true, Ordering::SeqCst);
-        let edit = flush(&mut set, 10);
-        assert!(matches!(
-            set.log_and_apply(edit),
-            Err(Error::Io { op: "write", .. })
-        ));
+        write_fails(&mut set, &fs, 10, &before);
         assert_eq!(set.manifest_file_number(), first);
-        assert_eq!(*set.current(), *before);
         assert_eq!(StdFs.list_dir(dir.path()).unwrap().len(), 2);
-        fs.fail_write.store(false, Ordering::SeqCst);
         // A failed sync of the new manifest: edits are refused.
-        fs.fail_sync.store(true, Ordering::SeqCst);
-        let edit = flush(&mut set, 2);
-        assert!(matches!(set.log_and_apply(edit), Err(Error::Sync { .. })));
-        fs.fail_sync.store(false, Ordering::SeqCst);
-        let edit = flush(&mut set, 3);
-        assert!(matches!(
-            set.log_and_apply(edit),
-            Err(Error::ReadOnly { .. })
-        ));
-        assert_eq!(*set.current(), *before);
+        sync_fails_then_edits_are_refused(&mut set, &fs, &before);
         drop(set);
         let reopened =
             VersionSet::open(std_fs(), dir.path(), VersionSetOptions::default()).unwrap();
