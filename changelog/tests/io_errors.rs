@@ -259,13 +259,11 @@ fn failed_sync_is_final(policy: SyncPolicy) {
 }
 
 #[test]
-fn failed_sync_makes_log_read_only_for_good_sync_always() {
-    failed_sync_is_final(SyncPolicy::Always);
-}
-
-#[test]
-fn failed_sync_makes_log_read_only_for_good_sync_manual() {
-    failed_sync_is_final(SyncPolicy::Manual);
+fn failed_sync_makes_log_read_only_for_good() {
+    for policy in [SyncPolicy::Always, SyncPolicy::Manual] {
+        eprintln!("sync policy {policy:?}");
+        failed_sync_is_final(policy);
+    }
 }
 
 #[test]
@@ -503,13 +501,11 @@ fn fault_at_every_call(policy: SyncPolicy) {
 }
 
 #[test]
-fn io_error_at_every_call_sync_always() {
-    fault_at_every_call(SyncPolicy::Always);
-}
-
-#[test]
-fn io_error_at_every_call_sync_manual() {
-    fault_at_every_call(SyncPolicy::Manual);
+fn io_error_at_every_call() {
+    for policy in [SyncPolicy::Always, SyncPolicy::Manual] {
+        eprintln!("sync policy {policy:?}");
+        fault_at_every_call(policy);
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crash_model::Outcome;
 use varve_changelog::fs::FileSystem;
 use varve_changelog::testing::{
-    CrashMode, MemFs, Rng, env_u64, mem_fs_with_dir, small_log_options,
+    CrashMode, MemFs, Rng, env_u64, mem_fs_with_dir, seed_range, small_log_options,
 };
 use varve_changelog::{Log, LogOptions, Record, RecoveryMode, SyncPolicy};
 
@@ -394,13 +394,11 @@ fn crash_at_every_call(policy: SyncPolicy) {
 }
 
 #[test]
-fn power_loss_at_every_call_sync_always() {
-    crash_at_every_call(SyncPolicy::Always);
-}
-
-#[test]
-fn power_loss_at_every_call_sync_manual() {
-    crash_at_every_call(SyncPolicy::Manual);
+fn power_loss_at_every_call() {
+    for policy in [SyncPolicy::Always, SyncPolicy::Manual] {
+        eprintln!("sync policy {policy:?}");
+        crash_at_every_call(policy);
+    }
 }
 
 /// A random workload and options for `seed`.
@@ -476,14 +474,9 @@ fn random_cycle(seed: u64) {
 
 #[test]
 fn power_loss_random_workloads() {
-    if let Some(seed) = env_u64("VARVE_CRASH_SEED") {
-        random_cycle(seed);
-        return;
-    }
     let cycles = env_u64("VARVE_CRASH_CYCLES").unwrap_or(2_000);
-    let base = 0x5EED_0000_u64;
-    for i in 0..cycles {
-        random_cycle(base + i);
+    for seed in seed_range("VARVE_CRASH_SEED", 0x5EED_0000, cycles) {
+        random_cycle(seed);
     }
 }
 

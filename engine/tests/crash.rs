@@ -41,6 +41,7 @@ use bytes::Bytes;
 use harness::{
     DIR, Mutation, Mutation as M, State, apply, env_u64, fresh_store, key, records_of, show,
 };
+use varve_db::testing::seed_range;
 use varve_db::testing::{
     CrashMode, InterceptFs, MemFs, OpKind, Rng, files_ending_with, read_all, tiny_options,
 };
@@ -504,16 +505,11 @@ fn random_cycle(seed: u64) {
 
 #[test]
 fn power_loss_random_workloads() {
-    if let Some(seed) = env_u64("VARVE_CRASH_SEED") {
-        random_cycle(seed);
-        return;
-    }
     let cycles = env_u64("VARVE_CRASH_CYCLES").unwrap_or(500);
-    let base = 0x5EED_0000_u64;
     let started = std::time::Instant::now();
-    for i in 0..cycles {
+    for seed in seed_range("VARVE_CRASH_SEED", 0x5EED_0000, cycles) {
         // Every failure message names the seed (see `random_cycle`).
-        random_cycle(base + i);
+        random_cycle(seed);
     }
     eprintln!(
         "power_loss_random_workloads: {cycles} cycles in {:?}",

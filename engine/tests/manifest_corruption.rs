@@ -226,16 +226,23 @@ fn garbage_current_is_corruption() {
     }
 }
 
-#[test]
-fn unknown_tag_is_corruption() {
+/// A store of `edits` edits with a record of `payload` appended to its
+/// manifest: opening it is corruption at that record, saying `words`.
+fn appended_record_is_corruption(edits: u64, payload: &[u8], words: &str) {
     let dir = tempfile::tempdir().unwrap();
-    build_store(dir.path(), 2);
+    build_store(dir.path(), edits);
     let path = manifest_path(dir.path());
     let end = fs::metadata(&path).unwrap().len();
-    append(&path, &frame(&[0x63, 0x01])); // tag 99, then a byte
+    append(&path, &frame(payload));
     let err = open(dir.path()).unwrap_err();
     assert_corruption_at(&err, &path, end);
-    assert!(err.to_string().contains("unknown field tag 99"), "{err}");
+    assert!(err.to_string().contains(words), "{words}: {err}");
+}
+
+#[test]
+fn unknown_tag_is_corruption() {
+    // Tag 99, then a byte.
+    appended_record_is_corruption(2, &[0x63, 0x01], "unknown field tag 99");
 }
 
 #[test]
@@ -266,18 +273,12 @@ fn empty_manifest_is_corruption() {
 
 #[test]
 fn edit_breaking_an_invariant_is_corruption() {
-    let dir = tempfile::tempdir().unwrap();
-    build_store(dir.path(), 2); // L1 holds "b" (table 2) and "c" (table 3)
-    let path = manifest_path(dir.path());
-    let end = fs::metadata(&path).unwrap().len();
+    // Two edits: L1 holds "b" (table 2) and "c" (table 3).
     let edit = VersionEdit {
         added: vec![(Level(1), table(FileNumber(1), b"b", b"c", 9))],
         ..VersionEdit::default()
     };
-    append(&path, &frame(&edit.encode()));
-    let err = open(dir.path()).unwrap_err();
-    assert_corruption_at(&err, &path, end);
-    assert!(err.to_string().contains("overlap in L1"), "{err}");
+    appended_record_is_corruption(2, &edit.encode(), "overlap in L1");
 }
 
 #[test]
@@ -329,18 +330,11 @@ fn current_naming_the_largest_manifest_number_is_corruption() {
 #[test]
 fn next_file_number_beyond_the_maximum_is_corruption() {
     for next in [u64::MAX, FileNumber::MAX.0 + 1] {
-        let dir = tempfile::tempdir().unwrap();
-        build_store(dir.path(), 1);
-        let path = manifest_path(dir.path());
-        let end = fs::metadata(&path).unwrap().len();
         let edit = VersionEdit {
             next_file_number: Some(FileNumber(next)),
             ..VersionEdit::default()
         };
-        append(&path, &frame(&edit.encode()));
-        let err = open(dir.path()).unwrap_err();
-        assert_corruption_at(&err, &path, end);
-        assert!(err.to_string().contains("next file number"), "{err}");
+        appended_record_is_corruption(1, &edit.encode(), "next file number");
     }
 }
 
@@ -371,10 +365,6 @@ fn table_sizes_and_counts_beyond_their_bounds_are_corruption() {
         ("number exceeds", |t| t.number = FileNumber(u64::MAX)),
     ];
     for (words, damage) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        build_store(dir.path(), 1);
-        let path = manifest_path(dir.path());
-        let end = fs::metadata(&path).unwrap().len();
         let mut added = table(FileNumber(9), b"x", b"x", 50);
         damage(&mut added);
         let edit = VersionEdit {
@@ -382,9 +372,6 @@ fn table_sizes_and_counts_beyond_their_bounds_are_corruption() {
             added: vec![(Level(0), added)],
             ..VersionEdit::default()
         };
-        append(&path, &frame(&edit.encode()));
-        let err = open(dir.path()).unwrap_err();
-        assert_corruption_at(&err, &path, end);
-        assert!(err.to_string().contains(words), "{words}: {err}");
+        appended_record_is_corruption(1, &edit.encode(), words);
     }
 }

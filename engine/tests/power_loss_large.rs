@@ -26,6 +26,7 @@ use harness::{
     read_back, realistic_ops, small_options,
 };
 use varve_db::Options;
+use varve_db::testing::seed_range;
 use varve_db::varve_changelog::fs::{CrashMode, FileSystem, MemFs};
 
 const KEYS: u8 = 8;
@@ -130,15 +131,11 @@ fn power_loss_with_realistic_sizes() {
             panic!("seed {seed} (replay: VARVE_LARGE_SEED={seed}): {v}");
         }
     };
-    if let Some(seed) = env_u64("VARVE_LARGE_SEED") {
-        run(seed, &mut tally);
-        return;
-    }
     let cycles = env_u64("VARVE_LARGE_CYCLES")
         .unwrap_or_else(|| (env_u64("VARVE_CRASH_CYCLES").unwrap_or(0) / 250).max(8));
     let started = std::time::Instant::now();
-    for i in 0..cycles {
-        run(0x1A56_E000 + i, &mut tally);
+    for seed in seed_range("VARVE_LARGE_SEED", 0x1A56_E000, cycles) {
+        run(seed, &mut tally);
     }
     eprintln!(
         "power_loss_with_realistic_sizes: {} cycles, {} batches over 1 MiB, {} batches \

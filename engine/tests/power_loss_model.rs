@@ -35,6 +35,7 @@ use harness::{
     Op, Rng, Runner, State, Violation, check_checkpoints, check_recovered, env_u64, fresh_store,
     open_db, random_ops, read_back, small_options,
 };
+use varve_db::testing::seed_range;
 use varve_db::varve_changelog::fs::{CrashMode, FileSystem, MemFs};
 use varve_db::{Options, WriteBatch, WriteOptions};
 
@@ -213,18 +214,16 @@ fn run_seed(seed: u64, tally: &mut Tally) {
 #[test]
 fn power_loss_against_the_model() {
     let mut tally = Tally::default();
-    if let Some(seed) = env_u64("VARVE_MODEL_SEED") {
-        if std::env::var_os("VARVE_MODEL_SHRINK").is_some() {
-            shrink_seed(seed);
-        }
-        run_seed(seed, &mut tally);
-        return;
+    if let Some(seed) = env_u64("VARVE_MODEL_SEED")
+        && std::env::var_os("VARVE_MODEL_SHRINK").is_some()
+    {
+        shrink_seed(seed);
     }
     let cycles = env_u64("VARVE_CRASH_CYCLES").unwrap_or(2_000);
     let base = env_u64("VARVE_MODEL_BASE_SEED").unwrap_or(0x00D1_5C00);
     let started = std::time::Instant::now();
-    for i in 0..cycles {
-        run_seed(base + i, &mut tally);
+    for (i, seed) in seed_range("VARVE_MODEL_SEED", base, cycles).enumerate() {
+        run_seed(seed, &mut tally);
         if i % 10_000 == 9_999 {
             eprintln!("{} cycles, {:?}", i + 1, started.elapsed());
         }
@@ -241,7 +240,7 @@ fn power_loss_against_the_model() {
         tally.manifest_rotations,
         started.elapsed()
     );
-    if cycles >= 100 {
+    if tally.cycles >= 100 {
         assert!(
             tally.manifest_rotations > 0,
             "no workload rotated the manifest"

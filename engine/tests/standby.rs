@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -202,27 +202,37 @@ fn primary_flushes_compactions_and_retention_lose_nothing() {
     assert!(primary.changelog().log_start_offset() <= committed);
 }
 
-#[test]
-fn close_and_reopen_resumes_from_its_position() {
-    let dir = tempfile::tempdir().unwrap();
-    let primary = Db::open(
-        dir.path().join("p"),
-        small(ChangelogRetention::UntilShipped),
-    )
-    .unwrap();
-    let sdir = dir.path().join("s");
+/// A primary with small memtables and `retention` in `dir/p`, and a
+/// standby in `dir/s` that applies `applied` writes and closes; the
+/// primary then goes on without it, writing and flushing. Returns the
+/// primary, the standby's directory, the position the standby closed at
+/// and the primary's log start after that.
+fn standby_left_behind(
+    dir: &Path,
+    retention: ChangelogRetention,
+    applied: usize,
+) -> (Db, PathBuf, u64, u64) {
+    let primary = Db::open(dir.join("p"), small(retention)).unwrap();
+    let sdir = dir.join("s");
     let standby = Standby::follow(&primary, &sdir, NAME, Options::default()).unwrap();
-    write_mix(&primary, 1, 500, 200, 0);
+    write_mix(&primary, 1, applied, 200, 0);
     catch_up(&standby, &primary);
     let closed_at = standby.position();
     standby.close().unwrap();
-    assert_eq!(primary.changelog().position(NAME), Some(closed_at));
-
-    // The primary goes on without the standby, flushing: retention keeps
-    // what the standby has not applied, and no more.
     write_mix(&primary, 1, 1500, 200, 100);
     primary.flush().unwrap();
     let start = primary.changelog().log_start_offset();
+    (primary, sdir, closed_at, start)
+}
+
+#[test]
+fn close_and_reopen_resumes_from_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    // The primary goes on without the standby, flushing: retention keeps
+    // what the standby has not applied, and no more.
+    let (primary, sdir, closed_at, start) =
+        standby_left_behind(dir.path(), ChangelogRetention::UntilShipped, 500);
+    assert_eq!(primary.changelog().position(NAME), Some(closed_at));
     assert!(
         start > 0 && start <= closed_at,
         "start {start}, standby at {closed_at}"
@@ -338,20 +348,8 @@ fn promote_after_the_primary_is_gone() {
 fn stale_standby_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     // Retention that ignores consumer positions.
-    let primary = Db::open(
-        dir.path().join("p"),
-        small(ChangelogRetention::UntilFlushed),
-    )
-    .unwrap();
-    let sdir = dir.path().join("s");
-    let standby = Standby::follow(&primary, &sdir, NAME, Options::default()).unwrap();
-    write_mix(&primary, 1, 100, 200, 0);
-    catch_up(&standby, &primary);
-    let closed_at = standby.position();
-    standby.close().unwrap();
-    write_mix(&primary, 1, 1500, 200, 100);
-    primary.flush().unwrap();
-    let start = primary.changelog().log_start_offset();
+    let (primary, sdir, closed_at, start) =
+        standby_left_behind(dir.path(), ChangelogRetention::UntilFlushed, 100);
     assert!(start > closed_at, "start {start}, standby at {closed_at}");
 
     match Standby::follow(&primary, &sdir, NAME, Options::default()) {

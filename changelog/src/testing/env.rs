@@ -1,4 +1,4 @@
-//! [`env_u64`]: the knobs of the long-running tests.
+//! [`env_u64`] and [`seed_range`]: the knobs of the long-running tests.
 
 /// The value of environment variable `name` as a number, if set
 /// (`VARVE_CRASH_CYCLES=10000`, `VARVE_CRASH_SEED=…`).
@@ -11,5 +11,27 @@ pub fn env_u64(name: &str) -> Option<u64> {
     match v.trim().parse() {
         Ok(n) => Some(n),
         Err(_) => panic!("{name}={v} is not a number"),
+    }
+}
+
+/// The seeds a randomized test runs: only the one in environment variable
+/// `seed_var` when it is set (to replay a failure), else `cycles` seeds
+/// from `base`.
+///
+/// # Panics
+/// If `seed_var` is set but is not a number.
+///
+/// # Examples
+/// ```
+/// # #[cfg(feature = "testing")] {
+/// let seeds = varve_changelog::testing::seed_range("VARVE_DOC_EXAMPLE_SEED", 100, 3);
+/// assert_eq!(seeds, 100..103);
+/// # }
+/// ```
+#[must_use]
+pub fn seed_range(seed_var: &str, base: u64, cycles: u64) -> std::ops::Range<u64> {
+    match env_u64(seed_var) {
+        Some(seed) => seed..seed.saturating_add(1),
+        None => base..base.saturating_add(cycles),
     }
 }

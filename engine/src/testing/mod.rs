@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 pub use varve_changelog::testing::{
     BrokenSource, CrashMode, FaultKind, Hook, InterceptFs, MemFs, Op, OpKind, Rng, env_u64,
+    seed_range,
 };
 
 use varve_changelog::fs::FileSystem;
