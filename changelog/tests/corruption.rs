@@ -270,11 +270,9 @@ fn index_pointing_inside_a_batch_falls_back_to_a_scan() {
 #[test]
 fn damaged_meta_is_corruption() {
     let (dir, _) = one_segment_log();
-    flip_byte(&dir.path().join("log.meta"), 14);
-    assert!(matches!(
-        Log::open(dir.path(), LogOptions::default()),
-        Err(Error::Corruption { .. })
-    ));
+    let meta = dir.path().join("log.meta");
+    flip_byte(&meta, 14);
+    expect_corruption_in(open_and_read(dir.path(), LogOptions::default()), &meta);
 }
 
 #[test]
@@ -285,11 +283,9 @@ fn damaged_positions_file_is_corruption() {
         log.append(&[rec(0)]).unwrap();
         log.commit_position("shipper", 1).unwrap();
     }
-    flip_byte(&dir.path().join("positions"), 17);
-    assert!(matches!(
-        Log::open(dir.path(), LogOptions::default()),
-        Err(Error::Corruption { .. })
-    ));
+    let positions = dir.path().join("positions");
+    flip_byte(&positions, 17);
+    expect_corruption_in(open_and_read(dir.path(), LogOptions::default()), &positions);
 }
 
 /// Every single-bit flip of a small segment is detected: the open or the

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use varve_changelog::testing::{CrashMode, FaultKind, MemFs, mem_fs_with_dir, small_log_options};
+use varve_changelog::testing::{
+    CrashMode, FaultKind, MemFs, for_each_sync_policy, mem_fs_with_dir, small_log_options,
+};
 use varve_changelog::{AppendInfo, Error, Log, LogOptions, Record, SyncPolicy};
 
 const DIR: &str = "/log";
@@ -260,10 +262,7 @@ fn failed_sync_is_final(policy: SyncPolicy) {
 
 #[test]
 fn failed_sync_makes_log_read_only_for_good() {
-    for policy in [SyncPolicy::Always, SyncPolicy::Manual] {
-        eprintln!("sync policy {policy:?}");
-        failed_sync_is_final(policy);
-    }
+    for_each_sync_policy(failed_sync_is_final);
 }
 
 #[test]
@@ -502,10 +501,7 @@ fn fault_at_every_call(policy: SyncPolicy) {
 
 #[test]
 fn io_error_at_every_call() {
-    for policy in [SyncPolicy::Always, SyncPolicy::Manual] {
-        eprintln!("sync policy {policy:?}");
-        fault_at_every_call(policy);
-    }
+    for_each_sync_policy(fault_at_every_call);
 }
 
 // ---------------------------------------------------------------------------

@@ -23,7 +23,8 @@ use std::sync::Arc;
 use crash_model::Outcome;
 use varve_changelog::fs::FileSystem;
 use varve_changelog::testing::{
-    CrashMode, MemFs, Rng, env_u64, mem_fs_with_dir, seed_range, small_log_options,
+    CrashMode, MemFs, Rng, env_u64, for_each_sync_policy, mem_fs_with_dir, seed_range,
+    small_log_options,
 };
 use varve_changelog::{Log, LogOptions, Record, RecoveryMode, SyncPolicy};
 
@@ -395,10 +396,7 @@ fn crash_at_every_call(policy: SyncPolicy) {
 
 #[test]
 fn power_loss_at_every_call() {
-    for policy in [SyncPolicy::Always, SyncPolicy::Manual] {
-        eprintln!("sync policy {policy:?}");
-        crash_at_every_call(policy);
-    }
+    for_each_sync_policy(crash_at_every_call);
 }
 
 /// A random workload and options for `seed`.

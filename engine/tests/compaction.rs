@@ -92,13 +92,20 @@ fn overwrites_compact_to_low_space_amplification() {
     assert_eq!(db.iter().count() as u64, keys);
 }
 
-#[test]
-fn deletes_vanish_at_the_last_level() {
+/// A compacting store in a temporary directory holding keys `0..n`, each
+/// with `value`.
+fn store_of(n: u64, value: &'static str) -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), small(true)).unwrap();
-    for i in 0..5000 {
-        db.put(key(i), "value").unwrap();
+    for i in 0..n {
+        db.put(key(i), value).unwrap();
     }
+    (dir, db)
+}
+
+#[test]
+fn deletes_vanish_at_the_last_level() {
+    let (_dir, db) = store_of(5000, "value");
     db.flush().unwrap();
     for i in 0..5000 {
         db.delete(key(i)).unwrap();
@@ -113,11 +120,7 @@ fn deletes_vanish_at_the_last_level() {
 
 #[test]
 fn snapshots_keep_the_versions_they_see() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path(), small(true)).unwrap();
-    for i in 0..2000 {
-        db.put(key(i), "old").unwrap();
-    }
+    let (_dir, db) = store_of(2000, "old");
     let snapshot = db.snapshot();
     let iter = db.range(key(0)..key(100));
     for i in 0..2000 {

@@ -470,11 +470,7 @@ fn random_cycle(seed: u64) {
     let ctx = format!("seed {seed} (replay with VARVE_CRASH_SEED={seed})");
     let calls = fault_free(&w, &states, &ctx);
     let n = rng.below(calls + 1);
-    let mode = match rng.below(3) {
-        0 => CrashMode::DropAll,
-        1 => CrashMode::KeepAll,
-        _ => CrashMode::Random,
-    };
+    let mode = rng.crash_mode(3);
     let crash_seed = rng.next_u64();
     let ctx = format!("{ctx}: {} steps, crash at call {n}/{calls}", w.steps.len());
     if std::env::var_os("VARVE_CRASH_VERBOSE").is_some() {

@@ -181,14 +181,20 @@ fn failed_sync_makes_the_store_read_only() {
     }
 }
 
+/// A store on `fs` whose first write, `a = 1`, was synced.
+fn store_with_a_synced(fs: &MemFs) -> Db {
+    let db = open(fs, &Options::default()).unwrap();
+    db.write(put("a", "1"), WriteOptions::default().sync(true))
+        .unwrap();
+    db
+}
+
 /// Non-sync writes do not sync, so they succeed while syncs fail; the
 /// `flush()` that must sync fails and makes the store read-only.
 #[test]
 fn failed_sync_in_flush_makes_the_store_read_only() {
     let fs = MemFs::new();
-    let db = open(&fs, &Options::default()).unwrap();
-    db.write(put("a", "1"), WriteOptions::default().sync(true))
-        .unwrap();
+    let db = store_with_a_synced(&fs);
     fs.fail_syncs(true);
     db.write(put("b", "2"), WriteOptions::default()).unwrap();
     assert_read_only(db.flush(), "flush with failing syncs");
@@ -211,9 +217,7 @@ fn failed_sync_in_flush_makes_the_store_read_only() {
 #[test]
 fn failed_sync_in_close_is_reported() {
     let fs = MemFs::new();
-    let db = open(&fs, &Options::default()).unwrap();
-    db.write(put("a", "1"), WriteOptions::default().sync(true))
-        .unwrap();
+    let db = store_with_a_synced(&fs);
     db.write(put("b", "2"), WriteOptions::default()).unwrap();
     fs.fail_syncs(true);
     assert!(db.close().is_err(), "close with failing syncs succeeded");

@@ -104,11 +104,7 @@ fn cycle(seed: u64, tally: &mut Tally) -> Result<(), Violation> {
     let mut runner = harness::Runner::new(Arc::new(fs.clone()), &opts);
     runner.run(&ops)?;
     runner.abandon();
-    let mode = match rng.below(8) {
-        0 => CrashMode::DropAll,
-        1 => CrashMode::KeepAll,
-        _ => CrashMode::Random,
-    };
+    let mode = rng.crash_mode(8);
     let crash_seed = rng.next_u64();
     fs.crash(mode, crash_seed);
     let ctx = format!("crash at call {n} of {calls}, {mode:?}/{crash_seed}");

@@ -112,11 +112,7 @@ fn cycle(seed: u64, tally: &mut Tally) -> Result<(), Violation> {
         )));
     }
     runner.abandon();
-    let mode = match rng.below(10) {
-        0 => CrashMode::DropAll,
-        1 => CrashMode::KeepAll,
-        _ => CrashMode::Random,
-    };
+    let mode = rng.crash_mode(10);
     let crash_seed = rng.next_u64();
     fs.crash(mode, crash_seed);
     tally.crash_points += 1;

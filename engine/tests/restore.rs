@@ -172,12 +172,19 @@ fn a_ttl_store_restored_keeps_each_record_s_write_time() {
     assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"v"[..]));
 }
 
+/// A source store in `dir/src` with a checkpoint in `dir/cp` taken after
+/// records `0..at`; the source then goes on to `end`.
+fn checkpointed_source(dir: &Path, at: u64, end: u64) -> (Db, varve_db::CheckpointInfo) {
+    let src = source_store(&dir.join("src"), at);
+    let cp = src.checkpoint(dir.join("cp")).unwrap();
+    write_range(&src, at, end);
+    (src, cp)
+}
+
 #[test]
 fn restore_from_a_checkpoint_replays_only_later_records() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = source_store(&tmp.path().join("src"), 2000);
-    let cp = src.checkpoint(tmp.path().join("cp")).unwrap();
-    write_range(&src, 2000, 3000);
+    let (src, cp) = checkpointed_source(tmp.path(), 2000, 3000);
     let target = tmp.path().join("restored");
     let opts = small().from_checkpoint(&cp.path);
     let report = varve_db::restore(&target, &mut LogSource::new(src.changelog()), opts).unwrap();
@@ -193,9 +200,7 @@ fn restore_from_a_checkpoint_replays_only_later_records() {
 #[test]
 fn a_checkpoint_below_the_source_start_is_stale() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = source_store(&tmp.path().join("src"), 300);
-    let cp = src.checkpoint(tmp.path().join("cp")).unwrap();
-    write_range(&src, 300, 600);
+    let (src, cp) = checkpointed_source(tmp.path(), 300, 600);
     // A copy of the changelog that starts at 450, as after retention.
     let log = Log::open(tmp.path().join("log"), LogOptions::default()).unwrap();
     log.truncate_fully_and_start_at(450).unwrap();

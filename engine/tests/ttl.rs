@@ -29,6 +29,12 @@ fn keys(db: &Db) -> Vec<Bytes> {
     db.iter().map(|kv| kv.unwrap().0).collect()
 }
 
+/// The value of `key` in `db` as text, if it is there.
+fn text(db: &Db, key: &str) -> Option<String> {
+    let found = db.get(key).unwrap()?;
+    Some(String::from_utf8(found.to_vec()).unwrap())
+}
+
 #[test]
 fn values_expire_for_get_range_and_snapshots() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,7 +47,7 @@ fn values_expire_for_get_range_and_snapshots() {
     // Both alive until the TTL has passed; values come back without the
     // write-time prefix.
     clock.set_ms(T0 + TTL_MS);
-    assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(text(&db, "a").as_deref(), Some("1"));
     assert_eq!(
         db.iter().map(Result::unwrap).collect::<Vec<_>>(),
         vec![
@@ -68,14 +74,14 @@ fn values_expire_for_get_range_and_snapshots() {
     // Flushed to a table: the same.
     db.flush().unwrap();
     assert_eq!(db.get("a").unwrap(), None);
-    assert_eq!(db.get("b").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(text(&db, "b").as_deref(), Some("2"));
 
     clock.set_ms(T0 + 5_000 + TTL_MS + 1);
     assert_eq!(db.get("b").unwrap(), None);
     assert_eq!(keys(&db), Vec::<Bytes>::new());
     // A rewrite brings a key back with a fresh write time.
     db.put("a", "again").unwrap();
-    assert_eq!(db.get("a").unwrap().as_deref(), Some(&b"again"[..]));
+    assert_eq!(text(&db, "a").as_deref(), Some("again"));
 }
 
 #[test]
@@ -89,7 +95,7 @@ fn store_api_treats_expired_keys_as_absent() {
     assert!(db.get_versioned("k").unwrap().is_none());
     assert_eq!(db.remove("k").unwrap(), None);
     assert_eq!(db.put_if_absent("k", "new").unwrap(), None);
-    assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"new"[..]));
+    assert_eq!(text(&db, "k").as_deref(), Some("new"));
     let version = db.get_versioned("k").unwrap().unwrap().version;
     clock.advance(Duration::from_millis(TTL_MS + 1));
     assert!(matches!(
@@ -97,7 +103,7 @@ fn store_api_treats_expired_keys_as_absent() {
         Err(Error::Conflict { actual: None, .. })
     ));
     db.compare_and_put("k", None, "fresh").unwrap();
-    assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"fresh"[..]));
+    assert_eq!(text(&db, "k").as_deref(), Some("fresh"));
 }
 
 #[test]
@@ -169,7 +175,7 @@ fn compaction_removes_expired_data() {
     assert_eq!(db.approximate_num_entries(), 10);
     assert_eq!(db.metrics().expired_entries_compacted, 500);
     assert_eq!(db.iter().count(), 10);
-    assert_eq!(db.get("live03").unwrap().as_deref(), Some(&b"stays"[..]));
+    assert_eq!(text(&db, "live03").as_deref(), Some("stays"));
 }
 
 /// The newer version of a key expires while an older one does not (the
@@ -228,7 +234,7 @@ fn ttl_setting_mismatch_is_refused() {
     let clock = Arc::new(ManualClock::new(T0 + 15_000));
     let longer = ttl_opts(&clock).ttl(Some(Duration::from_secs(20)));
     let db = Db::open(dir.path(), longer.clone()).unwrap();
-    assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(text(&db, "k").as_deref(), Some("v"));
     db.close().unwrap();
     let db = Db::open(dir.path(), longer).unwrap();
     drop(db);

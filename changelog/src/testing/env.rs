@@ -1,4 +1,5 @@
-//! [`env_u64`] and [`seed_range`]: the knobs of the long-running tests.
+//! [`env_u64`], [`seed_range`] and [`for_each_sync_policy`]: the knobs of
+//! the long-running tests.
 
 /// The value of environment variable `name` as a number, if set
 /// (`VARVE_CRASH_CYCLES=10000`, `VARVE_CRASH_SEED=…`).
@@ -33,5 +34,14 @@ pub fn seed_range(seed_var: &str, base: u64, cycles: u64) -> std::ops::Range<u64
     match env_u64(seed_var) {
         Some(seed) => seed..seed.saturating_add(1),
         None => base..base.saturating_add(cycles),
+    }
+}
+
+/// Runs `check` under each [`SyncPolicy`](crate::SyncPolicy) in turn,
+/// printing the policy first so that a failure names it.
+pub fn for_each_sync_policy(check: impl Fn(crate::SyncPolicy)) {
+    for policy in [crate::SyncPolicy::Always, crate::SyncPolicy::Manual] {
+        eprintln!("sync policy {policy:?}");
+        check(policy);
     }
 }

@@ -42,6 +42,19 @@ impl Rng {
         self.below(100) < percent
     }
 
+    /// How a simulated power loss treats unsynced data: keep none
+    /// ([`DropAll`](crate::fs::CrashMode::DropAll)) or all
+    /// ([`KeepAll`](crate::fs::CrashMode::KeepAll)), each one time in
+    /// `one_in`; otherwise a random part
+    /// ([`Random`](crate::fs::CrashMode::Random)).
+    pub fn crash_mode(&mut self, one_in: u64) -> crate::fs::CrashMode {
+        match self.below(one_in) {
+            0 => crate::fs::CrashMode::DropAll,
+            1 => crate::fs::CrashMode::KeepAll,
+            _ => crate::fs::CrashMode::Random,
+        }
+    }
+
     /// True or false, evenly.
     pub fn coin(&mut self) -> bool {
         self.next_u64() & 1 == 1

@@ -287,11 +287,18 @@ impl Iterator for Iter {
             }
             self.front_last = Some(k.clone());
         }
+        Some(self.counted(item))
+    }
+}
+
+impl Iter {
+    /// `item`, counted in the entries and bytes read when it is an entry.
+    fn counted(&mut self, item: Result<KeyValue>) -> Result<KeyValue> {
         if let Ok((_, v)) = &item {
             self.entries_read += 1;
             self.bytes_read += v.len() as u64;
         }
-        Some(item)
+        item
     }
 }
 
@@ -310,10 +317,6 @@ impl DoubleEndedIterator for Iter {
             }
             self.back_last = Some(k.clone());
         }
-        if let Ok((_, v)) = &item {
-            self.entries_read += 1;
-            self.bytes_read += v.len() as u64;
-        }
-        Some(item)
+        Some(self.counted(item))
     }
 }

@@ -681,14 +681,20 @@ mod tests {
 
     #[test]
     fn failed_sync_leaves_version_unchanged_and_refuses_edits() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = Arc::new(FlakyFs::default());
-        let mut set =
-            VersionSet::create(fs.clone(), dir.path(), VersionSetOptions::default()).unwrap();
+        let (_dir, fs, mut set) = flaky_set(VersionSetOptions::default());
         let edit = flush(&mut set, 1);
         set.log_and_apply(edit).unwrap();
         let before = set.current();
         sync_fails_then_edits_are_refused(&mut set, &fs, &before);
+    }
+
+    /// A new version set in a temporary directory, on a file system whose
+    /// writes and syncs can be made to fail.
+    fn flaky_set(options: VersionSetOptions) -> (tempfile::TempDir, Arc<FlakyFs>, VersionSet) {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(FlakyFs::default());
+        let set = VersionSet::create(fs.clone(), dir.path(), options).unwrap();
+        (dir, fs, set)
     }
 
     /// A failed manifest sync is an [`Error::Sync`]; every later edit is
@@ -722,10 +728,7 @@ mod tests {
 
     #[test]
     fn failed_write_is_cut_off_and_later_edits_succeed() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = Arc::new(FlakyFs::default());
-        let mut set =
-            VersionSet::create(fs.clone(), dir.path(), VersionSetOptions::default()).unwrap();
+        let (dir, fs, mut set) = flaky_set(VersionSetOptions::default());
         let before = set.current();
         write_fails(&mut set, &fs, 1, &before);
         let edit = flush(&mut set, 2);
@@ -739,13 +742,10 @@ mod tests {
 
     #[test]
     fn failed_rotation_keeps_old_manifest_or_refuses_edits() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = Arc::new(FlakyFs::default());
-        let options = VersionSetOptions {
+        let (dir, fs, mut set) = flaky_set(VersionSetOptions {
             manifest_rotate_size_bytes: 1,
             ..VersionSetOptions::default()
-        };
-        let mut set = VersionSet::create(fs.clone(), dir.path(), options).unwrap();
+        });
         while !set.rotation_due() {
             let seqno = set.current().last_seqno().0 + 1;
             let edit = flush(&mut set, seqno);
