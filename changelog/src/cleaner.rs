@@ -156,13 +156,11 @@ impl Log {
         fs.sync_dir(dir)
             .map_err(|e| Error::io("sync directory", dir, e))?;
         let fresh = Segment::open(fs, dir, base, false)?;
-        if let ScanStop::Bad { position, what, .. } =
-            fresh.recover(inner.opts.index_interval_bytes)?
-        {
+        if let ScanStop::Bad(bad) = fresh.recover(inner.opts.index_interval_bytes)? {
             return Err(Error::corruption(
                 &fresh.path,
-                position,
-                format!("cleaned segment unreadable: {what}"),
+                bad.position,
+                format!("cleaned segment unreadable: {}", bad.what),
             ));
         }
         fresh.write_index_files(fs)?;

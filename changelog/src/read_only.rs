@@ -92,19 +92,11 @@ pub fn read_records(
             return Err(Error::corruption(&segment.path, 0, what));
         }
         let stop = segment.recover(index_interval_bytes)?;
-        if let ScanStop::Bad {
-            position,
-            tail_bytes,
-            what,
-            proof,
-        } = stop
-        {
-            let damaged_offset = segment.next_offset();
-            if let Some(why) = durable_damage(damaged_offset, meta.recovery_point, is_last, proof) {
-                let what = format!("{what}: damaged durable data, not a torn tail ({why})");
-                return Err(Error::corruption(&segment.path, position, what));
+        if let ScanStop::Bad(bad) = stop {
+            if let Some(err) = durable_damage(&segment, &bad, meta.recovery_point, is_last) {
+                return Err(err);
             }
-            end.torn_tail = Some((segment.path.clone(), position, tail_bytes, what));
+            end.torn_tail = Some((segment.path.clone(), bad.position, bad.tail_bytes, bad.what));
         }
         end.next_offset = segment.next_offset();
         if i == 0 {

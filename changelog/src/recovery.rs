@@ -11,7 +11,7 @@ use crate::filename::{FileKind, LOCK_FILE, META_FILE, parse_file_name};
 use crate::fs::{DirLock, FileSystem};
 use crate::meta::LogMeta;
 use crate::options::{LogOptions, RecoveryMode};
-use crate::segment::{ScanStop, Segment};
+use crate::segment::{BadBatch, ScanStop, Segment};
 
 /// What recovery found and did when a log was opened.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -203,23 +203,18 @@ fn recover_segments(
         } else {
             segment.recover(opts.index_interval_bytes)?
         };
-        if let ScanStop::Bad {
-            position,
-            tail_bytes,
-            what,
-            proof,
-        } = stop
-        {
-            let damaged_offset = segment.next_offset();
-            if let Some(why) = durable_damage(damaged_offset, meta.recovery_point, is_last, proof)
+        if let ScanStop::Bad(bad) = stop {
+            if let Some(err) = durable_damage(&segment, &bad, meta.recovery_point, is_last)
                 && opts.recovery == RecoveryMode::Strict
             {
-                return Err(Error::corruption(
-                    &segment.path,
-                    position,
-                    format!("{what}: damaged durable data, not a torn tail ({why})"),
-                ));
+                return Err(err);
             }
+            let BadBatch {
+                position,
+                tail_bytes,
+                what,
+                ..
+            } = bad;
             tracing::warn!(segment = %segment.path.display(), position, tail_bytes, %what, "truncating the changelog");
             // Later segments go first (newest first), then the cut: a crash
             // in between leaves the damaged segment for the next recovery,
@@ -244,15 +239,31 @@ fn recover_segments(
     Ok(segments)
 }
 
+/// The corruption error for `bad`, the batch where the scan of `segment`
+/// stopped, if it must be damaged durable data rather than a torn tail.
+pub(crate) fn durable_damage(
+    segment: &Segment,
+    bad: &BadBatch,
+    recovery_point: u64,
+    is_last: bool,
+) -> Option<Error> {
+    let why = why_durable(segment.next_offset(), recovery_point, is_last, &bad.proof)?;
+    let what = format!(
+        "{}: damaged durable data, not a torn tail ({why})",
+        bad.what
+    );
+    Some(Error::corruption(&segment.path, bad.position, what))
+}
+
 /// Why a bad batch at `damaged_offset` must be damaged durable data rather
 /// than a torn tail, if it must: it lies below the recovery point, a later
 /// segment exists (a segment is synced whole before the next one is
 /// created), or a later batch in the segment proves it was synced.
-pub(crate) fn durable_damage(
+fn why_durable(
     damaged_offset: u64,
     recovery_point: u64,
     is_last: bool,
-    proof: Option<String>,
+    proof: &Option<String>,
 ) -> Option<String> {
     if damaged_offset < recovery_point {
         return Some(format!(
@@ -262,5 +273,5 @@ pub(crate) fn durable_damage(
     if !is_last {
         return Some("a later segment exists, so this one was synced whole".into());
     }
-    proof
+    proof.clone()
 }

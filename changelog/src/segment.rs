@@ -73,17 +73,21 @@ pub(crate) enum ScanStop {
     /// At the end of the file (or of zero-filled preallocation).
     Clean,
     /// At a batch that is incomplete, damaged, or out of order.
-    Bad {
-        /// Byte position of the bad batch.
-        position: u64,
-        /// Bytes from there to the end of the non-zero data.
-        tail_bytes: u64,
-        /// What was wrong.
-        what: String,
-        /// Why the bad batch cannot be a torn write, if something after it
-        /// proves it was synced.
-        proof: Option<String>,
-    },
+    Bad(BadBatch),
+}
+
+/// Where a segment scan stopped early, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BadBatch {
+    /// Byte position of the bad batch.
+    pub(crate) position: u64,
+    /// Bytes from there to the end of the non-zero data.
+    pub(crate) tail_bytes: u64,
+    /// What was wrong.
+    pub(crate) what: String,
+    /// Why the bad batch cannot be a torn write, if something after it
+    /// proves it was synced.
+    pub(crate) proof: Option<String>,
 }
 
 /// A segment of the log.
@@ -242,12 +246,12 @@ impl Segment {
                 why,
             } => Some(format!("{why} (byte {})", pos + proof_position as u64)),
         };
-        Ok(ScanStop::Bad {
+        Ok(ScanStop::Bad(BadBatch {
             position: pos,
             tail_bytes,
             what,
             proof,
-        })
+        }))
     }
 
     /// The position of the last non-zero byte in `[from, to)`.

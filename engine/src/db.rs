@@ -13,8 +13,7 @@ use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
 use crate::iter::bounds::{bounds_of, prefix_bounds};
-use crate::iter::db_iter::{Cursor, Iter};
-use crate::iter::merge::MergeCursor;
+use crate::iter::db_iter::Iter;
 use crate::key::SeqNo;
 use crate::metrics::Histogram;
 use crate::options::{Options, WriteOptions};
@@ -466,13 +465,8 @@ impl DbInner {
         seqno: SeqNo,
     ) -> Iter {
         let ttl = self.opts.expiry().map(|e| (e, self.path.clone()));
-        let front =
-            Cursor::new(MergeCursor::new(self.children(), true), seqno, true).expiring(ttl.clone());
         let inner = self.clone();
-        let make_back = Box::new(move || {
-            Cursor::new(MergeCursor::new(inner.children(), false), seqno, false).expiring(ttl)
-        });
-        Iter::new(lower, upper, front, make_back)
+        Iter::merging(lower, upper, seqno, ttl, move || inner.children())
     }
 
     /// One internal iterator per memtable and table of the current view.

@@ -23,8 +23,7 @@ use crate::cache::BlockCache;
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
 use crate::iter::bounds::{bounds_of, prefix_bounds};
-use crate::iter::db_iter::{Cursor, Iter};
-use crate::iter::merge::MergeCursor;
+use crate::iter::db_iter::Iter;
 use crate::key::SeqNo;
 use crate::memtable::MemTable;
 use crate::open::{CHANGELOG_DIR, LOCK_FILE};
@@ -411,13 +410,7 @@ impl Inner {
 
     fn iter(self: &Arc<Self>, lower: Bound<Bytes>, upper: Bound<Bytes>) -> Iter {
         let ttl = self.expiry().map(|e| (e, self.path.clone()));
-        let seqno = self.seqno;
-        let front =
-            Cursor::new(MergeCursor::new(self.children(), true), seqno, true).expiring(ttl.clone());
         let inner = self.clone();
-        let make_back = Box::new(move || {
-            Cursor::new(MergeCursor::new(inner.children(), false), seqno, false).expiring(ttl)
-        });
-        Iter::new(lower, upper, front, make_back)
+        Iter::merging(lower, upper, self.seqno, ttl, move || inner.children())
     }
 }

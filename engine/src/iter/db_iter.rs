@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::iter::InternalIterator;
 use crate::iter::merge::MergeCursor;
 use crate::key::{InternalKeyRef, SeqNo, ValueKind};
 use crate::metrics::StoreMetrics;
@@ -224,6 +225,24 @@ pub struct Iter {
 }
 
 impl Iter {
+    /// An iterator over `[lower, upper]` at `seqno` that merges the
+    /// children `children` makes: once now for the forward cursor, and once
+    /// more, on the first step from the back, for the backward one.
+    pub(crate) fn merging(
+        lower: Bound<Bytes>,
+        upper: Bound<Bytes>,
+        seqno: SeqNo,
+        ttl: Option<(Expiry, PathBuf)>,
+        children: impl Fn() -> Vec<Box<dyn InternalIterator>> + Send + 'static,
+    ) -> Self {
+        let front =
+            Cursor::new(MergeCursor::new(children(), true), seqno, true).expiring(ttl.clone());
+        let make_back = Box::new(move || {
+            Cursor::new(MergeCursor::new(children(), false), seqno, false).expiring(ttl)
+        });
+        Iter::new(lower, upper, front, make_back)
+    }
+
     pub(crate) fn new(
         lower: Bound<Bytes>,
         upper: Bound<Bytes>,
