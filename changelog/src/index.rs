@@ -116,22 +116,23 @@ impl SegmentIndex {
         self.times.retain(|e| e.relative_offset < relative_offset);
     }
 
-    /// Encodes the offset index file.
+    /// Encodes the offset index file: each entry's relative offset, then
+    /// its position (`u32` LE each).
     pub fn encode_offsets(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.offsets.len() * OFFSET_ENTRY_SIZE);
-        for e in &self.offsets {
-            out.extend_from_slice(&e.relative_offset.to_le_bytes());
-            out.extend_from_slice(&e.position.to_le_bytes());
-        }
-        out
+        self.offsets
+            .iter()
+            .flat_map(|e| [e.relative_offset.to_le_bytes(), e.position.to_le_bytes()])
+            .flatten()
+            .collect()
     }
 
-    /// Encodes the time index file.
+    /// Encodes the time index file: each entry's timestamp (`i64` LE), then
+    /// its relative offset (`u32` LE).
     pub fn encode_times(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.times.len() * TIME_ENTRY_SIZE);
         for e in &self.times {
-            out.extend_from_slice(&e.timestamp_ms.to_le_bytes());
-            out.extend_from_slice(&e.relative_offset.to_le_bytes());
+            out.extend(e.timestamp_ms.to_le_bytes());
+            out.extend(e.relative_offset.to_le_bytes());
         }
         out
     }

@@ -30,7 +30,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crash_model::Outcome;
-use varve_changelog::testing::{CrashMode, MemFs, env_u64, mem_fs_with_dir};
+use varve_changelog::testing::{CrashMode, MemFs, all_sequences, env_u64, mem_fs_with_dir};
 use varve_changelog::{Log, LogOptions, Record, SyncPolicy};
 
 const DIR: &str = "/log";
@@ -250,23 +250,7 @@ fn use_after_recovery(log: &Log) -> Result<(), String> {
 }
 
 fn workloads() -> Vec<Vec<Op>> {
-    let mut out: Vec<Vec<Op>> = vec![vec![]];
-    let mut frontier: Vec<Vec<Op>> = vec![vec![]];
-    for _ in 0..3 {
-        let next: Vec<Vec<Op>> = frontier
-            .iter()
-            .flat_map(|w| {
-                ALPHABET.iter().map(move |op| {
-                    let mut w = w.clone();
-                    w.push(*op);
-                    w
-                })
-            })
-            .collect();
-        out.extend(next.iter().cloned());
-        frontier = next;
-    }
-    out
+    all_sequences(&ALPHABET, 3)
 }
 
 #[test]

@@ -20,9 +20,10 @@ mod harness;
 use std::sync::Arc;
 
 use harness::{
-    Mutation as M, Op, Runner, check_checkpoints, check_recovered, env_u64, fresh_store,
-    manifest_number, open_db, read_back, small_options,
+    Mutation as M, Op, Runner, check_checkpoints, check_recovered, env_u64, fault_free_run,
+    fresh_store, manifest_number, open_db, read_back, small_options,
 };
+use varve_db::testing::all_sequences;
 use varve_db::varve_changelog::fs::{CrashMode, FileSystem};
 
 const KEYS: u8 = 4;
@@ -64,22 +65,7 @@ fn preload() -> Vec<Op> {
 }
 
 fn workloads() -> Vec<Vec<Op>> {
-    let ops = alphabet();
-    let mut out: Vec<Vec<Op>> = vec![vec![]];
-    let mut frontier: Vec<Vec<Op>> = vec![vec![]];
-    for _ in 0..3 {
-        let mut next = Vec::new();
-        for w in &frontier {
-            for op in &ops {
-                let mut w = w.clone();
-                w.push(op.clone());
-                next.push(w);
-            }
-        }
-        out.extend(next.iter().cloned());
-        frontier = next;
-    }
-    out
+    all_sequences(&alphabet(), 3)
 }
 
 #[test]
@@ -93,12 +79,7 @@ fn every_small_workload_crashed_at_every_call() {
     for w in workloads() {
         let mut ops = preload();
         ops.extend(w.iter().cloned());
-        let fs = fresh_store(&opts);
-        let before = fs.op_count();
-        let mut runner = Runner::new(Arc::new(fs.clone()), &opts);
-        runner.run(&ops).unwrap();
-        assert!(runner.hist.completed, "{w:?}: fault-free run failed");
-        let calls = fs.op_count() - before;
+        let (fs, calls) = fault_free_run(&opts, &ops, &format!("{w:?}"));
         if manifest_number(&fs) > 1 {
             rotating += 1;
         }

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use harness::{
-    History, Mutation as M, Op, Runner, check_checkpoints, check_recovered, env_u64, fresh_store,
-    open_db, read_back, small_options,
+    History, Mutation as M, Op, Runner, check_checkpoints, check_recovered, env_u64,
+    fault_free_run, fresh_store, open_db, read_back, small_options,
 };
 use parking_lot::Mutex;
 use varve_db::testing::{CrashMode, FaultKind, InterceptFs, MemFs};
@@ -207,12 +207,7 @@ fn fail_every_call_once_and_from_then_on() {
     let opts = small_options();
     let mut tally = Tally::default();
     for (name, ops) in workloads() {
-        let fs = fresh_store(&opts);
-        let before = fs.op_count();
-        let mut runner = Runner::new(Arc::new(fs.clone()), &opts);
-        runner.run(&ops).unwrap();
-        assert!(runner.hist.completed, "{name}: fault-free run failed");
-        let calls = fs.op_count() - before;
+        let (_, calls) = fault_free_run(&opts, &ops, name);
         let large = name.contains("over 1 MiB");
         let stride = stride_set.unwrap_or(if large { 9 } else { 1 }).max(1);
         for n in (0..calls).step_by(stride as usize) {

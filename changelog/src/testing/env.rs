@@ -1,5 +1,5 @@
-//! [`env_u64`], [`seed_range`] and [`for_each_sync_policy`]: the knobs of
-//! the long-running tests.
+//! [`env_u64`], [`seed_range`], [`for_each_sync_policy`] and
+//! [`all_sequences`]: the knobs and workloads of the long-running tests.
 
 /// The value of environment variable `name` as a number, if set
 /// (`VARVE_CRASH_CYCLES=10000`, `VARVE_CRASH_SEED=…`).
@@ -44,4 +44,34 @@ pub fn for_each_sync_policy(check: impl Fn(crate::SyncPolicy)) {
         eprintln!("sync policy {policy:?}");
         check(policy);
     }
+}
+
+/// Every sequence of at most `max_len` items from `alphabet`, shortest
+/// first (the empty one included): the workloads an exhaustive test runs.
+///
+/// # Examples
+/// ```
+/// # #[cfg(feature = "testing")] {
+/// let all = varve_changelog::testing::all_sequences(&['a', 'b'], 2);
+/// assert_eq!(all.len(), 1 + 2 + 4);
+/// assert_eq!(all[3], vec!['a', 'a']);
+/// # }
+/// ```
+#[must_use]
+pub fn all_sequences<T: Clone>(alphabet: &[T], max_len: usize) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = vec![vec![]];
+    let mut frontier: Vec<Vec<T>> = vec![vec![]];
+    for _ in 0..max_len {
+        let mut next = Vec::with_capacity(frontier.len() * alphabet.len());
+        for seq in &frontier {
+            for item in alphabet {
+                let mut seq = seq.clone();
+                seq.push(item.clone());
+                next.push(seq);
+            }
+        }
+        out.extend(next.iter().cloned());
+        frontier = next;
+    }
+    out
 }

@@ -16,8 +16,8 @@ use std::path::Path;
 use bytes::Bytes;
 
 pub use varve_changelog::testing::{
-    BrokenSource, CrashMode, FaultKind, Hook, InterceptFs, MemFs, Op, OpKind, Rng, env_u64,
-    seed_range,
+    BrokenSource, CrashMode, FaultKind, Hook, InterceptFs, MemFs, Op, OpKind, Rng, all_sequences,
+    env_u64, seed_range,
 };
 
 use varve_changelog::fs::FileSystem;

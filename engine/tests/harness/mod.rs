@@ -298,6 +298,19 @@ pub fn fresh_store(opts: &Options) -> MemFs {
     fs
 }
 
+/// Runs `ops` without faults on a fresh store: the file system it left and
+/// the number of file-system calls the workload made (the crash or fault
+/// points a sweep visits). `name` names the workload if the run fails.
+pub fn fault_free_run(opts: &Options, ops: &[Op], name: &str) -> (MemFs, u64) {
+    let fs = fresh_store(opts);
+    let before = fs.op_count();
+    let mut runner = Runner::new(Arc::new(fs.clone()), opts);
+    runner.run(ops).unwrap();
+    assert!(runner.hist.completed, "{name}: fault-free run failed");
+    let calls = fs.op_count() - before;
+    (fs, calls)
+}
+
 // ---------------------------------------------------------------------------
 // Running a workload
 
