@@ -144,13 +144,28 @@ pub fn make_store(dir: &Path) -> Model {
     model
 }
 
+/// A new temporary directory and the path `name` in it, for a store the
+/// test makes there.
+pub fn temp_path(name: &str) -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
 /// A new temporary directory with the store of [`make_store`] at `name`
 /// in it: the directory, the store's path and its contents.
 pub fn temp_store(name: &str) -> (TempDir, PathBuf, Model) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join(name);
+    let (dir, store) = temp_path(name);
     let model = make_store(&store);
     (dir, store, model)
+}
+
+/// A new temporary directory that is itself the store of [`make_store`],
+/// with the store's contents.
+pub fn temp_dir_store() -> (TempDir, Model) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = make_store(dir.path());
+    (dir, model)
 }
 
 /// The partitions of [`temp_partitioned`]'s store.
