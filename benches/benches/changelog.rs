@@ -25,7 +25,8 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use varve_bench::{FRAMED_RECORD_BYTES, RECORD_BYTES, bench_dir, file_system_of, records};
 use varve_changelog::batch::{Batch, batch_crc, encode_batch};
 use varve_changelog::{Log, LogOptions, Record, SyncPolicy};
@@ -235,6 +236,36 @@ fn record_bytes(r: &Record) -> usize {
     r.key.len() + r.value.as_ref().map_or(0, Bytes::len)
 }
 
+/// A group for benchmarks whose every iteration waits on the disk: a
+/// second of warm-up, four of measurement, ten samples.
+fn disk_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    throughput: Throughput,
+) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(10)
+        .throughput(throughput);
+    g
+}
+
+/// Fetches the whole of `log` from offset 0, `FETCH_BYTES` at a time,
+/// handing each fetch's batches to `each`; returns the offset after the
+/// last batch.
+fn fetch_all(log: &Log, mut each: impl FnMut(&[Batch])) -> u64 {
+    let mut from = 0;
+    loop {
+        let fetch = log.read(from, FETCH_BYTES).expect("fetch");
+        if fetch.batches.is_empty() {
+            return from;
+        }
+        each(&fetch.batches);
+        from = fetch.next_fetch_offset;
+    }
+}
+
 fn read_sequential(c: &mut Criterion, dir: &Path) {
     let log_dir = fresh_dir(dir);
     let log = open_log(log_dir.path(), SyncPolicy::Manual, None);
@@ -257,12 +288,8 @@ fn read_sequential(c: &mut Criterion, dir: &Path) {
         files.len()
     );
 
-    let mut g = c.benchmark_group("read_sequential");
-    g.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .throughput(Throughput::Bytes(payload));
+    let mut g = disk_group(c, "read_sequential", Throughput::Bytes(payload));
+    g.sampling_mode(SamplingMode::Flat);
     g.bench_function("varve_reader", |b| {
         b.iter(|| {
             let mut bytes = 0usize;
@@ -274,34 +301,24 @@ fn read_sequential(c: &mut Criterion, dir: &Path) {
     });
     g.bench_function("varve_fetch_1MiB", |b| {
         b.iter(|| {
-            let (mut from, mut bytes) = (0, 0usize);
-            loop {
-                let fetch = log.read(from, FETCH_BYTES).expect("fetch");
-                if fetch.batches.is_empty() {
-                    break;
-                }
-                bytes += fetch.batches.iter().map(|b| b.bytes().len()).sum::<usize>();
-                from = fetch.next_fetch_offset;
-            }
-            assert_eq!(from, total_records);
+            let mut bytes = 0usize;
+            let end = fetch_all(&log, |batches| {
+                bytes += batches.iter().map(|b| b.bytes().len()).sum::<usize>();
+            });
+            assert_eq!(end, total_records);
             black_box(bytes)
         });
     });
     g.bench_function("varve_fetch_1MiB_decode", |b| {
         b.iter(|| {
-            let (mut from, mut bytes) = (0, 0usize);
-            loop {
-                let fetch = log.read(from, FETCH_BYTES).expect("fetch");
-                if fetch.batches.is_empty() {
-                    break;
-                }
-                for batch in &fetch.batches {
+            let mut bytes = 0usize;
+            fetch_all(&log, |batches| {
+                for batch in batches {
                     for item in batch.records() {
                         bytes += record_bytes(&item.expect("decode").1);
                     }
                 }
-                from = fetch.next_fetch_offset;
-            }
+            });
             assert_eq!(bytes as u64, payload);
         });
     });
@@ -339,11 +356,7 @@ fn read_sequential(c: &mut Criterion, dir: &Path) {
 
 fn append_sync(c: &mut Criterion, dir: &Path) {
     let record = records(0, 1);
-    let mut g = c.benchmark_group("append_sync");
-    g.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .sample_size(10)
-        .throughput(Throughput::Elements(1));
+    let mut g = disk_group(c, "append_sync", Throughput::Elements(1));
     // The log preallocates 1 MiB ahead under `Always` by default.
     g.bench_function("varve_always_prealloc", |b| {
         b.iter_custom(|iters| time_log_appends(dir, &record, SyncPolicy::Always, None, iters));
@@ -391,11 +404,7 @@ fn time_group_commit(parent: &Path, record: &[Record], threads: u64, iters: u64)
 
 fn group_commit(c: &mut Criterion, dir: &Path) {
     let record = records(0, 1);
-    let mut g = c.benchmark_group("group_commit");
-    g.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .sample_size(10)
-        .throughput(Throughput::Elements(1));
+    let mut g = disk_group(c, "group_commit", Throughput::Elements(1));
     for threads in [1u64, 4, 16] {
         g.bench_with_input(
             BenchmarkId::new("varve_always_threads", threads),

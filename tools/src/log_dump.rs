@@ -254,48 +254,53 @@ pub fn index_problems(segment: &SegmentFile, batches: &HashMap<u64, u64>) -> Res
     let mut problems = Vec::new();
     let base = segment.base_offset;
     let index = sibling(&segment.path, INDEX_SUFFIX);
-    if let Some(bytes) = read_optional(&index)? {
-        if !bytes.len().is_multiple_of(OFFSET_ENTRY_SIZE) {
-            let what = format!(
-                "size {} is not a multiple of {OFFSET_ENTRY_SIZE}",
-                bytes.len()
-            );
-            problems.push(Problem::at(&index, 0, what));
-        }
-        for (i, e) in bytes.chunks_exact(OFFSET_ENTRY_SIZE).enumerate() {
-            let relative = u64::from(u32::from_le_bytes([e[0], e[1], e[2], e[3]]));
-            let position = u64::from(u32::from_le_bytes([e[4], e[5], e[6], e[7]]));
-            if batches.get(&position) != Some(&(base + relative)) {
-                let what = format!(
-                    "entry {i} says offset {} starts at byte {position}, but no valid batch with that base offset starts there",
-                    base + relative
-                );
-                problems.push(Problem::at(&index, (i * OFFSET_ENTRY_SIZE) as u64, what));
-            }
-        }
-    }
+    entry_problems(&index, OFFSET_ENTRY_SIZE, &mut problems, |i, e| {
+        let relative = u64::from(u32::from_le_bytes([e[0], e[1], e[2], e[3]]));
+        let position = u64::from(u32::from_le_bytes([e[4], e[5], e[6], e[7]]));
+        (batches.get(&position) != Some(&(base + relative))).then(|| {
+            format!(
+                "entry {i} says offset {} starts at byte {position}, but no valid batch with that base offset starts there",
+                base + relative
+            )
+        })
+    })?;
     let time_index = sibling(&segment.path, TIME_INDEX_SUFFIX);
-    if let Some(bytes) = read_optional(&time_index)? {
-        if !bytes.len().is_multiple_of(TIME_ENTRY_SIZE) {
-            let what = format!(
-                "size {} is not a multiple of {TIME_ENTRY_SIZE}",
-                bytes.len()
-            );
-            problems.push(Problem::at(&time_index, 0, what));
-        }
-        let bases: std::collections::HashSet<u64> = batches.values().copied().collect();
-        for (i, e) in bytes.chunks_exact(TIME_ENTRY_SIZE).enumerate() {
-            let relative = u64::from(u32::from_le_bytes([e[8], e[9], e[10], e[11]]));
-            if !bases.contains(&(base + relative)) {
-                let what = format!(
-                    "entry {i} names offset {}, where no valid batch starts",
-                    base + relative
-                );
-                problems.push(Problem::at(&time_index, (i * TIME_ENTRY_SIZE) as u64, what));
-            }
+    let bases: std::collections::HashSet<u64> = batches.values().copied().collect();
+    entry_problems(&time_index, TIME_ENTRY_SIZE, &mut problems, |i, e| {
+        let relative = u64::from(u32::from_le_bytes([e[8], e[9], e[10], e[11]]));
+        (!bases.contains(&(base + relative))).then(|| {
+            format!(
+                "entry {i} names offset {}, where no valid batch starts",
+                base + relative
+            )
+        })
+    })?;
+    Ok(problems)
+}
+
+/// Checks the index file at `path`, if there is one, as a run of
+/// `entry_size`-byte entries: a size that is not a whole number of entries
+/// is a problem, and so is each entry `i` for which `check(i, entry)` says
+/// what is wrong.
+fn entry_problems(
+    path: &Path,
+    entry_size: usize,
+    problems: &mut Vec<Problem>,
+    check: impl Fn(usize, &[u8]) -> Option<String>,
+) -> Result<()> {
+    let Some(bytes) = read_optional(path)? else {
+        return Ok(());
+    };
+    if !bytes.len().is_multiple_of(entry_size) {
+        let what = format!("size {} is not a multiple of {entry_size}", bytes.len());
+        problems.push(Problem::at(path, 0, what));
+    }
+    for (i, e) in bytes.chunks_exact(entry_size).enumerate() {
+        if let Some(what) = check(i, e) {
+            problems.push(Problem::at(path, (i * entry_size) as u64, what));
         }
     }
-    Ok(problems)
+    Ok(())
 }
 
 fn sibling(segment: &Path, suffix: &str) -> PathBuf {

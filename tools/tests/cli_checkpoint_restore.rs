@@ -5,15 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Mutex;
 
-use common::{arg, json_lines, ok, varve};
+use common::{arg, json_lines, ok, refused};
 use varve_db::{ChangelogRetention, Db, Options};
-
-/// Held by each test: a `varve` child forked by one test thread inherits
-/// the store lock another thread holds in-process until it execs, so a
-/// store written here could look locked to the next command.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 fn source_options() -> Options {
     Options::default()
@@ -38,8 +32,7 @@ fn write(dir: &Path, from: u64, to: u64) {
 
 #[test]
 fn checkpoint_then_restore_with_and_without_it() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
+    let (_serial, tmp) = (common::serial(), tempfile::tempdir().unwrap());
     let src = tmp.path().join("src");
     let cp = tmp.path().join("cp");
     write(&src, 0, 1000);
@@ -74,36 +67,22 @@ fn checkpoint_then_restore_with_and_without_it() {
 
 #[test]
 fn refused_targets_and_unfinished_restores() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
+    let (_serial, tmp) = (common::serial(), tempfile::tempdir().unwrap());
     let src = tmp.path().join("src");
     write(&src, 0, 50);
     // A non-empty target is refused, for both commands.
     let full = tmp.path().join("full");
     std::fs::create_dir(&full).unwrap();
     std::fs::write(full.join("file"), b"x").unwrap();
-    let run = varve(&["checkpoint", arg(&src), arg(&full)]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("not empty"), "{}", run.stderr);
-    let run = varve(&["restore", arg(&src), arg(&full)]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("not empty"), "{}", run.stderr);
+    for command in ["checkpoint", "restore"] {
+        refused(&[command, arg(&src), arg(&full)], "not empty");
+    }
     // So is the source itself (`cli_targets.rs` has the other cases).
-    let run = varve(&["checkpoint", arg(&src), arg(&src)]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("inside the store"), "{}", run.stderr);
-    let run = varve(&["restore", arg(&src), arg(&src)]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    let run = varve(&[
-        "restore",
-        arg(&tmp.path().join("nope")),
-        arg(&tmp.path().join("x")),
-    ]);
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+    refused(&["checkpoint", arg(&src), arg(&src)], "inside the store");
+    refused(&["restore", arg(&src), arg(&src)], "");
+    let (nope, x) = (tmp.path().join("nope"), tmp.path().join("x"));
+    refused(&["restore", arg(&nope), arg(&x)], "does not exist");
     // A store marked as an unfinished restore does not open.
     std::fs::write(src.join(varve_db::restore::MARKER_FILE), b"").unwrap();
-    let run = varve(&["put", arg(&src), "k", "v"]);
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("unfinished restore"), "{}", run.stderr);
+    refused(&["put", arg(&src), "k", "v"], "unfinished restore");
 }

@@ -5,32 +5,14 @@
 
 mod common;
 
-use common::{ok, varve};
+use common::{SUBCOMMANDS, ok, varve};
 
 #[test]
 fn completions_name_every_subcommand_for_each_shell() {
-    let subcommands = [
-        "info",
-        "verify",
-        "sst",
-        "log",
-        "manifest",
-        "positions",
-        "get",
-        "scan",
-        "put",
-        "compact",
-        "delete",
-        "load",
-        "repair",
-        "checkpoint",
-        "restore",
-        "completions",
-    ];
     for shell in ["bash", "zsh", "fish"] {
         let script = ok(&["completions", shell]);
         assert!(script.len() > 1000, "{shell}: {script}");
-        for sub in subcommands {
+        for sub in SUBCOMMANDS {
             assert!(script.contains(sub), "{shell} completions lack {sub}");
         }
         // fish spells a long option `-l reset`, the others `--reset`.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{arg, make_store, ok, varve};
+use common::{arg, make_store, ok, refused, varve};
 use varve_db::{Db, Options};
 
 const READ_COMMANDS: [&[&str]; 6] = [
@@ -27,13 +27,7 @@ fn a_missing_directory_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
     for command in READ_COMMANDS {
-        let run = varve(&with_dir(command, arg(&missing)));
-        assert_eq!(run.code, 2, "{command:?}");
-        assert!(
-            run.stderr.contains("nope does not exist"),
-            "{command:?}: {}",
-            run.stderr
-        );
+        refused(&with_dir(command, arg(&missing)), "nope does not exist");
     }
     for args in [
         vec!["get", arg(&missing), "k"],
@@ -41,13 +35,7 @@ fn a_missing_directory_is_named() {
         vec!["delete", arg(&missing), "k"],
         vec!["sst", "dump", arg(&missing)],
     ] {
-        let run = varve(&args);
-        assert_eq!(run.code, 2, "{args:?}");
-        assert!(
-            run.stderr.contains("does not exist"),
-            "{args:?}: {}",
-            run.stderr
-        );
+        refused(&args, "does not exist");
     }
     assert!(
         !missing.exists(),
@@ -60,26 +48,14 @@ fn a_directory_that_is_not_a_store_is_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
     for command in READ_COMMANDS {
-        let run = varve(&with_dir(command, arg(dir.path())));
-        assert_eq!(run.code, 2, "{command:?}");
-        assert!(
-            run.stderr.contains("is not a Varve store"),
-            "{command:?}: {}",
-            run.stderr
-        );
+        refused(&with_dir(command, arg(dir.path())), "is not a Varve store");
     }
-    let run = varve(&["put", arg(dir.path()), "k", "v", "--create"]);
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr.contains("is not a Varve store"),
-        "{}",
-        run.stderr
-    );
+    let put = ["put", arg(dir.path()), "k", "v", "--create"];
+    refused(&put, "is not a Varve store");
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(names.len(), 1, "nothing was written");
-    let run = varve(&["sst", "dump", arg(&dir.path().join("notes.txt"))]);
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("corruption in"), "{}", run.stderr);
+    let notes = dir.path().join("notes.txt");
+    refused(&["sst", "dump", arg(&notes)], "corruption in");
 }
 
 #[test]
@@ -93,24 +69,14 @@ fn a_store_in_use_gives_a_clear_error_or_a_live_view() {
         vec!["scan", d],
         vec!["info", d, "--live"],
     ] {
-        let run = varve(&args);
-        assert_eq!(run.code, 2, "{args:?}");
-        assert!(run.stderr.contains("in use"), "{args:?}: {}", run.stderr);
+        let run = refused(&args, "in use");
         assert!(run.stderr.contains("LOCK"), "{args:?}: {}", run.stderr);
     }
     for args in [vec!["put", d, "k", "v"], vec!["delete", d, "k"]] {
-        let run = varve(&args);
-        assert_eq!(run.code, 2, "{args:?}");
-        assert!(run.stderr.contains("is in use"), "{args:?}: {}", run.stderr);
+        refused(&args, "is in use");
     }
-    let run = varve(&[
-        "repair",
-        d,
-        "--to",
-        arg(&dir.path().with_extension("fixed")),
-    ]);
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("in use"), "{}", run.stderr);
+    let fixed = dir.path().with_extension("fixed");
+    refused(&["repair", d, "--to", arg(&fixed)], "in use");
     // Commands that read files directly work, and say the view may move.
     for args in [vec!["info", d], vec!["verify", d], vec!["log", "dump", d]] {
         let run = varve(&args);
@@ -129,26 +95,10 @@ fn a_store_in_use_gives_a_clear_error_or_a_live_view() {
 fn bad_arguments_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     make_store(dir.path());
-    let run = varve(&["get", arg(dir.path()), "zz", "--hex"]);
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("hex"), "{}", run.stderr);
-    let run = varve(&["frobnicate"]);
-    assert_eq!(run.code, 2);
+    refused(&["get", arg(dir.path()), "zz", "--hex"], "hex");
+    refused(&["frobnicate"], "");
     let help = ok(&["--help"]);
-    for command in [
-        "info",
-        "verify",
-        "sst",
-        "log",
-        "manifest",
-        "positions",
-        "get",
-        "scan",
-        "put",
-        "delete",
-        "load",
-        "repair",
-    ] {
+    for command in common::SUBCOMMANDS {
         assert!(
             help.contains(&format!("  {command}")),
             "{command} missing from --help"

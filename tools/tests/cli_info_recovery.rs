@@ -12,8 +12,7 @@ use varve_db::{Db, Options};
 
 #[test]
 fn info_shows_the_cut_the_next_open_makes_and_the_open_reports_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("s");
+    let (_dir, store) = common::temp_path("s");
     let db = Db::open(&store, Options::default()).unwrap();
     db.put("k", "v").unwrap();
     db.close().unwrap();

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{arg, json_lines, make_store, ok, tables};
+use common::{arg, json_lines, ok, tables, temp_store};
 
 /// Runs `varve ARGS --json`, expects success and JSON lines; returns them.
 fn json_ok(args: &[&str]) -> Vec<serde_json::Value> {
@@ -21,9 +21,7 @@ fn json_ok(args: &[&str]) -> Vec<serde_json::Value> {
 
 #[test]
 fn every_command_prints_a_json_result_on_success() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    make_store(&store);
+    let (dir, store, _) = temp_store("store");
     let s = arg(&store);
     let table = tables(&store)[0].clone();
     let lines = dir.path().join("lines.json");

@@ -6,7 +6,9 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::PathBuf;
+
+use tempfile::TempDir;
 
 use common::{arg, json_lines, ok, tables, varve};
 use varve_db::{Db, Options};
@@ -16,22 +18,23 @@ const VALUE: &[u8] = b"v\x01";
 const TEXT_KEY: &str = "\\x00\\xff\\x10";
 const TEXT_VALUE: &str = "v\\x01";
 
-/// A closed store whose one table and changelog hold the binary key.
-fn make_binary_store(dir: &Path) {
-    let db = Db::open(dir, Options::default()).unwrap();
+/// A new temporary directory that is a closed store whose one table and
+/// changelog hold the binary key; returns it and the table's path.
+fn temp_binary_store() -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
     db.put(KEY.to_vec(), VALUE.to_vec()).unwrap();
     db.put("plain", "text").unwrap();
     db.flush().unwrap();
     db.close().unwrap();
+    let table = tables(dir.path()).remove(0);
+    (dir, table)
 }
 
 #[test]
 fn text_outputs_spell_a_binary_key_one_way() {
-    let dir = tempfile::tempdir().unwrap();
-    make_binary_store(dir.path());
-    let d = arg(dir.path());
-    let table = tables(dir.path())[0].clone();
-    let t = arg(&table);
+    let (dir, table) = temp_binary_store();
+    let (d, t) = (arg(dir.path()), arg(&table));
     assert_eq!(ok(&["get", d, "--hex", "0x00ff10"]), format!("0x7601\n"));
     assert_eq!(ok(&["get", d, "--hex", "00FF10"]), "0x7601\n");
     let scan = ok(&["scan", d]);
@@ -68,11 +71,8 @@ fn text_outputs_spell_a_binary_key_one_way() {
 
 #[test]
 fn hex_outputs_spell_a_binary_key_as_0x() {
-    let dir = tempfile::tempdir().unwrap();
-    make_binary_store(dir.path());
-    let d = arg(dir.path());
-    let table = tables(dir.path())[0].clone();
-    let t = arg(&table);
+    let (dir, table) = temp_binary_store();
+    let (d, t) = (arg(dir.path()), arg(&table));
     let scan = ok(&["scan", d, "--hex"]);
     assert_eq!(scan, "0x00ff10\t0x7601\n0x706c61696e\t0x74657874\n");
     let sst = ok(&["sst", "dump", t, "--entries", "--hex"]);
@@ -89,11 +89,8 @@ fn hex_outputs_spell_a_binary_key_as_0x() {
 
 #[test]
 fn json_outputs_carry_key_and_key_hex_everywhere() {
-    let dir = tempfile::tempdir().unwrap();
-    make_binary_store(dir.path());
-    let d = arg(dir.path());
-    let table = tables(dir.path())[0].clone();
-    let t = arg(&table);
+    let (dir, table) = temp_binary_store();
+    let (d, t) = (arg(dir.path()), arg(&table));
     let check = |obj: &serde_json::Value, name: &str| {
         assert_eq!(obj[name], TEXT_KEY, "{obj}");
         assert_eq!(obj[format!("{name}_hex")], "00ff10", "{obj}");

@@ -7,35 +7,28 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{arg, flip_byte, json_lines, ok, tables, varve};
+use common::{
+    PARTITIONS, arg, flip_byte, json_lines, ok, refused, tables, temp_partitioned, varve,
+};
+use varve_db::partition_dir;
 use varve_db::varve_changelog::partitioner::partition_for_key;
-use varve_db::{Options, PartitionedStore, partition_dir};
 
-const PARTITIONS: u32 = 4;
-
-/// A closed partitioned store with 40 keys in tables and two writes only
-/// in the changelogs.
-fn make_partitioned(parent: &Path) -> PathBuf {
-    let root = parent.join("orders");
-    let store = PartitionedStore::open(&root, PARTITIONS, Options::default()).unwrap();
-    for i in 0..40 {
-        store.put(format!("key:{i:02}"), format!("v{i}")).unwrap();
-    }
-    store.flush().unwrap();
-    store.put("key:05", "newer").unwrap();
-    store.delete("key:06").unwrap();
-    store.close().unwrap();
-    root
+/// The partition the store routes `key` to, as a number and as an
+/// argument.
+fn partition_of(key: &[u8]) -> (u32, String) {
+    let p = partition_for_key(key, PARTITIONS);
+    (p, p.to_string())
 }
 
 #[test]
 fn get_routes_the_key_and_names_its_partition() {
-    let parent = tempfile::tempdir().unwrap();
-    let root = make_partitioned(parent.path());
+    let (_parent, root) = temp_partitioned();
     let r = arg(&root);
-    for (key, value) in [("key:05", "newer"), ("key:17", "v17"), ("key:33", "v33")] {
+    for (key, value) in [
+        ("key:05", "newer, in the changelog"),
+        ("key:17", "v17"),
+        ("key:33", "v33"),
+    ] {
         let p = partition_for_key(key.as_bytes(), PARTITIONS);
         let run = varve(&["get", r, key]);
         assert_eq!(run.code, 0, "{}", run.stderr);
@@ -59,8 +52,7 @@ fn get_routes_the_key_and_names_its_partition() {
 
 #[test]
 fn info_shows_every_partition_and_totals() {
-    let parent = tempfile::tempdir().unwrap();
-    let root = make_partitioned(parent.path());
+    let (_parent, root) = temp_partitioned();
     let r = arg(&root);
     let text = ok(&["info", r]);
     assert!(text.starts_with("partitioned store "), "{text}");
@@ -96,8 +88,7 @@ fn info_shows_every_partition_and_totals() {
 
 #[test]
 fn verify_covers_every_partition_and_fails_on_one_damaged() {
-    let parent = tempfile::tempdir().unwrap();
-    let root = make_partitioned(parent.path());
+    let (_parent, root) = temp_partitioned();
     let r = arg(&root);
     let text = ok(&["verify", r, "--quiet"]);
     for p in 0..PARTITIONS {
@@ -152,8 +143,7 @@ fn verify_covers_every_partition_and_fails_on_one_damaged() {
 
 #[test]
 fn one_store_commands_refuse_the_root_and_name_a_partition() {
-    let parent = tempfile::tempdir().unwrap();
-    let root = make_partitioned(parent.path());
+    let (parent, root) = temp_partitioned();
     let r = arg(&root);
     let out = parent.path().join("out");
     let o = arg(&out);
@@ -175,14 +165,7 @@ fn one_store_commands_refuse_the_root_and_name_a_partition() {
     ];
     let first = partition_dir(&root, 0);
     for (command, args) in cases {
-        let run = varve(&args);
-        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("is the root of a partitioned store (4 partitions"),
-            "{args:?}: {}",
-            run.stderr
-        );
+        let run = refused(&args, "is the root of a partitioned store (4 partitions");
         assert!(
             run.stderr
                 .contains(&format!("`varve {command} {}`", first.display())),
@@ -200,11 +183,9 @@ fn one_store_commands_refuse_the_root_and_name_a_partition() {
 
 #[test]
 fn partition_selects_one_partition_of_a_root() {
-    let parent = tempfile::tempdir().unwrap();
-    let root = make_partitioned(parent.path());
+    let (_parent, root) = temp_partitioned();
     let r = arg(&root);
-    let p = partition_for_key(b"key:17", PARTITIONS);
-    let ps = p.to_string();
+    let (p, ps) = partition_of(b"key:17");
     // A one-store command on the root with --partition: that partition.
     let dump = ok(&["log", "dump", r, "--partition", &ps]);
     let dir = partition_dir(&root, p);
@@ -232,59 +213,27 @@ fn partition_selects_one_partition_of_a_root() {
         "{}",
         run.stderr
     );
-    let run = varve(&["info", r, "--partition", "4"]);
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr.contains("has partitions 0 to 3"),
-        "{}",
-        run.stderr
-    );
-    let run = varve(&["info", arg(&dir), "--partition", "0"]);
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr
-            .contains("is not the root of a partitioned store"),
-        "{}",
-        run.stderr
-    );
-    let run = varve(&["log", "dump", r]);
-    assert!(
-        run.stderr.contains("add --partition N (0 to 3)"),
-        "{}",
-        run.stderr
-    );
+    refused(&["info", r, "--partition", "4"], "has partitions 0 to 3");
+    let not_root = "is not the root of a partitioned store";
+    refused(&["info", arg(&dir), "--partition", "0"], not_root);
+    refused(&["log", "dump", r], "add --partition N (0 to 3)");
 }
 
 #[test]
 fn writes_with_partition_take_only_the_keys_routed_there() {
-    let parent = tempfile::tempdir().unwrap();
-    let root = make_partitioned(parent.path());
+    let (parent, root) = temp_partitioned();
     let r = arg(&root);
-    let p = partition_for_key(b"fresh", PARTITIONS);
-    let ps = p.to_string();
+    let (p, ps) = partition_of(b"fresh");
     let other = ((p + 1) % PARTITIONS).to_string();
     ok(&["put", r, "fresh", "1", "--partition", &ps]);
     assert_eq!(ok(&["get", r, "fresh"]), "1\n");
-    let run = varve(&["put", r, "fresh", "2", "--partition", &other]);
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr.contains(&format!(
-            "key \"fresh\" belongs to partition {p}, not {other}"
-        )),
-        "{}",
-        run.stderr
-    );
-    let run = varve(&["delete", r, "fresh", "--partition", &other]);
-    assert_eq!(run.code, 2);
+    let belongs = format!("key \"fresh\" belongs to partition {p}, not {other}");
+    refused(&["put", r, "fresh", "2", "--partition", &other], &belongs);
+    refused(&["delete", r, "fresh", "--partition", &other], "");
     let lines = parent.path().join("lines.json");
     std::fs::write(&lines, "{\"key\":\"fresh\",\"value\":\"3\"}\n").unwrap();
-    let run = varve(&["load", r, arg(&lines), "--partition", &other]);
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr.contains("lines.json:1: key \"fresh\""),
-        "{}",
-        run.stderr
-    );
+    let load = ["load", r, arg(&lines), "--partition", &other];
+    refused(&load, "lines.json:1: key \"fresh\"");
     assert_eq!(ok(&["get", r, "fresh"]), "1\n");
     ok(&["load", r, arg(&lines), "--partition", &ps]);
     ok(&[
@@ -292,7 +241,7 @@ fn writes_with_partition_take_only_the_keys_routed_there() {
         r,
         "key:17",
         "--partition",
-        &partition_for_key(b"key:17", PARTITIONS).to_string(),
+        &partition_of(b"key:17").1,
     ]);
     assert_eq!(ok(&["get", r, "fresh"]), "3\n");
     assert_eq!(varve(&["get", r, "key:17"]).code, 1);

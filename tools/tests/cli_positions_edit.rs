@@ -9,7 +9,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{arg, json_lines, make_store, ok, varve};
+use tempfile::TempDir;
+
+use common::{arg, json_lines, make_store, ok, refused};
 use varve_db::{Db, Options};
 
 /// The positions the engine sees when it opens the store.
@@ -20,18 +22,20 @@ fn engine_positions(dir: &Path) -> std::collections::BTreeMap<String, u64> {
     positions
 }
 
-/// A store with two consumers: `shipper` at 10 and `standby` at 20.
-fn store_with_two_consumers(dir: &Path) {
-    make_store(dir);
-    let db = Db::open(dir, Options::default()).unwrap();
+/// A temporary directory that is a store with two consumers: `shipper`
+/// at 10 and `standby` at 20.
+fn store_with_two_consumers() -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    make_store(dir.path());
+    let db = Db::open(dir.path(), Options::default()).unwrap();
     db.changelog().commit_position("standby", 20).unwrap();
     db.close().unwrap();
+    dir
 }
 
 #[test]
 fn delete_forgets_a_consumer_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    store_with_two_consumers(dir.path());
+    let dir = store_with_two_consumers();
     let d = arg(dir.path());
     let end = json_lines(&ok(&["positions", d, "--json"]))[0]["log_end_offset"]
         .as_u64()
@@ -57,14 +61,8 @@ fn delete_forgets_a_consumer_and_says_so() {
         vec![("shipper".to_owned(), 10)]
     );
     // Deleting it again names what there is.
-    let run = varve(&["positions", d, "--delete", "standby"]);
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr
-            .contains("no consumer position named \"standby\" (it has: shipper)"),
-        "{}",
-        run.stderr
-    );
+    let names = "no consumer position named \"standby\" (it has: shipper)";
+    refused(&["positions", d, "--delete", "standby"], names);
     let json = json_lines(&ok(&["positions", d, "--delete", "shipper", "--json"]));
     assert_eq!(json[0]["op"], "delete");
     assert_eq!(json[0]["offset_before"], 10);
@@ -78,8 +76,7 @@ fn delete_forgets_a_consumer_and_says_so() {
 
 #[test]
 fn reset_moves_a_consumer_within_the_log_only() {
-    let dir = tempfile::tempdir().unwrap();
-    store_with_two_consumers(dir.path());
+    let dir = store_with_two_consumers();
     let d = arg(dir.path());
     let list = json_lines(&ok(&["positions", d, "--json"]));
     let start = list[0]["log_start_offset"].as_u64().unwrap();
@@ -109,27 +106,21 @@ fn reset_moves_a_consumer_within_the_log_only() {
     assert_eq!(engine_positions(dir.path())["standby"], start);
     // Past the log end: refused, nothing changed.
     let past = (end + 1).to_string();
-    let run = varve(&["positions", d, "--reset", "shipper", "--to", &past]);
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr.contains(&format!(
-            "offset {past} is outside the changelog [{start}, {end}]"
-        )),
-        "{}",
-        run.stderr
+    let outside = format!("offset {past} is outside the changelog [{start}, {end}]");
+    refused(
+        &["positions", d, "--reset", "shipper", "--to", &past],
+        &outside,
     );
-    let run = varve(&["positions", d, "--reset", "shipper", "--to", "soon"]);
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("expected an offset"), "{}", run.stderr);
-    let run = varve(&["positions", d, "--reset", "shipper"]);
-    assert_eq!(run.code, 2, "--reset needs --to");
+    let soon = ["positions", d, "--reset", "shipper", "--to", "soon"];
+    refused(&soon, "expected an offset");
+    // --reset needs --to.
+    refused(&["positions", d, "--reset", "shipper"], "");
     assert_eq!(engine_positions(dir.path())["shipper"], end);
 }
 
 #[test]
 fn an_edit_is_refused_while_another_process_has_the_store_open() {
-    let dir = tempfile::tempdir().unwrap();
-    store_with_two_consumers(dir.path());
+    let dir = store_with_two_consumers();
     let d = arg(dir.path());
     let positions_file = dir.path().join("changelog/positions");
     let before = std::fs::read(&positions_file).unwrap();
@@ -139,9 +130,7 @@ fn an_edit_is_refused_while_another_process_has_the_store_open() {
         vec!["positions", d, "--delete", "standby"],
         vec!["positions", d, "--reset", "shipper", "--to", "0"],
     ] {
-        let run = varve(&args);
-        assert_eq!(run.code, 2, "{args:?}");
-        assert!(run.stderr.contains("is in use"), "{}", run.stderr);
+        let run = refused(&args, "is in use");
         assert!(run.stderr.contains("LOCK"), "{}", run.stderr);
     }
     // Listing still works on a live store.

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{arg, flip_byte, json_lines, make_store, tables, varve};
+use common::{arg, flip_byte, json_lines, tables, varve};
 
 /// A file of `n` load lines.
 fn load_file(path: &Path, n: usize) {
@@ -25,9 +25,7 @@ fn load_file(path: &Path, n: usize) {
 
 #[test]
 fn piped_runs_print_no_progress_and_parseable_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    make_store(&store);
+    let (dir, store, _) = common::temp_store("store");
     let s = arg(&store);
     let lines = dir.path().join("lines.json");
     load_file(&lines, 3000);

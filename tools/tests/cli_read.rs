@@ -8,9 +8,7 @@ use common::{arg, json_lines, make_store, ok, tables, varve};
 
 #[test]
 fn info_shows_levels_changelog_and_positions() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("s");
-    make_store(&store);
+    let (_dir, store, _) = common::temp_store("s");
     let text = ok(&["info", arg(&store)]);
     assert!(text.contains("engine format  1"), "{text}");
     assert!(text.contains("L0: 2 table(s)"), "{text}");
@@ -139,16 +137,7 @@ fn get_and_scan_match_the_model() {
         assert_eq!(run.code, 1, "{deleted}: {}", run.stdout);
         assert!(run.stderr.contains("key not found"));
     }
-    let want: Vec<String> = model
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}\t{}",
-                String::from_utf8_lossy(k),
-                String::from_utf8_lossy(v)
-            )
-        })
-        .collect();
+    let want = common::scan_lines(&model);
     let all = ok(&["scan", d]);
     assert_eq!(all.lines().collect::<Vec<_>>(), want);
     let reversed = ok(&["scan", d, "--reverse"]);

@@ -6,22 +6,27 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{arg, json_lines, ok, varve};
-use varve_db::{Clock, Compression, Db, ManualClock, Options, PartitionedStore, SystemClock};
+use tempfile::TempDir;
+use varve_db::{Clock, Compression, Db, ManualClock, Options, SystemClock};
 
 const TTL: Duration = Duration::from_secs(3600);
 
-/// A TTL store (one hour) holding, in a table and in the changelog tail,
-/// values written now and values written two hours ago (expired).
-fn make_ttl_store(dir: &Path) {
+/// A new temporary directory with a TTL store (one hour) at `ttl` in it,
+/// holding, in a table and in the changelog tail, values written now and
+/// values written two hours ago (expired). Returns the directory and the
+/// store's path.
+fn temp_ttl_store() -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("ttl");
     let now_ms = SystemClock.now_ms();
     let clock = Arc::new(ManualClock::new(now_ms - 2 * 3600 * 1000));
     let opts = Options::default().ttl(Some(TTL)).clock(clock.clone());
-    let db = Db::open(dir, opts).unwrap();
+    let db = Db::open(&store, opts).unwrap();
     db.put("old:table", "expired in a table").unwrap();
     clock.set_ms(now_ms);
     db.put("new:table", "live in a table").unwrap();
@@ -31,13 +36,13 @@ fn make_ttl_store(dir: &Path) {
     clock.set_ms(now_ms);
     db.put("new:tail", "live in the changelog").unwrap();
     db.close().unwrap();
+    (dir, store)
 }
 
 #[test]
 fn ttl_store_values_come_without_their_write_time_and_expired_ones_are_hidden() {
-    let dir = tempfile::tempdir().unwrap();
-    make_ttl_store(dir.path());
-    let d = arg(dir.path());
+    let (_dir, store) = temp_ttl_store();
+    let d = arg(&store);
     assert_eq!(ok(&["get", d, "new:table"]), "live in a table\n");
     assert_eq!(ok(&["get", d, "new:tail"]), "live in the changelog\n");
     for expired in ["old:table", "old:tail"] {
@@ -59,12 +64,11 @@ fn ttl_store_values_come_without_their_write_time_and_expired_ones_are_hidden() 
 
 #[test]
 fn ttl_store_takes_put_delete_load_and_compact_and_stays_a_ttl_store() {
-    let dir = tempfile::tempdir().unwrap();
-    make_ttl_store(dir.path());
-    let d = arg(dir.path());
+    let (_dir, store) = temp_ttl_store();
+    let d = arg(&store);
     ok(&["put", d, "added", "by put"]);
     ok(&["delete", d, "new:table"]);
-    let input = dir.path().with_extension("jsonl");
+    let input = store.with_extension("jsonl");
     std::fs::write(&input, "{\"key\":\"loaded\",\"value\":\"by load\"}\n").unwrap();
     ok(&["load", d, arg(&input)]);
     ok(&["compact", d]);
@@ -72,12 +76,12 @@ fn ttl_store_takes_put_delete_load_and_compact_and_stays_a_ttl_store() {
         ok(&["scan", d]),
         "added\tby put\nloaded\tby load\nnew:tail\tlive in the changelog\n"
     );
-    let recorded = Options::default().recorded(dir.path()).unwrap();
+    let recorded = Options::default().recorded(&store).unwrap();
     assert_eq!(recorded.ttl, Some(TTL), "the store is still a TTL store");
-    let err = Db::open(dir.path(), Options::default()).unwrap_err();
+    let err = Db::open(&store, Options::default()).unwrap_err();
     assert!(err.to_string().contains("ttl"), "{err}");
     // A TTL reaching the engine twice would double the write-time prefix.
-    let db = Db::open(dir.path(), recorded).unwrap();
+    let db = Db::open(&store, recorded).unwrap();
     assert_eq!(db.get("added").unwrap().as_deref(), Some(&b"by put"[..]));
 }
 
@@ -109,16 +113,7 @@ fn compacting_an_lz4_store_keeps_its_tables_lz4() {
 
 #[test]
 fn a_partitioned_root_is_read_by_get_and_scan() {
-    let parent = tempfile::tempdir().unwrap();
-    let root = parent.path().join("root");
-    let store = PartitionedStore::open(&root, 4, Options::default()).unwrap();
-    for i in 0..40 {
-        store.put(format!("key:{i:02}"), format!("v{i}")).unwrap();
-    }
-    store.flush().unwrap();
-    store.put("key:05", "newer, in the changelog").unwrap();
-    store.delete("key:06").unwrap();
-    store.close().unwrap();
+    let (_parent, root) = common::temp_partitioned();
     let r = arg(&root);
     assert_eq!(ok(&["get", r, "key:05"]), "newer, in the changelog\n");
     assert_eq!(ok(&["get", r, "key:17"]), "v17\n");
@@ -141,13 +136,7 @@ fn a_partitioned_root_is_read_by_get_and_scan() {
     assert_eq!(prefixed.lines().count(), 5, "{prefixed}");
     // Commands that need one store say what to do instead of "no CURRENT".
     for args in [vec!["log", "dump", r], vec!["put", r, "k", "v"]] {
-        let run = varve(&args);
-        assert_eq!(run.code, 2, "{args:?}");
-        assert!(
-            run.stderr.contains("partitioned store"),
-            "{args:?}: {}",
-            run.stderr
-        );
+        let run = common::refused(&args, "partitioned store");
         assert!(
             run.stderr.contains("partition-"),
             "{args:?}: {}",
@@ -158,9 +147,7 @@ fn a_partitioned_root_is_read_by_get_and_scan() {
 
 #[test]
 fn repairing_a_ttl_store_makes_a_ttl_store_with_the_original_write_times() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("ttl");
-    make_ttl_store(&store);
+    let (dir, store) = temp_ttl_store();
     // One more value, written 50 minutes ago: 10 minutes left to live.
     let now_ms = SystemClock.now_ms();
     let opts = Options::default()

@@ -8,21 +8,26 @@
 mod common;
 
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use common::{arg, make_store, ok, varve};
+use tempfile::TempDir;
+
+use common::{Model, arg, make_store, ok, refused, serial, temp_store, varve};
 use varve_db::{Db, Options};
-
-/// Held by each test: a `varve` child forked by one test thread holds the
-/// store locks this process has open until it execs.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn no_create() -> Options {
     Options::default().create_if_missing(false)
 }
 
+/// A link `link` beside the store in `tmp`, to `to`.
+fn link_to(tmp: &TempDir, to: &Path) -> PathBuf {
+    let link = tmp.path().join("link");
+    symlink(to, &link).unwrap();
+    link
+}
+
 /// The source opens and holds `model`.
-fn assert_opens(dir: &Path, model: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>) {
+fn assert_opens(dir: &Path, model: &Model) {
     let db = Db::open(dir, no_create()).unwrap();
     let got: Vec<(Vec<u8>, Vec<u8>)> = db
         .iter()
@@ -38,10 +43,8 @@ fn assert_opens(dir: &Path, model: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>
 
 #[test]
 fn restore_refuses_a_bare_marker_and_never_follows_a_link() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    make_store(&src);
+    let _serial = serial();
+    let (tmp, src, _) = temp_store("src");
     let other = tmp.path().join("other");
     std::fs::create_dir(&other).unwrap();
     std::fs::write(other.join("keep.txt"), b"precious").unwrap();
@@ -50,15 +53,12 @@ fn restore_refuses_a_bare_marker_and_never_follows_a_link() {
     std::fs::write(target.join("RESTORING"), b"").unwrap();
     std::fs::write(target.join("notes.txt"), b"mine").unwrap();
     symlink(&other, target.join("linked")).unwrap();
-    let run = varve(&["restore", arg(&src), arg(&target)]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr.contains(arg(&target.join("RESTORING"))),
-        "{}",
-        run.stderr
+    let run = refused(
+        &["restore", arg(&src), arg(&target)],
+        "nothing was modified",
     );
     assert!(
-        run.stderr.contains("nothing was modified"),
+        run.stderr.contains(arg(&target.join("RESTORING"))),
         "{}",
         run.stderr
     );
@@ -67,15 +67,13 @@ fn restore_refuses_a_bare_marker_and_never_follows_a_link() {
     assert!(target.join("linked").is_symlink());
     // Without the bare marker the directory is simply not empty.
     std::fs::remove_file(target.join("RESTORING")).unwrap();
-    let run = varve(&["restore", arg(&src), arg(&target)]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("not empty"), "{}", run.stderr);
+    refused(&["restore", arg(&src), arg(&target)], "not empty");
     assert_eq!(std::fs::read(other.join("keep.txt")).unwrap(), b"precious");
 }
 
 #[test]
 fn restore_resumes_only_from_the_source_it_started_from() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     make_store(&a);
@@ -103,21 +101,16 @@ fn restore_resumes_only_from_the_source_it_started_from() {
     .unwrap_err();
     assert!(matches!(err, varve_db::Error::Cancelled), "{err}");
     drop(log);
-    let run = varve(&["restore", arg(&b), arg(&target)]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("is from source"), "{}", run.stderr);
+    refused(&["restore", arg(&b), arg(&target)], "is from source");
     let out = ok(&["restore", arg(&a), arg(&target)]);
     assert!(out.contains("resumed"), "{out}");
 }
 
 #[test]
 fn checkpoint_into_the_store_is_refused_directly_or_through_a_link() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    let model = make_store(&src);
-    let link = tmp.path().join("link");
-    symlink(src.join("changelog"), &link).unwrap();
+    let _serial = serial();
+    let (tmp, src, model) = temp_store("src");
+    let link = link_to(&tmp, &src.join("changelog"));
     let targets = [
         src.join("changelog/cp"),
         src.join("cp"),
@@ -126,9 +119,10 @@ fn checkpoint_into_the_store_is_refused_directly_or_through_a_link() {
         tmp.path().join("x/../src/changelog/cp"),
     ];
     for target in &targets {
-        let run = varve(&["checkpoint", arg(&src), arg(target)]);
-        assert_eq!(run.code, 2, "{target:?}: {}", run.stderr);
-        assert!(run.stderr.contains("is inside the store"), "{}", run.stderr);
+        refused(
+            &["checkpoint", arg(&src), arg(target)],
+            "is inside the store",
+        );
         assert_opens(&src, &model);
     }
     assert!(!src.join("changelog/cp").exists() && !src.join("cp").exists());
@@ -142,12 +136,9 @@ fn checkpoint_into_the_store_is_refused_directly_or_through_a_link() {
 
 #[test]
 fn repair_into_the_store_through_a_link_is_refused() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    let model = make_store(&src);
-    let link = tmp.path().join("link");
-    symlink(&src, &link).unwrap();
+    let _serial = serial();
+    let (tmp, src, model) = temp_store("src");
+    let link = link_to(&tmp, &src);
     for target in [link.join("fixed"), src.join("fixed"), link.clone()] {
         let run = varve(&["repair", arg(&src), "--to", arg(&target)]);
         assert_eq!(run.code, 2, "{target:?}: {}", run.stderr);
@@ -165,24 +156,17 @@ fn repair_into_the_store_through_a_link_is_refused() {
 
 #[test]
 fn restore_into_its_own_source_is_refused() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    let model = make_store(&src);
-    let link = tmp.path().join("link");
-    symlink(&src, &link).unwrap();
-    let run = varve(&["restore", arg(&src), arg(&link.join("changelog/copy"))]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("is inside the store"), "{}", run.stderr);
-    assert!(!src.join("changelog/copy").exists());
+    let _serial = serial();
+    let (tmp, src, model) = temp_store("src");
+    let link = link_to(&tmp, &src);
     // Given as its changelog, the store around it is the source too.
-    let run = varve(&[
-        "restore",
-        arg(&src.join("changelog")),
-        arg(&src.join("copy")),
-    ]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("is inside the store"), "{}", run.stderr);
-    assert!(!src.join("copy").exists());
+    let (changelog, copy) = (src.join("changelog"), link.join("changelog/copy"));
+    for (source, target) in [(&src, &copy), (&changelog, &src.join("copy"))] {
+        refused(
+            &["restore", arg(source), arg(target)],
+            "is inside the store",
+        );
+        assert!(!target.exists(), "{target:?}");
+    }
     assert_opens(&src, &model);
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{arg, make_store, manifest, ok, tables, varve};
+use common::{arg, manifest, ok, tables, varve};
 
 /// A `varve load STORE -` child that holds the store open until its
 /// stdin is closed.
@@ -93,9 +93,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn every_command_that_opens_a_store_is_refused_while_another_process_holds_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("store");
-    make_store(&store);
+    let (tmp, store, _) = common::temp_store("store");
     let before_scan = ok(&["scan", arg(&store)]);
     let input = tmp.path().join("in.jsonl");
     std::fs::write(&input, "{\"key\":\"x\",\"value\":\"y\"}\n").unwrap();

@@ -5,12 +5,13 @@
 
 mod common;
 
-use common::{arg, flip_byte, json_lines, make_store, ok, tables, varve};
+use std::path::{Path, PathBuf};
+
+use common::{arg, flip_byte, json_lines, ok, tables, temp_dir_store, varve};
 
 #[test]
 fn a_clean_store_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    make_store(dir.path());
+    let (dir, _) = temp_dir_store();
     let text = ok(&["verify", arg(dir.path())]);
     assert!(text.trim_end().ends_with(": ok"), "{text}");
     let run = varve(&["verify", arg(dir.path()), "--json"]);
@@ -45,7 +46,7 @@ fn assert_checked_files_exist(stderr: &str) {
 }
 
 /// Runs verify, expects exit 1 and a problem line starting with `prefix`.
-fn expect_problem(dir: &std::path::Path, prefix: &str) {
+fn expect_problem(dir: &Path, prefix: &str) {
     let run = varve(&["verify", arg(dir)]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(
@@ -58,19 +59,38 @@ fn expect_problem(dir: &std::path::Path, prefix: &str) {
     assert!(json.iter().any(|o| o["kind"] == "problem"));
 }
 
+/// Where a case of [`a_flipped_byte_in_a_table_the_manifest_or_log_meta_is_found`]
+/// damages a store: the file, the byte it flips, and the offset verify
+/// reports (the start of what the byte belongs to).
+type Damage = fn(&Path) -> (PathBuf, u64, u64);
+
 #[test]
-fn a_flipped_byte_in_a_table_is_found() {
-    let dir = tempfile::tempdir().unwrap();
-    make_store(dir.path());
-    let table = tables(dir.path())[0].clone();
-    flip_byte(&table, 10);
-    expect_problem(dir.path(), &format!("{}:0: ", table.display()));
+fn a_flipped_byte_in_a_table_the_manifest_or_log_meta_is_found() {
+    let cases: [Damage; 3] = [
+        |store| (tables(store)[0].clone(), 10, 0),
+        |store| {
+            let dump = json_lines(&ok(&["manifest", "dump", arg(store), "--json"]));
+            let last = dump
+                .iter()
+                .filter_map(|o| o["record_offset"].as_u64())
+                .max()
+                .unwrap();
+            (common::manifest(store), last + 10, last)
+        },
+        |store| (store.join("changelog/log.meta"), 14, 28),
+    ];
+    for damage in cases {
+        let (dir, _) = temp_dir_store();
+        let (file, flipped, reported) = damage(dir.path());
+        flip_byte(&file, flipped);
+        // The expected prefix names the file, and so the case.
+        expect_problem(dir.path(), &format!("{}:{reported}: ", file.display()));
+    }
 }
 
 #[test]
 fn a_flipped_byte_in_a_segment_is_found() {
-    let dir = tempfile::tempdir().unwrap();
-    make_store(dir.path());
+    let (dir, _) = temp_dir_store();
     let segment = common::first_segment(dir.path());
     let dump = json_lines(&ok(&["log", "dump", arg(&segment), "--json"]));
     let batch = dump.iter().filter(|o| o["kind"] == "batch").nth(3).unwrap();
@@ -92,33 +112,8 @@ fn a_flipped_byte_in_a_segment_is_found() {
 }
 
 #[test]
-fn a_flipped_byte_in_the_manifest_is_found() {
-    let dir = tempfile::tempdir().unwrap();
-    make_store(dir.path());
-    let dump = json_lines(&ok(&["manifest", "dump", arg(dir.path()), "--json"]));
-    let last = dump
-        .iter()
-        .filter_map(|o| o["record_offset"].as_u64())
-        .max()
-        .unwrap();
-    let manifest = common::manifest(dir.path());
-    flip_byte(&manifest, last + 10);
-    expect_problem(dir.path(), &format!("{}:{last}: ", manifest.display()));
-}
-
-#[test]
-fn a_flipped_byte_in_log_meta_is_found() {
-    let dir = tempfile::tempdir().unwrap();
-    make_store(dir.path());
-    let meta = dir.path().join("changelog/log.meta");
-    flip_byte(&meta, 14);
-    expect_problem(dir.path(), &format!("{}:28: ", meta.display()));
-}
-
-#[test]
 fn a_missing_table_is_named_with_the_manifest_record() {
-    let dir = tempfile::tempdir().unwrap();
-    make_store(dir.path());
+    let (dir, _) = temp_dir_store();
     let table = tables(dir.path())[1].clone();
     std::fs::remove_file(&table).unwrap();
     let name = table.file_name().unwrap().to_str().unwrap().to_owned();
@@ -203,8 +198,7 @@ fn a_real_torn_tail_after_a_kill_is_a_note() {
 #[test]
 fn a_batch_beyond_the_seqno_range_is_found() {
     use varve_db::varve_changelog::{Log, LogOptions, Record, StoredRecord};
-    let dir = tempfile::tempdir().unwrap();
-    make_store(dir.path());
+    let (dir, _) = temp_dir_store();
     let log = Log::open(dir.path().join("changelog"), LogOptions::default()).unwrap();
     let offset = 1 << 57;
     let record = StoredRecord {
@@ -218,4 +212,51 @@ fn a_batch_beyond_the_seqno_range_is_found() {
     expect_problem(dir.path(), &format!("{}:{position}: ", segment.display()));
     let text = varve(&["verify", arg(dir.path())]).stdout;
     assert!(text.contains("sequence-number range"), "{text}");
+}
+
+#[test]
+fn damaged_segment_indexes_are_found_entry_by_entry() {
+    use varve_db::{ChangelogRetention, Db, Options};
+    // Small segments, all kept: the first is rolled and so has its indexes.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options::default()
+        .changelog_segment_size_bytes(64 << 10)
+        .changelog_retention(ChangelogRetention::UntilShipped);
+    let db = Db::open(dir.path(), opts).unwrap();
+    db.changelog().commit_position("keep-all", 0).unwrap();
+    for i in 0..2000 {
+        db.put(format!("key:{i:05}"), "v".repeat(100)).unwrap();
+    }
+    db.close().unwrap();
+    let segment = common::first_segment(dir.path());
+    let index = segment.with_extension("index");
+    let time_index = segment.with_extension("timeindex");
+    for file in [&index, &time_index] {
+        let len = std::fs::metadata(file).unwrap().len();
+        assert!(len > 0, "{file:?} has no entries");
+    }
+    // The first offset index entry points at the wrong byte; the time
+    // index gets a torn entry at its end.
+    flip_byte(&index, 4);
+    let mut torn = std::fs::read(&time_index).unwrap();
+    let whole = torn.len();
+    torn.extend_from_slice(&[0; 5]);
+    std::fs::write(&time_index, &torn).unwrap();
+    let run = varve(&["verify", arg(dir.path())]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let wants = [
+        format!("{}:0: entry 0 says offset ", index.display()),
+        format!(
+            "{}:0: size {} is not a multiple of 12",
+            time_index.display(),
+            whole + 5
+        ),
+    ];
+    for want in wants {
+        assert!(
+            run.stdout.lines().any(|l| l.starts_with(&want)),
+            "no line starts with {want:?}:\n{}",
+            run.stdout
+        );
+    }
 }

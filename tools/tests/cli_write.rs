@@ -3,15 +3,25 @@
 
 mod common;
 
-use common::{arg, json_lines, ok, varve};
+use common::{arg, json_lines, ok, temp_path, varve};
+
+/// Creates the store `s` with `varve put --create` of the first of
+/// `pairs`, then puts the others in order.
+fn create_with(s: &str, pairs: &[(&str, &str)]) {
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        let mut args = vec!["put", s, key, value];
+        if i == 0 {
+            args.push("--create");
+        }
+        ok(&args);
+    }
+}
 
 #[test]
 fn put_delete_and_get() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("new");
+    let (_dir, store) = temp_path("new");
     let s = arg(&store);
-    ok(&["put", s, "colour", "blue", "--create"]);
-    ok(&["put", s, "shape", "round"]);
+    create_with(s, &[("colour", "blue"), ("shape", "round")]);
     ok(&["put", "--hex", s, "00ff", "0a0b"]);
     assert_eq!(ok(&["get", s, "colour"]), "blue\n");
     assert_eq!(ok(&["get", s, "--hex", "00ff"]), "0x0a0b\n");
@@ -66,12 +76,9 @@ fn load_writes_json_lines_and_names_a_bad_line() {
 
 #[test]
 fn compact_leaves_one_level_and_the_same_contents() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("compacted");
+    let (dir, store) = temp_path("compacted");
     let s = arg(&store);
-    ok(&["put", s, "a", "1", "--create"]);
-    ok(&["put", s, "a", "2"]);
-    ok(&["put", s, "b", "3"]);
+    create_with(s, &[("a", "1"), ("a", "2"), ("b", "3")]);
     ok(&["delete", s, "b"]);
     let before = ok(&["scan", s]);
     let json = json_lines(&ok(&["compact", s, "--json"]));

@@ -10,9 +10,9 @@
 
 use std::path::Path;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Guard, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use super::{BatchOp, EngineConfig, KvEngine, Result, failed};
+use super::{BatchOp, EngineConfig, KvEngine, Result, count_entries, failed, visit_all};
 
 /// A fjall database driven by the runner.
 pub struct FjallEngine {
@@ -75,26 +75,16 @@ impl KvEngine for FjallEngine {
     }
 
     fn scan(&self, start: &[u8], limit: usize) -> Result<(usize, u64)> {
-        let (mut entries, mut bytes) = (0, 0);
-        for guard in self.keyspace.range(start..).take(limit) {
-            let (key, value) = guard.into_inner().map_err(failed)?;
-            entries += 1;
-            bytes += (key.len() + value.len()) as u64;
-        }
-        Ok((entries, bytes))
+        count_entries(
+            self.keyspace
+                .range(start..)
+                .take(limit)
+                .map(Guard::into_inner),
+        )
     }
 
     fn scan_all(&self, reverse: bool, visit: &mut dyn FnMut(usize)) -> Result<()> {
-        let mut each = |guard: fjall::Guard| -> Result<()> {
-            let (key, value) = guard.into_inner().map_err(failed)?;
-            visit(key.len() + value.len());
-            Ok(())
-        };
-        if reverse {
-            self.keyspace.iter().rev().try_for_each(&mut each)
-        } else {
-            self.keyspace.iter().try_for_each(&mut each)
-        }
+        visit_all(self.keyspace.iter().map(Guard::into_inner), reverse, visit)
     }
 
     fn flush(&self) -> Result<()> {

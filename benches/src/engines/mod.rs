@@ -153,11 +153,71 @@ pub fn open(name: &str, dir: &Path, config: &EngineConfig) -> Result<Box<dyn KvE
     }
 }
 
-/// A summary of the files under `dir`: how many there are of each
-/// extension and their total size, e.g. `"3 sst (12.1 MiB), 1 log (4.0 MiB)"`.
-/// Engines without a level report of their own describe their shape so.
-pub fn files_shape(dir: &Path) -> String {
-    let mut by_ext = std::collections::BTreeMap::<String, (u64, u64)>::new();
+/// An item of an engine's iterator: a key and its value, or the
+/// engine's error.
+pub(crate) trait Entry {
+    /// The entry's key + value bytes.
+    fn size(self) -> Result<usize>;
+}
+
+impl<K: AsRef<[u8]>, V: AsRef<[u8]>, E: fmt::Display> Entry for std::result::Result<(K, V), E> {
+    fn size(self) -> Result<usize> {
+        let (key, value) = self.map_err(failed)?;
+        Ok(key.as_ref().len() + value.as_ref().len())
+    }
+}
+
+/// Reads `entries` (an engine's iterator, already limited) for
+/// [`KvEngine::scan`]: how many there were and their key + value bytes.
+pub(crate) fn count_entries(entries: impl Iterator<Item: Entry>) -> Result<(usize, u64)> {
+    let (mut count, mut bytes) = (0, 0);
+    visit_each(entries, &mut |size| {
+        count += 1;
+        bytes += size as u64;
+    })?;
+    Ok((count, bytes))
+}
+
+/// Calls `visit` with each entry's key + value bytes, stopping at the
+/// first error.
+pub(crate) fn visit_each(
+    entries: impl Iterator<Item: Entry>,
+    visit: &mut dyn FnMut(usize),
+) -> Result<()> {
+    for entry in entries {
+        visit(entry.size()?);
+    }
+    Ok(())
+}
+
+/// [`KvEngine::scan_all`] over an engine's iterator of every entry that
+/// can also run backwards.
+pub(crate) fn visit_all(
+    entries: impl DoubleEndedIterator<Item: Entry>,
+    reverse: bool,
+    visit: &mut dyn FnMut(usize),
+) -> Result<()> {
+    if reverse {
+        visit_each(entries.rev(), visit)
+    } else {
+        visit_each(entries, visit)
+    }
+}
+
+/// A [`KvEngine::shape`] from one description per non-empty level, or
+/// `empty` when there is none.
+pub(crate) fn levels_shape(levels: Vec<String>, empty: &str) -> String {
+    if levels.is_empty() {
+        empty.to_owned()
+    } else {
+        levels.join("; ")
+    }
+}
+
+/// Calls `visit` with the path and metadata of every file under `dir`,
+/// at any depth. Directories or files that vanish during the walk are
+/// skipped.
+pub fn for_each_file(dir: &Path, visit: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&path) else {
@@ -168,16 +228,25 @@ pub fn files_shape(dir: &Path) -> String {
             if meta.is_dir() {
                 stack.push(entry.path());
             } else {
-                let ext = entry
-                    .path()
-                    .extension()
-                    .map_or_else(|| "other".to_owned(), |e| e.to_string_lossy().into_owned());
-                let slot = by_ext.entry(ext).or_default();
-                slot.0 += 1;
-                slot.1 += meta.len();
+                visit(&entry.path(), &meta);
             }
         }
     }
+}
+
+/// A summary of the files under `dir`: how many there are of each
+/// extension and their total size, e.g. `"3 sst (12.1 MiB), 1 log (4.0 MiB)"`.
+/// Engines without a level report of their own describe their shape so.
+pub fn files_shape(dir: &Path) -> String {
+    let mut by_ext = std::collections::BTreeMap::<String, (u64, u64)>::new();
+    for_each_file(dir, &mut |path, meta| {
+        let ext = path
+            .extension()
+            .map_or_else(|| "other".to_owned(), |e| e.to_string_lossy().into_owned());
+        let slot = by_ext.entry(ext).or_default();
+        slot.0 += 1;
+        slot.1 += meta.len();
+    });
     by_ext
         .iter()
         .map(|(ext, (count, bytes))| {

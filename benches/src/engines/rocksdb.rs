@@ -17,7 +17,9 @@ use rocksdb::{
     WriteOptions,
 };
 
-use super::{BatchOp, EngineConfig, KvEngine, Result, failed};
+use super::{
+    BatchOp, EngineConfig, KvEngine, Result, count_entries, failed, levels_shape, visit_each,
+};
 
 /// A RocksDB database driven by the runner.
 pub struct RocksDbEngine {
@@ -86,16 +88,10 @@ impl KvEngine for RocksDbEngine {
     }
 
     fn scan(&self, start: &[u8], limit: usize) -> Result<(usize, u64)> {
-        let (mut entries, mut bytes) = (0, 0);
         let iter = self
             .db
             .iterator(IteratorMode::From(start, Direction::Forward));
-        for kv in iter.take(limit) {
-            let (key, value) = kv.map_err(failed)?;
-            entries += 1;
-            bytes += (key.len() + value.len()) as u64;
-        }
-        Ok((entries, bytes))
+        count_entries(iter.take(limit))
     }
 
     fn scan_all(&self, reverse: bool, visit: &mut dyn FnMut(usize)) -> Result<()> {
@@ -104,11 +100,7 @@ impl KvEngine for RocksDbEngine {
         } else {
             IteratorMode::Start
         };
-        for kv in self.db.iterator(mode) {
-            let (key, value) = kv.map_err(failed)?;
-            visit(key.len() + value.len());
-        }
-        Ok(())
+        visit_each(self.db.iterator(mode), visit)
     }
 
     fn flush(&self) -> Result<()> {
@@ -139,11 +131,7 @@ impl KvEngine for RocksDbEngine {
                 (files > 0).then(|| format!("L{level}: {files} files, {size_mb} MB"))
             })
             .collect();
-        Some(if levels.is_empty() {
-            "no table files".to_owned()
-        } else {
-            levels.join("; ")
-        })
+        Some(levels_shape(levels, "no table files"))
     }
 
     fn close(self: Box<Self>) -> Result<()> {

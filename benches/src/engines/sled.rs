@@ -9,7 +9,10 @@
 
 use std::path::Path;
 
-use super::{BatchOp, EngineConfig, EngineError, KvEngine, Result, failed, files_shape};
+use super::{
+    BatchOp, EngineConfig, EngineError, KvEngine, Result, count_entries, failed, files_shape,
+    visit_all,
+};
 
 /// A sled database driven by the runner.
 pub struct SledEngine {
@@ -74,26 +77,11 @@ impl KvEngine for SledEngine {
     }
 
     fn scan(&self, start: &[u8], limit: usize) -> Result<(usize, u64)> {
-        let (mut entries, mut bytes) = (0, 0);
-        for kv in self.db.range(start..).take(limit) {
-            let (key, value) = kv.map_err(failed)?;
-            entries += 1;
-            bytes += (key.len() + value.len()) as u64;
-        }
-        Ok((entries, bytes))
+        count_entries(self.db.range(start..).take(limit))
     }
 
     fn scan_all(&self, reverse: bool, visit: &mut dyn FnMut(usize)) -> Result<()> {
-        let mut each = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<()> {
-            let (key, value) = kv.map_err(failed)?;
-            visit(key.len() + value.len());
-            Ok(())
-        };
-        if reverse {
-            self.db.iter().rev().try_for_each(&mut each)
-        } else {
-            self.db.iter().try_for_each(&mut each)
-        }
+        visit_all(self.db.iter(), reverse, visit)
     }
 
     fn flush(&self) -> Result<()> {

@@ -11,7 +11,10 @@ use std::path::Path;
 
 use varve_db::{Db, Options, WriteBatch, WriteOptions};
 
-use super::{BatchOp, EngineConfig, KvEngine, Result, failed, files_shape};
+use super::{
+    BatchOp, EngineConfig, KvEngine, Result, count_entries, failed, files_shape, levels_shape,
+    visit_all,
+};
 
 /// A Varve store driven by the runner.
 #[derive(Debug)]
@@ -75,26 +78,11 @@ impl KvEngine for VarveEngine {
     }
 
     fn scan(&self, start: &[u8], limit: usize) -> Result<(usize, u64)> {
-        let (mut entries, mut bytes) = (0, 0);
-        for kv in self.db.range(start..).take(limit) {
-            let (key, value) = kv.map_err(failed)?;
-            entries += 1;
-            bytes += (key.len() + value.len()) as u64;
-        }
-        Ok((entries, bytes))
+        count_entries(self.db.range(start..).take(limit))
     }
 
     fn scan_all(&self, reverse: bool, visit: &mut dyn FnMut(usize)) -> Result<()> {
-        let mut each = |kv: varve_db::Result<varve_db::KeyValue>| -> Result<()> {
-            let (key, value) = kv.map_err(failed)?;
-            visit(key.len() + value.len());
-            Ok(())
-        };
-        if reverse {
-            self.db.iter().rev().try_for_each(&mut each)
-        } else {
-            self.db.iter().try_for_each(&mut each)
-        }
+        visit_all(self.db.iter(), reverse, visit)
     }
 
     fn flush(&self) -> Result<()> {
@@ -119,11 +107,7 @@ impl KvEngine for VarveEngine {
                 format!("L{n}: {} tables, {mib:.1} MiB", level.tables)
             })
             .collect();
-        Some(if levels.is_empty() {
-            "no tables".to_owned()
-        } else {
-            levels.join("; ")
-        })
+        Some(levels_shape(levels, "no tables"))
     }
 
     fn close(self: Box<Self>) -> Result<()> {

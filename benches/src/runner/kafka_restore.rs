@@ -77,14 +77,7 @@ pub(crate) fn run(ctx: &Context<'_>) -> Result<Outcome, EngineError> {
             report.records
         )));
     }
-    let mut outcome = Outcome {
-        threads: 1,
-        ops: 1,
-        secs,
-        bytes: report.bytes,
-        ..Outcome::default()
-    };
-    outcome.latency.record_ns((secs * 1e9) as u64);
+    let mut outcome = Outcome::one_op(secs, report.bytes);
     let secs = secs.max(1e-9);
     outcome.note = Some(format!(
         "{} records, {:.1} MB restored from Kafka: {:.0} records/s, {:.1} MB/s (shipped with lz4 at {:.0} records/s)",

@@ -115,20 +115,7 @@ fn field(text: &str, label: &str) -> Option<u64> {
 /// vanish during the walk are skipped.
 pub fn disk_usage_bytes(dir: &Path) -> u64 {
     let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&path) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else {
-                total += meta.blocks() * 512;
-            }
-        }
-    }
+    crate::engines::for_each_file(dir, &mut |_, meta| total += meta.blocks() * 512);
     total
 }
 

@@ -300,6 +300,20 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
+    /// A workload of one operation (a whole restore, say) that took
+    /// `secs` and moved `bytes` user bytes.
+    pub(crate) fn one_op(secs: f64, bytes: u64) -> Outcome {
+        let mut outcome = Outcome {
+            threads: 1,
+            ops: 1,
+            secs,
+            bytes,
+            ..Outcome::default()
+        };
+        outcome.latency.record_ns((secs * 1e9) as u64);
+        outcome
+    }
+
     /// A workload that did not run, and why.
     pub(crate) fn skipped(why: impl Into<String>) -> Outcome {
         Outcome {

@@ -119,8 +119,13 @@ fn draw(path: &Path, workload: &str, rows: &[ChartRow]) -> DrawResult {
     let root = SVGBackend::new(path, CHART_SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(CHART_SIZE.0 / 2);
-    draw_throughput(&left, workload, rows)?;
-    draw_latency(&right, workload, rows)?;
+    let panel = |area| Panel {
+        area,
+        workload,
+        rows,
+    };
+    panel(&left).draw_throughput()?;
+    panel(&right).draw_latency()?;
     root.present()?;
     Ok(())
 }
@@ -136,121 +141,121 @@ fn engine_color(index: usize) -> RGBColor {
     COLORS[index % COLORS.len()]
 }
 
-fn draw_throughput<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
-    workload: &str,
-    rows: &[ChartRow],
-) -> DrawResult
-where
-    DB::ErrorType: 'static,
-{
-    let top = rows.iter().map(|r| r.ops_per_sec).fold(1.0, f64::max) * 1.15;
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            format!("{workload}: operations per second"),
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(70)
-        // A segmented range includes its end: `0..n - 1` gives n slots.
-        .build_cartesian_2d((0..rows.len().saturating_sub(1)).into_segmented(), 0.0..top)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => {
-                rows.get(*i).map_or_else(String::new, |r| r.engine.clone())
-            }
-            _ => String::new(),
-        })
-        .y_label_formatter(&|v| human(*v))
-        .draw()?;
-    chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
-        let mut bar = Rectangle::new(
-            [
-                (SegmentValue::Exact(i), 0.0),
-                (SegmentValue::Exact(i + 1), r.ops_per_sec),
-            ],
-            engine_color(i).filled(),
-        );
-        bar.set_margin(0, 0, 18, 18);
-        bar
-    }))?;
-    chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
-        Text::new(
-            human(r.ops_per_sec),
-            (SegmentValue::CenterOf(i), r.ops_per_sec * 1.02),
-            TextStyle::from(("sans-serif", 13).into_font())
-                .pos(Pos::new(HPos::Center, VPos::Bottom)),
-        )
-    }))?;
-    Ok(())
+/// One half of a workload's chart: where it is drawn and what of.
+struct Panel<'a, DB: DrawingBackend> {
+    area: &'a DrawingArea<DB, plotters::coord::Shift>,
+    workload: &'a str,
+    rows: &'a [ChartRow],
 }
 
-fn draw_latency<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
-    workload: &str,
-    rows: &[ChartRow],
-) -> DrawResult
+impl<'a, DB: DrawingBackend> Panel<'a, DB>
 where
     DB::ErrorType: 'static,
 {
-    let known = || {
-        rows.iter()
-            .flat_map(|r| r.latency_us.iter().flatten().copied())
-    };
-    let low = known().fold(f64::INFINITY, f64::min).clamp(0.01, 1.0);
-    let high = known().fold(1.0, f64::max) * 2.0;
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            format!("{workload}: latency (µs, log scale)"),
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(
-            (0..PERCENTILES.len() - 1).into_segmented(),
-            (low * 0.5..high).log_scale(),
-        )?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => PERCENTILES
-                .get(*i)
-                .map_or_else(String::new, |p| (*p).to_owned()),
-            _ => String::new(),
-        })
-        .draw()?;
-    for (index, row) in rows.iter().enumerate() {
-        let color = engine_color(index);
-        let points: Vec<(SegmentValue<usize>, f64)> = row
-            .latency_us
-            .iter()
-            .enumerate()
-            .filter_map(|(p, v)| v.map(|v| (SegmentValue::CenterOf(p), v.max(low))))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
-            .label(row.engine.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
-        chart.draw_series(
-            points
-                .into_iter()
-                .map(|p| Circle::new(p, 4, color.filled())),
-        )?;
+    /// A chart on the panel captioned `"<workload>: <what>"`, with
+    /// `y_label_width` pixels for the y labels.
+    fn chart(&self, what: &str, y_label_width: u32) -> ChartBuilder<'a, 'a, DB> {
+        let mut builder = ChartBuilder::on(self.area);
+        builder
+            .caption(format!("{}: {what}", self.workload), ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(y_label_width);
+        builder
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+
+    fn draw_throughput(&self) -> DrawResult {
+        let rows = self.rows;
+        let top = rows.iter().map(|r| r.ops_per_sec).fold(1.0, f64::max) * 1.15;
+        let mut chart = self
+            .chart("operations per second", 70)
+            // A segmented range includes its end: `0..n - 1` gives n slots.
+            .build_cartesian_2d((0..rows.len().saturating_sub(1)).into_segmented(), 0.0..top)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => {
+                    rows.get(*i).map_or_else(String::new, |r| r.engine.clone())
+                }
+                _ => String::new(),
+            })
+            .y_label_formatter(&|v| human(*v))
+            .draw()?;
+        chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
+            let mut bar = Rectangle::new(
+                [
+                    (SegmentValue::Exact(i), 0.0),
+                    (SegmentValue::Exact(i + 1), r.ops_per_sec),
+                ],
+                engine_color(i).filled(),
+            );
+            bar.set_margin(0, 0, 18, 18);
+            bar
+        }))?;
+        chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
+            Text::new(
+                human(r.ops_per_sec),
+                (SegmentValue::CenterOf(i), r.ops_per_sec * 1.02),
+                TextStyle::from(("sans-serif", 13).into_font())
+                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
+            )
+        }))?;
+        Ok(())
+    }
+
+    fn draw_latency(&self) -> DrawResult {
+        let rows = self.rows;
+        let known = || {
+            rows.iter()
+                .flat_map(|r| r.latency_us.iter().flatten().copied())
+        };
+        let low = known().fold(f64::INFINITY, f64::min).clamp(0.01, 1.0);
+        let high = known().fold(1.0, f64::max) * 2.0;
+        let mut chart = self
+            .chart("latency (µs, log scale)", 60)
+            .build_cartesian_2d(
+                (0..PERCENTILES.len() - 1).into_segmented(),
+                (low * 0.5..high).log_scale(),
+            )?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => PERCENTILES
+                    .get(*i)
+                    .map_or_else(String::new, |p| (*p).to_owned()),
+                _ => String::new(),
+            })
+            .draw()?;
+        for (index, row) in rows.iter().enumerate() {
+            let color = engine_color(index);
+            let points: Vec<(SegmentValue<usize>, f64)> = row
+                .latency_us
+                .iter()
+                .enumerate()
+                .filter_map(|(p, v)| v.map(|v| (SegmentValue::CenterOf(p), v.max(low))))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .label(row.engine.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+            chart.draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 4, color.filled())),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -433,14 +433,7 @@ fn restore(ctx: &Context<'_>) -> EngineResult<Outcome> {
     let _ = std::fs::remove_dir_all(&target);
     let restore_mb_s = file_bytes as f64 / 1e6 / secs.max(1e-9);
     let copy_mb_s = file_bytes as f64 / 1e6 / copy_secs.max(1e-9);
-    let mut outcome = Outcome {
-        threads: 1,
-        ops: 1,
-        secs,
-        bytes: report.bytes,
-        ..Outcome::default()
-    };
-    outcome.latency.record_ns((secs * 1e9) as u64);
+    let mut outcome = Outcome::one_op(secs, report.bytes);
     outcome.note = Some(format!(
         "{} records, keys in {:?} order, {:.0} MB of segments: restore {restore_mb_s:.0} MB/s, \
          copy+fdatasync {copy_mb_s:.0} MB/s, ratio {:.2}",

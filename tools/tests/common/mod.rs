@@ -8,13 +8,48 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use varve_db::{Db, Options, WriteBatch, WriteOptions};
+use tempfile::TempDir;
+use varve_db::testing::files_ending_with;
+use varve_db::varve_changelog::fs::StdFs;
+use varve_db::{Db, Options, PartitionedStore, WriteBatch, WriteOptions};
+
+/// The contents of a store: each live key with its value.
+pub type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Every subcommand of `varve`.
+pub const SUBCOMMANDS: [&str; 16] = [
+    "info",
+    "verify",
+    "sst",
+    "log",
+    "manifest",
+    "positions",
+    "get",
+    "scan",
+    "put",
+    "compact",
+    "delete",
+    "load",
+    "repair",
+    "checkpoint",
+    "restore",
+    "completions",
+];
 
 /// What a run of `varve` gave.
 pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// Held by each test of a file whose tests open stores in-process beside
+/// `varve` children: a child forked by one test thread inherits the store
+/// locks another thread holds until it execs, so a store written there
+/// could look locked to the next command.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs `varve` with `args`.
@@ -41,6 +76,19 @@ pub fn ok(args: &[&str]) -> String {
     run.stdout
 }
 
+/// Runs `varve` and expects it to refuse (exit code 2) with `says` in its
+/// error output; returns the run for further checks.
+pub fn refused(args: &[&str], says: &str) -> Run {
+    let run = varve(args);
+    assert_eq!(
+        run.code, 2,
+        "varve {args:?}:\n{}\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(run.stderr.contains(says), "varve {args:?}: {}", run.stderr);
+    run
+}
+
 /// Parses every line of `text` as a JSON object.
 pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
@@ -56,10 +104,10 @@ pub fn arg(path: &Path) -> &str {
 /// Makes a closed store in `dir` with two flushed tables (the second
 /// overwrites and deletes some keys of the first) and a few writes only in
 /// the changelog. Returns the live contents.
-pub fn make_store(dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+pub fn make_store(dir: &Path) -> Model {
     let mut model = BTreeMap::new();
     let db = Db::open(dir, Options::default()).unwrap();
-    let put = |model: &mut BTreeMap<Vec<u8>, Vec<u8>>, db: &Db, k: String, v: String| {
+    let put = |model: &mut Model, db: &Db, k: String, v: String| {
         db.put(k.clone(), v.clone()).unwrap();
         model.insert(k.into_bytes(), v.into_bytes());
     };
@@ -96,15 +144,75 @@ pub fn make_store(dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     model
 }
 
+/// A new temporary directory and the path `name` in it, for a store the
+/// test makes there.
+pub fn temp_path(name: &str) -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
+/// A new temporary directory with the store of [`make_store`] at `name`
+/// in it: the directory, the store's path and its contents.
+pub fn temp_store(name: &str) -> (TempDir, PathBuf, Model) {
+    let (dir, store) = temp_path(name);
+    let model = make_store(&store);
+    (dir, store, model)
+}
+
+/// A new temporary directory that is itself the store of [`make_store`],
+/// with the store's contents.
+pub fn temp_dir_store() -> (TempDir, Model) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = make_store(dir.path());
+    (dir, model)
+}
+
+/// The partitions of [`temp_partitioned`]'s store.
+pub const PARTITIONS: u32 = 4;
+
+/// A new temporary directory with a closed partitioned store at `orders`
+/// in it: 40 keys `key:NN` = `vNN` in tables, then, only in the
+/// changelogs, `key:05` overwritten and `key:06` deleted. Returns the
+/// directory and the store's root.
+pub fn temp_partitioned() -> (TempDir, PathBuf) {
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().join("orders");
+    let store = PartitionedStore::open(&root, PARTITIONS, Options::default()).unwrap();
+    for i in 0..40 {
+        store.put(format!("key:{i:02}"), format!("v{i}")).unwrap();
+    }
+    store.flush().unwrap();
+    store.put("key:05", "newer, in the changelog").unwrap();
+    store.delete("key:06").unwrap();
+    store.close().unwrap();
+    (parent, root)
+}
+
+/// What `varve scan` prints for a store holding `model`, line by line.
+pub fn scan_lines(model: &Model) -> Vec<String> {
+    model
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}\t{}",
+                String::from_utf8_lossy(k),
+                String::from_utf8_lossy(v)
+            )
+        })
+        .collect()
+}
+
+/// `varve scan` of `store` prints exactly `model`.
+pub fn assert_scans_as(store: &Path, model: &Model) {
+    let scan = ok(&["scan", arg(store)]);
+    assert_eq!(scan.lines().collect::<Vec<_>>(), scan_lines(model));
+}
+
 /// The table files of a store, by number.
 pub fn tables(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sst"))
-        .collect();
-    out.sort();
-    out
+    let names = files_ending_with(&StdFs, dir, ".sst").unwrap();
+    names.into_iter().map(|name| dir.join(name)).collect()
 }
 
 /// The manifest file `CURRENT` names.
