@@ -214,14 +214,32 @@ enum Command {
         /// Where to write the checkpoint (must not exist, or be empty).
         dir: PathBuf,
     },
-    /// Rebuild a store from a changelog alone (bulk load, then a full
-    /// compaction); resumes an interrupted restore of the same directory.
+    /// Rebuild a store from a changelog alone (sorted runs, then a merge of
+    /// what overlaps); resumes an interrupted restore of the same
+    /// directory. `varve restore CHANGELOG NEW_STORE` reads a changelog
+    /// directory; `varve restore --kafka BOOTSTRAP TOPIC PARTITION
+    /// NEW_STORE` reads one partition of a Kafka topic (built with the
+    /// `kafka` feature).
     Restore {
-        /// The changelog directory (or a store, whose changelog is used).
+        /// The changelog directory (or a store, whose changelog is used);
+        /// with `--kafka`, the topic.
+        #[arg(value_name = "CHANGELOG|TOPIC")]
         changelog: PathBuf,
         /// Where to build the store (must not exist, be empty, or hold an
-        /// interrupted restore).
+        /// interrupted restore); with `--kafka`, the partition.
+        #[arg(value_name = "NEW_STORE|PARTITION")]
         new_store: PathBuf,
+        /// With `--kafka`: where to build the store.
+        #[arg(value_name = "NEW_STORE")]
+        kafka_store: Option<PathBuf>,
+        /// Restore from the Kafka cluster at these bootstrap brokers
+        /// (`host:port[,host:port]`).
+        #[arg(long, value_name = "BOOTSTRAP")]
+        kafka: Option<String>,
+        /// A librdkafka property for `--kafka` (repeatable), e.g.
+        /// `--kafka-property security.protocol=SSL`.
+        #[arg(long = "kafka-property", value_name = "KEY=VALUE", requires = "kafka")]
+        kafka_properties: Vec<String>,
         /// Start from this checkpoint; only later records are replayed.
         #[arg(long)]
         from_checkpoint: Option<PathBuf>,
@@ -465,8 +483,30 @@ fn run(mut cli: Cli) -> Result<()> {
         Command::Restore {
             changelog,
             new_store,
+            kafka_store,
+            kafka,
+            kafka_properties,
             from_checkpoint,
-        } => restore::run(&mut out, &changelog, &new_store, from_checkpoint.as_deref()),
+        } => match kafka {
+            None if kafka_store.is_some() => Err(ToolError::Invalid(
+                "restore takes CHANGELOG NEW_STORE (three paths only with --kafka)".into(),
+            )),
+            None => restore::run(&mut out, &changelog, &new_store, from_checkpoint.as_deref()),
+            Some(bootstrap) => {
+                let from = restore::KafkaPartition::parse(
+                    bootstrap,
+                    &changelog,
+                    &new_store,
+                    &kafka_properties,
+                )?;
+                let Some(store) = kafka_store else {
+                    return Err(ToolError::Invalid(
+                        "restore --kafka takes BOOTSTRAP TOPIC PARTITION NEW_STORE".into(),
+                    ));
+                };
+                restore::run_kafka(&mut out, &from, &store, from_checkpoint.as_deref())
+            }
+        },
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "varve", &mut script);

@@ -1,5 +1,7 @@
 //! `varve restore CHANGELOG NEW_STORE [--from-checkpoint DIR]`: rebuilds a
-//! store from a changelog directory alone (`varve_db::restore`).
+//! store from a changelog directory alone (`varve_db::restore`); with
+//! `--kafka BOOTSTRAP TOPIC PARTITION NEW_STORE`, from one partition of a
+//! Kafka topic (feature `kafka`).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use varve_db::restore::{RestoreListener, RestoreProgress};
 use varve_db::varve_changelog::fs::StdFs;
-use varve_db::varve_changelog::{Log, LogOptions, LogSource};
+use varve_db::varve_changelog::{Log, LogOptions, LogSource, RecordSource};
 use varve_db::{RestoreOptions, RestoreReport};
 
 use crate::error::{Result, ToolError};
@@ -47,7 +49,26 @@ pub fn run(
     let source_name = log_dir
         .canonicalize()
         .map_err(|e| ToolError::io("resolve", &log_dir, e))?;
-    let mut opts = RestoreOptions::default().source_name(source_name.display().to_string());
+    let report = restore_with_progress(
+        new_store,
+        &mut LogSource::new(&log),
+        source_name.display().to_string(),
+        checkpoint,
+    )?;
+    log.close()?;
+    print_report(out, new_store, &report)
+}
+
+/// Restores `source` into `new_store` (from `checkpoint`, if given), with
+/// a progress bar on a terminal; the marker names the source
+/// `source_name`, so a resume from another source is refused.
+fn restore_with_progress<S: RecordSource>(
+    new_store: &Path,
+    source: &mut S,
+    source_name: String,
+    checkpoint: Option<&Path>,
+) -> Result<RestoreReport> {
+    let mut opts = RestoreOptions::default().source_name(source_name);
     let bar = std::io::stderr()
         .is_terminal()
         .then(|| Arc::new(Bar(ProgressBar::new(0))));
@@ -60,13 +81,119 @@ pub fn run(
         }
         opts = opts.from_checkpoint(cp);
     }
-    let result = varve_db::restore(new_store, &mut LogSource::new(&log), opts);
+    let result = varve_db::restore(new_store, source, opts);
     if let Some(bar) = &bar {
         bar.0.finish_and_clear();
     }
-    let report = result?;
-    log.close()?;
+    Ok(result?)
+}
+
+/// The Kafka topic partition `varve restore --kafka` reads.
+#[derive(Debug)]
+pub struct KafkaPartition {
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    bootstrap: String,
+    topic: String,
+    partition: i32,
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    properties: Vec<(String, String)>,
+}
+
+impl KafkaPartition {
+    /// The partition from the command line: the bootstrap brokers, the
+    /// topic, the partition number, and `KEY=VALUE` librdkafka properties.
+    ///
+    /// # Errors
+    /// [`ToolError::Invalid`] for a partition that is not a number from 0,
+    /// an empty topic or a property without `=`.
+    pub fn parse(
+        bootstrap: String,
+        topic: &Path,
+        partition: &Path,
+        properties: &[String],
+    ) -> Result<KafkaPartition> {
+        let topic = topic.to_string_lossy().into_owned();
+        if topic.is_empty() || bootstrap.is_empty() {
+            return Err(ToolError::Invalid(
+                "restore --kafka takes BOOTSTRAP TOPIC PARTITION NEW_STORE".into(),
+            ));
+        }
+        let partition = partition.to_string_lossy();
+        let partition = partition
+            .parse::<i32>()
+            .ok()
+            .filter(|p| *p >= 0)
+            .ok_or_else(|| {
+                ToolError::Invalid(format!(
+                    "partition {partition:?} is not a partition number (0, 1, ...)"
+                ))
+            })?;
+        let properties = properties
+            .iter()
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+                _ => Err(ToolError::Invalid(format!(
+                    "--kafka-property {p:?} is not KEY=VALUE"
+                ))),
+            })
+            .collect::<Result<_>>()?;
+        Ok(KafkaPartition {
+            bootstrap,
+            topic,
+            partition,
+            properties,
+        })
+    }
+
+    /// The name the restore marker records: the topic and partition (the
+    /// brokers may change between a restore and its resume).
+    fn source_name(&self) -> String {
+        format!("kafka topic {} partition {}", self.topic, self.partition)
+    }
+}
+
+/// Restores `from` into `new_store` (from `checkpoint`, if given) and
+/// prints what was restored.
+///
+/// # Errors
+/// [`ToolError::Invalid`] when built without the `kafka` feature; the
+/// bridge's errors (an unreachable broker, a missing topic or partition)
+/// and the restore's.
+#[cfg(feature = "kafka")]
+pub fn run_kafka(
+    out: &mut Out,
+    from: &KafkaPartition,
+    new_store: &Path,
+    checkpoint: Option<&Path>,
+) -> Result<()> {
+    use varve_db::varve_changelog::kafka::{KafkaConfig, KafkaSource};
+
+    let mut config = KafkaConfig::new(from.bootstrap.clone(), from.topic.clone());
+    for (key, value) in &from.properties {
+        config = config.property(key.clone(), value.clone());
+    }
+    let mut source = KafkaSource::new(config, from.partition)
+        .map_err(|e| ToolError::Invalid(format!("Kafka: {e}")))?;
+    let report = restore_with_progress(new_store, &mut source, from.source_name(), checkpoint)?;
     print_report(out, new_store, &report)
+}
+
+/// Without the `kafka` feature: says how to get it.
+///
+/// # Errors
+/// Always [`ToolError::Invalid`].
+#[cfg(not(feature = "kafka"))]
+pub fn run_kafka(
+    _out: &mut Out,
+    from: &KafkaPartition,
+    _new_store: &Path,
+    _checkpoint: Option<&Path>,
+) -> Result<()> {
+    Err(ToolError::Invalid(format!(
+        "cannot restore {}: this varve was built without Kafka support \
+         (install it with `cargo install varve-tools --features kafka`)",
+        from.source_name()
+    )))
 }
 
 /// The changelog directory named by `path`: `path/changelog` if `path` is

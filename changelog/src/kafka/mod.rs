@@ -25,7 +25,7 @@ mod topic;
 pub use config::{Compression, GUARANTEED_PROPERTIES, KafkaConfig};
 pub use error::{Error, Result};
 pub use shipper::{Shipper, ShipperHandle, ShipperOptions};
-pub use source::{KafkaSource, local_offset_from_header};
+pub use source::{KafkaSource, SOURCE_FETCH_SETTINGS, local_offset_from_header};
 pub use topic::{CLEANUP_POLICY, TopicInfo, TopicSpec, check_topic, ensure_topic};
 
 /// The Kafka client the bridge uses, for settings and clients of your own

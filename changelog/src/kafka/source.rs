@@ -27,6 +27,24 @@ use crate::source::{RecordSource, SourceBounds};
 /// How long one consumer poll waits before the source checks its bounds.
 const POLL_SLICE: Duration = Duration::from_millis(100);
 
+/// The librdkafka fetch settings of a [`KafkaSource`] (the configuration's
+/// own properties are applied after them, so they can be overridden).
+///
+/// A restore reads a partition from start to end as fast as it can: large
+/// fetches, up to 64 MiB queued ahead of the restore, and no pause when
+/// the queue is full — librdkafka's defaults (`queued.min.messages`
+/// 100,000, `fetch.queue.backoff.ms` 1000) stop fetching for a second
+/// whenever about 100,000 records wait, e.g. while the restore writes a
+/// table.
+pub const SOURCE_FETCH_SETTINGS: &[(&str, &str)] = &[
+    ("fetch.max.bytes", "67108864"),
+    ("max.partition.fetch.bytes", "8388608"),
+    ("fetch.wait.max.ms", "100"),
+    ("queued.max.messages.kbytes", "65536"),
+    ("queued.min.messages", "10000000"),
+    ("fetch.queue.backoff.ms", "10"),
+];
+
 /// Records of one topic partition, in Kafka offset order, from the earliest
 /// offset to the high watermark of the fetch response. Offsets are Kafka's (a compacted topic has
 /// gaps); the `varve.offset` header is dropped from the records.
@@ -92,11 +110,10 @@ impl KafkaSource {
             .set("enable.partition.eof", "true")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "error")
-            .set("fetch.max.bytes", (64 << 20).to_string())
-            .set("max.partition.fetch.bytes", (8 << 20).to_string())
-            .set("fetch.wait.max.ms", "100")
-            .set("queued.max.messages.kbytes", (64 << 10).to_string());
+            .set("auto.offset.reset", "error");
+        for (k, v) in SOURCE_FETCH_SETTINGS {
+            c.set(*k, *v);
+        }
         for (k, v) in &config.properties {
             c.set(k, v);
         }
@@ -214,6 +231,16 @@ impl KafkaSource {
         }
     }
 
+    /// Whether everything up to the partition's end has been handed out:
+    /// the consumer reported the end, or the position reached the high
+    /// watermark of the last fetch response.
+    fn at_end(&self) -> bool {
+        self.at_eof
+            || self
+                .cached_watermarks()
+                .is_some_and(|(_, high)| self.position >= u64::try_from(high).unwrap_or(0))
+    }
+
     /// The offset of the first record not yet handed out, if known.
     fn next_pending_offset(&self) -> Option<u64> {
         self.pending.front().map(|r| r.offset)
@@ -293,28 +320,18 @@ impl RecordSource for KafkaSource {
                     return Ok(out);
                 }
             }
-            let at_end = self.at_eof
-                || self
-                    .cached_watermarks()
-                    .is_some_and(|(_, high)| self.position >= u64::try_from(high).unwrap_or(0));
-            let timeout = if out.is_empty() && !at_end {
-                POLL_SLICE
-            } else {
-                Duration::ZERO
-            };
-            if !self.poll_once(timeout)? {
-                if !out.is_empty() || at_end {
-                    return Ok(out);
-                }
-                if started.elapsed() >= self.config.timeout() {
-                    return Err(self.ctx().timed_out(
-                        &self.config,
-                        "fetch records",
-                        started.elapsed(),
-                    ));
-                }
-            } else if self.at_eof && self.pending.is_empty() {
+            // Whatever librdkafka already holds is taken without waiting
+            // (and without asking for the watermarks per record).
+            if self.poll_once(Duration::ZERO)? {
+                continue;
+            }
+            if !out.is_empty() || self.at_end() {
                 return Ok(out);
+            }
+            if !self.poll_once(POLL_SLICE)? && started.elapsed() >= self.config.timeout() {
+                return Err(self
+                    .ctx()
+                    .timed_out(&self.config, "fetch records", started.elapsed()));
             }
         }
     }
