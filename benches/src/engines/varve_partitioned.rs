@@ -60,6 +60,18 @@ impl VarvePartitionedEngine {
     }
 }
 
+impl VarvePartitionedEngine {
+    /// Writes a one-key `batch` straight to `key`'s partition (what
+    /// `PartitionedStore::write` does, without splitting a batch that
+    /// needs no split).
+    fn write_one(&self, key: &[u8], batch: WriteBatch, sync: bool) -> Result<()> {
+        let partition = self.store.partition(self.store.partition_for(key));
+        partition
+            .write(batch, WriteOptions::default().sync(sync))
+            .map_err(failed)
+    }
+}
+
 impl KvEngine for VarvePartitionedEngine {
     fn name(&self) -> &'static str {
         "varve"
@@ -68,9 +80,7 @@ impl KvEngine for VarvePartitionedEngine {
     fn put(&self, key: &[u8], value: &[u8], sync: bool) -> Result<()> {
         let mut batch = WriteBatch::new();
         batch.put(key.to_vec(), value.to_vec());
-        self.store
-            .write(batch, WriteOptions::default().sync(sync))
-            .map_err(failed)
+        self.write_one(key, batch, sync)
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<usize>> {
@@ -80,9 +90,7 @@ impl KvEngine for VarvePartitionedEngine {
     fn delete(&self, key: &[u8], sync: bool) -> Result<()> {
         let mut batch = WriteBatch::new();
         batch.delete(key.to_vec());
-        self.store
-            .write(batch, WriteOptions::default().sync(sync))
-            .map_err(failed)
+        self.write_one(key, batch, sync)
     }
 
     fn write_batch(&self, ops: &[BatchOp<'_>], sync: bool) -> Result<()> {

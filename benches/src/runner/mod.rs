@@ -286,7 +286,7 @@ fn measure(
         space_amp: ratio(Some(disk_bytes), live_bytes),
         peak_rss_bytes: metrics::peak_rss_bytes(),
         peak_rss_scope,
-        note: threads::with_engine_threads(outcome.note),
+        note: threads::with_engine_threads(outcome.note, config.partitions),
         skipped: outcome.skipped,
     })
 }

@@ -14,15 +14,16 @@ pub fn engine_thread_count() -> Option<usize> {
     Some(count)
 }
 
-/// `note` with the engine thread count appended (when known and not
-/// zero: peers name their threads otherwise).
-pub fn with_engine_threads(note: Option<String>) -> Option<String> {
-    let Some(threads) = engine_thread_count().filter(|&n| n > 0) else {
-        return note;
-    };
-    let count = format!("{threads} engine threads");
-    Some(match note {
-        Some(note) => format!("{note}; {count}"),
-        None => count,
-    })
+/// `note` with the partition count of a partitioned run and the engine
+/// thread count (when known and not zero: peers name their threads
+/// otherwise) appended.
+pub fn with_engine_threads(note: Option<String>, partitions: Option<u32>) -> Option<String> {
+    let mut parts: Vec<String> = note.into_iter().collect();
+    if let Some(n) = partitions {
+        parts.push(format!("{n} partitions"));
+    }
+    if let Some(threads) = engine_thread_count().filter(|&n| n > 0) {
+        parts.push(format!("{threads} engine threads"));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }

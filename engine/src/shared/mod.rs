@@ -156,8 +156,8 @@ pub struct SharedResources {
     /// Every open store using the resources, by id.
     stores: Mutex<Vec<(u64, Weak<DbInner>)>>,
     next_store_id: AtomicU64,
-    flush_pool: Pool,
-    compaction_pool: Pool,
+    flush_pool: Pool<DbInner>,
+    compaction_pool: Pool<DbInner>,
 }
 
 impl std::fmt::Debug for SharedResources {

@@ -15,7 +15,6 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex};
 
 use crate::cache::IntMap;
-use crate::state::DbInner;
 
 /// What one step of a background job found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,11 +27,11 @@ pub(crate) enum Step {
     Stop,
 }
 
-/// One step of a job on a store.
-pub(crate) type Job = fn(&Arc<DbInner>) -> Step;
+/// One step of a job on a store (`T` is the store: `DbInner`).
+pub(crate) type Job<T> = fn(&Arc<T>) -> Step;
 
-struct Registered {
-    store: Weak<DbInner>,
+struct Registered<T> {
+    store: Weak<T>,
     /// In the queue now.
     queued: bool,
     /// Scheduled while at its `per_store_max`: queue it again after.
@@ -41,39 +40,43 @@ struct Registered {
     stopped: bool,
 }
 
-#[derive(Default)]
-struct State {
-    stores: IntMap<u64, Registered>,
+struct State<T> {
+    stores: IntMap<u64, Registered<T>>,
     queue: VecDeque<u64>,
     shutdown: bool,
 }
 
-struct Shared {
-    state: Mutex<State>,
+struct Shared<T> {
+    state: Mutex<State<T>>,
     /// Wakes workers (queued work or shutdown).
     work: Condvar,
     /// Wakes an `unregister` waiting for a store's running steps.
     done: Condvar,
-    job: Job,
+    job: Job<T>,
     per_store_max: usize,
 }
 
 /// Worker threads running `job` for registered stores.
-pub(crate) struct Pool {
-    shared: Arc<Shared>,
+pub(crate) struct Pool<T: Send + Sync + 'static> {
+    shared: Arc<Shared<T>>,
     threads: Vec<JoinHandle<()>>,
 }
 
-impl Pool {
+impl<T: Send + Sync + 'static> Pool<T> {
     /// Starts `threads` workers named `{name}-{i}`.
     pub(crate) fn start(
         name: &str,
         threads: usize,
         per_store_max: usize,
-        job: Job,
-    ) -> std::io::Result<Pool> {
+        job: Job<T>,
+    ) -> std::io::Result<Pool<T>> {
+        let state = State {
+            stores: IntMap::default(),
+            queue: VecDeque::new(),
+            shutdown: false,
+        };
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             work: Condvar::new(),
             done: Condvar::new(),
             job,
@@ -94,7 +97,7 @@ impl Pool {
     }
 
     /// Registers store `id` (it may be scheduled from now on).
-    pub(crate) fn register(&self, id: u64, store: Weak<DbInner>) {
+    pub(crate) fn register(&self, id: u64, store: Weak<T>) {
         self.shared.state.lock().stores.insert(
             id,
             Registered {
@@ -136,7 +139,7 @@ impl Pool {
     }
 }
 
-impl Drop for Pool {
+impl<T: Send + Sync + 'static> Drop for Pool<T> {
     fn drop(&mut self) {
         self.shared.state.lock().shutdown = true;
         self.shared.work.notify_all();
@@ -152,7 +155,7 @@ impl Drop for Pool {
     }
 }
 
-impl State {
+impl<T> State<T> {
     /// Queues `id` unless it is queued, stopped or unknown; whether it did.
     fn enqueue(&mut self, id: u64) -> bool {
         let Some(r) = self.stores.get_mut(&id) else {
@@ -167,7 +170,7 @@ impl State {
     }
 }
 
-impl Shared {
+impl<T> Shared<T> {
     fn work_loop(&self) {
         let mut state = self.state.lock();
         loop {
@@ -196,11 +199,15 @@ impl Shared {
             };
             r.running += 1;
             drop(state);
-            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.job)(&store)))
-                .unwrap_or_else(|_| {
-                    tracing::error!(store = %store.path.display(), "a background job panicked; the store gets no more of them");
-                    Step::Stop
-                });
+            let step =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.job)(&store)))
+                    .unwrap_or_else(|_| {
+                        tracing::error!(
+                            store = id,
+                            "a background job panicked; the store gets no more of them"
+                        );
+                        Step::Stop
+                    });
             drop(store);
             state = self.state.lock();
             self.finish(&mut state, id, step);
@@ -209,7 +216,7 @@ impl Shared {
 
     /// Books the end of a step of store `id` and queues it again if it
     /// has more to do.
-    fn finish(&self, state: &mut State, id: u64, step: Step) {
+    fn finish(&self, state: &mut State<T>, id: u64, step: Step) {
         let Some(r) = state.stores.get_mut(&id) else {
             return;
         };
@@ -222,5 +229,147 @@ impl Shared {
         if (step == Step::Progress || again) && state.enqueue(id) {
             self.work.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
+    /// A store for the tests: counts its steps, answers `Progress` until
+    /// `progress_steps` are done, then `answer`.
+    #[derive(Default)]
+    struct Fake {
+        steps: AtomicUsize,
+        progress_steps: usize,
+        stop: bool,
+        panic: bool,
+        /// Steps wait here while set (see `Gate`).
+        gate: Mutex<Option<mpsc::Receiver<()>>>,
+        running: AtomicBool,
+    }
+
+    fn step(fake: &Arc<Fake>) -> Step {
+        fake.running.store(true, Ordering::SeqCst);
+        if let Some(rx) = fake.gate.lock().as_ref() {
+            let _ = rx.recv();
+        }
+        let n = fake.steps.fetch_add(1, Ordering::SeqCst) + 1;
+        fake.running.store(false, Ordering::SeqCst);
+        assert!(!fake.panic, "a panicking job");
+        if fake.stop {
+            Step::Stop
+        } else if n <= fake.progress_steps {
+            Step::Progress
+        } else {
+            Step::Idle
+        }
+    }
+
+    /// Waits (bounded) until `f` holds.
+    fn eventually(f: impl Fn() -> bool) {
+        for _ in 0..2000 {
+            if f() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("condition never held");
+    }
+
+    fn pool() -> Pool<Fake> {
+        Pool::start("varve-test-pool", 2, 1, step).unwrap()
+    }
+
+    #[test]
+    fn progress_is_queued_again_until_idle() {
+        let pool = pool();
+        let fake = Arc::new(Fake {
+            progress_steps: 5,
+            ..Fake::default()
+        });
+        pool.register(1, Arc::downgrade(&fake));
+        pool.schedule(1);
+        eventually(|| fake.steps.load(Ordering::SeqCst) == 6);
+        pool.unregister(1);
+        assert_eq!(fake.steps.load(Ordering::SeqCst), 6);
+        assert_eq!(pool.thread_count(), 2);
+    }
+
+    #[test]
+    fn unregister_waits_for_the_running_step_and_nothing_runs_after() {
+        let pool = Arc::new(pool());
+        let (tx, rx) = mpsc::channel();
+        let fake = Arc::new(Fake {
+            gate: Mutex::new(Some(rx)),
+            ..Fake::default()
+        });
+        pool.register(1, Arc::downgrade(&fake));
+        pool.schedule(1);
+        eventually(|| fake.running.load(Ordering::SeqCst));
+        let unregistered = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (pool, unregistered) = (pool.clone(), unregistered.clone());
+            std::thread::spawn(move || {
+                pool.unregister(1);
+                unregistered.store(true, Ordering::SeqCst);
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!unregistered.load(Ordering::SeqCst), "the step still runs");
+        tx.send(()).unwrap();
+        waiter.join().unwrap();
+        assert!(!fake.running.load(Ordering::SeqCst));
+        drop(tx);
+        pool.schedule(1);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(
+            fake.steps.load(Ordering::SeqCst),
+            1,
+            "no step after unregister"
+        );
+    }
+
+    #[test]
+    fn a_stopped_or_panicking_store_gets_no_more_steps_and_others_do() {
+        let pool = pool();
+        let stopped = Arc::new(Fake {
+            stop: true,
+            ..Fake::default()
+        });
+        let panicking = Arc::new(Fake {
+            panic: true,
+            ..Fake::default()
+        });
+        let healthy = Arc::new(Fake::default());
+        pool.register(1, Arc::downgrade(&stopped));
+        pool.register(2, Arc::downgrade(&panicking));
+        pool.register(3, Arc::downgrade(&healthy));
+        pool.schedule(1);
+        pool.schedule(2);
+        eventually(|| {
+            stopped.steps.load(Ordering::SeqCst) == 1 && panicking.steps.load(Ordering::SeqCst) == 1
+        });
+        for _ in 0..3 {
+            let before = healthy.steps.load(Ordering::SeqCst);
+            pool.schedule(1);
+            pool.schedule(2);
+            pool.schedule(3);
+            eventually(|| healthy.steps.load(Ordering::SeqCst) > before);
+        }
+        assert_eq!(stopped.steps.load(Ordering::SeqCst), 1);
+        assert_eq!(panicking.steps.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_dropped_store_is_skipped() {
+        let pool = pool();
+        let fake = Arc::new(Fake::default());
+        pool.register(1, Arc::downgrade(&fake));
+        drop(fake);
+        pool.schedule(1);
+        pool.unregister(1);
     }
 }
