@@ -1,7 +1,9 @@
 //! [`BlockCache`]: a sharded cache of decoded data blocks, bounded in bytes.
 //!
-//! Blocks are keyed by `(table file number, block offset)`; file numbers
-//! are never reused within a store, so a key never names two blocks. Each
+//! Blocks are keyed by `(store id, table file number, block offset)`: file
+//! numbers are never reused within a store, and every store using a cache
+//! gets its own id ([`BlockCache::for_another_store`]), so a key never
+//! names two blocks even when many stores share the capacity. Each
 //! of the 16 shards is a CLOCK cache (an approximation of LRU that needs no
 //! list surgery on a hit): a hit sets the entry's reference bit, and
 //! eviction sweeps a hand over the entries, clearing set bits and evicting
@@ -13,6 +15,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -46,7 +49,8 @@ impl CacheStats {
     }
 }
 
-type Key = (u64, u64);
+/// `(store id, file number, block offset)`.
+type Key = (u64, u64, u64);
 
 /// A hasher for keys made of integers the store chose itself (file
 /// numbers, block offsets, writer ids), not input an adversary controls:
@@ -160,10 +164,11 @@ impl Shard {
         }
     }
 
-    fn remove_table(&mut self, file_number: u64) {
+    fn remove_table(&mut self, store_id: u64, file_number: u64) {
         let mut at = 0;
         while at < self.slots.len() {
-            if self.slots[at].key.0 == file_number {
+            let key = self.slots[at].key;
+            if key.0 == store_id && key.1 == file_number {
                 self.remove_at(at);
             } else {
                 at += 1;
@@ -172,18 +177,32 @@ impl Shard {
     }
 }
 
-/// A sharded, byte-bounded cache of decoded data blocks.
+/// The shards and capacity, shared by every store's handle on one cache.
+struct Shards {
+    shards: Vec<PaddedShard>,
+    shard_capacity_bytes: usize,
+    capacity_bytes: usize,
+    /// The id the next [`BlockCache::for_another_store`] hands out.
+    next_store_id: AtomicU64,
+}
+
+/// A sharded, byte-bounded cache of decoded data blocks: one store's
+/// handle on it. [`for_another_store`](BlockCache::for_another_store)
+/// gives a handle for another store on the same capacity (as RocksDB
+/// shares one `Cache` between databases); its blocks are keyed apart, and
+/// [`stats`](BlockCache::stats) report the whole cache.
 ///
 /// # Examples
 /// ```
 /// let cache = varve_db::BlockCache::new(8 << 20);
 /// assert_eq!(cache.stats().capacity_bytes, 8 << 20);
 /// assert_eq!(cache.stats().hit_ratio(), 0.0);
+/// let other = cache.for_another_store();
+/// assert_eq!(other.stats().capacity_bytes, 8 << 20);
 /// ```
 pub struct BlockCache {
-    shards: Vec<PaddedShard>,
-    shard_capacity_bytes: usize,
-    capacity_bytes: usize,
+    shards: Arc<Shards>,
+    store_id: u64,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -198,49 +217,68 @@ impl BlockCache {
     /// A cache holding at most `capacity_bytes` of blocks.
     #[must_use]
     pub fn new(capacity_bytes: usize) -> BlockCache {
-        BlockCache {
+        let shards = Shards {
             shards: (0..SHARD_COUNT).map(|_| PaddedShard::default()).collect(),
             shard_capacity_bytes: capacity_bytes / SHARD_COUNT,
             capacity_bytes,
+            next_store_id: AtomicU64::new(1),
+        };
+        BlockCache {
+            shards: Arc::new(shards),
+            store_id: 0,
+        }
+    }
+
+    /// A handle on the same cache (same capacity, same blocks) for another
+    /// store: its blocks are keyed by a store id of its own, so equal
+    /// file numbers of two stores never meet, and
+    /// [`remove_table`](BlockCache::remove_table) drops only its own.
+    #[must_use]
+    pub fn for_another_store(&self) -> BlockCache {
+        BlockCache {
+            shards: Arc::clone(&self.shards),
+            store_id: self.shards.next_store_id.fetch_add(1, Ordering::Relaxed),
         }
     }
 
     fn shard(&self, key: Key) -> &Mutex<Shard> {
         // Blocks of one table spread over the shards by offset.
-        let mixed = (key.0 ^ (key.1 >> 12)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        &self.shards[(mixed >> 60) as usize % SHARD_COUNT].0
+        let mixed =
+            (key.0.rotate_left(40) ^ key.1 ^ (key.2 >> 12)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        &self.shards.shards[(mixed >> 60) as usize % SHARD_COUNT].0
     }
 
     /// The block of table `file_number` at `offset`, if cached.
     pub fn get(&self, file_number: u64, offset: u64) -> Option<Arc<Block>> {
-        let key = (file_number, offset);
+        let key = (self.store_id, file_number, offset);
         self.shard(key).lock().get(key)
     }
 
     /// Caches `block`, evicting others to stay within capacity. A block
     /// larger than a shard's share of the capacity is not cached.
     pub fn insert(&self, file_number: u64, offset: u64, block: Arc<Block>) {
-        let key = (file_number, offset);
+        let key = (self.store_id, file_number, offset);
         let charge_bytes = block.data().len() + std::mem::size_of::<Slot>();
         self.shard(key)
             .lock()
-            .insert(key, block, charge_bytes, self.shard_capacity_bytes);
+            .insert(key, block, charge_bytes, self.shards.shard_capacity_bytes);
     }
 
-    /// Drops every block of table `file_number` (the table was deleted).
+    /// Drops every block of this store's table `file_number` (the table
+    /// was deleted); other stores' blocks stay.
     pub fn remove_table(&self, file_number: u64) {
-        for shard in &self.shards {
-            shard.0.lock().remove_table(file_number);
+        for shard in &self.shards.shards {
+            shard.0.lock().remove_table(self.store_id, file_number);
         }
     }
 
-    /// Counters and usage.
+    /// Counters and usage of the whole cache (every store sharing it).
     pub fn stats(&self) -> CacheStats {
         let mut stats = CacheStats {
-            capacity_bytes: self.capacity_bytes as u64,
+            capacity_bytes: self.shards.capacity_bytes as u64,
             ..CacheStats::default()
         };
-        for shard in &self.shards {
+        for shard in &self.shards.shards {
             let shard = shard.0.lock();
             stats.usage_bytes += shard.usage_bytes as u64;
             stats.hits += shard.hits;
@@ -290,12 +328,12 @@ mod tests {
         let mut shard = Shard::default();
         let cap = 3 * (1000 + 64 + std::mem::size_of::<Slot>());
         for i in 0..3 {
-            shard.insert((1, i), block(1000), 1000, cap);
+            shard.insert((0, 1, i), block(1000), 1000, cap);
         }
-        assert!(shard.get((1, 0)).is_some());
-        shard.insert((1, 3), block(1000), 1000, 3000);
-        assert!(shard.get((1, 0)).is_some(), "the referenced block stays");
-        assert!(shard.get((1, 1)).is_none(), "an unreferenced block went");
+        assert!(shard.get((0, 1, 0)).is_some());
+        shard.insert((0, 1, 3), block(1000), 1000, 3000);
+        assert!(shard.get((0, 1, 0)).is_some(), "the referenced block stays");
+        assert!(shard.get((0, 1, 1)).is_none(), "an unreferenced block went");
     }
 
     #[test]
@@ -309,5 +347,31 @@ mod tests {
         assert!(cache.get(2, 0).is_some());
         assert!(cache.stats().usage_bytes > 0);
         assert!(BlockCache::new(0).get(1, 0).is_none());
+    }
+
+    #[test]
+    fn stores_sharing_a_cache_keep_their_blocks_apart() {
+        let a = BlockCache::new(1 << 20);
+        let b = a.for_another_store();
+        a.insert(1, 0, block(10));
+        assert!(b.get(1, 0).is_none(), "store b has no table 1 of its own");
+        b.insert(1, 0, block(20));
+        b.remove_table(1);
+        assert!(b.get(1, 0).is_none());
+        assert!(a.get(1, 0).is_some(), "b's removal left a's block");
+        assert_eq!(a.stats().usage_bytes, b.stats().usage_bytes);
+    }
+
+    #[test]
+    fn stores_sharing_a_cache_share_its_capacity() {
+        let a = BlockCache::new(16 * 10_000);
+        let others: Vec<_> = (0..8).map(|_| a.for_another_store()).collect();
+        for (i, cache) in others.iter().enumerate() {
+            for offset in 0..200 {
+                cache.insert(i as u64, offset * 4096, block(1000));
+            }
+        }
+        assert!(a.stats().usage_bytes <= 16 * 10_000);
+        assert!(a.stats().usage_bytes > 0);
     }
 }

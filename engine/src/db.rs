@@ -92,18 +92,24 @@ impl Db {
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let inner = Arc::new(crate::open::open_inner(path.as_ref(), opts)?);
         warn_if_recovery_cut(&inner.path, inner.log.recovery_report());
+        let mut db = Db {
+            inner,
+            flusher: None,
+            compactors: Vec::new(),
+        };
+        if let Some(shared) = &db.inner.opts.shared {
+            // The shared pools flush and compact it.
+            shared.register(&db.inner);
+            return Ok(db);
+        }
         let flusher = {
-            let inner = inner.clone();
+            let inner = db.inner.clone();
             std::thread::Builder::new()
                 .name("varve-flush".into())
                 .spawn(move || inner.flush_loop())
                 .map_err(|e| Error::io("spawn flush thread", path.as_ref(), e))?
         };
-        let mut db = Db {
-            inner,
-            flusher: Some(flusher),
-            compactors: Vec::new(),
-        };
+        db.flusher = Some(flusher);
         for i in 0..db.inner.opts.compaction_threads {
             let inner = db.inner.clone();
             let handle = std::thread::Builder::new()
@@ -414,10 +420,34 @@ impl Db {
         for handle in self.compactors.drain(..) {
             let _ = handle.join();
         }
+        if let Some(shared) = &self.inner.opts.shared {
+            // No pool job runs on the store after this; what its flush
+            // thread would still have flushed is flushed here.
+            shared.unregister(self.inner.store_id);
+            self.flush_immutables_at_close();
+        }
         if let Some(cause) = self.inner.lifecycle.failure() {
             return Err(Error::ReadOnly { cause });
         }
         self.inner.log.sync().map_err(Error::from)
+    }
+}
+
+impl Db {
+    /// Flushes the immutable memtables left at close (a store on shared
+    /// resources; its own flush thread does this otherwise).
+    fn flush_immutables_at_close(&self) {
+        let inner = &self.inner;
+        // Bounded: each round flushes one of them or fails the store.
+        for _ in 0..inner.super_version().imm.len() {
+            if inner.lifecycle.has_failed() {
+                return;
+            }
+            if let Err(e) = inner.flush_oldest_immutable() {
+                tracing::error!(error = %e, "flush failed");
+                inner.fail(&e);
+            }
+        }
     }
 }
 

@@ -1,21 +1,30 @@
 //! Flushing immutable memtables to level-0 tables, in a background thread.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::compaction::stream::{DropRules, Entry, Retention};
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
 use crate::key::SeqNo;
 use crate::memtable::MemTable;
+use crate::shared::Step;
 use crate::sst::{TableBuilder, TableOptions};
 use crate::state::DbInner;
 use crate::stats::Counters;
 use crate::version::{FileNumber, Level, TableMeta, VersionEdit, table_file_name};
 use varve_changelog::fs::OpenMode;
 
+/// How soon the flush thread looks again at a switch request it could
+/// not serve (a write leader held the store).
+const SWITCH_RETRY: Duration = Duration::from_millis(10);
+
 impl DbInner {
     /// The flush thread: flushes the oldest immutable memtable whenever
-    /// there is one, until the store closes or fails.
+    /// there is one (and serves the write-buffer budget's switch
+    /// requests), until the store closes or fails. Each round is one
+    /// [`flush_step`](Self::flush_step), as a shared pool runs it.
     pub(crate) fn flush_loop(self: &Arc<Self>) {
         loop {
             {
@@ -24,6 +33,12 @@ impl DbInner {
                     && !self.lifecycle.is_closing()
                     && !self.lifecycle.has_failed()
                 {
+                    if self.switch_requested.load(Ordering::Acquire) {
+                        // Served by a step unless a write leader holds the
+                        // store; then look again shortly.
+                        self.flush.cv.wait_for(&mut g, SWITCH_RETRY);
+                        break;
+                    }
                     self.flush.cv.wait(&mut g);
                 }
             }
@@ -32,10 +47,30 @@ impl DbInner {
             {
                 return;
             }
-            if let Err(e) = self.flush_oldest_immutable() {
+            if self.flush_step() == Step::Stop {
+                return;
+            }
+        }
+    }
+
+    /// One step of flushing: serves a switch request of the write-buffer
+    /// budget if the write leadership is free, then flushes the oldest
+    /// immutable memtable if there is one. A failed flush makes the store
+    /// read-only (and the step says stop).
+    pub(crate) fn flush_step(self: &Arc<Self>) -> Step {
+        if self.lifecycle.has_failed() {
+            return Step::Stop;
+        }
+        self.serve_switch_request();
+        if self.super_version().imm.is_empty() {
+            return Step::Idle;
+        }
+        match self.flush_oldest_immutable() {
+            Ok(()) => Step::Progress,
+            Err(e) => {
                 tracing::error!(error = %e, "flush failed");
                 self.fail(&e);
-                return;
+                Step::Stop
             }
         }
     }
@@ -100,6 +135,7 @@ impl DbInner {
             "flush finished"
         );
         {
+            // Wakes writers waiting for room; no new flush is scheduled.
             let _g = self.flush.signal.lock();
             self.flush.cv.notify_all();
         }

@@ -35,6 +35,7 @@ mod read_only;
 mod read_path;
 mod replicate;
 pub mod restore;
+mod shared;
 mod snapshot;
 mod standby;
 mod state;
@@ -45,6 +46,7 @@ mod table_cache;
 pub mod testing;
 mod ttl;
 mod write;
+mod write_budget;
 mod write_queue;
 
 pub mod internals;
@@ -71,6 +73,9 @@ pub use partitioned::{
 pub use read_only::ReadOnlyDb;
 pub use read_path::Versioned;
 pub use restore::{RestoreOptions, RestoreReport, restore, restore_partitioned};
+pub use shared::{
+    SWITCH_DENOMINATOR, SWITCH_NUMERATOR, SharedOptions, SharedResources, WriteBufferManager,
+};
 pub use snapshot::Snapshot;
 pub use standby::{CatchUp, Standby};
 pub use stats::{ChangelogStats, LevelStats, Stats};

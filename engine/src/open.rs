@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use varve_changelog::fs::PathKind;
 
 use parking_lot::{Mutex, RwLock};
@@ -12,7 +12,6 @@ use varve_changelog::filename::segment_path;
 use varve_changelog::fs::{DirLock, FileSystem, OpenMode, create_dir_all_durably};
 use varve_changelog::{Log, LogOptions, SyncPolicy};
 
-use crate::cache::BlockCache;
 use crate::error::{Error, Result};
 use crate::key::SeqNo;
 use crate::lifecycle::Lifecycle;
@@ -85,7 +84,10 @@ pub(crate) fn open_store(path: &Path, opts: Options, restoring: bool) -> Result<
             ),
         ));
     }
-    let mem = Arc::new(MemTable::new(0));
+    let mem = Arc::new(MemTable::charged_to(
+        0,
+        opts.shared.as_ref().map(|s| s.write_buffer_arc().clone()),
+    ));
     let replayed = replay_changelog(&log, flushed, &mem, format)?;
     tracing::info!(store = %path.display(), flushed, replayed, next = log.next_offset(), "store opened");
     let visible = log.next_offset().max(version.last_seqno().0);
@@ -101,14 +103,15 @@ pub(crate) fn open_store(path: &Path, opts: Options, restoring: bool) -> Result<
         write: WriteShared::default(),
         flush: FlushShared::default(),
         tables: TableCache::new(opts.max_open_tables),
-        block_cache: (opts.cache_size_bytes > 0)
-            .then(|| Arc::new(BlockCache::new(opts.cache_size_bytes))),
+        block_cache: crate::shared::block_cache_of(&opts),
         compaction: CompactionShared::default(),
         counters: Counters::default(),
         metrics: Arc::new(crate::metrics::StoreMetrics::new(path)),
         snapshots: Mutex::new(BTreeMap::new()),
         next_memtable_id: AtomicU64::new(1),
         lifecycle: Lifecycle::default(),
+        store_id: opts.shared.as_ref().map_or(0, |s| s.new_store_id()),
+        switch_requested: AtomicBool::new(false),
         versions: Mutex::new(versions),
         log,
         opts,

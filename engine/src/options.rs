@@ -100,6 +100,14 @@ pub struct Options {
     /// one; tests use `MemFs` or a fault-injecting wrapper (feature
     /// `testing`).
     pub fs: Arc<dyn FileSystem>,
+    /// One block cache, write-buffer budget and set of background threads
+    /// shared with other stores (see
+    /// [`SharedResources`](crate::SharedResources)); set with
+    /// [`Options::shared_resources`]. With it, `cache_size_bytes` and
+    /// `compaction_threads` are ignored and `memtable_size_bytes` is the
+    /// bound of one memtable inside the shared budget. Default `None`:
+    /// the store has its own cache and threads.
+    pub shared: Option<Arc<crate::SharedResources>>,
 }
 
 varve_changelog::option_setters!(Options {
@@ -142,11 +150,28 @@ impl Default for Options {
             ttl: None,
             clock: Arc::new(crate::SystemClock),
             fs: Arc::new(StdFs),
+            shared: None,
         }
     }
 }
 
 impl Options {
+    /// Makes the store use `resources` (a block cache, a write-buffer
+    /// budget and background threads shared with other stores) instead of
+    /// its own.
+    ///
+    /// # Examples
+    /// ```
+    /// let shared = varve_db::SharedResources::new(varve_db::SharedOptions::default()).unwrap();
+    /// let opts = varve_db::Options::default().shared_resources(shared);
+    /// assert!(opts.shared.is_some());
+    /// ```
+    #[must_use]
+    pub fn shared_resources(mut self, resources: Arc<crate::SharedResources>) -> Self {
+        self.shared = Some(resources);
+        self
+    }
+
     /// Checks the options.
     ///
     /// # Errors

@@ -32,6 +32,8 @@ use crate::error::{Error, Result};
 use crate::iter::bounds::{bounds_of, prefix_bounds};
 use crate::iter::db_iter::{Iter, KeyValue};
 use crate::options::{Options, WriteOptions};
+use crate::shared::{SharedOptions, SharedResources};
+use std::sync::Arc;
 
 /// The file recording the partition count.
 ///
@@ -52,7 +54,7 @@ const FORMAT_VERSION: u32 = 1;
 const FILE_SIZE_BYTES: usize = 20;
 const _: () = assert!(FILE_SIZE_BYTES == MAGIC.len() + 4 + 4 + 4);
 /// The most partitions a store may have (Kafka topics rarely exceed a few
-/// thousand; each partition is a full store with its own threads).
+/// thousand; each partition is a full store with its own changelog).
 ///
 /// # Examples
 /// ```
@@ -79,8 +81,15 @@ pub fn partition_dir(dir: &Path, partition: u32) -> PathBuf {
 /// ([`partition_for_key`]), so partition `p` holds exactly the keys a
 /// Kafka producer would send to partition `p` of the changelog topic.
 ///
-/// Each partition runs its own flush and compaction threads (the
-/// [`Options`] given apply to every partition).
+/// The partitions share one memory and thread budget
+/// ([`SharedResources`]): by default one made from the [`Options`] given,
+/// as much as one store of those options would use (a block cache of
+/// `cache_size_bytes`, memtables of at most `memtable_size_bytes *
+/// (1 + max_immutable_memtables)` together, one flush thread and
+/// `compaction_threads` compaction threads), however many partitions
+/// there are; or the caller's own, given with
+/// [`Options::shared_resources`] (which may also serve other stores).
+/// The other options apply to every partition.
 ///
 /// # Examples
 /// ```
@@ -100,6 +109,7 @@ pub fn partition_dir(dir: &Path, partition: u32) -> PathBuf {
 pub struct PartitionedStore {
     dir: PathBuf,
     partitions: Vec<Db>,
+    shared: Arc<SharedResources>,
     _lock: Box<dyn DirLock>,
 }
 
@@ -157,6 +167,11 @@ impl PartitionedStore {
         // partition (a creation that crashed midway, or a deleted
         // directory) is created empty only if `create_if_missing` is on.
         let create = !exists || opts.create_if_missing;
+        let shared = match &opts.shared {
+            Some(shared) => Arc::clone(shared),
+            None => SharedResources::new(SharedOptions::like_one_store(&opts))?,
+        };
+        let opts = opts.shared_resources(Arc::clone(&shared));
         for p in 0..num_partitions {
             let opts = opts.clone().create_if_missing(create);
             partitions.push(Db::open(partition_dir(dir, p), opts)?);
@@ -164,8 +179,26 @@ impl PartitionedStore {
         Ok(PartitionedStore {
             dir: dir.to_owned(),
             partitions,
+            shared,
             _lock: lock,
         })
+    }
+
+    /// The memory and thread budget the partitions share.
+    ///
+    /// # Examples
+    /// ```
+    /// # fn main() -> varve_db::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let opts = varve_db::Options::default().compaction_threads(2);
+    /// let store = varve_db::PartitionedStore::open(dir.path(), 8, opts)?;
+    /// // One flush thread and two compaction threads for all 8 partitions.
+    /// assert_eq!(store.shared_resources().thread_count(), 3);
+    /// assert_eq!(store.shared_resources().store_count(), 8);
+    /// # Ok(()) }
+    /// ```
+    pub fn shared_resources(&self) -> &Arc<SharedResources> {
+        &self.shared
     }
 
     /// The number of partitions.

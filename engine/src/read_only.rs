@@ -137,8 +137,7 @@ impl ReadOnlyDb {
             seqno,
             ttl: opts.ttl,
             tables: TableCache::new(opts.max_open_tables),
-            block_cache: (opts.cache_size_bytes > 0)
-                .then(|| Arc::new(BlockCache::new(opts.cache_size_bytes))),
+            block_cache: crate::shared::block_cache_of(&opts),
             opts,
             changelog,
             _lock: lock,

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use varve_changelog::Log;
@@ -74,6 +74,12 @@ pub(crate) struct DbInner {
     /// Writable, standby replica, failed or closing; every write passes
     /// its admission check.
     pub(crate) lifecycle: Lifecycle,
+    /// The store's id in its shared resources' pools and cache (0 for a
+    /// store with its own).
+    pub(crate) store_id: u64,
+    /// The shared write-buffer budget asked this store to switch its
+    /// memtable; served by its next write leader or flush job.
+    pub(crate) switch_requested: AtomicBool,
     pub(crate) _lock: Box<dyn DirLock>,
 }
 
@@ -163,8 +169,41 @@ impl DbInner {
         });
         drop(current);
         self.update_stall(&version);
-        let _g = self.compaction.state.lock();
-        self.compaction.cv.notify_all();
+        self.signal_compaction();
+    }
+
+    /// Wakes whoever compacts this store: its compaction threads, or its
+    /// shared pool (also wakes manual compactions and stalled writers).
+    pub(crate) fn signal_compaction(&self) {
+        {
+            let _g = self.compaction.state.lock();
+            self.compaction.cv.notify_all();
+        }
+        if let Some(shared) = &self.opts.shared {
+            shared.schedule_compaction(self.store_id);
+        }
+    }
+
+    /// Wakes whoever flushes this store: its flush thread, or its shared
+    /// pool (also wakes writers waiting for a flush).
+    pub(crate) fn signal_flush(&self) {
+        {
+            let _g = self.flush.signal.lock();
+            self.flush.cv.notify_all();
+        }
+        if let Some(shared) = &self.opts.shared {
+            shared.schedule_flush(self.store_id);
+        }
+    }
+
+    /// The shared write-buffer budget, if the store uses one.
+    pub(crate) fn write_buffer(&self) -> Option<&Arc<crate::shared::WriteBufferManager>> {
+        self.opts.shared.as_ref().map(|s| s.write_buffer_arc())
+    }
+
+    /// A new, empty memtable, charged to the shared budget if any.
+    pub(crate) fn new_memtable(&self, id: u64) -> MemTable {
+        MemTable::charged_to(id, self.write_buffer().cloned())
     }
 
     /// The smallest sequence number any reader may read at: the oldest

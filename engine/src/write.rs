@@ -143,10 +143,16 @@ impl DbInner {
     }
 
     /// Switches a full memtable to immutable and holds the writer while too
-    /// many immutable memtables wait for the flush thread (a write stall).
-    /// `writer` is checked for admission while it is held (a standby's
-    /// replicated groups are let in).
+    /// many immutable memtables wait for the flush thread (a write stall);
+    /// then keeps the shared write-buffer budget, if the store uses one
+    /// (`write_budget.rs`). `writer` is checked for admission while it is
+    /// held (a standby's replicated groups are let in).
     pub(crate) fn make_room(&self, writer: Writer) -> Result<()> {
+        self.make_room_in_memtable(writer)?;
+        self.make_room_in_budget(writer)
+    }
+
+    fn make_room_in_memtable(&self, writer: Writer) -> Result<()> {
         loop {
             let sv = self.super_version();
             if sv.mem.approximate_size_bytes() < self.opts.memtable_size_bytes {
@@ -155,6 +161,9 @@ impl DbInner {
             if sv.imm.len() < self.opts.max_immutable_memtables {
                 self.switch_memtable();
                 return Ok(());
+            }
+            if let Some(shared) = &self.opts.shared {
+                shared.schedule_flush(self.store_id);
             }
             let mut g = self.flush.signal.lock();
             self.lifecycle.admit(writer)?;
@@ -174,17 +183,17 @@ impl DbInner {
             return;
         }
         let id = self.next_memtable_id.fetch_add(1, Ordering::Relaxed);
+        current.mem.mark_immutable();
         let mut imm = vec![current.mem.clone()];
         imm.extend(current.imm.iter().cloned());
         *current = Arc::new(SuperVersion {
-            mem: Arc::new(MemTable::new(id)),
+            mem: Arc::new(self.new_memtable(id)),
             imm,
             version: current.version.clone(),
         });
         drop(current);
         self.roll_changelog_with_memtable();
-        let _g = self.flush.signal.lock();
-        self.flush.cv.notify_all();
+        self.signal_flush();
     }
 }
 
@@ -262,6 +271,24 @@ pub(crate) fn insert_all(
 }
 
 impl DbInner {
+    /// Runs `f` while holding the write leadership if no one holds it
+    /// now; `None` (and `f` not run) otherwise. For background jobs,
+    /// which must not wait for a write leader (it may be waiting for them).
+    pub(crate) fn try_with_write_leadership<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
+        let mut q = self.write.queue.lock();
+        if q.leader_active {
+            return None;
+        }
+        q.leader_active = true;
+        drop(q);
+        let out = f();
+        let mut q = self.write.queue.lock();
+        q.leader_active = false;
+        self.write.cv.notify_all();
+        drop(q);
+        Some(out)
+    }
+
     /// Runs `f` while holding the write leadership, so no group is being
     /// committed meanwhile (used to switch memtables from outside writes).
     pub(crate) fn with_write_leadership<T>(&self, f: impl FnOnce() -> T) -> T {

@@ -66,6 +66,15 @@ struct Args {
     /// or random (every key once, shuffled).
     #[arg(long, default_value = "seq")]
     key_order: KeyOrder,
+    /// Varve only: run on a partitioned store of this many partitions,
+    /// sharing one block cache, write-buffer budget and 2 + 2 background
+    /// threads.
+    #[arg(long)]
+    partitions: Option<u32>,
+    /// With --partitions: the shared write-buffer budget (K, M or G
+    /// suffix); default one store's (192M).
+    #[arg(long, value_parser = parse_size)]
+    write_buffer_size: Option<usize>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +162,8 @@ fn run(args: &Args) -> Result<(), String> {
         dir,
         progress: !args.no_progress,
         key_order: args.key_order,
+        partitions: args.partitions,
+        write_buffer_size_bytes: args.write_buffer_size,
     };
     let json_out = args.json;
     let say = |line: String| {

@@ -12,6 +12,7 @@ pub mod rocksdb;
 #[cfg(feature = "sled")]
 pub mod sled;
 pub mod varve;
+pub mod varve_partitioned;
 
 use std::fmt;
 use std::path::Path;
@@ -64,6 +65,12 @@ pub enum BatchOp<'a> {
 pub struct EngineConfig {
     /// Block (or page) cache capacity in bytes.
     pub cache_size_bytes: usize,
+    /// Varve only: open a partitioned store of this many partitions on
+    /// one shared budget (`--partitions`).
+    pub partitions: Option<u32>,
+    /// Varve with `partitions` only: the shared write-buffer budget in
+    /// bytes (`--write-buffer-size`); default one store's.
+    pub write_buffer_size_bytes: Option<usize>,
 }
 
 /// A key-value store as the workloads see it. Every call that writes takes
@@ -136,7 +143,12 @@ pub trait KvEngine: Send + Sync {
 /// feature is not enabled in this build; the engine's open error.
 pub fn open(name: &str, dir: &Path, config: &EngineConfig) -> Result<Box<dyn KvEngine>> {
     match name {
-        "varve" => Ok(Box::new(varve::VarveEngine::open(dir, config)?)),
+        "varve" => match config.partitions {
+            Some(n) => Ok(Box::new(varve_partitioned::VarvePartitionedEngine::open(
+                dir, n, config,
+            )?)),
+            None => Ok(Box::new(varve::VarveEngine::open(dir, config)?)),
+        },
         #[cfg(feature = "fjall")]
         "fjall" => Ok(Box::new(fjall::FjallEngine::open(dir, config)?)),
         #[cfg(feature = "sled")]

@@ -11,6 +11,7 @@ pub mod kafka_restore;
 pub mod metrics;
 pub mod report;
 pub mod table;
+pub mod threads;
 mod workloads;
 
 use std::path::PathBuf;
@@ -76,6 +77,10 @@ pub struct RunConfig {
     pub progress: bool,
     /// Order of the keys `log_append` writes (and so `restore` loads).
     pub key_order: KeyOrder,
+    /// Varve only: partitions of a partitioned store on one shared budget.
+    pub partitions: Option<u32>,
+    /// The shared write-buffer budget of a partitioned Varve store.
+    pub write_buffer_size_bytes: Option<usize>,
 }
 
 /// The order in which `log_append` writes its `num` keys.
@@ -188,6 +193,8 @@ pub fn run(config: &RunConfig, emit: &mut dyn FnMut(&WorkloadResult)) -> Result<
     let store_dir = config.dir.join(&config.engine);
     let engine_config = EngineConfig {
         cache_size_bytes: config.cache_size_bytes,
+        partitions: config.partitions,
+        write_buffer_size_bytes: config.write_buffer_size_bytes,
     };
     let engine = engines::open(&config.engine, &store_dir, &engine_config)
         .map_err(|e| format!("opening {}: {e}", config.engine))?;
@@ -279,7 +286,7 @@ fn measure(
         space_amp: ratio(Some(disk_bytes), live_bytes),
         peak_rss_bytes: metrics::peak_rss_bytes(),
         peak_rss_scope,
-        note: outcome.note,
+        note: threads::with_engine_threads(outcome.note, config.partitions),
         skipped: outcome.skipped,
     })
 }

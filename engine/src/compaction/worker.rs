@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::lifecycle::Writer;
-use crate::state::{DbInner, STALL_NONE, STALL_SLOWDOWN, STALL_STOP};
+use crate::shared::Step;
+use crate::state::{CompactionState, DbInner, STALL_NONE, STALL_SLOWDOWN, STALL_STOP};
 use crate::stats::Counters;
 use crate::version::{FileKind, Level, NUM_LEVELS, Version, parse_file_name, table_file_name};
 
@@ -23,21 +24,55 @@ impl DbInner {
     /// A compaction thread: runs due tasks until the store closes or fails.
     pub(crate) fn compaction_loop(self: &Arc<Self>) {
         while let Some(task) = self.next_task() {
-            let result = self.run_task(&task);
-            self.finish_task(&task);
-            match result {
-                Ok(()) => self.compaction.state.lock().last_failure = None,
-                Err(e) => {
-                    if !self.compaction_error(&e) {
-                        return;
-                    }
+            match self.run_background_task(&task) {
+                Step::Progress => {}
+                Step::Stop => return,
+                Step::Idle => {
                     let mut state = self.compaction.state.lock();
-                    state.last_failure = Some(e);
-                    self.compaction.cv.notify_all();
                     if !self.stopping() {
                         self.compaction.cv.wait_for(&mut state, RETRY_DELAY);
                     }
                 }
+            }
+        }
+    }
+
+    /// One step of compaction, as a shared pool runs it: the next due
+    /// task if there is one. A failed compaction says idle (it is tried
+    /// again when the next version is installed).
+    pub(crate) fn compaction_step(self: &Arc<Self>) -> Step {
+        let task = {
+            let mut state = self.compaction.state.lock();
+            if self.stopping() {
+                return Step::Stop;
+            }
+            match self.claim_due_task(&mut state) {
+                Some(task) => task,
+                None => return Step::Idle,
+            }
+        };
+        self.run_background_task(&task)
+    }
+
+    /// Runs a claimed background `task`: progress if it succeeded; on
+    /// failure, idle if it is to be retried later (the error is kept for
+    /// writers held by a stop), stop if the store failed.
+    fn run_background_task(&self, task: &Task) -> Step {
+        let result = self.run_task(task);
+        self.finish_task(task);
+        match result {
+            Ok(()) => {
+                self.compaction.state.lock().last_failure = None;
+                Step::Progress
+            }
+            Err(e) => {
+                if !self.compaction_error(&e) {
+                    return Step::Stop;
+                }
+                let mut state = self.compaction.state.lock();
+                state.last_failure = Some(e);
+                self.compaction.cv.notify_all();
+                Step::Idle
             }
         }
     }
@@ -53,15 +88,22 @@ impl DbInner {
             if self.stopping() {
                 return None;
             }
-            if self.opts.compaction.auto {
-                let version = self.versions.lock().current();
-                if let Some(task) = pick(&version, &self.opts.compaction, &state.busy) {
-                    state.busy.add(&task);
-                    return Some(task);
-                }
+            if let Some(task) = self.claim_due_task(&mut state) {
+                return Some(task);
             }
             self.compaction.cv.wait(&mut state);
         }
+    }
+
+    /// The due task, if any, marked busy in `state`.
+    fn claim_due_task(&self, state: &mut CompactionState) -> Option<Task> {
+        if !self.opts.compaction.auto {
+            return None;
+        }
+        let version = self.versions.lock().current();
+        let task = pick(&version, &self.opts.compaction, &state.busy)?;
+        state.busy.add(&task);
+        Some(task)
     }
 
     fn finish_task(&self, task: &Task) {

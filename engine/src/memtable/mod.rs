@@ -12,11 +12,12 @@ mod arena;
 mod skiplist;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::error::Result;
 use crate::iter::InternalIterator;
 use crate::key::{InternalKeyRef, SeqNo, ValueKind};
+use crate::shared::WriteBufferManager;
 use skiplist::{SkipList, SkipListIter};
 
 /// The sequence number of the write at changelog `offset` (`offset + 1`),
@@ -96,18 +97,56 @@ pub struct MemTable {
     /// Largest seqno inserted plus one, or 0 before the first insert.
     /// (Seqnos are at most 56 bits, so the `+ 1` cannot overflow.)
     max_seqno_end: AtomicU64,
+    /// The shared write-buffer budget its bytes are charged to, if any;
+    /// released when the memtable drops.
+    budget: Option<Arc<WriteBufferManager>>,
+    /// Switched (made immutable): its bytes count as immutable.
+    immutable: AtomicBool,
 }
 
 impl MemTable {
     /// An empty memtable named `id` (chosen by the caller, e.g. to order
     /// memtables or name the table it is flushed to).
     pub fn new(id: u64) -> MemTable {
+        MemTable::charged_to(id, None)
+    }
+
+    /// An empty memtable whose bytes are charged to `budget` (if given)
+    /// as they are inserted and released when it drops.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use varve_db::internals::key::{SeqNo, ValueKind};
+    /// use varve_db::internals::memtable::MemTable;
+    ///
+    /// let budget = Arc::new(varve_db::WriteBufferManager::new(1 << 20));
+    /// let table = MemTable::charged_to(1, Some(budget.clone()));
+    /// table.insert(b"k", SeqNo(1), ValueKind::Put, b"v");
+    /// assert_eq!(budget.usage_bytes(), table.approximate_size_bytes());
+    /// drop(table);
+    /// assert_eq!(budget.usage_bytes(), 0);
+    /// ```
+    pub fn charged_to(id: u64, budget: Option<Arc<WriteBufferManager>>) -> MemTable {
         MemTable {
             id,
             list: Arc::new(SkipList::new(id)),
             size_bytes: AtomicUsize::new(0),
             min_seqno: AtomicU64::new(NO_MIN_SEQNO),
             max_seqno_end: AtomicU64::new(0),
+            budget,
+            immutable: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the memtable immutable (it was switched): its bytes move to
+    /// the immutable share of its budget. Idempotent.
+    pub fn mark_immutable(&self) {
+        if self.immutable.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(budget) = &self.budget {
+            budget.mark_immutable(self.approximate_size_bytes());
         }
     }
 
@@ -146,6 +185,9 @@ impl MemTable {
         let entry_size_bytes = self.list.insert(&key, value);
         self.size_bytes
             .fetch_add(entry_size_bytes, Ordering::Relaxed);
+        if let Some(budget) = &self.budget {
+            budget.charge(entry_size_bytes);
+        }
     }
 
     /// The newest version of `user_key` with a seqno `<= snapshot`, as
@@ -195,6 +237,17 @@ impl MemTable {
     pub fn iter(self: &Arc<Self>) -> MemTableIterator {
         MemTableIterator {
             cursor: SkipListIter::new(Arc::clone(&self.list)),
+        }
+    }
+}
+
+impl Drop for MemTable {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.release(
+                self.approximate_size_bytes(),
+                self.immutable.load(Ordering::Acquire),
+            );
         }
     }
 }
