@@ -146,6 +146,7 @@ run_tests() {
     cd "$REPO"
     cargo test -p varve-changelog --features kafka --test 'kafka_*' -- --test-threads=1
     cargo test -p varve-db --features kafka --test kafka -- --test-threads=1
+    cargo test -p varve-tools --features kafka --test cli_kafka_restore --test cli_restore_args -- --test-threads=1
 }
 
 case "${1:-}" in

@@ -20,7 +20,14 @@ fn kafka_needs_a_partition_number_and_a_store() {
     let (_dir, store) = temp_path("new");
     for partition in ["one", "1.5", "2147483648"] {
         refused(
-            &["restore", "--kafka", "127.0.0.1:1", "t", partition, arg(&store)],
+            &[
+                "restore",
+                "--kafka",
+                "127.0.0.1:1",
+                "t",
+                partition,
+                arg(&store),
+            ],
             "is not a partition number",
         );
     }
