@@ -251,6 +251,13 @@ impl DbInner {
         let (e, first) = self.lifecycle.fail(cause);
         if first {
             tracing::error!(error = %cause, "store is now read-only");
+            // No flush will free its memtables: give their bytes back to a
+            // shared budget, so the other stores' writers are not held.
+            let sv = self.super_version();
+            sv.mem.release_budget();
+            for imm in &sv.imm {
+                imm.release_budget();
+            }
         }
         let _g = self.flush.signal.lock();
         self.flush.cv.notify_all();

@@ -294,6 +294,65 @@ fn a_failed_store_does_not_stop_the_pool_serving_the_others() {
     assert_eq!(engine_threads().len(), shared.thread_count());
 }
 
+/// A store that fails while its memtables hold the whole budget gives
+/// their bytes back: no flush will ever free them, and the other stores'
+/// writers must not wait for them for ever.
+#[test]
+fn a_failed_store_holding_the_whole_budget_does_not_hold_the_others() {
+    let _serial = serial();
+    let shared = resources();
+    let failing = InterceptFs::new(Arc::new(MemFs::new()), |op| {
+        if op.kind == OpKind::SyncData && op.has_extension("sst") {
+            // Slow, then failing: the writer fills the budget meanwhile.
+            thread::sleep(std::time::Duration::from_millis(200));
+            return Err(io::Error::other("injected table sync failure"));
+        }
+        Ok(())
+    });
+    // One memtable may grow past the whole budget.
+    let opts = options(&shared, Arc::new(failing)).memtable_size_bytes(4 * BUDGET_BYTES);
+    let broken = Db::open("/broken", opts).unwrap();
+    let mut i = 0u64;
+    while broken.put(format!("k{i:08}"), vec![7u8; 1000]).is_ok() {
+        i += 1;
+        assert!(i < 1_000_000, "the broken store never failed");
+    }
+    assert!(
+        shared.write_buffer().peak_bytes() >= BUDGET_BYTES,
+        "the broken store filled the budget before it failed (peak {})",
+        shared.write_buffer().peak_bytes()
+    );
+    // The store refuses writes as soon as it fails, and gives the bytes
+    // back right after.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while shared.write_buffer().usage_bytes() >= BUDGET_BYTES / 8 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a failed store still holds {} bytes of the budget",
+            shared.write_buffer().usage_bytes()
+        );
+        thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Another store writes twice the budget, within a minute.
+    let fs = MemFs::new();
+    let healthy = Db::open("/healthy", options(&shared, Arc::new(fs))).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let model = thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let model = write_random(&healthy, 7, 4000);
+            let _ = done_tx.send(());
+            model
+        });
+        let finished = done_rx.recv_timeout(std::time::Duration::from_secs(60));
+        assert!(finished.is_ok(), "the healthy store's writers were held");
+        writer.join().unwrap()
+    });
+    assert_eq!(contents(&healthy), model);
+    healthy.close().unwrap();
+    assert!(broken.close().is_err());
+    assert_eq!(shared.write_buffer().usage_bytes(), 0);
+}
+
 /// A partitioned store shares one budget by default; two partitioned
 /// stores may share the caller's.
 #[test]

@@ -102,6 +102,9 @@ pub struct MemTable {
     budget: Option<Arc<WriteBufferManager>>,
     /// Switched (made immutable): its bytes count as immutable.
     immutable: AtomicBool,
+    /// The size at which its charge was given back early
+    /// ([`MemTable::release_budget`]), or `usize::MAX`.
+    released_at: AtomicUsize,
 }
 
 impl MemTable {
@@ -136,6 +139,23 @@ impl MemTable {
             max_seqno_end: AtomicU64::new(0),
             budget,
             immutable: AtomicBool::new(false),
+            released_at: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// Gives its bytes back to the budget now, before it drops: the
+    /// memtable of a failed store, which no flush will ever free, must not
+    /// hold the other stores' writers. Bytes inserted later are given back
+    /// when it drops. Idempotent.
+    pub(crate) fn release_budget(&self) {
+        let Some(budget) = &self.budget else { return };
+        let size = self.approximate_size_bytes();
+        if self
+            .released_at
+            .compare_exchange(usize::MAX, size, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            budget.release(size, self.immutable.load(Ordering::Acquire));
         }
     }
 
@@ -145,7 +165,9 @@ impl MemTable {
         if self.immutable.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Some(budget) = &self.budget {
+        if let Some(budget) = &self.budget
+            && self.released_at.load(Ordering::Acquire) == usize::MAX
+        {
             budget.mark_immutable(self.approximate_size_bytes());
         }
     }
@@ -243,11 +265,13 @@ impl MemTable {
 
 impl Drop for MemTable {
     fn drop(&mut self) {
-        if let Some(budget) = &self.budget {
-            budget.release(
-                self.approximate_size_bytes(),
-                self.immutable.load(Ordering::Acquire),
-            );
+        let Some(budget) = &self.budget else { return };
+        let size = self.approximate_size_bytes();
+        match *self.released_at.get_mut() {
+            usize::MAX => budget.release(size, self.immutable.load(Ordering::Acquire)),
+            // Given back early: only what was inserted since, which never
+            // counted as immutable.
+            at => budget.release(size.saturating_sub(at), false),
         }
     }
 }
