@@ -20,7 +20,7 @@ struct Args {
     /// Comma-separated workloads, run in order on one store: fillseq,
     /// fillrandom, overwrite, readrandom, readmissing, readseq, readreverse,
     /// seekrandom, readwhilewriting, deleterandom, compact, fillsync, flush,
-    /// log_append, log_read, restore, kafka_restore (or `all`).
+    /// log_append, log_read, restore, kafka_restore, bulkload (or `all`).
     #[arg(long, default_value = "fillseq,readrandom")]
     workload: String,
     /// Operations per workload, and the size of the key space.

@@ -103,6 +103,16 @@ pub trait KvEngine: Send + Sync {
     /// # Errors
     /// The engine's write error.
     fn write_batch(&self, ops: &[BatchOp<'_>], sync: bool) -> Result<()>;
+    /// Applies `ops` through the engine's fastest bulk-load path, as a
+    /// state restore of Kafka Streams or Samza would (for RocksDB: the WAL
+    /// off); durable only after [`flush`](Self::flush). By default an
+    /// unsynced [`write_batch`](Self::write_batch).
+    ///
+    /// # Errors
+    /// The engine's write error.
+    fn bulk_write_batch(&self, ops: &[BatchOp<'_>]) -> Result<()> {
+        self.write_batch(ops, false)
+    }
     /// Reads up to `limit` entries in key order from the first key
     /// `>= start`; returns the entries read and their key + value bytes.
     ///

@@ -87,6 +87,21 @@ impl KvEngine for RocksDbEngine {
             .map_err(failed)
     }
 
+    fn bulk_write_batch(&self, ops: &[BatchOp<'_>]) -> Result<()> {
+        // As Kafka Streams and Samza restore: no WAL; `flush` writes the
+        // memtables to tables.
+        let mut batch = WriteBatch::default();
+        for op in ops {
+            match *op {
+                BatchOp::Put(key, value) => batch.put(key, value),
+                BatchOp::Delete(key) => batch.delete(key),
+            }
+        }
+        let mut options = WriteOptions::default();
+        options.disable_wal(true);
+        self.db.write_opt(batch, &options).map_err(failed)
+    }
+
     fn scan(&self, start: &[u8], limit: usize) -> Result<(usize, u64)> {
         let iter = self
             .db

@@ -6,6 +6,7 @@
 //! (latency, disk writes, peak memory, disk usage), [`table`] and [`json`]
 //! (the two output forms) and [`report`] (charts from a JSON-lines file).
 
+mod bulkload;
 pub mod json;
 pub mod kafka_restore;
 pub mod metrics;
@@ -42,6 +43,7 @@ pub const WORKLOADS: &[&str] = &[
     "log_read",
     "restore",
     "kafka_restore",
+    "bulkload",
 ];
 
 /// Entries a `seekrandom` operation reads: the one it seeks to and the

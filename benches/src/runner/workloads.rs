@@ -71,6 +71,7 @@ pub(crate) fn run(ctx: &mut Context<'_>, name: &str) -> EngineResult<Outcome> {
         "log_read" => log_read(ctx),
         "restore" => restore(ctx),
         "kafka_restore" => super::kafka_restore::run(ctx),
+        "bulkload" => super::bulkload::run(ctx),
         other => Err(EngineError::Unsupported(format!("workload {other}"))),
     }
 }
@@ -320,7 +321,7 @@ fn timed_once(f: impl FnOnce() -> EngineResult<()>) -> EngineResult<Outcome> {
     Ok(outcome)
 }
 
-fn log_error(e: varve_changelog::Error) -> EngineError {
+pub(crate) fn log_error(e: varve_changelog::Error) -> EngineError {
     EngineError::Failed(e.to_string())
 }
 
@@ -447,7 +448,10 @@ fn restore(ctx: &Context<'_>) -> EngineResult<Outcome> {
 
 /// Copies the segment files (`*.log`) of `from` into a new directory `to`,
 /// `fdatasync` on each, then syncs `to`; returns the bytes and seconds.
-fn copy_segments(from: &std::path::Path, to: &std::path::Path) -> EngineResult<(u64, f64)> {
+pub(crate) fn copy_segments(
+    from: &std::path::Path,
+    to: &std::path::Path,
+) -> EngineResult<(u64, f64)> {
     let failed = |what: &str, path: &std::path::Path, e: std::io::Error| {
         EngineError::Failed(format!("{what} {}: {e}", path.display()))
     };

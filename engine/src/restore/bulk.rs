@@ -1,9 +1,13 @@
 //! The bulk-load path of a restore: source records are gathered in a
-//! [`SortedRun`] up to the memtable budget, and each full run is sorted,
-//! written straight to a level-0 table and installed with its flushed
-//! offset, with no changelog writes. The store's changelog stays empty and is moved to
+//! [`SortedRun`] up to the run size, and each full run is sorted, written
+//! straight to a level-0 table and installed with its flushed offset, on a
+//! writer thread while the next run is gathered, with no changelog
+//! writes. The store's changelog stays empty and is moved to
 //! start at each new flushed offset, so a crash at any point leaves a store
 //! that a resumed restore can continue from its flushed offset.
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::{Scope, ScopedJoinHandle};
 
 use varve_changelog::StoredRecord;
 
@@ -13,14 +17,26 @@ use crate::key::SeqNo;
 use crate::state::DbInner;
 use crate::version::{Level, VersionEdit};
 
-/// Loads records into a store being restored.
-pub(crate) struct BulkLoader<'a> {
-    inner: &'a DbInner,
+/// Loads records into a store being restored: the calling thread gathers
+/// runs, a writer thread sorts and writes each full one while the next is
+/// gathered. The two meet through a channel with no room: a full run waits
+/// until the writer is done with the one before, so at most two runs are
+/// held at once.
+pub(crate) struct BulkLoader<'scope> {
     run: SortedRun,
-    memtable_size_bytes: usize,
+    run_size_bytes: usize,
     /// The next offset to apply: every source record below it is in the
-    /// run or in tables.
+    /// run, on its way to the writer, or in tables.
     position: u64,
+    jobs: Option<SyncSender<Job>>,
+    writer: Option<ScopedJoinHandle<'scope, Result<()>>>,
+}
+
+/// A run for the writer, and the flushed offset its table is installed
+/// with.
+struct Job {
+    run: SortedRun,
+    flushed_offset: u64,
 }
 
 /// What one [`BulkLoader::apply`] did.
@@ -29,14 +45,31 @@ pub(crate) struct Applied {
     pub(crate) bytes: u64,
 }
 
-impl<'a> BulkLoader<'a> {
-    pub(crate) fn new(inner: &'a DbInner, memtable_size_bytes: usize, position: u64) -> Self {
-        BulkLoader {
-            run: SortedRun::new(),
-            inner,
-            memtable_size_bytes,
+impl<'scope> BulkLoader<'scope> {
+    /// A loader whose writer thread runs in `scope`, writing tables of
+    /// runs of up to `run_size_bytes` (see
+    /// [`SortedRun::size_bytes`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the writer thread cannot be spawned.
+    pub(crate) fn new<'env>(
+        inner: &'env DbInner,
+        scope: &'scope Scope<'scope, 'env>,
+        run_size_bytes: usize,
+        position: u64,
+    ) -> Result<Self> {
+        let (jobs, queue) = sync_channel(0);
+        let writer = std::thread::Builder::new()
+            .name("varve-restore-writer".into())
+            .spawn_scoped(scope, move || write_runs(inner, &queue))
+            .map_err(|e| Error::io("spawn restore writer thread", &inner.path, e))?;
+        Ok(BulkLoader {
+            run: SortedRun::new(run_size_bytes),
+            run_size_bytes,
             position,
-        }
+            jobs: Some(jobs),
+            writer: Some(writer),
+        })
     }
 
     /// The next offset to apply.
@@ -45,13 +78,13 @@ impl<'a> BulkLoader<'a> {
     }
 
     /// Applies the records below `end` (records at or past it arrived after
-    /// the restore took its end, and are left out); writes the memtable to
-    /// a table whenever it is full.
+    /// the restore took its end, and are left out); hands the run to the
+    /// writer whenever it is full.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if the source delivers offsets that do not
-    /// increase or exceed the largest sequence number; table and manifest
-    /// errors.
+    /// increase or exceed the largest sequence number; the writer's table
+    /// and manifest errors.
     pub(crate) fn apply(&mut self, records: Vec<StoredRecord>, end: u64) -> Result<Applied> {
         let mut applied = Applied {
             records: 0,
@@ -75,77 +108,131 @@ impl<'a> BulkLoader<'a> {
             let value_len = stored.record.value.as_ref().map_or(0, |v| v.len());
             applied.bytes += (stored.record.key.len() + value_len) as u64;
             self.run.push(stored);
-            if self.run.size_bytes() >= self.memtable_size_bytes || self.run.is_full() {
-                self.flush()?;
+            // A run in key order is handed over at an eighth of the size,
+            // so the writer builds its table while the next is gathered:
+            // its table overlaps no other when the keys keep increasing.
+            let size = self.run.size_bytes();
+            let due = if self.run.is_ascending() {
+                size >= self.run_size_bytes / 8
+            } else {
+                size >= self.run_size_bytes
+            };
+            if due || self.run.is_full() {
+                self.hand_over(self.position)?;
             }
         }
         Ok(applied)
     }
 
-    /// Writes the run (if it holds anything) to a level-0 table and
-    /// installs it with the flushed offset [`position`](Self::position);
-    /// then moves the empty changelog to start there.
+    /// Writes what is loaded to a table installed with the flushed offset
+    /// [`position`](Self::position), waits for the writer to finish, and
+    /// stops it (for a cancelled restore).
     ///
     /// # Errors
     /// Table, manifest and changelog errors.
-    pub(crate) fn flush(&mut self) -> Result<()> {
-        self.flush_to(self.position)
+    pub(crate) fn stop(mut self) -> Result<()> {
+        self.hand_over(self.position)?;
+        self.join()
     }
 
-    /// Like [`flush`](Self::flush), declaring everything below `end`
+    /// Like [`stop`](Self::stop), declaring everything below `end`
     /// applied (the source holds no more records below it).
     ///
     /// # Errors
-    /// As [`flush`](Self::flush).
-    pub(crate) fn finish(&mut self, end: u64) -> Result<()> {
+    /// As [`stop`](Self::stop).
+    pub(crate) fn finish(mut self, end: u64) -> Result<()> {
         self.position = self.position.max(end);
-        self.flush_to(self.position)
+        self.hand_over(self.position)?;
+        self.join()
     }
 
-    fn flush_to(&mut self, flushed_offset: u64) -> Result<()> {
-        let inner = self.inner;
-        let version = inner.versions.lock().current();
-        if self.run.is_empty() && version.flushed_offset() == flushed_offset {
-            return self.move_changelog(flushed_offset);
-        }
-        let mut edit = VersionEdit {
-            flushed_offset: Some(flushed_offset),
-            last_seqno: Some(SeqNo(flushed_offset).max(version.last_seqno())),
-            ..VersionEdit::default()
+    /// Sends the run to the writer, to be installed with `flushed_offset`;
+    /// waits while the writer is busy with the run before.
+    fn hand_over(&mut self, flushed_offset: u64) -> Result<()> {
+        let job = Job {
+            run: std::mem::replace(&mut self.run, SortedRun::new(self.run_size_bytes)),
+            flushed_offset,
         };
-        let mut number = None;
-        if !self.run.is_empty() {
-            let n = inner.new_output_number();
-            number = Some(n);
-            match self.run.write_table(inner, n, inner.opts.value_format()) {
-                Ok(meta) => edit.added.push((Level(0), meta)),
-                Err(e) => {
-                    inner.release_outputs(&[n]);
-                    inner.remove_tables(&[n]);
-                    return Err(e);
-                }
-            }
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(job).is_ok());
+        if sent {
+            return Ok(());
         }
-        let result = inner.versions.lock().log_and_apply(edit);
-        if let Some(n) = number {
-            inner.release_outputs(&[n]);
-            if result.is_err() {
-                inner.remove_tables(&[n]);
-            }
-        }
-        result?;
-        inner.install_current_version(None);
-        tracing::debug!(flushed_offset, "restore: run written");
-        self.move_changelog(flushed_offset)
+        // The writer stopped on an error: that error is the one to report.
+        self.join()?;
+        Err(Error::InvalidArgument(
+            "the restore's writer thread stopped".into(),
+        ))
     }
 
-    /// Restarts the (empty) changelog at `offset`, where the next write or
-    /// restored record goes.
-    fn move_changelog(&self, offset: u64) -> Result<()> {
-        let log = &self.inner.log;
-        if log.next_offset() < offset || log.log_start_offset() < offset {
-            log.truncate_fully_and_start_at(offset)?;
+    /// Closes the writer's queue and waits for it to write what it holds.
+    fn join(&mut self) -> Result<()> {
+        self.jobs = None;
+        match self.writer.take() {
+            Some(writer) => match writer.join() {
+                Ok(result) => result,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            None => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// The writer thread: writes each run it is sent to a table, in order,
+/// until the queue closes or a write fails.
+fn write_runs(inner: &DbInner, queue: &Receiver<Job>) -> Result<()> {
+    while let Ok(mut job) = queue.recv() {
+        flush_to(inner, &mut job.run, job.flushed_offset)?;
+    }
+    Ok(())
+}
+
+/// Writes `run` (if it holds anything) to a level-0 table and installs it
+/// with `flushed_offset`; then moves the empty changelog to start there.
+fn flush_to(inner: &DbInner, run: &mut SortedRun, flushed_offset: u64) -> Result<()> {
+    let version = inner.versions.lock().current();
+    if run.is_empty() && version.flushed_offset() == flushed_offset {
+        return move_changelog(inner, flushed_offset);
+    }
+    let mut edit = VersionEdit {
+        flushed_offset: Some(flushed_offset),
+        last_seqno: Some(SeqNo(flushed_offset).max(version.last_seqno())),
+        ..VersionEdit::default()
+    };
+    let mut number = None;
+    if !run.is_empty() {
+        let n = inner.new_output_number();
+        number = Some(n);
+        match run.write_table(inner, n, inner.opts.value_format()) {
+            Ok(meta) => edit.added.push((Level(0), meta)),
+            Err(e) => {
+                inner.release_outputs(&[n]);
+                inner.remove_tables(&[n]);
+                return Err(e);
+            }
+        }
+    }
+    let result = inner.versions.lock().log_and_apply(edit);
+    if let Some(n) = number {
+        inner.release_outputs(&[n]);
+        if result.is_err() {
+            inner.remove_tables(&[n]);
+        }
+    }
+    result?;
+    inner.install_current_version(None);
+    tracing::debug!(flushed_offset, "restore: run written");
+    move_changelog(inner, flushed_offset)
+}
+
+/// Restarts the (empty) changelog at `offset`, where the next write or
+/// restored record goes.
+fn move_changelog(inner: &DbInner, offset: u64) -> Result<()> {
+    let log = &inner.log;
+    if log.next_offset() < offset || log.log_start_offset() < offset {
+        log.truncate_fully_and_start_at(offset)?;
+    }
+    Ok(())
 }

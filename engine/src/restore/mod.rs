@@ -186,32 +186,35 @@ fn load<S: RecordSource>(
     if let Some(l) = listener {
         l.on_start(start, end);
     }
-    let mut loader = BulkLoader::new(inner, opts.memtable_size_bytes, start);
-    let (mut records, mut bytes) = (0u64, 0u64);
-    let mut reported = None;
-    while loader.position() < end {
-        if opts
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Acquire))
-        {
-            loader.flush()?;
-            return Err(Error::Cancelled);
+    let (records, bytes, reported) = std::thread::scope(|scope| {
+        let mut loader = BulkLoader::new(inner, scope, opts.run_size_bytes(), start)?;
+        let (mut records, mut bytes) = (0u64, 0u64);
+        let mut reported = None;
+        while loader.position() < end {
+            if opts
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Acquire))
+            {
+                loader.stop()?;
+                return Err(Error::Cancelled);
+            }
+            let batch = source.poll(opts.poll_size_bytes).map_err(source_error)?;
+            if batch.is_empty() {
+                break;
+            }
+            let applied = loader.apply(batch, end)?;
+            records += applied.records;
+            bytes += applied.bytes;
+            if let Some(l) = listener {
+                let progress = progress_at(records, bytes, loader.position(), end, started);
+                l.on_progress(&progress);
+                reported = Some(loader.position());
+            }
         }
-        let batch = source.poll(opts.poll_size_bytes).map_err(source_error)?;
-        if batch.is_empty() {
-            break;
-        }
-        let applied = loader.apply(batch, end)?;
-        records += applied.records;
-        bytes += applied.bytes;
-        if let Some(l) = listener {
-            let progress = progress_at(records, bytes, loader.position(), end, started);
-            l.on_progress(&progress);
-            reported = Some(loader.position());
-        }
-    }
-    loader.finish(end)?;
+        loader.finish(end)?;
+        Ok((records, bytes, reported))
+    })?;
     if let Some(l) = listener
         && reported != Some(end)
     {

@@ -9,8 +9,14 @@ use crate::options::Options;
 use super::progress::RestoreListener;
 
 /// Default size of a restore's run (the records gathered for one table):
-/// each full one is sorted and becomes a table.
-pub const DEFAULT_RESTORE_MEMTABLE_SIZE_BYTES: usize = 64 << 20;
+/// each full one is sorted and becomes a table. The memory budget bounds
+/// it further (see [`RestoreOptions::memory_budget_bytes`]).
+pub const DEFAULT_RESTORE_MEMTABLE_SIZE_BYTES: usize = 256 << 20;
+/// Default memory budget of a restore.
+pub const DEFAULT_RESTORE_MEMORY_BUDGET_BYTES: usize = 512 << 20;
+/// What a restore's budget keeps aside for other than its runs: the poll
+/// and the table builder's blocks, write buffer, bloom filter and index.
+const RESERVED_BYTES: usize = 16 << 20;
 /// Default amount of records asked of the source per poll.
 pub const DEFAULT_POLL_SIZE_BYTES: usize = 1 << 20;
 
@@ -33,6 +39,7 @@ pub struct RestoreOptions {
     pub(crate) checkpoint: Option<PathBuf>,
     pub(crate) source_name: String,
     pub(crate) memtable_size_bytes: usize,
+    pub(crate) memory_budget_bytes: usize,
     pub(crate) poll_size_bytes: usize,
     pub(crate) cancel: Option<Arc<AtomicBool>>,
     pub(crate) listener: Option<Arc<dyn RestoreListener>>,
@@ -45,6 +52,7 @@ impl Default for RestoreOptions {
             checkpoint: None,
             source_name: String::new(),
             memtable_size_bytes: DEFAULT_RESTORE_MEMTABLE_SIZE_BYTES,
+            memory_budget_bytes: DEFAULT_RESTORE_MEMORY_BUDGET_BYTES,
             poll_size_bytes: DEFAULT_POLL_SIZE_BYTES,
             cancel: None,
             listener: None,
@@ -58,6 +66,7 @@ impl std::fmt::Debug for RestoreOptions {
             .field("checkpoint", &self.checkpoint)
             .field("source_name", &self.source_name)
             .field("memtable_size_bytes", &self.memtable_size_bytes)
+            .field("memory_budget_bytes", &self.memory_budget_bytes)
             .field("poll_size_bytes", &self.poll_size_bytes)
             .field("cancellable", &self.cancel.is_some())
             .field("listener", &self.listener.is_some())
@@ -112,11 +121,12 @@ impl RestoreOptions {
         self
     }
 
-    /// Size of a restore's run (default 64 MiB): records are gathered
-    /// until their key and value bytes plus 80 bytes each reach it, then
-    /// sorted and written as a level-0 table. The restore's memory is at
-    /// worst about twice this (see `docs/STATE.md`). At least 64 KiB is
-    /// used.
+    /// Size of a restore's run (default 256 MiB): records are gathered
+    /// until their key and value bytes plus 128 bytes each (their entry,
+    /// sort order and framing) reach it, then sorted and written as a
+    /// level-0 table on a second thread while the next run is gathered.
+    /// The [memory budget](Self::memory_budget_bytes) caps it further.
+    /// At least 64 KiB is used.
     ///
     /// # Examples
     /// ```
@@ -126,6 +136,30 @@ impl RestoreOptions {
     pub fn memtable_size_bytes(mut self, size_bytes: usize) -> Self {
         self.memtable_size_bytes = size_bytes.max(64 << 10);
         self
+    }
+
+    /// The memory a restore's load may hold (default 512 MiB): two runs,
+    /// one being gathered and one being written, each at most half of
+    /// what is left after 16 MiB for the poll and the table builder (see
+    /// `docs/STATE.md`). Runs are the smaller of this share and
+    /// [`memtable_size_bytes`](Self::memtable_size_bytes); a run of at
+    /// least 64 KiB is used whatever the budget.
+    ///
+    /// # Examples
+    /// ```
+    /// let _opts = varve_db::RestoreOptions::default().memory_budget_bytes(256 << 20);
+    /// ```
+    #[must_use]
+    pub fn memory_budget_bytes(mut self, size_bytes: usize) -> Self {
+        self.memory_budget_bytes = size_bytes;
+        self
+    }
+
+    /// The size at which a run is written: the run option, capped by
+    /// each run's share of the budget.
+    pub(crate) fn run_size_bytes(&self) -> usize {
+        let share = self.memory_budget_bytes.saturating_sub(RESERVED_BYTES) / 2;
+        self.memtable_size_bytes.min(share).max(64 << 10)
     }
 
     /// About how many bytes to ask of the source per poll (default

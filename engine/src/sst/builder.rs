@@ -18,6 +18,10 @@ use super::properties::TableProperties;
 use crate::error::{Error, Result};
 use crate::key::{InternalKeyRef, SeqNo, TRAILER_SIZE, ValueKind, cmp_encoded};
 
+/// How many bytes of blocks a builder gathers before writing them to the
+/// file in one call.
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
 /// How tables are built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableOptions {
@@ -89,7 +93,11 @@ pub struct TableBuilder {
     file: Arc<dyn File>,
     path: PathBuf,
     options: TableOptions,
+    /// The table's length so far, the bytes in `pending` included.
     offset: u64,
+    /// Bytes at the end of the table not yet written to the file: blocks
+    /// go out in writes of about [`WRITE_BUFFER_BYTES`], not one each.
+    pending: Vec<u8>,
     data_block: BlockBuilder,
     index_block: BlockBuilder,
     filter: FilterBuilder,
@@ -115,6 +123,7 @@ impl TableBuilder {
             path,
             options,
             offset: 0,
+            pending: Vec::new(),
             data_block: BlockBuilder::new(options.block_restart_interval),
             index_block: BlockBuilder::new(1),
             filter: FilterBuilder::new(options.bloom_bits_per_key),
@@ -229,11 +238,30 @@ impl TableBuilder {
         Ok(handle)
     }
 
+    /// Appends `bytes` to the table, writing the buffered end of it to the
+    /// file once it holds [`WRITE_BUFFER_BYTES`].
     fn write_at_end(&mut self, bytes: &[u8]) -> Result<()> {
-        self.file
-            .write_all_at(bytes, self.offset)
-            .map_err(|e| Error::io("write", &self.path, e))?;
+        if self.pending.capacity() == 0 {
+            self.pending.reserve_exact(WRITE_BUFFER_BYTES + (64 << 10));
+        }
+        self.pending.extend_from_slice(bytes);
         self.offset += bytes.len() as u64;
+        if self.pending.len() >= WRITE_BUFFER_BYTES {
+            self.write_pending()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered end of the table to the file.
+    fn write_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let at = self.offset - self.pending.len() as u64;
+        self.file
+            .write_all_at(&self.pending, at)
+            .map_err(|e| Error::io("write", &self.path, e))?;
+        self.pending.clear();
         Ok(())
     }
 
@@ -290,6 +318,7 @@ impl TableBuilder {
             "footer does not survive its own decoder"
         );
         self.write_at_end(&encoded)?;
+        self.write_pending()?;
         self.trim_and_sync()?;
         Ok(TableInfo {
             file_size_bytes: self.offset,
