@@ -275,18 +275,11 @@ impl DbInner {
     /// now; `None` (and `f` not run) otherwise. For background jobs,
     /// which must not wait for a write leader (it may be waiting for them).
     pub(crate) fn try_with_write_leadership<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
-        let mut q = self.write.queue.lock();
+        let q = self.write.queue.lock();
         if q.leader_active {
             return None;
         }
-        q.leader_active = true;
-        drop(q);
-        let out = f();
-        let mut q = self.write.queue.lock();
-        q.leader_active = false;
-        self.write.cv.notify_all();
-        drop(q);
-        Some(out)
+        Some(self.lead(q, f))
     }
 
     /// Runs `f` while holding the write leadership, so no group is being
@@ -296,6 +289,16 @@ impl DbInner {
         while q.leader_active {
             self.write.cv.wait(&mut q);
         }
+        self.lead(q, f)
+    }
+
+    /// Takes the write leadership (free under the queue lock `q`), runs
+    /// `f`, and gives it back.
+    fn lead<T>(
+        &self,
+        mut q: parking_lot::MutexGuard<'_, crate::write_queue::WriteQueue>,
+        f: impl FnOnce() -> T,
+    ) -> T {
         q.leader_active = true;
         drop(q);
         let out = f();

@@ -27,18 +27,9 @@ use varve_db::{
 
 const SHIP_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The broker, or `None` after saying the test did not run.
 fn bootstrap(test: &str) -> Option<String> {
-    match std::env::var("VARVE_KAFKA_BOOTSTRAP") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOT RUN: {test}: VARVE_KAFKA_BOOTSTRAP is not set (see .ci/kafka-broker.sh)"
-            );
-            None
-        }
-    }
+    varve_db::testing::kafka_bootstrap(test)
 }
 
 fn records() -> u64 {

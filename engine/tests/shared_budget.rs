@@ -80,6 +80,19 @@ fn write_random(db: &Db, seed: u64, count: usize) -> Model {
     model
 }
 
+/// [`write_random`] on every store at once, store `i` with seed `i`: the
+/// stores' models.
+fn write_each_at_once(stores: &[Db], count: usize) -> Vec<Model> {
+    thread::scope(|s| {
+        let handles: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(i, db)| s.spawn(move || write_random(db, i as u64, count)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 /// As [`write_random`], recording into `model`.
 fn write_random_into(db: &Db, seed: u64, count: usize, model: &mut Model) {
     let mut rng = Rng::new(seed);
@@ -113,14 +126,7 @@ fn sixteen_stores_written_at_once_stay_within_the_budget() {
         .map(|i| Db::open(store_dir(i), options(&shared, Arc::new(fs.clone()))).unwrap())
         .collect();
     assert_eq!(shared.store_count(), 16);
-    let models: Vec<Model> = thread::scope(|s| {
-        let handles: Vec<_> = stores
-            .iter()
-            .enumerate()
-            .map(|(i, db)| s.spawn(move || write_random(db, i as u64, 1500)))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let models = write_each_at_once(&stores, 1500);
     let budget = shared.write_buffer();
     let written: usize = 16 * 1500 * 250;
     assert!(written > 2 * BUDGET_BYTES + MEMTABLE_BYTES);
@@ -276,14 +282,7 @@ fn a_failed_store_does_not_stop_the_pool_serving_the_others() {
     let healthy: Vec<Db> = (0..3)
         .map(|i| Db::open(store_dir(i), options(&shared, Arc::new(fs.clone()))).unwrap())
         .collect();
-    let models: Vec<Model> = thread::scope(|s| {
-        let handles: Vec<_> = healthy
-            .iter()
-            .enumerate()
-            .map(|(i, db)| s.spawn(move || write_random(db, i as u64, 8000)))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let models = write_each_at_once(&healthy, 8000);
     for (db, model) in healthy.iter().zip(&models) {
         let stats = db.stats().unwrap();
         assert!(stats.flushes > 0, "the pool flushed a healthy store");

@@ -16,17 +16,7 @@ use varve_db::varve_changelog::{Log, LogOptions};
 
 /// The broker, or `None` after saying the test did not run.
 fn bootstrap(test: &str) -> Option<String> {
-    match std::env::var("VARVE_KAFKA_BOOTSTRAP") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOT RUN: {test}: VARVE_KAFKA_BOOTSTRAP is not set"
-            );
-            None
-        }
-    }
+    varve_db::testing::kafka_bootstrap(test)
 }
 
 /// A topic no other run uses.

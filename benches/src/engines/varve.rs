@@ -16,6 +16,18 @@ use super::{
     visit_all,
 };
 
+/// The engine batch of `ops`.
+pub(crate) fn write_batch_of(ops: &[BatchOp<'_>]) -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    for op in ops {
+        match *op {
+            BatchOp::Put(key, value) => batch.put(key.to_vec(), value.to_vec()),
+            BatchOp::Delete(key) => batch.delete(key.to_vec()),
+        };
+    }
+    batch
+}
+
 /// A Varve store driven by the runner.
 #[derive(Debug)]
 pub struct VarveEngine {
@@ -65,15 +77,8 @@ impl KvEngine for VarveEngine {
     }
 
     fn write_batch(&self, ops: &[BatchOp<'_>], sync: bool) -> Result<()> {
-        let mut batch = WriteBatch::new();
-        for op in ops {
-            match *op {
-                BatchOp::Put(key, value) => batch.put(key.to_vec(), value.to_vec()),
-                BatchOp::Delete(key) => batch.delete(key.to_vec()),
-            };
-        }
         self.db
-            .write(batch, WriteOptions::default().sync(sync))
+            .write(write_batch_of(ops), WriteOptions::default().sync(sync))
             .map_err(failed)
     }
 

@@ -94,15 +94,11 @@ impl KvEngine for VarvePartitionedEngine {
     }
 
     fn write_batch(&self, ops: &[BatchOp<'_>], sync: bool) -> Result<()> {
-        let mut batch = WriteBatch::new();
-        for op in ops {
-            match *op {
-                BatchOp::Put(key, value) => batch.put(key.to_vec(), value.to_vec()),
-                BatchOp::Delete(key) => batch.delete(key.to_vec()),
-            };
-        }
         self.store
-            .write(batch, WriteOptions::default().sync(sync))
+            .write(
+                super::varve::write_batch_of(ops),
+                WriteOptions::default().sync(sync),
+            )
             .map_err(failed)
     }
 

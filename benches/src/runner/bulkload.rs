@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use varve_changelog::{Log, LogOptions, Record};
 
-use super::workloads::{Context, copy_segments, log_error};
+use super::workloads::{Context, copy_segments, log_error, timed_restore};
 use super::{KeyOrder, Outcome, Progress, fill_key, secs_since};
 use crate::engines::{BatchOp, EngineError, Result};
 
@@ -117,16 +117,7 @@ fn restore(ctx: &Context<'_>, numbers: &[u64]) -> Result<(f64, String)> {
     let copy_dir = log_dir.with_extension("bulkload-copy");
     let (file_bytes, copy_secs) = copy_segments(&log_dir, &copy_dir)?;
     let _ = std::fs::remove_dir_all(&copy_dir);
-    let start = Instant::now();
-    let report = varve_db::restore(
-        &target,
-        &mut varve_changelog::LogSource::new(&log),
-        varve_db::RestoreOptions::default(),
-    )
-    .map_err(|e| EngineError::Failed(format!("restore: {e}")))?;
-    let secs = secs_since(start);
-    log.close().map_err(log_error)?;
-    let _ = std::fs::remove_dir_all(&target);
+    let (report, secs) = timed_restore(log, &target)?;
     let _ = std::fs::remove_dir_all(&log_dir);
     if report.records != numbers.len() as u64 {
         return Err(EngineError::Failed(format!(

@@ -2,12 +2,13 @@
 //! operations are split between `--threads` threads and each operation is
 //! timed on its own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
 use varve_changelog::{Log, LogOptions, Record, SyncPolicy};
+use varve_db::RestoreReport;
 
 use super::metrics::Latency;
 use super::{
@@ -422,16 +423,7 @@ fn restore(ctx: &Context<'_>) -> EngineResult<Outcome> {
     let log = Log::open(&ctx.log_dir, LogOptions::default()).map_err(log_error)?;
     let target = ctx.log_dir.with_extension(format!("restore-{}", ctx.round));
     let _ = std::fs::remove_dir_all(&target);
-    let start = Instant::now();
-    let report = varve_db::restore(
-        &target,
-        &mut varve_changelog::LogSource::new(&log),
-        varve_db::RestoreOptions::default(),
-    )
-    .map_err(|e| EngineError::Failed(format!("restore: {e}")))?;
-    let secs = secs_since(start);
-    log.close().map_err(log_error)?;
-    let _ = std::fs::remove_dir_all(&target);
+    let (report, secs) = timed_restore(log, &target)?;
     let restore_mb_s = file_bytes as f64 / 1e6 / secs.max(1e-9);
     let copy_mb_s = file_bytes as f64 / 1e6 / copy_secs.max(1e-9);
     let mut outcome = Outcome::one_op(secs, report.bytes);
@@ -444,6 +436,22 @@ fn restore(ctx: &Context<'_>) -> EngineResult<Outcome> {
         restore_mb_s / copy_mb_s.max(1e-9)
     ));
     Ok(outcome)
+}
+
+/// One `varve_db::restore` of a new store in `target` from `log` with the
+/// default options, timed; closes the log and removes the store after.
+pub(crate) fn timed_restore(log: Log, target: &Path) -> EngineResult<(RestoreReport, f64)> {
+    let start = Instant::now();
+    let report = varve_db::restore(
+        target,
+        &mut varve_changelog::LogSource::new(&log),
+        varve_db::RestoreOptions::default(),
+    )
+    .map_err(|e| EngineError::Failed(format!("restore: {e}")))?;
+    let secs = secs_since(start);
+    log.close().map_err(log_error)?;
+    let _ = std::fs::remove_dir_all(target);
+    Ok((report, secs))
 }
 
 /// Copies the segment files (`*.log`) of `from` into a new directory `to`,

@@ -1,5 +1,6 @@
-//! [`env_u64`], [`seed_range`], [`for_each_sync_policy`] and
-//! [`all_sequences`]: the knobs and workloads of the long-running tests.
+//! [`env_u64`], [`seed_range`], [`for_each_sync_policy`],
+//! [`all_sequences`] and [`kafka_bootstrap`]: the knobs and workloads of the
+//! long-running tests.
 
 /// The value of environment variable `name` as a number, if set
 /// (`VARVE_CRASH_CYCLES=10000`, `VARVE_CRASH_SEED=…`).
@@ -74,4 +75,25 @@ pub fn all_sequences<T: Clone>(alphabet: &[T], max_len: usize) -> Vec<Vec<T>> {
         frontier = next;
     }
     out
+}
+
+/// The Kafka broker the bridge tests run against, from
+/// `VARVE_KAFKA_BOOTSTRAP` (`.ci/kafka-broker.sh start` prints it), or
+/// `None` after printing that `test` did not run. The notice goes past the
+/// test harness's output capture (which only catches the `print!` macros),
+/// so it shows in every run.
+#[must_use]
+pub fn kafka_bootstrap(test: &str) -> Option<String> {
+    match std::env::var("VARVE_KAFKA_BOOTSTRAP") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOT RUN: {test}: VARVE_KAFKA_BOOTSTRAP is not set (start a broker with \
+                 `.ci/kafka-broker.sh start` and export what it prints)"
+            );
+            None
+        }
+    }
 }

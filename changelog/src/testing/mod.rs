@@ -12,8 +12,9 @@
 //!   that simulates power loss and I/O faults (also at `fs::MemFs`).
 //! - [`mem_fs_with_dir`], [`small_log_options`]: the setup most log tests
 //!   share; [`BrokenSource`], a record source whose polls fail;
-//!   [`env_u64`], [`seed_range`], [`for_each_sync_policy`] and
-//!   [`all_sequences`], the knobs and workloads of the long-running tests.
+//!   [`env_u64`], [`seed_range`], [`for_each_sync_policy`],
+//!   [`all_sequences`] and [`kafka_bootstrap`], the knobs and workloads of
+//!   the long-running tests.
 
 mod env;
 mod intercept;
@@ -22,7 +23,7 @@ mod setup;
 mod source;
 
 pub use crate::fs::{CrashMode, FaultKind, MemFs};
-pub use env::{all_sequences, env_u64, for_each_sync_policy, seed_range};
+pub use env::{all_sequences, env_u64, for_each_sync_policy, kafka_bootstrap, seed_range};
 pub use intercept::{Hook, InterceptFs, Op, OpKind};
 pub use rng::Rng;
 pub use setup::{mem_fs_with_dir, small_log_options};

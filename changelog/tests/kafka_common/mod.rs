@@ -16,16 +16,7 @@ use varve_changelog::{Log, Record, RecordSource, StoredRecord};
 /// The broker's bootstrap address, or `None` after printing that `test`
 /// did not run.
 pub fn bootstrap(test: &str) -> Option<String> {
-    match std::env::var("VARVE_KAFKA_BOOTSTRAP") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            not_run(
-                test,
-                "VARVE_KAFKA_BOOTSTRAP is not set (start a broker with `.ci/kafka-broker.sh start` and export what it prints)",
-            );
-            None
-        }
-    }
+    varve_changelog::testing::kafka_bootstrap(test)
 }
 
 /// Prints that `test` did not run, past the test harness's output capture

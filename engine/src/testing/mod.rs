@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 pub use varve_changelog::testing::{
     BrokenSource, CrashMode, FaultKind, Hook, InterceptFs, MemFs, Op, OpKind, Rng, all_sequences,
-    env_u64, seed_range,
+    env_u64, kafka_bootstrap, seed_range,
 };
 
 use varve_changelog::fs::FileSystem;
