@@ -200,9 +200,10 @@ pub(crate) fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
 /// serve one event each).
 pub(crate) const EVENTS_PER_SERVE: usize = 64;
 
-/// The first wait for metadata; each further one is twice as long, so a
-/// failed handshake shows within about a second while a slow broker still
-/// gets the whole timeout for one request.
+/// The first wait for metadata; each further one is twice as long (the
+/// last one cut to what is left of the timeout), so a failed handshake
+/// shows within about a second while a slow broker still gets about half
+/// the timeout for its last request.
 const METADATA_WAIT_FIRST: Duration = Duration::from_millis(250);
 
 /// Serves the error and log events waiting on the main queue of a client
