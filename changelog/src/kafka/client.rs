@@ -39,6 +39,31 @@ impl BridgeContext {
         self.answered.store(true, Ordering::Release);
     }
 
+    /// [`timed_out`](Self::timed_out) for a client being set up: a port
+    /// that takes connections but answered nothing in the whole timeout is
+    /// unreachable, most likely a listener of another protocol (a running
+    /// client's new connection may just be slow, so only set-up says so).
+    pub(crate) fn set_up_timed_out(
+        &self,
+        config: &KafkaConfig,
+        operation: &'static str,
+        waited: Duration,
+    ) -> Error {
+        match self.timed_out(config, operation, waited) {
+            Error::Timeout { waited_ms, .. } if !self.answered.load(Ordering::Acquire) => {
+                Error::Unreachable {
+                    bootstrap: config.bootstrap_servers.clone(),
+                    waited_ms,
+                    detail: "a bootstrap server accepts connections but no broker answered a \
+                             request (is security.protocol right? a TLS listener needs SSL or \
+                             SASL_SSL, a plaintext one neither)"
+                        .to_owned(),
+                }
+            }
+            e => e,
+        }
+    }
+
     /// [`Error::Authentication`] if no broker ever answered and the client
     /// saw a TLS handshake or SASL authentication fail.
     pub(crate) fn authentication_error(&self, config: &KafkaConfig) -> Option<Error> {
@@ -55,9 +80,9 @@ impl BridgeContext {
 
     /// The error for an operation that did not finish in time: a failed
     /// handshake when no broker ever answered and the client saw one,
-    /// unreachable when no broker ever answered otherwise (with the
-    /// transport error seen, or what a direct connection attempt found);
-    /// a timeout once a broker has answered.
+    /// unreachable when no broker ever answered and the client saw
+    /// transport errors (or a direct connection attempt fails), otherwise
+    /// a timeout.
     pub(crate) fn timed_out(
         &self,
         config: &KafkaConfig,
@@ -75,19 +100,14 @@ impl BridgeContext {
                 .transport_error
                 .lock()
                 .clone()
-                .or_else(|| probe_bootstrap(config))
-                .unwrap_or_else(|| {
-                    // A port that takes connections but answers nothing.
-                    "a bootstrap server accepts connections but no broker answered a request \
-                     (is security.protocol right? a TLS listener needs SSL or SASL_SSL, a \
-                     plaintext one neither)"
-                        .to_owned()
-                });
-            return Error::Unreachable {
-                bootstrap: config.bootstrap_servers.clone(),
-                waited_ms,
-                detail,
-            };
+                .or_else(|| probe_bootstrap(config));
+            if let Some(detail) = detail {
+                return Error::Unreachable {
+                    bootstrap: config.bootstrap_servers.clone(),
+                    waited_ms,
+                    detail,
+                };
+            }
         }
         Error::Timeout {
             operation,
@@ -309,7 +329,7 @@ pub(crate) fn topic_partitions<C: ClientContext>(
                         return Err(e);
                     }
                     if started.elapsed() >= config.timeout() {
-                        return Err(ctx.timed_out(
+                        return Err(ctx.set_up_timed_out(
                             config,
                             "fetch topic metadata",
                             started.elapsed(),
@@ -433,6 +453,22 @@ mod tests {
         // to retry, not a set-up error.
         ctx.mark_answered();
         assert!(ctx.authentication_error(&config()).is_none());
+    }
+
+    #[test]
+    fn only_set_up_calls_a_silent_listener_unreachable() {
+        // A local port that accepts connections and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = KafkaConfig::new(listener.local_addr().unwrap().to_string(), "t");
+        let ctx = BridgeContext::default();
+        let e = ctx.set_up_timed_out(&config, "fetch topic metadata", Duration::from_millis(5));
+        assert!(
+            matches!(&e, Error::Unreachable { detail, .. } if detail.contains("security.protocol")),
+            "{e:?}"
+        );
+        // A running client (a shipper's replaced producer) only timed out.
+        let e = ctx.timed_out(&config, "ship records", Duration::from_millis(5));
+        assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
     }
 
     #[test]

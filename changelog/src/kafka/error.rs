@@ -18,10 +18,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// No broker of the bootstrap list could be reached (connection
-    /// refused, unresolvable host, every broker down), or none answered a
-    /// request (a port that accepts connections but speaks another
-    /// protocol, such as a TLS listener to a plaintext client), within the
-    /// timeout.
+    /// refused, unresolvable host, every broker down), or at set-up none
+    /// answered a request (a port that accepts connections but speaks
+    /// another protocol, such as a TLS listener to a plaintext client),
+    /// within the timeout.
     Unreachable {
         /// The bootstrap servers tried.
         bootstrap: String,
