@@ -5,6 +5,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 
 use super::error::{Error, Result};
+use super::security::check_security;
 
 /// The connection and topic shared by every part of the bridge.
 ///
@@ -172,12 +173,15 @@ impl KafkaConfig {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an empty bootstrap list or topic, a
-    /// zero timeout, or a property that would break the bridge's
-    /// guarantees (see [`GUARANTEED_PROPERTIES`]).
+    /// zero timeout, a property that would break the bridge's guarantees
+    /// (see [`GUARANTEED_PROPERTIES`]), or a `security.protocol` or
+    /// `sasl.mechanism` this build of librdkafka lacks (TLS and SCRAM need
+    /// the `kafka-tls` feature; GSSAPI is not built).
     pub fn validate(&self) -> Result<()> {
         for (key, value) in &self.properties {
             check_property(key, value)?;
         }
+        check_security(&self.properties)?;
         if self.bootstrap_servers.trim().is_empty() {
             return Err(Error::InvalidArgument("bootstrap_servers is empty".into()));
         }
@@ -276,7 +280,8 @@ mod tests {
             ("acks", "-1"),
             ("enable.idempotence", "true"),
             ("max.in.flight.requests.per.connection", "5"),
-            ("security.protocol", "SASL_SSL"),
+            ("security.protocol", "PLAINTEXT"),
+            ("sasl.mechanism", "PLAIN"),
             ("sasl.password", "hunter2"),
             ("client.id", "node-1"),
         ] {

@@ -18,7 +18,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// No broker of the bootstrap list could be reached (connection
-    /// refused, unresolvable host, every broker down) within the timeout.
+    /// refused, unresolvable host, every broker down), or at set-up none
+    /// answered a request (a port that accepts connections but speaks
+    /// another protocol, such as a TLS listener to a plaintext client),
+    /// within the timeout.
     Unreachable {
         /// The bootstrap servers tried.
         bootstrap: String,
@@ -50,6 +53,23 @@ pub enum Error {
         operation: &'static str,
         /// The broker's error code.
         code: RDKafkaErrorCode,
+    },
+    /// The connection to the brokers could not be secured: the TLS
+    /// handshake failed (a broker certificate the client does not trust,
+    /// one that does not name the host, TLS against a plaintext listener)
+    /// or SASL authentication failed (wrong credentials, a mechanism the
+    /// broker does not offer). Reported when no broker ever answered and
+    /// the client saw such a failure; retrying cannot cure it until a
+    /// certificate, trust store or credential changes.
+    Authentication {
+        /// The bootstrap servers tried.
+        bootstrap: String,
+        /// [`RDKafkaErrorCode::SSL`] for a TLS failure,
+        /// [`RDKafkaErrorCode::Authentication`] for a SASL one.
+        code: RDKafkaErrorCode,
+        /// What the client reported (for a certificate, librdkafka names
+        /// the check that failed).
+        detail: String,
     },
     /// An existing topic is configured differently from what the bridge
     /// needs (cleanup policy, partition count).
@@ -211,6 +231,21 @@ impl fmt::Display for Error {
                 operation,
                 code,
             } => write!(f, "not authorized to {operation} on {resource:?}: {code}"),
+            Error::Authentication {
+                bootstrap,
+                code,
+                detail,
+            } => {
+                let what = if *code == RDKafkaErrorCode::SSL {
+                    "TLS handshake"
+                } else {
+                    "SASL authentication"
+                };
+                write!(
+                    f,
+                    "{what} with the Kafka brokers at {bootstrap} failed: {detail}"
+                )
+            }
             Error::TopicConfig {
                 topic,
                 setting,

@@ -18,6 +18,7 @@
 mod client;
 mod config;
 mod error;
+mod security;
 mod shipper;
 mod source;
 mod topic;

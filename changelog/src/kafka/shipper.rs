@@ -22,7 +22,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 
 use super::OFFSET_HEADER;
 use super::client::{
-    BridgeContext, check_partition, log_librdkafka, note_client_error, topic_partitions,
+    BridgeContext, EVENTS_PER_SERVE, check_partition, log_librdkafka, note_client_error,
+    topic_partitions,
 };
 use super::config::{Compression, KafkaConfig};
 use super::error::{Error, Result};
@@ -188,8 +189,10 @@ impl<L: Deref<Target = Log>> Shipper<L> {
     ///
     /// # Errors
     /// [`Error::TopicMissing`], [`Error::PartitionMissing`],
-    /// [`Error::Unreachable`], [`Error::Authorization`], [`Error::Timeout`]
-    /// within the configured timeout; [`Error::InvalidArgument`].
+    /// [`Error::Unreachable`], [`Error::Authorization`],
+    /// [`Error::Authentication`] (a failed TLS handshake or SASL
+    /// authentication), [`Error::Timeout`] within the configured timeout;
+    /// [`Error::InvalidArgument`].
     pub fn new(log: L, config: KafkaConfig, opts: ShipperOptions) -> Result<Shipper<L>> {
         config.validate()?;
         if opts.name.is_empty() || opts.max_in_flight_records == 0 {
@@ -198,7 +201,16 @@ impl<L: Deref<Target = Log>> Shipper<L> {
             ));
         }
         let producer = create_producer(&config, &opts)?;
-        let partitions = topic_partitions(producer.client(), &producer.context().bridge, &config)?;
+        let partitions = topic_partitions(
+            producer.client(),
+            &producer.context().bridge,
+            &config,
+            || {
+                for _ in 0..EVENTS_PER_SERVE {
+                    producer.poll(Duration::ZERO);
+                }
+            },
+        )?;
         check_partition(&config, opts.partition, partitions)?;
         let position = match log.position(&opts.name) {
             Some(position) => position,

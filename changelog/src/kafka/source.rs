@@ -18,7 +18,7 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::OFFSET_HEADER;
-use super::client::{BridgeContext, check_partition, topic_partitions};
+use super::client::{BridgeContext, EVENTS_PER_SERVE, check_partition, topic_partitions};
 use super::config::KafkaConfig;
 use super::error::{Error, Result};
 use crate::record::{Header, Record, StoredRecord};
@@ -99,8 +99,9 @@ impl KafkaSource {
     ///
     /// # Errors
     /// [`Error::TopicMissing`], [`Error::PartitionMissing`],
-    /// [`Error::Unreachable`], [`Error::Authorization`], [`Error::Timeout`]
-    /// within the configured timeout.
+    /// [`Error::Unreachable`], [`Error::Authorization`],
+    /// [`Error::Authentication`] (a failed TLS handshake or SASL
+    /// authentication), [`Error::Timeout`] within the configured timeout.
     pub fn new(config: KafkaConfig, partition: i32) -> Result<KafkaSource> {
         config.validate()?;
         let mut c = config.client_config();
@@ -120,7 +121,13 @@ impl KafkaSource {
         let consumer: BaseConsumer<BridgeContext> = c
             .create_with_context(BridgeContext::default())
             .map_err(|e| Error::from_client("create a consumer", &config.topic, e))?;
-        let partitions = topic_partitions(consumer.client(), consumer.context(), &config)?;
+        // No partition is assigned yet, so a poll serves only events
+        // (errors reach the context).
+        let partitions = topic_partitions(consumer.client(), consumer.context(), &config, || {
+            for _ in 0..EVENTS_PER_SERVE {
+                let _ = consumer.poll(Duration::ZERO);
+            }
+        })?;
         check_partition(&config, partition, partitions)?;
         let topic_c = CString::new(config.topic.clone())
             .map_err(|_| Error::InvalidArgument("topic name holds a NUL byte".into()))?;

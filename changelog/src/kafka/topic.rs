@@ -8,7 +8,7 @@ use std::time::Instant;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::client::{BridgeContext, block_on, topic_partitions};
+use super::client::{BridgeContext, block_on, serve_main_queue, topic_partitions};
 use super::config::KafkaConfig;
 use super::error::{Error, Result, is_authorization};
 
@@ -74,8 +74,9 @@ pub struct TopicInfo {
 ///
 /// # Errors
 /// [`Error::TopicConfig`] for a mismatch, [`Error::Unreachable`],
-/// [`Error::Authorization`], [`Error::Timeout`] within the configured
-/// timeout, [`Error::InvalidArgument`] for a bad spec.
+/// [`Error::Authorization`], [`Error::Authentication`] (a failed TLS
+/// handshake or SASL authentication), [`Error::Timeout`] within the
+/// configured timeout, [`Error::InvalidArgument`] for a bad spec.
 pub fn ensure_topic(config: &KafkaConfig, spec: &TopicSpec) -> Result<TopicInfo> {
     config.validate()?;
     if spec.partitions < 1 {
@@ -132,7 +133,10 @@ impl<'a> Admin<'a> {
     }
 
     fn partitions(&self) -> Result<usize> {
-        topic_partitions(self.client.inner(), &self.ctx, self.config)
+        let client = self.client.inner();
+        topic_partitions(client, &self.ctx, self.config, || {
+            serve_main_queue(client, &self.ctx);
+        })
     }
 
     /// Creates the topic; false if another client created it first.
