@@ -55,14 +55,9 @@ fn ships_100k_records_with_overwrites_and_tombstones_and_restores_them() {
     assert_eq!(dups, 0, "a clean run re-sends nothing");
 
     // The source as a restore uses it: headers dropped, records equal.
-    let mut source = KafkaSource::new(config.timeout_ms(READ_TIMEOUT_MS), 0).unwrap();
-    let bounds = source.bounds().unwrap();
+    let (bounds, restored, mut source) =
+        read_with_source_kept(config.timeout_ms(READ_TIMEOUT_MS), 256 << 10);
     assert_eq!(bounds.end_offset - bounds.start_offset, n);
-    source.seek(bounds.start_offset).unwrap();
-    let mut restored = Vec::new();
-    while source.position() < bounds.end_offset {
-        restored.extend(source.poll(256 << 10).unwrap());
-    }
     assert!(source.poll(1 << 20).unwrap().is_empty());
     let local = local_records(&log);
     assert_eq!(restored.len(), local.len());

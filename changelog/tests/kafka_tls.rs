@@ -31,13 +31,31 @@ mod tls {
     use varve_changelog::kafka::{
         Error, KafkaConfig, KafkaSource, Shipper, ShipperOptions, TopicSpec, ensure_topic,
     };
-    use varve_changelog::{Log, LogOptions, RecordSource};
+    use varve_changelog::{Log, LogOptions};
 
     /// The bound the error tests give every call.
     const ERROR_TIMEOUT_MS: u64 = 5_000;
 
     /// An environment variable, or `None` after printing that `test` did
     /// not run.
+    /// The TLS broker and the CA that signed its certificate, or `None`
+    /// after saying `test` did not run.
+    fn tls_broker(test: &str) -> Option<(String, String)> {
+        let bootstrap = var(test, "VARVE_KAFKA_TLS_BOOTSTRAP")?;
+        Some((bootstrap, var(test, "VARVE_KAFKA_TLS_CA")?))
+    }
+
+    /// The SASL-over-TLS broker, its CA, the user and the password, or
+    /// `None` after saying `test` did not run.
+    fn sasl_broker(test: &str) -> Option<[String; 4]> {
+        Some([
+            var(test, "VARVE_KAFKA_SASL_BOOTSTRAP")?,
+            var(test, "VARVE_KAFKA_TLS_CA")?,
+            var(test, "VARVE_KAFKA_SASL_USER")?,
+            var(test, "VARVE_KAFKA_SASL_PASSWORD")?,
+        ])
+    }
+
     fn var(test: &str, name: &str) -> Option<String> {
         match std::env::var(name) {
             Ok(v) if !v.is_empty() => Some(v),
@@ -97,14 +115,9 @@ mod tls {
         let local = local_records(&log);
         let dups = check_shipped(&local, &read_partition(config, 0));
         assert_eq!(dups, 0, "a clean run re-sends nothing");
-        let mut source = KafkaSource::new(config.clone().timeout_ms(READ_TIMEOUT_MS), 0).unwrap();
-        let bounds = source.bounds().unwrap();
+        let (bounds, restored) =
+            read_with_source(config.clone().timeout_ms(READ_TIMEOUT_MS), 1 << 20);
         assert_eq!(bounds.end_offset - bounds.start_offset, n);
-        source.seek(bounds.start_offset).unwrap();
-        let mut restored = Vec::new();
-        while source.position() < bounds.end_offset {
-            restored.extend(source.poll(1 << 20).unwrap());
-        }
         assert_eq!(restored.len(), local.len());
         for (r, l) in restored.iter().zip(&local) {
             assert_eq!(r.record, l.record);
@@ -131,13 +144,25 @@ mod tls {
         err
     }
 
+    /// Each set-up call with `config` (creating the topic, a source, a
+    /// shipper of a new log of 100 records) fails within the bound, as
+    /// `check` wants, and the shipper registers nothing; returns the log.
+    fn set_up_calls_fail(config: &KafkaConfig, check: impl Fn(Error)) -> (tempfile::TempDir, Log) {
+        check(bounded(|| ensure_topic(config, &TopicSpec::new(1))));
+        check(bounded(|| KafkaSource::new(config.clone(), 0)));
+        let dir = tempfile::tempdir().unwrap();
+        let log = unshipped_log(dir.path());
+        check(bounded(|| {
+            Shipper::new(&log, config.clone(), ShipperOptions::new("kafka", 0))
+        }));
+        assert_eq!(log.position("kafka"), None);
+        (dir, log)
+    }
+
     #[test]
     fn ships_and_restores_over_tls() {
         let test = "ships_and_restores_over_tls";
-        let (Some(bootstrap), Some(ca)) = (
-            var(test, "VARVE_KAFKA_TLS_BOOTSTRAP"),
-            var(test, "VARVE_KAFKA_TLS_CA"),
-        ) else {
+        let Some((bootstrap, ca)) = tls_broker(test) else {
             return;
         };
         let config = tls_config(&bootstrap, &unique_topic("tls"), &ca);
@@ -147,12 +172,7 @@ mod tls {
     #[test]
     fn ships_and_restores_over_sasl_scram_on_tls() {
         let test = "ships_and_restores_over_sasl_scram_on_tls";
-        let (Some(bootstrap), Some(ca), Some(user), Some(password)) = (
-            var(test, "VARVE_KAFKA_SASL_BOOTSTRAP"),
-            var(test, "VARVE_KAFKA_TLS_CA"),
-            var(test, "VARVE_KAFKA_SASL_USER"),
-            var(test, "VARVE_KAFKA_SASL_PASSWORD"),
-        ) else {
+        let Some([bootstrap, ca, user, password]) = sasl_broker(test) else {
             return;
         };
         let config = sasl_config(&bootstrap, &unique_topic("sasl"), &ca, &user, &password);
@@ -162,11 +182,9 @@ mod tls {
     #[test]
     fn a_client_that_does_not_trust_the_broker_fails_the_handshake_and_ships_nothing() {
         let test = "a_client_that_does_not_trust_the_broker_fails_the_handshake_and_ships_nothing";
-        let (Some(bootstrap), Some(ca), Some(other_ca)) = (
-            var(test, "VARVE_KAFKA_TLS_BOOTSTRAP"),
-            var(test, "VARVE_KAFKA_TLS_CA"),
-            var(test, "VARVE_KAFKA_TLS_OTHER_CA"),
-        ) else {
+        let (Some((bootstrap, ca)), Some(other_ca)) =
+            (tls_broker(test), var(test, "VARVE_KAFKA_TLS_OTHER_CA"))
+        else {
             return;
         };
         let topic = unique_topic("untrusted");
@@ -182,18 +200,10 @@ mod tls {
             assert!(!err.is_transient(), "{err}");
             assert!(err.to_string().contains("TLS handshake"), "{err}");
         };
-        check(bounded(|| ensure_topic(&untrusting, &TopicSpec::new(1))));
         ensure_topic(&trusting, &TopicSpec::new(1)).unwrap();
-        check(bounded(|| KafkaSource::new(untrusting.clone(), 0)));
-
-        let dir = tempfile::tempdir().unwrap();
-        let log = unshipped_log(dir.path());
-        check(bounded(|| {
-            Shipper::new(&log, untrusting.clone(), ShipperOptions::new("kafka", 0))
-        }));
+        let (_dir, log) = set_up_calls_fail(&untrusting, check);
         // Nothing was registered as shipped, so nothing local can be
         // dropped as shipped; a shipper that trusts the broker ships it all.
-        assert_eq!(log.position("kafka"), None);
         let mut shipper =
             Shipper::new(&log, trusting.clone(), ShipperOptions::new("kafka", 0)).unwrap();
         assert_eq!(shipper.ship_until(100, SHIP_TIMEOUT).unwrap(), 100);
@@ -208,10 +218,7 @@ mod tls {
     fn plaintext_against_the_tls_port_and_tls_against_a_plaintext_port_are_unreachable() {
         let test =
             "plaintext_against_the_tls_port_and_tls_against_a_plaintext_port_are_unreachable";
-        let (Some(tls_bootstrap), Some(ca)) = (
-            var(test, "VARVE_KAFKA_TLS_BOOTSTRAP"),
-            var(test, "VARVE_KAFKA_TLS_CA"),
-        ) else {
+        let Some((tls_bootstrap, ca)) = tls_broker(test) else {
             return;
         };
         let topic = unique_topic("mismatch");
@@ -231,14 +238,7 @@ mod tls {
                     "{config:?}: {err:?}"
                 );
             };
-            check(bounded(|| ensure_topic(&config, &TopicSpec::new(1))));
-            check(bounded(|| KafkaSource::new(config.clone(), 0)));
-            let dir = tempfile::tempdir().unwrap();
-            let log = unshipped_log(dir.path());
-            check(bounded(|| {
-                Shipper::new(&log, config.clone(), ShipperOptions::new("kafka", 0))
-            }));
-            assert_eq!(log.position("kafka"), None);
+            let (_dir, log) = set_up_calls_fail(&config, check);
             assert_eq!(local_records(&log).len(), 100);
         }
     }
@@ -246,12 +246,7 @@ mod tls {
     #[test]
     fn a_wrong_sasl_password_is_an_authentication_error_and_ships_nothing() {
         let test = "a_wrong_sasl_password_is_an_authentication_error_and_ships_nothing";
-        let (Some(bootstrap), Some(ca), Some(user), Some(password)) = (
-            var(test, "VARVE_KAFKA_SASL_BOOTSTRAP"),
-            var(test, "VARVE_KAFKA_TLS_CA"),
-            var(test, "VARVE_KAFKA_SASL_USER"),
-            var(test, "VARVE_KAFKA_SASL_PASSWORD"),
-        ) else {
+        let Some([bootstrap, ca, user, password]) = sasl_broker(test) else {
             return;
         };
         let topic = unique_topic("sasl-refused");
@@ -278,14 +273,7 @@ mod tls {
                 // The password is not in the message.
                 assert!(!err.to_string().contains(&password), "{err}");
             };
-            check(bounded(|| ensure_topic(&config, &TopicSpec::new(1))));
-            check(bounded(|| KafkaSource::new(config.clone(), 0)));
-            let dir = tempfile::tempdir().unwrap();
-            let log = unshipped_log(dir.path());
-            check(bounded(|| {
-                Shipper::new(&log, config.clone(), ShipperOptions::new("kafka", 0))
-            }));
-            assert_eq!(log.position("kafka"), None);
+            set_up_calls_fail(&config, check);
         }
     }
 }

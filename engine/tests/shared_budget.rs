@@ -11,6 +11,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
+use std::time::Duration;
 
 use bytes::Bytes;
 use varve_db::varve_changelog::fs::{FileSystem, MemFs};
@@ -254,6 +255,18 @@ fn write_random_model(seed: u64, count: usize) -> Model {
     write_random(&db, seed, count)
 }
 
+/// A file system in memory on which every table sync fails, after
+/// `delay`.
+fn failing_table_syncs(delay: Duration) -> InterceptFs {
+    InterceptFs::new(Arc::new(MemFs::new()), move |op| {
+        if op.kind == OpKind::SyncData && op.has_extension("sst") {
+            thread::sleep(delay);
+            return Err(io::Error::other("injected table sync failure"));
+        }
+        Ok(())
+    })
+}
+
 /// A store whose table syncs fail turns read-only; the pool keeps
 /// flushing and compacting the others, which write far more than the
 /// budget.
@@ -261,12 +274,7 @@ fn write_random_model(seed: u64, count: usize) -> Model {
 fn a_failed_store_does_not_stop_the_pool_serving_the_others() {
     let _serial = serial();
     let shared = resources();
-    let failing = InterceptFs::new(Arc::new(MemFs::new()), |op| {
-        if op.kind == OpKind::SyncData && op.has_extension("sst") {
-            return Err(io::Error::other("injected table sync failure"));
-        }
-        Ok(())
-    });
+    let failing = failing_table_syncs(Duration::ZERO);
     let broken = Db::open("/broken", options(&shared, Arc::new(failing))).unwrap();
     let mut i = 0u64;
     let failure = loop {
@@ -300,14 +308,8 @@ fn a_failed_store_does_not_stop_the_pool_serving_the_others() {
 fn a_failed_store_holding_the_whole_budget_does_not_hold_the_others() {
     let _serial = serial();
     let shared = resources();
-    let failing = InterceptFs::new(Arc::new(MemFs::new()), |op| {
-        if op.kind == OpKind::SyncData && op.has_extension("sst") {
-            // Slow, then failing: the writer fills the budget meanwhile.
-            thread::sleep(std::time::Duration::from_millis(200));
-            return Err(io::Error::other("injected table sync failure"));
-        }
-        Ok(())
-    });
+    // Slow, then failing: the writer fills the budget meanwhile.
+    let failing = failing_table_syncs(Duration::from_millis(200));
     // One memtable may grow past the whole budget.
     let opts = options(&shared, Arc::new(failing)).memtable_size_bytes(4 * BUDGET_BYTES);
     let broken = Db::open("/broken", opts).unwrap();

@@ -15,8 +15,7 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
-use varve_changelog::{Log, LogOptions, Record};
+use varve_changelog::{Log, LogOptions};
 
 use super::workloads::{Context, copy_segments, log_error, timed_restore};
 use super::{KeyOrder, Outcome, Progress, fill_key, secs_since};
@@ -101,16 +100,7 @@ fn restore(ctx: &Context<'_>, numbers: &[u64]) -> Result<(f64, String)> {
     let log = Log::open(&log_dir, LogOptions::default()).map_err(log_error)?;
     let mut key = vec![0u8; ctx.config.key_size];
     for batch in numbers.chunks(BATCH_RECORDS) {
-        let records: Vec<Record> = batch
-            .iter()
-            .map(|&i| {
-                fill_key(&mut key, i);
-                Record::put(
-                    Bytes::copy_from_slice(&key),
-                    Bytes::copy_from_slice(ctx.values.get(i)),
-                )
-            })
-            .collect();
+        let records = ctx.records(&mut key, batch);
         log.append(&records).map_err(log_error)?;
     }
     log.sync().map_err(log_error)?;

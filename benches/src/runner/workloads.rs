@@ -31,6 +31,21 @@ pub(crate) struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    /// A changelog record for each key number in `numbers`, with its
+    /// value; `key` is the buffer the keys are built in.
+    pub(crate) fn records(&self, key: &mut [u8], numbers: &[u64]) -> Vec<Record> {
+        numbers
+            .iter()
+            .map(|&i| {
+                fill_key(key, i);
+                Record::put(
+                    Bytes::copy_from_slice(key),
+                    Bytes::copy_from_slice(self.values.get(i)),
+                )
+            })
+            .collect()
+    }
+
     pub(crate) fn new(config: &'a RunConfig, engine: &'a dyn KvEngine, log_dir: PathBuf) -> Self {
         let entry_bytes = (config.key_size + config.value_size) as u64;
         Context {
@@ -348,16 +363,7 @@ fn log_append(ctx: &mut Context<'_>) -> EngineResult<Outcome> {
     let mut first = 0;
     while first < config.num {
         let count = (config.batch_size as u64).min(config.num - first);
-        let records: Vec<Record> = numbers[first as usize..(first + count) as usize]
-            .iter()
-            .map(|&i| {
-                fill_key(&mut key, i);
-                Record::put(
-                    Bytes::copy_from_slice(&key),
-                    Bytes::copy_from_slice(ctx.values.get(i)),
-                )
-            })
-            .collect();
+        let records = ctx.records(&mut key, &numbers[first as usize..(first + count) as usize]);
         let append_start = Instant::now();
         log.append(&records).map_err(log_error)?;
         outcome

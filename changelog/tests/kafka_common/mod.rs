@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use varve_changelog::kafka::{KafkaConfig, KafkaSource, OFFSET_HEADER, local_offset_from_header};
-use varve_changelog::{Log, Record, RecordSource, StoredRecord};
+use varve_changelog::{Log, Record, RecordSource, SourceBounds, StoredRecord};
 
 /// The broker's bootstrap address, or `None` after printing that `test`
 /// did not run.
@@ -220,3 +220,29 @@ pub const READ_TIMEOUT_MS: u64 = 120_000;
 
 /// A long timeout for shipping many records to a debug-built broker.
 pub const SHIP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Everything in partition 0 of `config`'s topic, read as a restore reads
+/// it (a `KafkaSource` from its start to its end, `poll_bytes` a poll),
+/// with the bounds the source reported.
+pub fn read_with_source(
+    config: KafkaConfig,
+    poll_bytes: usize,
+) -> (SourceBounds, Vec<StoredRecord>) {
+    let (bounds, records, _) = read_with_source_kept(config, poll_bytes);
+    (bounds, records)
+}
+
+/// As [`read_with_source`], also returning the source, at the end.
+pub fn read_with_source_kept(
+    config: KafkaConfig,
+    poll_bytes: usize,
+) -> (SourceBounds, Vec<StoredRecord>, KafkaSource) {
+    let mut source = KafkaSource::new(config, 0).unwrap();
+    let bounds = source.bounds().unwrap();
+    source.seek(bounds.start_offset).unwrap();
+    let mut records = Vec::new();
+    while source.position() < bounds.end_offset {
+        records.extend(source.poll(poll_bytes).unwrap());
+    }
+    (bounds, records, source)
+}
