@@ -107,8 +107,9 @@ fn a_memory_budget_must_be_a_byte_count() {
         "lots",
         "99999999999999999999G",
     ] {
+        let flag = format!("--memory-budget={budget}");
         let run = refused(
-            &["restore", "--memory-budget", budget, arg(&src), arg(&store)],
+            &["restore", &flag, arg(&src), arg(&store)],
             "--memory-budget",
         );
         assert!(

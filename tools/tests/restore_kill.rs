@@ -510,7 +510,7 @@ fn killed_restores_resume_to_the_exact_state_redoing_little() {
     eprintln!(
         "restore_kill: {runs} runs, {killed} killed {phases:?}, {finishes} finished; \
          {} resumes: redone records max {} mean {}, key and value bytes max {:.1} MB mean \
-         {:.1} MB, in runs max {:.1} MB mean {:.1} MB; checkpoints' worth (of {}) max {:.2} \
+         {:.1} MB, in runs max {:.1} MB mean {:.1} MB; checkpoints' worth (of {}) max {:.3} \
          mean {:.2}, {over_one} above one",
         redone.len(),
         max(|r| r.records),
@@ -533,21 +533,25 @@ fn report(
     segments: usize,
 ) {
     let end = source.record_bytes.len() as u64;
-    let intervals: Vec<u64> = std::iter::once(0)
+    let bounds: Vec<u64> = std::iter::once(0)
         .chain(checkpoints.iter().copied())
-        .collect::<Vec<_>>()
+        .collect();
+    let intervals: Vec<u64> = bounds.windows(2).map(|w| w[1] - w[0]).collect();
+    let sizes: Vec<u64> = bounds
         .windows(2)
-        .map(|w| w[1] - w[0])
+        .map(|w| source.footprint(w[0], w[1]))
         .collect();
     eprintln!(
         "restore_kill: source {end} records, {:.1} MB, {segments} changelog segments; budget \
-         {BUDGET} (runs of {} MiB): {} checkpoints, {:.0} records each on average (at most {}); \
-         uninterrupted restore {:.2} s, its load {:.2} s",
+         {BUDGET} (runs of {} MiB): {} checkpoints seen, {:.0} records each on average (at most {}, \
+         runs of {:.1} MB at most: a run takes its last record whole); uninterrupted restore \
+         {:.2} s, its load {:.2} s",
         source.bytes(0, end) as f64 / 1e6,
         RUN_BOUND_BYTES >> 20,
         checkpoints.len(),
         end as f64 / checkpoints.len().max(1) as f64,
         intervals.iter().max().unwrap_or(&0),
+        *sizes.iter().max().unwrap_or(&0) as f64 / 1e6,
         full.as_secs_f64(),
         load.as_secs_f64(),
     );
