@@ -247,8 +247,9 @@ enum Command {
         /// suffix (powers of 1024), e.g. `--memory-budget 256M`; default
         /// 512M. 16M of it is kept for reading and table writing; the
         /// rest holds two sorted runs, one being gathered and one being
-        /// written. Each run written is a checkpoint a killed restore
-        /// resumes from, so a smaller budget also means less work redone.
+        /// written. Each run written is a checkpoint: a killed restore
+        /// resumes from the last one, redoing at most the two runs it held,
+        /// so a smaller budget also means less work redone.
         #[arg(long, value_name = "BYTES")]
         memory_budget: Option<String>,
         /// Print progress on stderr as JSON lines, whatever stderr is (a
@@ -256,7 +257,7 @@ enum Command {
         /// line, a `progress` line after each read of the source (with
         /// `offset`, the records applied, and `flushed_offset`, where a
         /// restore stopped now resumes), and an `end` line with the
-        /// report.
+        /// report. Printed with `--quiet` too: it was asked for.
         #[arg(long)]
         progress_json: bool,
     },
