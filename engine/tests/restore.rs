@@ -239,6 +239,7 @@ fn a_checkpoint_below_the_source_start_is_stale() {
 struct Recorder {
     start: Mutex<Option<(u64, u64)>>,
     offsets: Mutex<Vec<u64>>,
+    flushed: Mutex<Vec<u64>>,
     end: Mutex<Option<RestoreReport>>,
     /// Set this flag once the restore has passed `cancel_at`.
     cancel: Option<(Arc<AtomicBool>, u64)>,
@@ -250,7 +251,9 @@ impl RestoreListener for Recorder {
     }
     fn on_progress(&self, p: &RestoreProgress) {
         assert_eq!(p.end_offset, self.start.lock().unwrap().1);
+        assert!(p.flushed_offset <= p.offset, "{p:?}");
         self.offsets.lock().push(p.offset);
+        self.flushed.lock().push(p.flushed_offset);
         if let Some((flag, at)) = &self.cancel
             && p.offset >= *at
         {
@@ -275,6 +278,13 @@ fn progress_offsets_increase_and_end_at_the_end_offset() {
     assert!(offsets.len() > 5, "{offsets:?}");
     assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
     assert_eq!(offsets.last(), Some(&3000));
+    // The checkpoint follows: it never goes back, moves while the load
+    // runs (64 KiB runs of 3000 records: several), and reaches the end
+    // with the last call.
+    let flushed = recorder.flushed.lock().clone();
+    assert!(flushed.windows(2).all(|w| w[0] <= w[1]), "{flushed:?}");
+    assert!(flushed.iter().any(|f| (1..3000).contains(f)), "{flushed:?}");
+    assert_eq!(flushed.last(), Some(&3000));
     let end = recorder.end.lock().unwrap();
     assert_eq!(end.records, 3000);
     assert!(end.mb_per_s() >= 0.0);

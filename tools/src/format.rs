@@ -242,6 +242,36 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// A byte count from an argument: plain bytes (`1048576`) or with a
+/// `K`, `M` or `G` suffix in either case, powers of 1024 (`512M`), at
+/// least 1; `what` names the argument in the error.
+///
+/// # Errors
+/// [`ToolError::Invalid`] for anything else (a fraction, a negative
+/// number, another suffix, zero) or a count past the machine's `usize`.
+pub fn parse_size(text: &str, what: &str) -> Result<usize> {
+    let invalid = |why: &str| {
+        ToolError::Invalid(format!(
+            "{what} {text:?} {why} (a byte count such as 268435456, 256M or 1G)"
+        ))
+    };
+    let (digits, shift) = match text.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&text[..i], 10),
+        Some((i, 'M' | 'm')) => (&text[..i], 20),
+        Some((i, 'G' | 'g')) => (&text[..i], 30),
+        _ => (text, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("is not a size"));
+    }
+    let n: usize = digits.parse().map_err(|_| invalid("is too large"))?;
+    match n.checked_mul(1 << shift) {
+        Some(0) => Err(invalid("is not a size above 0")),
+        Some(bytes) => Ok(bytes),
+        None => Err(invalid("is too large")),
+    }
+}
+
 /// Builds a JSON object from `(name, value)` pairs.
 pub fn object<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
     pairs
@@ -297,6 +327,20 @@ mod tests {
             get_bytes(&obj, "raw").unwrap(),
             Some(Some(b"a\\b".to_vec()))
         );
+    }
+
+    #[test]
+    fn sizes_from_arguments() {
+        assert_eq!(parse_size("1048576", "--x").unwrap(), 1 << 20);
+        assert_eq!(parse_size("64K", "--x").unwrap(), 64 << 10);
+        assert_eq!(parse_size("24m", "--x").unwrap(), 24 << 20);
+        assert_eq!(parse_size("1G", "--x").unwrap(), 1 << 30);
+        for bad in ["", "M", "0", "0K", "1.5M", "-1", "+1", "12T", "1 M", "1MiB"] {
+            let err = parse_size(bad, "--x").unwrap_err();
+            assert!(matches!(err, ToolError::Invalid(_)), "{bad:?}: {err}");
+        }
+        assert!(parse_size("99999999999999999999", "--x").is_err());
+        assert!(parse_size(&format!("{}G", usize::MAX), "--x").is_err());
     }
 
     #[test]

@@ -243,6 +243,23 @@ enum Command {
         /// Start from this checkpoint; only later records are replayed.
         #[arg(long)]
         from_checkpoint: Option<PathBuf>,
+        /// The memory the restore may hold, in bytes or with a K, M or G
+        /// suffix (powers of 1024), e.g. `--memory-budget 256M`; default
+        /// 512M. 16M of it is kept for reading and table writing; the
+        /// rest holds two sorted runs, one being gathered and one being
+        /// written. Each run written is a checkpoint: a killed restore
+        /// resumes from the last one, redoing at most the two runs it held,
+        /// so a smaller budget also means less work redone.
+        #[arg(long, value_name = "BYTES")]
+        memory_budget: Option<String>,
+        /// Print progress on stderr as JSON lines, whatever stderr is (a
+        /// log, a pipe), instead of the bar drawn on a terminal: a `start`
+        /// line, a `progress` line after each read of the source (with
+        /// `offset`, the records applied, and `flushed_offset`, where a
+        /// restore stopped now resumes), and an `end` line with the
+        /// report. Printed with `--quiet` too: it was asked for.
+        #[arg(long)]
+        progress_json: bool,
     },
     /// Print a completion script for a shell, generated from these very
     /// definitions: `varve completions bash > /etc/bash_completion.d/varve`,
@@ -487,26 +504,36 @@ fn run(mut cli: Cli) -> Result<()> {
             kafka,
             kafka_properties,
             from_checkpoint,
-        } => match kafka {
-            None if kafka_store.is_some() => Err(ToolError::Invalid(
-                "restore takes CHANGELOG NEW_STORE (three paths only with --kafka)".into(),
-            )),
-            None => restore::run(&mut out, &changelog, &new_store, from_checkpoint.as_deref()),
-            Some(bootstrap) => {
-                let from = restore::KafkaPartition::parse(
-                    bootstrap,
-                    &changelog,
-                    &new_store,
-                    &kafka_properties,
-                )?;
-                let Some(store) = kafka_store else {
-                    return Err(ToolError::Invalid(
-                        "restore --kafka takes BOOTSTRAP TOPIC PARTITION NEW_STORE".into(),
-                    ));
-                };
-                restore::run_kafka(&mut out, &from, &store, from_checkpoint.as_deref())
+            memory_budget,
+            progress_json,
+        } => {
+            let args = restore::RestoreArgs::new(
+                from_checkpoint.as_deref(),
+                memory_budget.as_deref(),
+                progress_json,
+                cli.quiet,
+            )?;
+            match kafka {
+                None if kafka_store.is_some() => Err(ToolError::Invalid(
+                    "restore takes CHANGELOG NEW_STORE (three paths only with --kafka)".into(),
+                )),
+                None => restore::run(&mut out, &changelog, &new_store, &args),
+                Some(bootstrap) => {
+                    let from = restore::KafkaPartition::parse(
+                        bootstrap,
+                        &changelog,
+                        &new_store,
+                        &kafka_properties,
+                    )?;
+                    let Some(store) = kafka_store else {
+                        return Err(ToolError::Invalid(
+                            "restore --kafka takes BOOTSTRAP TOPIC PARTITION NEW_STORE".into(),
+                        ));
+                    };
+                    restore::run_kafka(&mut out, &from, &store, &args)
+                }
             }
-        },
+        }
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "varve", &mut script);

@@ -3,25 +3,61 @@
 //! `--kafka BOOTSTRAP TOPIC PARTITION NEW_STORE`, from one partition of a
 //! Kafka topic (feature `kafka`).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use varve_db::restore::{RestoreListener, RestoreProgress};
 use varve_db::varve_changelog::fs::StdFs;
 use varve_db::varve_changelog::{Log, LogOptions, LogSource, RecordSource};
 use varve_db::{RestoreOptions, RestoreReport};
 
 use crate::error::{Result, ToolError};
-use crate::format::{Out, human_bytes, object};
+use crate::format::{Out, human_bytes, object, parse_size};
 use crate::store::LockState;
+
+/// How a restore runs, from the command line.
+#[derive(Debug, Default)]
+pub struct RestoreArgs<'a> {
+    /// `--from-checkpoint`: the checkpoint to start from.
+    pub checkpoint: Option<&'a Path>,
+    /// `--memory-budget`: the restore's memory budget in bytes.
+    pub memory_budget: Option<usize>,
+    /// `--progress-json`: progress as JSON lines on stderr.
+    pub progress_json: bool,
+    /// `--quiet`: no progress bar.
+    pub quiet: bool,
+}
+
+impl<'a> RestoreArgs<'a> {
+    /// The arguments, with `memory_budget` (`--memory-budget`) parsed.
+    ///
+    /// # Errors
+    /// [`ToolError::Invalid`] for a budget that is not a byte count.
+    pub fn new(
+        checkpoint: Option<&'a Path>,
+        memory_budget: Option<&str>,
+        progress_json: bool,
+        quiet: bool,
+    ) -> Result<Self> {
+        let memory_budget = memory_budget
+            .map(|text| parse_size(text, "--memory-budget"))
+            .transpose()?;
+        Ok(RestoreArgs {
+            checkpoint,
+            memory_budget,
+            progress_json,
+            quiet,
+        })
+    }
+}
 
 /// Restores `changelog` (a changelog directory, or a store whose
 /// `changelog/` is used) into `new_store`, optionally starting from the
 /// checkpoint in `checkpoint`; resumes an interrupted restore of
-/// `new_store`. Prints what was restored.
+/// `new_store`, as `args` say. Prints what was restored.
 ///
 /// # Errors
 /// [`ToolError::Missing`] if the changelog is missing;
@@ -32,7 +68,7 @@ pub fn run(
     out: &mut Out,
     changelog: &Path,
     new_store: &Path,
-    checkpoint: Option<&Path>,
+    args: &RestoreArgs<'_>,
 ) -> Result<()> {
     let log_dir = changelog_dir(changelog)?;
     let source_dir = owning_store(&log_dir);
@@ -42,7 +78,7 @@ pub fn run(
     // appending as if it were a torn tail: hold the store's lock (and the
     // checkpoint's, whose tables are linked) while reading.
     let _source_lock = LockState::take(source_dir)?;
-    let _checkpoint_lock = checkpoint.map(LockState::take).transpose()?;
+    let _checkpoint_lock = args.checkpoint.map(LockState::take).transpose()?;
     let log = Log::open(&log_dir, LogOptions::default().preallocate_bytes(None))?;
     // The marker records the source, so a resume from another changelog
     // is refused.
@@ -53,29 +89,35 @@ pub fn run(
         new_store,
         &mut LogSource::new(&log),
         source_name.display().to_string(),
-        checkpoint,
+        args,
     )?;
     log.close()?;
     print_report(out, new_store, &report)
 }
 
-/// Restores `source` into `new_store` (from `checkpoint`, if given), with
-/// a progress bar on a terminal; the marker names the source
-/// `source_name`, so a resume from another source is refused.
+/// Restores `source` into `new_store` as `args` say, with progress as
+/// JSON lines if asked, else a progress bar on a terminal; the marker
+/// names the source `source_name`, so a resume from another source is
+/// refused.
 fn restore_with_progress<S: RecordSource>(
     new_store: &Path,
     source: &mut S,
     source_name: String,
-    checkpoint: Option<&Path>,
+    args: &RestoreArgs<'_>,
 ) -> Result<RestoreReport> {
     let mut opts = RestoreOptions::default().source_name(source_name);
-    let bar = std::io::stderr()
-        .is_terminal()
+    if let Some(budget) = args.memory_budget {
+        opts = opts.memory_budget_bytes(budget);
+    }
+    let bar = (!args.progress_json && !args.quiet && std::io::stderr().is_terminal())
         .then(|| Arc::new(Bar(ProgressBar::new(0))));
     if let Some(bar) = &bar {
         opts = opts.listener(bar.clone());
     }
-    if let Some(cp) = checkpoint {
+    if args.progress_json {
+        opts = opts.listener(Arc::new(JsonLines));
+    }
+    if let Some(cp) = args.checkpoint {
         if !cp.exists() {
             return Err(ToolError::Missing(cp.to_owned()));
         }
@@ -164,7 +206,7 @@ pub fn run_kafka(
     out: &mut Out,
     from: &KafkaPartition,
     new_store: &Path,
-    checkpoint: Option<&Path>,
+    args: &RestoreArgs<'_>,
 ) -> Result<()> {
     use varve_db::varve_changelog::kafka::{KafkaConfig, KafkaSource};
 
@@ -174,7 +216,7 @@ pub fn run_kafka(
     }
     let mut source = KafkaSource::new(config, from.partition)
         .map_err(|e| ToolError::Invalid(format!("Kafka: {e}")))?;
-    let report = restore_with_progress(new_store, &mut source, from.source_name(), checkpoint)?;
+    let report = restore_with_progress(new_store, &mut source, from.source_name(), args)?;
     print_report(out, new_store, &report)
 }
 
@@ -187,7 +229,7 @@ pub fn run_kafka(
     _out: &mut Out,
     from: &KafkaPartition,
     _new_store: &Path,
-    _checkpoint: Option<&Path>,
+    _args: &RestoreArgs<'_>,
 ) -> Result<()> {
     Err(ToolError::Invalid(format!(
         "cannot restore {}: this varve was built without Kafka support \
@@ -224,18 +266,29 @@ fn owning_store(log_dir: &Path) -> &Path {
     }
 }
 
+/// The fields of `--json`'s report (and of `--progress-json`'s `end`
+/// line), after `first`.
+fn report_object<const N: usize>(
+    first: [(&str, Value); N],
+    r: &RestoreReport,
+) -> Map<String, Value> {
+    let mut obj = object(first);
+    obj.extend(object([
+        ("start_offset", Value::from(r.start_offset)),
+        ("end_offset", Value::from(r.end_offset)),
+        ("records", Value::from(r.records)),
+        ("bytes", Value::from(r.bytes)),
+        ("elapsed_ms", Value::from(r.elapsed.as_millis() as u64)),
+        ("mb_per_s", Value::from(r.mb_per_s())),
+        ("resumed", Value::from(r.resumed)),
+    ]));
+    obj
+}
+
 fn print_report(out: &mut Out, store: &Path, r: &RestoreReport) -> Result<()> {
     if out.json() {
-        return out.object(object([
-            ("store", Value::from(store.display().to_string())),
-            ("start_offset", Value::from(r.start_offset)),
-            ("end_offset", Value::from(r.end_offset)),
-            ("records", Value::from(r.records)),
-            ("bytes", Value::from(r.bytes)),
-            ("elapsed_ms", Value::from(r.elapsed.as_millis() as u64)),
-            ("mb_per_s", Value::from(r.mb_per_s())),
-            ("resumed", Value::from(r.resumed)),
-        ]));
+        let store = ("store", Value::from(store.display().to_string()));
+        return out.object(report_object([store], r));
     }
     let verb = if r.resumed {
         "resumed and restored"
@@ -271,5 +324,48 @@ impl RestoreListener for Bar {
         self.0
             .set_position(len.saturating_sub(p.end_offset.saturating_sub(p.offset)));
         self.0.set_message(format!("{} records", p.records));
+    }
+}
+
+/// `--progress-json`: one JSON object a line on stderr for each callback,
+/// whatever stderr is (a log file, a pipe): `start`, then `progress` after
+/// each poll, then `end` (see `docs/TOOLS.md`). Each line is one write, so
+/// a reader of a killed restore's output sees whole lines only, but for
+/// perhaps its last.
+struct JsonLines;
+
+impl JsonLines {
+    fn print(line: &Map<String, Value>) {
+        let mut text = Value::Object(line.clone()).to_string();
+        text.push('\n');
+        // Progress is best effort: a closed stderr does not stop the
+        // restore.
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    }
+}
+
+impl RestoreListener for JsonLines {
+    fn on_start(&self, start_offset: u64, end_offset: u64) {
+        JsonLines::print(&object([
+            ("event", Value::from("start")),
+            ("start_offset", Value::from(start_offset)),
+            ("end_offset", Value::from(end_offset)),
+        ]));
+    }
+
+    fn on_progress(&self, p: &RestoreProgress) {
+        JsonLines::print(&object([
+            ("event", Value::from("progress")),
+            ("offset", Value::from(p.offset)),
+            ("flushed_offset", Value::from(p.flushed_offset)),
+            ("end_offset", Value::from(p.end_offset)),
+            ("records", Value::from(p.records)),
+            ("bytes", Value::from(p.bytes)),
+            ("elapsed_ms", Value::from(p.elapsed.as_millis() as u64)),
+        ]));
+    }
+
+    fn on_end(&self, report: &RestoreReport) {
+        JsonLines::print(&report_object([("event", Value::from("end"))], report));
     }
 }

@@ -65,6 +65,63 @@ fn checkpoint_then_restore_with_and_without_it() {
     assert_eq!(ok(&["scan", arg(&from_cp)]), full);
 }
 
+/// `--progress-json` prints a `start` line, `progress` lines whose
+/// offsets increase and whose checkpoint (`flushed_offset`) follows, and
+/// an `end` line with the report, on stderr even when it is not a
+/// terminal; stdout keeps the report alone.
+#[test]
+fn progress_as_json_lines_on_stderr() {
+    let (_serial, tmp) = (common::serial(), tempfile::tempdir().unwrap());
+    let src = tmp.path().join("src");
+    // 6 MB: six polls of the source, and 1 MiB runs within an 18 MiB
+    // budget (16 MiB of it kept for reading and writing): six checkpoints.
+    let db = Db::open(&src, source_options()).unwrap();
+    db.changelog().commit_position("keep-all", 0).unwrap();
+    for i in 0..3000u64 {
+        let key = format!("key-{:04}", (i * 7919) % 3000);
+        db.put(key, vec![b'a' + (i % 26) as u8; 2000]).unwrap();
+    }
+    db.close().unwrap();
+    let new = tmp.path().join("new");
+    let run = common::varve(&[
+        "restore",
+        "--json",
+        "--progress-json",
+        "--memory-budget",
+        "18M",
+        arg(&src),
+        arg(&new),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = &json_lines(&run.stdout)[0];
+    let lines = json_lines(&run.stderr);
+    let (first, last) = (&lines[0], &lines[lines.len() - 1]);
+    assert_eq!(first["event"], "start");
+    assert_eq!(
+        (&first["start_offset"], &first["end_offset"]),
+        (&0.into(), &3000.into())
+    );
+    let progress: Vec<_> = lines[1..lines.len() - 1].iter().collect();
+    assert!(
+        progress.iter().all(|p| p["event"] == "progress"),
+        "{lines:?}"
+    );
+    let at =
+        |name: &str| -> Vec<u64> { progress.iter().map(|p| p[name].as_u64().unwrap()).collect() };
+    let (offsets, flushed) = (at("offset"), at("flushed_offset"));
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    assert!(flushed.windows(2).all(|w| w[0] <= w[1]), "{flushed:?}");
+    assert!(flushed.iter().zip(&offsets).all(|(f, o)| f <= o));
+    assert!(flushed.iter().any(|f| (1..3000).contains(f)), "{flushed:?}");
+    assert_eq!((offsets.last(), flushed.last()), (Some(&3000), Some(&3000)));
+    assert_eq!(at("end_offset").last(), Some(&3000));
+    assert_eq!(last["event"], "end");
+    for field in ["start_offset", "end_offset", "records", "bytes", "resumed"] {
+        assert_eq!(last[field], report[field], "{field}");
+    }
+    assert_eq!(ok(&["scan", arg(&new)]), ok(&["scan", arg(&src)]));
+}
+
 #[test]
 fn refused_targets_and_unfinished_restores() {
     let (_serial, tmp) = (common::serial(), tempfile::tempdir().unwrap());

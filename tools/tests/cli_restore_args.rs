@@ -91,3 +91,34 @@ fn kafka_restore_without_a_reachable_broker_is_refused() {
     );
     assert!(!store.exists(), "nothing was created");
 }
+
+#[test]
+fn a_memory_budget_must_be_a_byte_count() {
+    let (_dir, store) = temp_path("new");
+    let (_src_dir, src) = temp_path("src");
+    std::fs::create_dir(&src).unwrap();
+    for budget in [
+        "",
+        "0",
+        "1.5G",
+        "-1",
+        "12T",
+        "64 M",
+        "lots",
+        "99999999999999999999G",
+    ] {
+        let flag = format!("--memory-budget={budget}");
+        let run = refused(
+            &["restore", &flag, arg(&src), arg(&store)],
+            "--memory-budget",
+        );
+        assert!(
+            run.stderr.contains("byte count"),
+            "{budget:?}: {}",
+            run.stderr
+        );
+        // The typed invalid-argument error, not clap's usage message.
+        assert!(run.stderr.starts_with("varve: error: "), "{}", run.stderr);
+    }
+    assert!(!store.exists(), "nothing was created");
+}

@@ -6,6 +6,8 @@
 //! start at each new flushed offset, so a crash at any point leaves a store
 //! that a resumed restore can continue from its flushed offset.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::{Scope, ScopedJoinHandle};
 
@@ -28,6 +30,10 @@ pub(crate) struct BulkLoader<'scope> {
     /// The next offset to apply: every source record below it is in the
     /// run, on its way to the writer, or in tables.
     position: u64,
+    /// The flushed offset of the last run the writer installed: every
+    /// record below it is in tables, and a restore stopped now resumes
+    /// there.
+    flushed: Arc<AtomicU64>,
     jobs: Option<SyncSender<Job>>,
     writer: Option<ScopedJoinHandle<'scope, Result<()>>>,
 }
@@ -59,14 +65,17 @@ impl<'scope> BulkLoader<'scope> {
         position: u64,
     ) -> Result<Self> {
         let (jobs, queue) = sync_channel(0);
+        let flushed = Arc::new(AtomicU64::new(position));
+        let installed = flushed.clone();
         let writer = std::thread::Builder::new()
             .name("varve-restore-writer".into())
-            .spawn_scoped(scope, move || write_runs(inner, &queue))
+            .spawn_scoped(scope, move || write_runs(inner, &queue, &installed))
             .map_err(|e| Error::io("spawn restore writer thread", &inner.path, e))?;
         Ok(BulkLoader {
             run: SortedRun::new(run_size_bytes),
             run_size_bytes,
             position,
+            flushed,
             jobs: Some(jobs),
             writer: Some(writer),
         })
@@ -75,6 +84,12 @@ impl<'scope> BulkLoader<'scope> {
     /// The next offset to apply.
     pub(crate) fn position(&self) -> u64 {
         self.position
+    }
+
+    /// The flushed offset of the last run installed (at first, the offset
+    /// the loader started at): a restore stopped now resumes there.
+    pub(crate) fn flushed_offset(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
     }
 
     /// Applies the records below `end` (records at or past it arrived after
@@ -181,10 +196,12 @@ impl<'scope> BulkLoader<'scope> {
 }
 
 /// The writer thread: writes each run it is sent to a table, in order,
-/// until the queue closes or a write fails.
-fn write_runs(inner: &DbInner, queue: &Receiver<Job>) -> Result<()> {
+/// until the queue closes or a write fails; publishes each installed
+/// run's flushed offset in `installed`.
+fn write_runs(inner: &DbInner, queue: &Receiver<Job>, installed: &AtomicU64) -> Result<()> {
     while let Ok(mut job) = queue.recv() {
         flush_to(inner, &mut job.run, job.flushed_offset)?;
+        installed.store(job.flushed_offset, Ordering::Release);
     }
     Ok(())
 }

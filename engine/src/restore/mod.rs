@@ -186,10 +186,9 @@ fn load<S: RecordSource>(
     if let Some(l) = listener {
         l.on_start(start, end);
     }
-    let (records, bytes, reported) = std::thread::scope(|scope| {
+    let (records, bytes) = std::thread::scope(|scope| {
         let mut loader = BulkLoader::new(inner, scope, opts.run_size_bytes(), start)?;
         let (mut records, mut bytes) = (0u64, 0u64);
-        let mut reported = None;
         while loader.position() < end {
             if opts
                 .cancel
@@ -206,19 +205,28 @@ fn load<S: RecordSource>(
             let applied = loader.apply(batch, end)?;
             records += applied.records;
             bytes += applied.bytes;
-            if let Some(l) = listener {
-                let progress = progress_at(records, bytes, loader.position(), end, started);
-                l.on_progress(&progress);
-                reported = Some(loader.position());
+            // The end is reported once its last run is installed, below.
+            if let Some(l) = listener
+                && loader.position() < end
+            {
+                let at = Offsets {
+                    offset: loader.position(),
+                    flushed: loader.flushed_offset(),
+                    end,
+                };
+                l.on_progress(&progress_at(records, bytes, at, started));
             }
         }
         loader.finish(end)?;
-        Ok((records, bytes, reported))
+        Ok((records, bytes))
     })?;
-    if let Some(l) = listener
-        && reported != Some(end)
-    {
-        l.on_progress(&progress_at(records, bytes, end, end, started));
+    if let Some(l) = listener {
+        let at = Offsets {
+            offset: end,
+            flushed: end,
+            end,
+        };
+        l.on_progress(&progress_at(records, bytes, at, started));
     }
     Ok(RestoreReport {
         start_offset: start,
@@ -230,13 +238,21 @@ fn load<S: RecordSource>(
     })
 }
 
-fn progress_at(records: u64, bytes: u64, offset: u64, end: u64, at: Instant) -> RestoreProgress {
+/// Where a load is: its next offset to apply, its flushed offset, its end.
+struct Offsets {
+    offset: u64,
+    flushed: u64,
+    end: u64,
+}
+
+fn progress_at(records: u64, bytes: u64, at: Offsets, started: Instant) -> RestoreProgress {
     RestoreProgress {
         records,
         bytes,
-        offset,
-        end_offset: end,
-        elapsed: at.elapsed(),
+        offset: at.offset,
+        flushed_offset: at.flushed,
+        end_offset: at.end,
+        elapsed: started.elapsed(),
     }
 }
 

@@ -143,7 +143,10 @@ impl RestoreOptions {
     /// what is left after 16 MiB for the poll and the table builder (see
     /// `docs/STATE.md`). Runs are the smaller of this share and
     /// [`memtable_size_bytes`](Self::memtable_size_bytes); a run of at
-    /// least 64 KiB is used whatever the budget.
+    /// least 64 KiB is used whatever the budget. Each run written is a
+    /// checkpoint (the store's flushed offset): a restore stopped at any
+    /// moment resumes from the last one, and loads again at most what its
+    /// two runs held.
     ///
     /// # Examples
     /// ```

@@ -15,7 +15,7 @@ use std::time::Duration;
 ///     100.0 * (p.offset - start) as f64 / total as f64
 /// }
 /// let p = RestoreProgress {
-///     records: 5, bytes: 50, offset: 5, end_offset: 10,
+///     records: 5, bytes: 50, offset: 5, flushed_offset: 3, end_offset: 10,
 ///     elapsed: std::time::Duration::ZERO,
 /// };
 /// assert_eq!(percent(&p, 0), 50.0);
@@ -28,6 +28,13 @@ pub struct RestoreProgress {
     pub bytes: u64,
     /// The next offset to apply: every record below it is applied.
     pub offset: u64,
+    /// The restore's checkpoint: every record below it is in the tables
+    /// of the store being built, and a restore stopped now (cancelled,
+    /// failed, or its process killed) resumes there, loading the records
+    /// from it to `offset` again. It trails `offset` by at most the two
+    /// runs a restore holds in memory (see
+    /// [`RestoreOptions::memory_budget_bytes`](crate::RestoreOptions::memory_budget_bytes)).
+    pub flushed_offset: u64,
     /// The offset the restore ends at (the source's end when it started).
     pub end_offset: u64,
     /// Time since the restore started.
@@ -102,8 +109,9 @@ pub trait RestoreListener: Send + Sync {
     }
 
     /// Called after each batch polled from the source is applied; offsets
-    /// increase from call to call and the last call has
-    /// `offset == end_offset`.
+    /// increase from call to call, flushed offsets never decrease, and the
+    /// last call, made once the last run is in tables (before the final
+    /// compaction), has `offset == flushed_offset == end_offset`.
     fn on_progress(&self, progress: &RestoreProgress) {
         let _ = progress;
     }
