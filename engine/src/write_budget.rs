@@ -1,7 +1,7 @@
 //! Keeping a shared write-buffer budget
 //! ([`WriteBufferManager`](crate::WriteBufferManager)): before each write
 //! group, a store using one switches the largest active memtable of all
-//! the stores once they pass 7/8 of the budget, and holds the group while
+//! the stores once they pass a quarter of the budget, and holds the group while
 //! all memtables together fill the budget.
 //!
 //! Only a store's write leader may switch its memtable. The leader of the
