@@ -72,20 +72,18 @@ impl ReadSources<'_> {
         expiry: Option<Expiry>,
         path: &Path,
     ) -> Result<Option<Versioned>> {
+        // Hashed once, for every memtable's and table's filter.
+        let key_hash = hash64(key);
         for mem in std::iter::once(self.mem).chain(self.imm) {
-            if let Some((found, kind, value)) = mem.get(key, seqno) {
+            if let Some((found, kind, value)) = mem.get_hashed(key, key_hash, seqno) {
                 if kind != ValueKind::Put {
                     return Ok(None);
                 }
                 return live_version(key, found, Bytes::copy_from_slice(value), expiry, path);
             }
         }
-        // Hashed once for every table's filter, and only if a table may
-        // hold the key.
-        let mut key_hash = None;
         for (_, meta) in self.version.tables_for_key_iter(key) {
             let table = (self.table)(meta.number)?;
-            let key_hash = *key_hash.get_or_insert_with(|| hash64(key));
             if let Some((found, kind, value)) = table.get_hashed(key, key_hash, seqno)? {
                 if kind != ValueKind::Put {
                     return Ok(None);

@@ -6,9 +6,12 @@
 //! readers and iterators run alongside without locks and never block the
 //! writer. Entries are never removed: a memtable is filled, frozen, flushed
 //! to a table, and dropped whole, so its nodes live in an arena
-//! (`arena.rs`) that is freed all at once.
+//! (`arena.rs`) that is freed all at once. A key filter (`filter.rs`, an
+//! in-memory Bloom filter over the user keys) lets a get for a key the
+//! memtable does not hold skip the skiplist search.
 
 mod arena;
+mod filter;
 mod skiplist;
 
 use std::sync::Arc;
@@ -18,6 +21,8 @@ use crate::error::Result;
 use crate::iter::InternalIterator;
 use crate::key::{InternalKeyRef, SeqNo, ValueKind};
 use crate::shared::WriteBufferManager;
+use crate::sst::filter::hash64;
+use filter::KeyFilter;
 use skiplist::{SkipList, SkipListIter};
 
 /// The sequence number of the write at changelog `offset` (`offset + 1`),
@@ -91,6 +96,8 @@ const NO_MIN_SEQNO: u64 = u64::MAX;
 pub struct MemTable {
     id: u64,
     list: Arc<SkipList>,
+    /// The user keys inserted, so a get for another key skips the list.
+    filter: KeyFilter,
     size_bytes: AtomicUsize,
     /// Smallest seqno inserted, or `NO_MIN_SEQNO`.
     min_seqno: AtomicU64,
@@ -134,6 +141,7 @@ impl MemTable {
         MemTable {
             id,
             list: Arc::new(SkipList::new(id)),
+            filter: KeyFilter::new(),
             size_bytes: AtomicUsize::new(0),
             min_seqno: AtomicU64::new(NO_MIN_SEQNO),
             max_seqno_end: AtomicU64::new(0),
@@ -204,7 +212,9 @@ impl MemTable {
             seqno,
             kind,
         };
-        let entry_size_bytes = self.list.insert(&key, value);
+        // The filter first: a reader that sees the entry sees its bits.
+        let filter_bytes = self.filter.insert(hash64(user_key));
+        let entry_size_bytes = self.list.insert(&key, value) + filter_bytes;
         self.size_bytes
             .fetch_add(entry_size_bytes, Ordering::Relaxed);
         if let Some(budget) = &self.budget {
@@ -216,6 +226,34 @@ impl MemTable {
     /// `(seqno, kind, value)`; the value is empty for a delete and is
     /// borrowed from the table, not copied.
     pub fn get(&self, user_key: &[u8], snapshot: SeqNo) -> Option<(SeqNo, ValueKind, &[u8])> {
+        self.get_hashed(user_key, hash64(user_key), snapshot)
+    }
+
+    /// [`get`](Self::get) with the key's hash given: `key_hash` must be
+    /// [`hash64`](crate::sst::filter::hash64)`(user_key)`, the hash table
+    /// filters use too, so one get hashes its key once.
+    ///
+    /// # Examples
+    /// ```
+    /// use varve_db::internals::key::{SeqNo, ValueKind};
+    /// use varve_db::internals::memtable::MemTable;
+    /// use varve_db::internals::sst::filter::hash64;
+    ///
+    /// let table = MemTable::new(1);
+    /// table.insert(b"apple", SeqNo(1), ValueKind::Put, b"red");
+    /// let found = table.get_hashed(b"apple", hash64(b"apple"), SeqNo::MAX);
+    /// assert_eq!(found, Some((SeqNo(1), ValueKind::Put, &b"red"[..])));
+    /// assert_eq!(table.get_hashed(b"plum", hash64(b"plum"), SeqNo::MAX), None);
+    /// ```
+    pub fn get_hashed(
+        &self,
+        user_key: &[u8],
+        key_hash: u64,
+        snapshot: SeqNo,
+    ) -> Option<(SeqNo, ValueKind, &[u8])> {
+        if !self.filter.may_contain(key_hash) {
+            return None;
+        }
         let node = self
             .list
             .find_greater_or_equal(&InternalKeyRef::seek_key(user_key, snapshot))?;
@@ -223,9 +261,10 @@ impl MemTable {
         (key.user_key == user_key).then(|| (key.seqno, key.kind, node.value()))
     }
 
-    /// Memory taken by the entries, in bytes: keys, values and per-node
+    /// Memory taken by the entries, in bytes: keys, values, per-node
     /// overhead (a 24-byte header and 8 bytes per skiplist level, rounded
-    /// up to 8 bytes). Grows with every insert. Leaves out the unused tails
+    /// up to 8 bytes) and the key filter (about 14 bits per entry,
+    /// allocated in growing stages). Grows with every insert. Leaves out the unused tails
     /// of the arena's 64 KiB chunks.
     pub fn approximate_size_bytes(&self) -> usize {
         self.size_bytes.load(Ordering::Relaxed)
@@ -763,6 +802,55 @@ mod tests {
             assert!(reader.join().expect("reader panicked") >= 1);
         }
         assert_eq!(table.len(), WRITES as usize);
+    }
+
+    /// The engine publishes a write's sequence number after its insert; a
+    /// reader that loads the published number must find every key up to
+    /// it, through the key filter, as its stages are allocated and filled.
+    #[test]
+    fn gets_find_every_published_key_while_one_writer_inserts() {
+        const WRITES: u64 = if cfg!(miri) { 300 } else { 200_000 };
+        let table = Arc::new(MemTable::new(12));
+        let published = Arc::new(AtomicU64::new(0));
+        let readers: Vec<_> = (0..2u64)
+            .map(|reader| {
+                let table = Arc::clone(&table);
+                let published = Arc::clone(&published);
+                thread::spawn(move || {
+                    let mut probe = reader;
+                    let mut gets = 0u64;
+                    loop {
+                        let end = published.load(Ordering::Acquire);
+                        if end > 0 {
+                            // The newest key, and one spread over the rest.
+                            for i in [end - 1, probe % end] {
+                                let key = scattered_key(i);
+                                let found = table.get(&key, SeqNo(end));
+                                assert!(found.is_some(), "key {i} of {end} published: not found");
+                                gets += 1;
+                            }
+                        }
+                        if end == WRITES {
+                            return gets;
+                        }
+                        probe = probe
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1);
+                    }
+                })
+            })
+            .collect();
+        for i in 0..WRITES {
+            table.insert(&scattered_key(i), SeqNo(i + 1), ValueKind::Put, b"v");
+            published.store(i + 1, Ordering::Release);
+        }
+        for reader in readers {
+            assert!(reader.join().expect("reader panicked") > 0);
+        }
+        let absent = (WRITES..WRITES + 10_000)
+            .filter(|&i| table.get(&scattered_key(i), SeqNo::MAX).is_some())
+            .count();
+        assert_eq!(absent, 0, "absent keys found");
     }
 
     // ---- micro benchmark -------------------------------------------------
