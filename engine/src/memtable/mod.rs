@@ -262,8 +262,8 @@ impl MemTable {
     }
 
     /// Memory taken by the entries, in bytes: keys, values, per-node
-    /// overhead (a 24-byte header and 8 bytes per skiplist level, rounded
-    /// up to 8 bytes) and the key filter (about 14 bits per entry,
+    /// overhead (a 32-byte header and 8 bytes per skiplist level; a node
+    /// and its value are each rounded up to 8 bytes) and the key filter (about 14 bits per entry,
     /// allocated in growing stages). Grows with every insert. Leaves out the unused tails
     /// of the arena's 64 KiB chunks.
     pub fn approximate_size_bytes(&self) -> usize {

@@ -15,11 +15,12 @@
 //!   are atomics) and are freed only with the whole list, so a node found
 //!   in a live list stays valid for the list's life.
 //!
-//! A node is one block in the list's [`Arena`]:
+//! A node is one block in the list's node [`Arena`]; its value is a block
+//! of its own in a second arena, the value arena:
 //!
 //! ```text
-//! node  := header tower key value
-//! header:= seqno:u64 key_len:u32 value_len:u32 height:u8 kind:u8 pad   (24 bytes)
+//! node  := header tower key
+//! header:= value:*u8 seqno:u64 key_len:u32 value_len:u32 height:u8 kind:u8 pad   (32 bytes)
 //! tower := next:AtomicPtr * height          next node at each level, or null
 //! ```
 //!
@@ -29,6 +30,11 @@
 //! cache): 36% fewer instructions and 60% fewer last-level misses than the
 //! boxed layout. On a million entries (wall clock, busy machine) inserts
 //! and scans ran about twice as fast and gets 1.6 times as fast.
+//!
+//! Values live apart because a search reads keys and links only: with
+//! 16-byte keys and 100-byte values a node is then about 60 bytes instead
+//! of 150, so the part of a memtable searches walk is less than half its
+//! size and more of it stays in the processor's caches.
 //!
 //! All `unsafe` of the memtable lives in this file and `arena.rs`.
 
@@ -55,6 +61,9 @@ const BRANCHING: u64 = 4;
 /// The fixed part of a node; the tower, key and value follow it.
 #[repr(C)]
 struct Header {
+    /// The value's bytes (`value_len` of them) in the value arena; dangling
+    /// for an empty value.
+    value: NonNull<u8>,
     seqno: SeqNo,
     key_len: u32,
     value_len: u32,
@@ -66,14 +75,14 @@ type Link = AtomicPtr<Header>;
 
 const HEADER_SIZE: usize = mem::size_of::<Header>();
 const LINK_SIZE: usize = mem::size_of::<Link>();
-const _: () = assert!(HEADER_SIZE == 24);
+const _: () = assert!(HEADER_SIZE == 32);
 const _: () = assert!(HEADER_SIZE.is_multiple_of(mem::align_of::<Link>()));
 const _: () = assert!(mem::align_of::<Header>() <= ARENA_ALIGN);
 const _: () = assert!(mem::align_of::<Link>() <= ARENA_ALIGN);
 
-/// Size of a node with `height` links and `data_len` key and value bytes.
-fn node_size_bytes(height: usize, data_len: usize) -> usize {
-    HEADER_SIZE + height * LINK_SIZE + data_len
+/// Size of a node with `height` links and a key of `key_len` bytes.
+fn node_size_bytes(height: usize, key_len: usize) -> usize {
+    HEADER_SIZE + height * LINK_SIZE + key_len
 }
 
 /// A node of a skiplist that lives for `'a`.
@@ -121,22 +130,26 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// `user_key ++ value`.
-    fn data(self) -> &'a [u8] {
+    /// The node's user key.
+    fn user_key(self) -> &'a [u8] {
         let header = self.header();
-        let data_len = header.key_len as usize + header.value_len as usize;
         let offset = node_size_bytes(usize::from(header.height), 0);
-        // SAFETY: the block holds `data_len` written bytes after the tower
+        // SAFETY: the block holds `key_len` written bytes after the tower
         // (see `write_node`); they live for `'a` and are never written
         // again.
-        unsafe { slice::from_raw_parts(self.start.cast::<u8>().add(offset).as_ptr(), data_len) }
+        unsafe {
+            slice::from_raw_parts(
+                self.start.cast::<u8>().add(offset).as_ptr(),
+                header.key_len as usize,
+            )
+        }
     }
 
     /// The node's internal key.
     pub(crate) fn key(self) -> InternalKeyRef<'a> {
         let header = self.header();
         InternalKeyRef {
-            user_key: &self.data()[..header.key_len as usize],
+            user_key: self.user_key(),
             seqno: header.seqno,
             kind: header.kind,
         }
@@ -144,7 +157,12 @@ impl<'a> Node<'a> {
 
     /// The node's value (empty for a delete).
     pub(crate) fn value(self) -> &'a [u8] {
-        &self.data()[self.header().key_len as usize..]
+        let header = self.header();
+        // SAFETY: `value` points to `value_len` bytes written before the
+        // node (see `write_node`), in the value arena of the same list,
+        // which lives as long; they are never written again. An empty
+        // value's pointer is dangling but aligned, valid for 0 bytes.
+        unsafe { slice::from_raw_parts(header.value.as_ptr(), header.value_len as usize) }
     }
 
     /// Compares this node's key with `target` in internal-key order.
@@ -165,7 +183,10 @@ impl<'a> Node<'a> {
 
 /// State only the writer touches.
 struct Writer {
+    /// Nodes: headers, towers and keys.
     arena: Arena,
+    /// Values, apart from the nodes searches walk.
+    values: Arena,
     rng: XorShift64,
     splice: Splice,
 }
@@ -220,8 +241,10 @@ impl SkipList {
     /// `seed` (any value; the sequence is deterministic per seed).
     pub(crate) fn new(seed: u64) -> SkipList {
         let mut arena = Arena::new();
+        let mut values = Arena::new();
         let head = write_node(
             &mut arena,
+            &mut values,
             &InternalKeyRef::seek_key(b"", SeqNo(0)),
             b"",
             MAX_HEIGHT,
@@ -232,6 +255,7 @@ impl SkipList {
             len: AtomicUsize::new(0),
             writer: Mutex::new(Writer {
                 arena,
+                values,
                 rng: XorShift64::new(seed),
                 splice: Splice {
                     prev: [head; MAX_HEIGHT],
@@ -284,7 +308,7 @@ impl SkipList {
         // Levels above the old height keep the head as their predecessor
         // and the end as their successor, as the splice already says.
         self.height.fetch_max(height, Ordering::Relaxed);
-        let start = write_node(&mut writer.arena, key, value, height);
+        let start = write_node(&mut writer.arena, &mut writer.values, key, value, height);
         // SAFETY: `write_node` just wrote the node on this thread, in this
         // list's arena.
         let node = unsafe { Node::from_start(start) };
@@ -303,7 +327,8 @@ impl SkipList {
             splice.prev[level] = start;
         }
         self.len.fetch_add(1, Ordering::Release);
-        node_size_bytes(height, key.user_key.len() + value.len()).next_multiple_of(ARENA_ALIGN)
+        node_size_bytes(height, key.user_key.len()).next_multiple_of(ARENA_ALIGN)
+            + value.len().next_multiple_of(ARENA_ALIGN)
     }
 
     /// Moves the splice to `key`: afterwards, at every level, `prev` goes
@@ -444,20 +469,31 @@ impl SkipList {
 /// If the key or the value is 4 GiB or longer.
 fn write_node(
     arena: &mut Arena,
+    values: &mut Arena,
     key: &InternalKeyRef<'_>,
     value: &[u8],
     height: usize,
 ) -> NonNull<Header> {
+    let value_start = if value.is_empty() {
+        NonNull::dangling()
+    } else {
+        let start = values.allocate(value.len());
+        // SAFETY: `start` is a fresh, exclusively owned block of at least
+        // `value.len()` bytes, which no one else sees yet.
+        unsafe { ptr::copy_nonoverlapping(value.as_ptr(), start.as_ptr(), value.len()) };
+        start
+    };
     let header = Header {
+        value: value_start,
         seqno: key.seqno,
         key_len: length_u32(key.user_key.len(), "key"),
         value_len: length_u32(value.len(), "value"),
         height: height_u8(height),
         kind: key.kind,
     };
-    let start = arena.allocate(node_size_bytes(height, key.user_key.len() + value.len()));
+    let start = arena.allocate(node_size_bytes(height, key.user_key.len()));
     // SAFETY: `start` is a fresh, exclusively owned block of
-    // `node_size_bytes(height, data_len)` bytes aligned to `ARENA_ALIGN`
+    // `node_size_bytes(height, key_len)` bytes aligned to `ARENA_ALIGN`
     // (enough for `Header` and `Link`, asserted at compile time), so each
     // write below is in bounds, aligned, and to memory no one else sees.
     unsafe {
@@ -468,8 +504,6 @@ fn write_node(
         }
         let data = start.add(node_size_bytes(height, 0));
         ptr::copy_nonoverlapping(key.user_key.as_ptr(), data.as_ptr(), key.user_key.len());
-        let value_start = data.add(key.user_key.len());
-        ptr::copy_nonoverlapping(value.as_ptr(), value_start.as_ptr(), value.len());
     }
     start.cast()
 }
