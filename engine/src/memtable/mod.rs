@@ -230,7 +230,7 @@ impl MemTable {
     }
 
     /// [`get`](Self::get) with the key's hash given: `key_hash` must be
-    /// [`hash64`](crate::sst::filter::hash64)`(user_key)`, the hash table
+    /// [`hash64`]`(user_key)`, the hash table
     /// filters use too, so one get hashes its key once.
     ///
     /// # Examples
