@@ -14,9 +14,12 @@
 //! beyond the last stage's share go into the last stage, which fills up:
 //! lookups then pass more often, never wrongly fail.
 //!
-//! Bits are only ever set, with atomic `fetch_or`, before the entry is
-//! linked into the skiplist; a reader that can see the entry (through the
-//! sequence number published after the insert) therefore sees its bits.
+//! Bits are only ever set, by the one writer the skiplist's mutex admits,
+//! before the entry is linked into the skiplist; a reader that can see the
+//! entry (through the sequence number published after the insert)
+//! therefore sees its bits. The writer prefetches the key's block before
+//! it searches the skiplist, so the block's cache miss overlaps the
+//! search.
 //! It lives in memory only: nothing of it is stored.
 
 use std::sync::OnceLock;
@@ -53,8 +56,25 @@ impl KeyFilter {
         }
     }
 
+    /// Asks the processor to bring the block `hash` goes into next into
+    /// the cache, so that [`insert`](Self::insert) finds it there. Only a
+    /// hint: it reads nothing and changes nothing.
+    pub(crate) fn prefetch(&self, hash: u64) {
+        let stage = stage_for(self.inserted.load(Ordering::Relaxed));
+        let Some(words) = self.stages[stage].get() else {
+            return;
+        };
+        let (block, _) = locate(hash, words.len() / BLOCK_WORDS);
+        prefetch_line(&words[block]);
+    }
+
     /// Adds the key with hash `hash`. Returns the bytes it allocated for a
     /// new stage (0 almost always), for the memtable to count.
+    ///
+    /// Inserts must not run concurrently (the memtable makes them under
+    /// its skiplist's writer mutex): a bit is set by a load and a store,
+    /// not a read-modify-write, so two writers could lose each other's
+    /// bits. Readers may run alongside.
     pub(crate) fn insert(&self, hash: u64) -> usize {
         let stage = stage_for(self.inserted.fetch_add(1, Ordering::Relaxed));
         let mut allocated = 0;
@@ -65,8 +85,10 @@ impl KeyFilter {
         });
         let (block, probes) = locate(hash, words.len() / BLOCK_WORDS);
         for (word, mask) in probe_masks(probes) {
-            if mask != 0 {
-                words[block + word].fetch_or(mask, Ordering::Relaxed);
+            let word = &words[block + word];
+            let bits = word.load(Ordering::Relaxed);
+            if bits & mask != mask {
+                word.store(bits | mask, Ordering::Relaxed);
             }
         }
         allocated
@@ -87,6 +109,20 @@ impl KeyFilter {
         }
         false
     }
+}
+
+/// Hints the processor to load `word`'s cache line.
+#[inline]
+fn prefetch_line(word: &AtomicU64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch is a hint that reads no memory the program
+        // sees and cannot fault; SSE is part of every x86-64 processor.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(word.as_ptr().cast::<i8>().cast_const()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = word;
 }
 
 /// The stage the `n`th key inserted (from 0) goes into.

@@ -212,9 +212,16 @@ impl MemTable {
             seqno,
             kind,
         };
-        // The filter first: a reader that sees the entry sees its bits.
-        let filter_bytes = self.filter.insert(hash64(user_key));
-        let entry_size_bytes = self.list.insert(&key, value) + filter_bytes;
+        // The filter's block is fetched while the list is searched; its
+        // bits are set before the entry is linked, so a reader that sees
+        // the entry sees them, and under the list's writer mutex.
+        let hash = hash64(user_key);
+        self.filter.prefetch(hash);
+        let mut filter_bytes = 0;
+        let list_bytes = self
+            .list
+            .insert_then(&key, value, || filter_bytes = self.filter.insert(hash));
+        let entry_size_bytes = list_bytes + filter_bytes;
         self.size_bytes
             .fetch_add(entry_size_bytes, Ordering::Relaxed);
         if let Some(budget) = &self.budget {

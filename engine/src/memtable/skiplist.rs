@@ -289,7 +289,21 @@ impl SkipList {
     /// If an entry with the same user key and sequence number is already
     /// present (sequence numbers are unique, so that is a caller bug), or if
     /// the key or the value is 4 GiB or longer.
+    #[cfg(test)]
     pub(crate) fn insert(&self, key: &InternalKeyRef<'_>, value: &[u8]) -> usize {
+        self.insert_then(key, value, || {})
+    }
+
+    /// [`insert`](Self::insert), running `before_link` under the writer
+    /// mutex once the node is written and before any reader can reach it:
+    /// what it writes (the memtable's key filter) is visible to every
+    /// reader that finds the node, and no other insert runs meanwhile.
+    pub(crate) fn insert_then(
+        &self,
+        key: &InternalKeyRef<'_>,
+        value: &[u8],
+        before_link: impl FnOnce(),
+    ) -> usize {
         let mut writer = self.writer.lock();
         let writer = &mut *writer;
         self.fix_splice(&mut writer.splice, key);
@@ -316,6 +330,7 @@ impl SkipList {
             node.link(level)
                 .store(splice.next[level], Ordering::Relaxed);
         }
+        before_link();
         for level in 0..height {
             // SAFETY: a node of this list, by the splice's invariant.
             let node_before = unsafe { Node::from_start(splice.prev[level]) };
