@@ -19,8 +19,7 @@
 //! entry (through the sequence number published after the insert)
 //! therefore sees its bits. The writer prefetches the key's block before
 //! it searches the skiplist, so the block's cache miss overlaps the
-//! search.
-//! It lives in memory only: nothing of it is stored.
+//! search. It lives in memory only: nothing of it is stored.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -44,7 +43,8 @@ const BLOCK_WORDS: usize = 8;
 /// ([`hash64`](crate::sst::filter::hash64) of the user key).
 pub(crate) struct KeyFilter {
     stages: [OnceLock<Box<[AtomicU64]>>; STAGES],
-    /// Keys inserted (with repeats): chooses the stage.
+    /// Keys inserted (with repeats): chooses the stage. Written by the one
+    /// inserter, read by [`prefetch`](KeyFilter::prefetch).
     inserted: AtomicUsize,
 }
 
@@ -76,7 +76,10 @@ impl KeyFilter {
     /// not a read-modify-write, so two writers could lose each other's
     /// bits. Readers may run alongside.
     pub(crate) fn insert(&self, hash: u64) -> usize {
-        let stage = stage_for(self.inserted.fetch_add(1, Ordering::Relaxed));
+        let inserted = self.inserted.load(Ordering::Relaxed);
+        self.inserted
+            .store(inserted.saturating_add(1), Ordering::Relaxed);
+        let stage = stage_for(inserted);
         let mut allocated = 0;
         let words = self.stages[stage].get_or_init(|| {
             let words = stage_blocks(stage) * BLOCK_WORDS;

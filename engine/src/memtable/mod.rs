@@ -237,8 +237,8 @@ impl MemTable {
     }
 
     /// [`get`](Self::get) with the key's hash given: `key_hash` must be
-    /// [`hash64`]`(user_key)`, the hash table
-    /// filters use too, so one get hashes its key once.
+    /// [`hash64`]`(user_key)`, the hash table filters use too, so one get
+    /// hashes its key once.
     ///
     /// # Examples
     /// ```
@@ -270,9 +270,10 @@ impl MemTable {
 
     /// Memory taken by the entries, in bytes: keys, values, per-node
     /// overhead (a 32-byte header and 8 bytes per skiplist level; a node
-    /// and its value are each rounded up to 8 bytes) and the key filter (about 14 bits per entry,
-    /// allocated in growing stages). Grows with every insert. Leaves out the unused tails
-    /// of the arena's 64 KiB chunks.
+    /// and its value are each rounded up to 8 bytes) and the key filter
+    /// (about 14 bits per entry, allocated in growing stages). Grows with
+    /// every insert. Leaves out the unused tails of the arenas' 64 KiB
+    /// chunks.
     pub fn approximate_size_bytes(&self) -> usize {
         self.size_bytes.load(Ordering::Relaxed)
     }

@@ -58,7 +58,8 @@ pub(crate) const MAX_HEIGHT: usize = 12;
 /// One in `BRANCHING` nodes at level `i` also appears at level `i + 1`.
 const BRANCHING: u64 = 4;
 
-/// The fixed part of a node; the tower, key and value follow it.
+/// The fixed part of a node; the tower and key follow it, the value is
+/// in the value arena.
 #[repr(C)]
 struct Header {
     /// The value's bytes (`value_len` of them) in the value arena; dangling
@@ -280,8 +281,18 @@ impl SkipList {
         self.len.load(Ordering::Acquire)
     }
 
-    /// Inserts an entry and returns the arena memory its node takes, in
-    /// bytes (header, tower, key and value, rounded up to the alignment).
+    /// [`insert_then`](Self::insert_then) with nothing to run.
+    #[cfg(test)]
+    pub(crate) fn insert(&self, key: &InternalKeyRef<'_>, value: &[u8]) -> usize {
+        self.insert_then(key, value, || {})
+    }
+
+    /// Inserts an entry and returns the arena memory it takes, in bytes
+    /// (header, tower and key, and the value, each rounded up to the
+    /// alignment). `before_link` runs under the writer mutex once the node
+    /// is written and before any reader can reach it: what it writes (the
+    /// memtable's key filter) is visible to every reader that finds the
+    /// node, and no other insert runs meanwhile.
     ///
     /// Waits for any concurrent insert; never waits for readers.
     ///
@@ -289,15 +300,6 @@ impl SkipList {
     /// If an entry with the same user key and sequence number is already
     /// present (sequence numbers are unique, so that is a caller bug), or if
     /// the key or the value is 4 GiB or longer.
-    #[cfg(test)]
-    pub(crate) fn insert(&self, key: &InternalKeyRef<'_>, value: &[u8]) -> usize {
-        self.insert_then(key, value, || {})
-    }
-
-    /// [`insert`](Self::insert), running `before_link` under the writer
-    /// mutex once the node is written and before any reader can reach it:
-    /// what it writes (the memtable's key filter) is visible to every
-    /// reader that finds the node, and no other insert runs meanwhile.
     pub(crate) fn insert_then(
         &self,
         key: &InternalKeyRef<'_>,
