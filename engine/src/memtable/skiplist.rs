@@ -241,7 +241,7 @@ impl SkipList {
     /// An empty list whose tower heights come from a generator seeded with
     /// `seed` (any value; the sequence is deterministic per seed).
     pub(crate) fn new(seed: u64) -> SkipList {
-        let mut arena = Arena::new();
+        let mut arena = Arena::with_huge_pages();
         let mut values = Arena::new();
         let head = write_node(
             &mut arena,
