@@ -42,6 +42,8 @@ pub(crate) struct Arena {
     /// Whether ordinary chunks are huge-page mappings (see
     /// [`Arena::with_huge_pages`]).
     huge_pages: bool,
+    /// Bytes of the heap chunks so far.
+    heap_bytes: usize,
     /// Free space at the end of the current ordinary chunk: its start and
     /// length. Empty before the first allocation.
     free_start: Option<NonNull<u8>>,
@@ -59,19 +61,23 @@ impl Arena {
         Arena {
             chunks: Vec::new(),
             huge_pages: false,
+            heap_bytes: 0,
             free_start: None,
             free_len_bytes: 0,
         }
     }
 
-    /// An empty arena whose ordinary chunks, after the first, are 2 MiB
-    /// anonymous mappings advised to be backed by transparent huge pages
+    /// An empty arena whose ordinary chunks, once it holds 2 MiB of heap
+    /// chunks, are 2 MiB anonymous mappings advised to be backed by transparent huge pages
     /// (`MADV_HUGEPAGE`), so that a walk over nodes scattered through
     /// many megabytes needs one TLB entry per 2 MiB instead of one per
     /// 4 KiB page: a skiplist search touches a dozen nodes at random
     /// addresses, and with small pages most of them also miss the TLB.
-    /// The first chunk stays a small heap chunk, so that a memtable that
-    /// holds a few entries does not pin a huge page. Where the kernel has
+    /// The first 2 MiB stay in small heap chunks, so that a memtable that
+    /// holds little never pins a huge page (hundreds of small stores on
+    /// one write budget would otherwise each hold 2 MiB more than they
+    /// are charged), and the unused tail of the last huge chunk is at
+    /// most as large as what the arena holds. Where the kernel has
     /// no huge pages to give (or `enabled` is `never`) the mappings are
     /// ordinary pages and only the advice is lost.
     pub(crate) fn with_huge_pages() -> Arena {
@@ -104,7 +110,7 @@ impl Arena {
     /// `free_len_bytes` set to its length.
     fn new_ordinary_chunk(&mut self) -> NonNull<u8> {
         if self.huge_pages
-            && !self.chunks.is_empty()
+            && self.heap_bytes >= HUGE_CHUNK_BYTES
             && let Some(start) = self.new_huge_chunk()
         {
             self.free_len_bytes = HUGE_CHUNK_BYTES;
@@ -141,6 +147,7 @@ impl Arena {
         let Some(start) = NonNull::new(raw) else {
             alloc::handle_alloc_error(layout)
         };
+        self.heap_bytes += size_bytes;
         self.chunks.push(Chunk::Heap { start, layout });
         start
     }
@@ -186,10 +193,10 @@ mod tests {
     fn huge_page_arenas_start_small_and_then_map_huge_chunks() {
         let mut arena = Arena::with_huge_pages();
         let mut spans: Vec<(usize, usize)> = Vec::new();
-        // Two ordinary chunks' worth and then some: the first chunk is a
-        // heap chunk, the ones after it 2 MiB mappings.
+        // 2 MiB in heap chunks first, then 2 MiB mappings.
         let size = 1000;
-        let count = (CHUNK_SIZE_BYTES + 2 * HUGE_CHUNK_BYTES) / size;
+        let small_chunks = HUGE_CHUNK_BYTES / CHUNK_SIZE_BYTES;
+        let count = (2 * HUGE_CHUNK_BYTES + 2 * HUGE_CHUNK_BYTES) / size;
         for i in 0..count {
             let start = arena.allocate(size);
             assert_eq!(start.as_ptr() as usize % ARENA_ALIGN, 0);
@@ -197,13 +204,18 @@ mod tests {
             unsafe { start.as_ptr().write_bytes(i as u8, size) };
             spans.push((start.as_ptr() as usize, i));
         }
-        assert!(matches!(arena.chunks[0], Chunk::Heap { .. }));
-        assert!(arena.chunks.len() >= 3);
         assert!(
-            arena.chunks[1..]
+            arena.chunks[..small_chunks]
+                .iter()
+                .all(|chunk| matches!(chunk, Chunk::Heap { .. })),
+            "the first 2 MiB are heap chunks"
+        );
+        assert!(arena.chunks.len() >= small_chunks + 2);
+        assert!(
+            arena.chunks[small_chunks..]
                 .iter()
                 .all(|chunk| matches!(chunk, Chunk::Mapped(map) if map.len() == HUGE_CHUNK_BYTES)),
-            "every chunk after the first is a huge mapping"
+            "every chunk after them is a huge mapping"
         );
         // Every allocation still holds what was written to it.
         for &(addr, i) in &spans {
