@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `memtable` | `MemTable::insert` of 1,000 random keys, and of 100,000 ascending and 100,000 random keys, into a fresh table; `get` of a present and of an absent key in a table of 100,000 |
 //! | `block` | building one 4 KiB data block; seeking a `BlockIter` to a random key in it |
-//! | `bloom` | building a 10 bits/key filter over 10,000 keys; probing a present and an absent key |
+//! | `bloom` | building a 10 bits/key filter over 10,000 keys; probing a present and an absent key in filters of 10,000 (in cache) and 4,000,000 keys |
 //! | `table` | `Table::get` of a present and of an absent key in a 100,000-entry table (in memory, through `MemFs`) |
 //! | `merge` | reading 100 entries from a random key, and scanning all 40,000, of a store whose keys are spread over four tables and the memtable, so every step merges five children |
 //!
@@ -26,6 +26,7 @@ use varve_db::internals::key::{InternalKeyRef, SeqNo, ValueKind};
 use varve_db::internals::memtable::MemTable;
 use varve_db::internals::sst::block::{Block, BlockBuilder, BlockKind, BlockOrigin};
 use varve_db::internals::sst::filter::{BloomFilter, FilterBuilder};
+use varve_db::internals::sst::format::FORMAT_VERSION;
 use varve_db::internals::sst::{BlockIter, Table, TableBuilder, TableOptions};
 use varve_db::{Db, Options};
 
@@ -182,28 +183,39 @@ fn block(c: &mut Criterion) {
 }
 
 fn bloom(c: &mut Criterion) {
-    const KEYS: u64 = 10_000;
     let mut g = c.benchmark_group("bloom");
-    g.throughput(Throughput::Elements(KEYS));
-    g.bench_function("build_10000", |b| {
-        b.iter(|| {
-            let mut builder = FilterBuilder::new(10);
-            (0..KEYS).for_each(|i| builder.add_key(&key(i * 2)));
-            builder.finish()
-        });
-    });
-    let mut builder = FilterBuilder::new(10);
-    (0..KEYS).for_each(|i| builder.add_key(&key(i * 2)));
-    let filter = BloomFilter::decode(Bytes::from(builder.finish()), Path::new("bench.sst"), 0)
+    // 10,000 keys: a 12 KiB filter, in the processor's cache; 4,000,000
+    // keys: 5 MiB, like the filters of a level of a 500 MB store, mostly
+    // not.
+    for keys in [10_000u64, 4_000_000] {
+        g.throughput(Throughput::Elements(keys));
+        if keys == 10_000 {
+            g.bench_function("build_10000", |b| {
+                b.iter(|| {
+                    let mut builder = FilterBuilder::new(10);
+                    (0..keys).for_each(|i| builder.add_key(&key(i * 2)));
+                    builder.finish()
+                });
+            });
+        }
+        let mut builder = FilterBuilder::new(10);
+        (0..keys).for_each(|i| builder.add_key(&key(i * 2)));
+        let filter = BloomFilter::decode(
+            Bytes::from(builder.finish()),
+            Path::new("bench.sst"),
+            0,
+            FORMAT_VERSION,
+        )
         .expect("decode filter");
-    let mut rng = Rng::new(3);
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("probe_present", |b| {
-        b.iter(|| filter.may_contain(&key(rng.below(KEYS) * 2)));
-    });
-    g.bench_function("probe_absent", |b| {
-        b.iter(|| filter.may_contain(&key(rng.below(KEYS) * 2 + 1)));
-    });
+        let mut rng = Rng::new(3);
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(format!("probe_present_{keys}"), |b| {
+            b.iter(|| filter.may_contain(&key(rng.below(keys) * 2)));
+        });
+        g.bench_function(format!("probe_absent_{keys}"), |b| {
+            b.iter(|| filter.may_contain(&key(rng.below(keys) * 2 + 1)));
+        });
+    }
     g.finish();
 }
 

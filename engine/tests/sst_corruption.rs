@@ -15,7 +15,8 @@ use varve_db::Error;
 use varve_db::internals::iter::InternalIterator;
 use varve_db::internals::key::{InternalKeyRef, SeqNo, ValueKind};
 use varve_db::internals::sst::format::{
-    BLOCK_TRAILER_SIZE, FOOTER_CRC_OFFSET, FOOTER_SIZE, FOOTER_VERSION_OFFSET, block_trailer,
+    BLOCK_TRAILER_SIZE, FOOTER_CRC_OFFSET, FOOTER_SIZE, FOOTER_VERSION_OFFSET, FORMAT_VERSION,
+    block_trailer,
 };
 use varve_db::internals::sst::{BlockHandle, Footer, Table, TableBuilder, TableOptions};
 
@@ -349,28 +350,48 @@ fn flipped_byte_in_footer_handles() {
     );
 }
 
-#[test]
-fn newer_footer_version_is_unsupported() {
-    let fx = build(30);
-    let footer_at = std::fs::metadata(&fx.path).unwrap().len() - FOOTER_SIZE as u64;
-    let version_at = footer_at + FOOTER_VERSION_OFFSET as u64;
-    set_bytes(&fx.path, version_at, &2u32.to_le_bytes());
-    // A genuine version-2 footer has a CRC computed over version 2.
-    let bytes = std::fs::read(&fx.path).unwrap();
+/// Rewrites the footer's version field to `version`, with a CRC computed
+/// over it, as a genuine footer of that version would have.
+fn set_footer_version(path: &Path, version: u32) -> u64 {
+    let footer_at = std::fs::metadata(path).unwrap().len() - FOOTER_SIZE as u64;
+    set_bytes(
+        path,
+        footer_at + FOOTER_VERSION_OFFSET as u64,
+        &version.to_le_bytes(),
+    );
+    let bytes = std::fs::read(path).unwrap();
     let crc = crc32fast::hash(&bytes[footer_at as usize..footer_at as usize + FOOTER_CRC_OFFSET]);
     set_bytes(
-        &fx.path,
+        path,
         footer_at + FOOTER_CRC_OFFSET as u64,
         &crc.to_le_bytes(),
     );
+    footer_at
+}
+
+#[test]
+fn newer_footer_version_is_unsupported() {
+    let fx = build(30);
+    set_footer_version(&fx.path, FORMAT_VERSION + 1);
     match open(&fx.path) {
         Err(Error::UnsupportedVersion {
-            found: 2,
-            supported: 1,
+            found,
+            supported: FORMAT_VERSION,
             path,
-        }) => assert_eq!(path, fx.path),
+        }) if found == FORMAT_VERSION + 1 => assert_eq!(path, fx.path),
         other => panic!("expected UnsupportedVersion, got {other:?}"),
     }
+}
+
+/// A current table relabelled as version 1 (a valid footer CRC) holds a
+/// filter kind version 1 never wrote: corruption at the filter block,
+/// never a filter read the wrong way (which could hide present keys).
+#[test]
+fn a_filter_of_another_versions_kind_is_corruption() {
+    let fx = build(30);
+    set_footer_version(&fx.path, 1);
+    let filter = fx.footer.filter.offset;
+    assert_corruption(open(&fx.path), &fx.path, filter..filter + 1);
 }
 
 #[test]

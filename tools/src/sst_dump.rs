@@ -9,7 +9,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use varve_db::internals::key::{InternalKeyRef, ValueKind};
 use varve_db::internals::sst::Table;
-use varve_db::internals::sst::format::{BLOCK_TRAILER_SIZE, FOOTER_SIZE};
+use varve_db::internals::sst::format::{
+    BLOCK_TRAILER_SIZE, FILTER_BLOCK_SIZE, FILTER_KIND_BLOCKED, FOOTER_SIZE,
+};
 
 use crate::error::{Result, ToolError};
 use crate::format::{Out, arg_bytes};
@@ -156,10 +158,7 @@ fn summary_json(
     s.insert("kind".into(), json!("table"));
     s.insert("file".into(), json!(table.path().display().to_string()));
     s.insert("size_bytes".into(), json!(table.file_size_bytes()));
-    s.insert(
-        "format_version".into(),
-        json!(varve_db::internals::sst::format::FORMAT_VERSION),
-    );
+    s.insert("format_version".into(), json!(f.version));
     let handle = |h: varve_db::internals::sst::BlockHandle| json!({"offset": h.offset, "size_bytes": h.size_bytes});
     s.insert("filter_block".into(), handle(f.filter));
     s.insert("properties_block".into(), handle(f.properties));
@@ -200,8 +199,14 @@ fn bloom_json(bits_per_key: u64, filter: &FilterTrailer, blocks: &Blocks) -> Val
     let n = blocks.distinct_user_keys as f64;
     let m = filter.bits as f64;
     let k = f64::from(filter.num_probes);
-    // The classic estimate (1 - e^(-kn/m))^k for an ideal Bloom filter.
-    let fp = (m > 0.0 && n > 0.0).then(|| (1.0 - (-k * n / m).exp()).powf(k));
+    let fp = (m > 0.0 && n > 0.0).then(|| {
+        if filter.kind == FILTER_KIND_BLOCKED {
+            blocked_false_positive_rate(n, m, k)
+        } else {
+            // The classic estimate (1 - e^(-kn/m))^k for an ideal Bloom filter.
+            (1.0 - (-k * n / m).exp()).powf(k)
+        }
+    });
     json!({
         "filter_kind": filter.kind,
         "bits_per_key_option": bits_per_key,
@@ -211,6 +216,25 @@ fn bloom_json(bits_per_key: u64, filter: &FilterTrailer, blocks: &Blocks) -> Val
         "bits_per_distinct_key": (n > 0.0).then(|| m / n),
         "estimated_false_positive_rate": fp,
     })
+}
+
+/// The false-positive rate of a blocked filter of `m` bits over `n` keys
+/// with `k` probes: keys land in its 512-bit blocks as a Poisson draw of
+/// mean `n / blocks`, and a block holding `j` keys passes an absent key
+/// with the ideal rate for a 512-bit filter of `j` keys.
+fn blocked_false_positive_rate(n: f64, m: f64, k: f64) -> f64 {
+    let block_bits = (FILTER_BLOCK_SIZE * 8) as f64;
+    let mean = n / (m / block_bits);
+    let mut pmf = (-mean).exp();
+    let mut rate = 0.0;
+    for j in 0..(mean * 4.0 + 64.0) as u32 {
+        let j = f64::from(j);
+        if j > 0.0 {
+            pmf *= mean / j;
+        }
+        rate += pmf * (1.0 - (-k * j / block_bits).exp()).powf(k);
+    }
+    rate
 }
 
 fn print_summary(out: &mut Out, s: &Map<String, Value>) -> Result<()> {

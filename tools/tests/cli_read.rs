@@ -54,7 +54,11 @@ fn sst_dump_shows_properties_blocks_bloom_and_entries() {
         "3",
     ]);
     assert!(text.contains("entries       300 (0 tombstones)"), "{text}");
-    assert!(text.contains("bloom         kind 1"), "{text}");
+    assert!(text.contains("format version 2)"), "{text}");
+    assert!(
+        text.contains("bloom         kind 2  3072 bits  7 probes  300 distinct user keys  10.2 bits/key (option 10)  est. false positives 0.855%"),
+        "{text}"
+    );
     assert!(text.contains("  #0 @0 size"), "{text}");
     assert!(text.contains("  key:0100 @ "), "{text}");
     assert!(!text.contains("  key:0103 @ "), "{text}");

@@ -24,6 +24,8 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::sst::filter::{block_probe, locate_block};
+
 /// Keys the first stage is sized for: 448 bytes, small beside even the
 /// smallest memtable (4 KiB).
 const BASE_KEYS: usize = 256;
@@ -34,8 +36,9 @@ const BITS_PER_KEY: usize = 14;
 /// Stages; the last is sized for `BASE_KEYS * 4^(STAGES - 1)` (268M)
 /// keys, so only a memtable of many GiB fills it.
 const STAGES: usize = 11;
-/// Probes per key, all in one block.
-const PROBES: u32 = 7;
+/// Probes per key, all in one block (at most seven: one word of probe
+/// bits).
+const PROBES: u8 = 7;
 /// Words (of 64 bits) per block: one 64-byte cache line.
 const BLOCK_WORDS: usize = 8;
 
@@ -146,24 +149,18 @@ fn stage_blocks(stage: usize) -> usize {
 }
 
 /// The first word of `hash`'s block among `blocks`, and the 64 bits its
-/// probes are drawn from.
+/// probes are drawn from: placed as in a table's blocked filter.
 fn locate(hash: u64, blocks: usize) -> (usize, u64) {
-    // The high half picks the block (multiply-shift, no division); a
-    // remix of the whole hash gives the probes.
-    let block = ((hash >> 32) * blocks as u64) >> 32;
-    let mut probes = hash ^ (hash >> 29);
-    probes = probes.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    probes ^= probes >> 32;
-    // `block < blocks`, so the cast is lossless.
-    (block as usize * BLOCK_WORDS, probes)
+    let (block, probes) = locate_block(hash, blocks);
+    (block * BLOCK_WORDS, probes)
 }
 
-/// The bits to test or set, as one mask per word of the block: each probe
-/// is 9 bits of `probes`, a bit position within the 512-bit block.
+/// The bits to test or set, as one mask per word of the block: the
+/// positions of the key's probes within its 512-bit block.
 fn probe_masks(probes: u64) -> [(usize, u64); BLOCK_WORDS] {
     let mut masks: [(usize, u64); BLOCK_WORDS] = std::array::from_fn(|word| (word, 0));
     for i in 0..PROBES {
-        let bit = (probes >> (9 * i)) & 511;
+        let bit = block_probe(probes, i);
         masks[(bit / 64) as usize].1 |= 1 << (bit % 64);
     }
     masks

@@ -11,7 +11,7 @@ use super::block::BlockBuilder;
 use super::filter::FilterBuilder;
 use super::format::{
     BLOCK_TRAILER_SIZE, BlockHandle, COMPRESSION_NONE, DEFAULT_BLOCK_RESTART_INTERVAL,
-    DEFAULT_BLOCK_SIZE_BYTES, DEFAULT_BLOOM_BITS_PER_KEY, FOOTER_SIZE, Footer,
+    DEFAULT_BLOCK_SIZE_BYTES, DEFAULT_BLOOM_BITS_PER_KEY, FOOTER_SIZE, FORMAT_VERSION, Footer,
     MAX_VARINT_HANDLE_SIZE, block_trailer,
 };
 use super::properties::TableProperties;
@@ -310,6 +310,7 @@ impl TableBuilder {
             filter,
             properties,
             index,
+            version: FORMAT_VERSION,
         };
         let encoded = footer.encode();
         assert!(

@@ -10,7 +10,11 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 /// Format version written by this build and the newest it reads (on disk).
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 differs from version 1 only in the filter block: a blocked
+/// filter ([`FILTER_KIND_BLOCKED`]) instead of [`FILTER_KIND_BLOOM_V1`].
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// Magic number closing every table: the bytes `varvesst` in file order,
 /// i.e. `0x7473_7365_7672_6176` read as a little-endian `u64` (on disk).
@@ -62,15 +66,21 @@ pub const COMPRESSION_LZ4: u8 = 1;
 pub const BLOCK_UNCOMPRESSED_SIZE_MAX: usize = 16 << 20;
 
 /// Filter kind byte of a Bloom filter over [`hash64`](super::filter::hash64)
-/// with double hashing (on disk).
+/// with double hashing over the whole bit array (on disk): the filter of
+/// every format version 1 table.
 pub const FILTER_KIND_BLOOM_V1: u8 = 1;
+/// Filter kind byte of a blocked Bloom filter over
+/// [`hash64`](super::filter::hash64), each key's probes in one
+/// [`FILTER_BLOCK_SIZE`]-byte block (on disk): the filter of every format
+/// version 2 table.
+pub const FILTER_KIND_BLOCKED: u8 = 2;
+/// Size of a block of a blocked filter: one cache line.
+pub const FILTER_BLOCK_SIZE: usize = 64;
 /// Size of the filter block's trailer: probe count (1 byte) and filter kind
 /// (1 byte).
 pub const FILTER_TRAILER_SIZE: usize = 2;
 /// Most probes a filter may ask for.
 pub const FILTER_PROBES_MAX: u8 = 30;
-/// Fewest bits a non-empty filter has, so tiny tables still filter well.
-pub const FILTER_BITS_MIN: u64 = 64;
 
 /// Default target size of a data block before its trailer.
 pub const DEFAULT_BLOCK_SIZE_BYTES: usize = 4096;
@@ -132,18 +142,21 @@ pub struct Footer {
     pub properties: BlockHandle,
     /// The index block.
     pub index: BlockHandle,
+    /// The table's format version, [`OLDEST_FORMAT_VERSION`] to
+    /// [`FORMAT_VERSION`].
+    pub version: u32,
 }
 
 impl Footer {
-    /// Encodes the footer with the current [`FORMAT_VERSION`].
+    /// Encodes the footer (with its `version`, which a writer sets to
+    /// [`FORMAT_VERSION`]).
     pub fn encode(&self) -> [u8; FOOTER_SIZE] {
         let mut buf = [0u8; FOOTER_SIZE];
         self.filter.encode_fixed(&mut buf, FOOTER_FILTER_OFFSET);
         self.properties
             .encode_fixed(&mut buf, FOOTER_PROPERTIES_OFFSET);
         self.index.encode_fixed(&mut buf, FOOTER_INDEX_OFFSET);
-        buf[FOOTER_VERSION_OFFSET..FOOTER_CRC_OFFSET]
-            .copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        buf[FOOTER_VERSION_OFFSET..FOOTER_CRC_OFFSET].copy_from_slice(&self.version.to_le_bytes());
         let crc = crc32fast::hash(&buf[..FOOTER_CRC_OFFSET]);
         buf[FOOTER_CRC_OFFSET..FOOTER_MAGIC_OFFSET].copy_from_slice(&crc.to_le_bytes());
         buf[FOOTER_MAGIC_OFFSET..].copy_from_slice(&MAGIC.to_le_bytes());
@@ -152,10 +165,11 @@ impl Footer {
 
     /// Decodes and checks a footer read from byte `file_offset` of `path`.
     ///
-    /// Checks, in order: magic, version, CRC. A version other than
-    /// [`FORMAT_VERSION`] is [`Error::UnsupportedVersion`] unless the CRC
-    /// would match with the version set to [`FORMAT_VERSION`]: then the
-    /// version field itself is damaged and the error is a corruption.
+    /// Checks, in order: magic, version, CRC. A version outside
+    /// [`OLDEST_FORMAT_VERSION`]`..=`[`FORMAT_VERSION`] is
+    /// [`Error::UnsupportedVersion`] unless the CRC would match with the
+    /// version set to one of those: then the version field itself is
+    /// damaged and the error is a corruption.
     ///
     /// # Errors
     /// [`Error::Corruption`] or [`Error::UnsupportedVersion`].
@@ -169,11 +183,15 @@ impl Footer {
         }
         let version = read_u32(buf, FOOTER_VERSION_OFFSET);
         let stored_crc = read_u32(buf, FOOTER_CRC_OFFSET);
-        if version != FORMAT_VERSION {
-            let mut as_current = *buf;
-            as_current[FOOTER_VERSION_OFFSET..FOOTER_CRC_OFFSET]
-                .copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-            if crc32fast::hash(&as_current[..FOOTER_CRC_OFFSET]) == stored_crc {
+        let supported = OLDEST_FORMAT_VERSION..=FORMAT_VERSION;
+        if !supported.contains(&version) {
+            let damaged = supported.into_iter().any(|known| {
+                let mut as_known = *buf;
+                as_known[FOOTER_VERSION_OFFSET..FOOTER_CRC_OFFSET]
+                    .copy_from_slice(&known.to_le_bytes());
+                crc32fast::hash(&as_known[..FOOTER_CRC_OFFSET]) == stored_crc
+            });
+            if damaged {
                 let what = format!("damaged format version field ({version})");
                 return Err(Error::corruption(path, at(FOOTER_VERSION_OFFSET), what));
             }
@@ -194,6 +212,7 @@ impl Footer {
             filter: BlockHandle::decode_fixed(buf, FOOTER_FILTER_OFFSET),
             properties: BlockHandle::decode_fixed(buf, FOOTER_PROPERTIES_OFFSET),
             index: BlockHandle::decode_fixed(buf, FOOTER_INDEX_OFFSET),
+            version,
         })
     }
 }
@@ -291,6 +310,7 @@ mod tests {
                 offset: 430,
                 size_bytes: 40,
             },
+            version: FORMAT_VERSION,
         }
     }
 
@@ -301,9 +321,15 @@ mod tests {
     }
 
     #[test]
-    fn footer_roundtrip() {
-        let buf = footer().encode();
-        assert_eq!(Footer::decode(&buf, Path::new("t"), 0).unwrap(), footer());
+    fn footer_roundtrip_in_every_supported_version() {
+        for version in OLDEST_FORMAT_VERSION..=FORMAT_VERSION {
+            let footer = Footer {
+                version,
+                ..footer()
+            };
+            let buf = footer.encode();
+            assert_eq!(Footer::decode(&buf, Path::new("t"), 0).unwrap(), footer);
+        }
     }
 
     #[test]
@@ -325,19 +351,29 @@ mod tests {
             "{err}"
         );
 
-        let mut newer = footer().encode();
-        newer[FOOTER_VERSION_OFFSET] = 2;
-        let crc = crc32fast::hash(&newer[..FOOTER_CRC_OFFSET]);
-        newer[FOOTER_CRC_OFFSET..FOOTER_MAGIC_OFFSET].copy_from_slice(&crc.to_le_bytes());
-        let err = Footer::decode(&newer, path, 0).unwrap_err();
-        assert!(matches!(
-            err,
-            Error::UnsupportedVersion {
-                found: 2,
-                supported: 1,
-                ..
-            }
-        ));
+        for unknown in [0, FORMAT_VERSION + 1] {
+            let err = Footer::decode(
+                &Footer {
+                    version: unknown,
+                    ..footer()
+                }
+                .encode(),
+                path,
+                0,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::UnsupportedVersion {
+                        found,
+                        supported: FORMAT_VERSION,
+                        ..
+                    } if found == unknown
+                ),
+                "{err}"
+            );
+        }
 
         let mut bad_handle = footer().encode();
         bad_handle[3] ^= 0x10;

@@ -91,7 +91,8 @@ impl Table {
         let index_block = reader.read_checked(footer.index, BlockKind::Index)?;
         let index = Index::decode(&index_block, footer.filter.offset)?;
         let filter_contents = reader.read_contents(footer.filter)?;
-        let filter = BloomFilter::decode(filter_contents, &path, footer.filter.offset)?;
+        let filter =
+            BloomFilter::decode(filter_contents, &path, footer.filter.offset, footer.version)?;
         let properties_block = reader.read_checked(footer.properties, BlockKind::Properties)?;
         let properties = TableProperties::decode(&properties_block)?;
         check_properties(&properties, &footer, &index, &path)?;
