@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
 use crate::iter::bounds::{bounds_of, prefix_bounds};
 use crate::iter::db_iter::Iter;
+use crate::iter::level::TableOpener;
 use crate::key::SeqNo;
 use crate::metrics::Histogram;
 use crate::options::{Options, WriteOptions};
@@ -499,10 +500,13 @@ impl DbInner {
         Iter::merging(lower, upper, seqno, ttl, move || inner.children())
     }
 
-    /// One internal iterator per memtable and table of the current view.
-    fn children(&self) -> Vec<Box<dyn InternalIterator>> {
+    /// The internal iterators over the memtables and tables of the
+    /// current view.
+    fn children(self: &Arc<Self>) -> Vec<Box<dyn InternalIterator>> {
         let sv = self.super_version();
         let table = |n| self.table(n);
-        sv.sources(&table).children()
+        let inner = Arc::clone(self);
+        let open: TableOpener = Arc::new(move |n| inner.table(n));
+        sv.sources(&table).children(&open)
     }
 }

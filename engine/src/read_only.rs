@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
 use crate::iter::bounds::{bounds_of, prefix_bounds};
 use crate::iter::db_iter::Iter;
+use crate::iter::level::TableOpener;
 use crate::key::SeqNo;
 use crate::memtable::MemTable;
 use crate::open::{CHANGELOG_DIR, LOCK_FILE};
@@ -402,9 +403,11 @@ impl Inner {
         Ok(found.map(|f| f.value))
     }
 
-    fn children(&self) -> Vec<Box<dyn InternalIterator>> {
+    fn children(self: &Arc<Self>) -> Vec<Box<dyn InternalIterator>> {
         let table = |n| self.table(n);
-        self.sources(&table).children()
+        let inner = Arc::clone(self);
+        let open: TableOpener = Arc::new(move |n| inner.table(n));
+        self.sources(&table).children(&open)
     }
 
     fn iter(self: &Arc<Self>, lower: Bound<Bytes>, upper: Bound<Bytes>) -> Iter {

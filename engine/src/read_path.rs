@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::iter::InternalIterator;
+use crate::iter::level::{LevelIter, TableOpener};
 use crate::key::{InternalKeyRef, SeqNo, ValueKind};
 use crate::memtable::MemTable;
 use crate::sst::Table;
@@ -57,7 +58,7 @@ pub(crate) struct ReadSources<'a> {
     pub(crate) mem: &'a Arc<MemTable>,
     /// Immutable memtables, newest first.
     pub(crate) imm: &'a [Arc<MemTable>],
-    pub(crate) version: &'a Version,
+    pub(crate) version: &'a Arc<Version>,
     pub(crate) table: &'a dyn Fn(FileNumber) -> Result<Arc<Table>>,
 }
 
@@ -94,19 +95,25 @@ impl ReadSources<'_> {
         Ok(None)
     }
 
-    /// One internal iterator per memtable and table; a table that fails to
+    /// The internal iterators a merge reads: one per memtable and level 0
+    /// table, and one per deeper level that has tables, which opens them
+    /// through `open` as it reaches them. A level 0 table that fails to
     /// open gives an iterator that reports the error.
-    pub(crate) fn children(&self) -> Vec<Box<dyn InternalIterator>> {
+    pub(crate) fn children(&self, open: &TableOpener) -> Vec<Box<dyn InternalIterator>> {
         let mut children: Vec<Box<dyn InternalIterator>> = std::iter::once(self.mem)
             .chain(self.imm)
             .map(|m| Box::new(m.iter()) as Box<dyn InternalIterator>)
             .collect();
-        for level in Level::all() {
-            for meta in self.version.tables(level) {
-                match (self.table)(meta.number) {
-                    Ok(t) => children.push(Box::new(t.iter())),
-                    Err(e) => children.push(Box::new(ErrorIter(e))),
-                }
+        for meta in self.version.tables(Level(0)) {
+            match (self.table)(meta.number) {
+                Ok(t) => children.push(Box::new(t.iter())),
+                Err(e) => children.push(Box::new(ErrorIter(e))),
+            }
+        }
+        for level in Level::all().skip(1) {
+            if !self.version.tables(level).is_empty() {
+                let version = Arc::clone(self.version);
+                children.push(Box::new(LevelIter::new(version, level, Arc::clone(open))));
             }
         }
         children

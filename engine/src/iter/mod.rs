@@ -2,6 +2,7 @@
 
 pub(crate) mod bounds;
 pub(crate) mod db_iter;
+pub(crate) mod level;
 pub(crate) mod merge;
 
 use bytes::Bytes;
