@@ -5,6 +5,13 @@
 //! last internal key of each data block and whose values are varint block
 //! handles. It is decoded once when the table opens, and checked: handles
 //! must tile the data region exactly, in order, with no gaps.
+//!
+//! A lookup binary-searches the keys. To keep most steps off the keys
+//! themselves (a cache miss and a byte comparison each), the index also
+//! holds, per block, the eight bytes of its user key that follow the
+//! prefix every key of the table shares, as one big-endian `u64` in a
+//! dense array: a step compares two integers, and only a tie compares
+//! the keys.
 
 use std::cmp::Ordering;
 
@@ -27,6 +34,23 @@ struct Entry {
 pub(crate) struct Index {
     user_keys: Vec<u8>,
     entries: Vec<Entry>,
+    /// Length of the prefix every entry's user key shares.
+    shared_len: usize,
+    /// Per entry, [`window`] of its user key after `shared_len` bytes.
+    windows: Vec<u64>,
+}
+
+/// The eight bytes of `bytes` from `at` as a big-endian integer, zero
+/// past its end. For keys `a < b` sharing their first `at` bytes,
+/// `window(a, at) <= window(b, at)`: a tie says nothing, a difference
+/// orders them.
+fn window(bytes: &[u8], at: usize) -> u64 {
+    let mut raw = [0u8; 8];
+    if let Some(tail) = bytes.get(at..) {
+        let n = tail.len().min(8);
+        raw[..n].copy_from_slice(&tail[..n]);
+    }
+    u64::from_be_bytes(raw)
 }
 
 impl Index {
@@ -59,7 +83,10 @@ impl Index {
         }
         match bad {
             Some(what) => Err(block.origin().corruption(0, what)),
-            None => Ok(index),
+            None => {
+                index.build_windows();
+                Ok(index)
+            }
         }
     }
 
@@ -73,6 +100,23 @@ impl Index {
             kind: key.kind,
             handle,
         });
+    }
+
+    /// Sets `shared_len` and `windows`. The keys are sorted (the block's
+    /// checks make sure), so the prefix the first and last share is every
+    /// key's.
+    fn build_windows(&mut self) {
+        let n = self.entries.len();
+        self.shared_len = match (self.entries.first(), self.entries.last()) {
+            (Some(_), Some(_)) => {
+                let (first, last) = (self.key(0).user_key, self.key(n - 1).user_key);
+                first.iter().zip(last).take_while(|(a, b)| a == b).count()
+            }
+            _ => 0,
+        };
+        self.windows = (0..n)
+            .map(|i| window(self.key(i).user_key, self.shared_len))
+            .collect();
     }
 
     /// Number of data blocks.
@@ -104,9 +148,26 @@ impl Index {
     /// that can hold the first entry `>= target`), or `len()` if none.
     pub(crate) fn find(&self, target: &InternalKeyRef<'_>) -> usize {
         let (mut low, mut high) = (0, self.len());
+        let Some(first) = self.entries.first() else {
+            return 0;
+        };
+        let shared = &self.user_keys[first.user_key_start..][..self.shared_len];
+        // A target that does not start with the shared prefix sorts before
+        // or after every key (a strict prefix of it sorts before).
+        let head = &target.user_key[..target.user_key.len().min(self.shared_len)];
+        match head.cmp(shared) {
+            Ordering::Less => return 0,
+            Ordering::Greater => return high,
+            Ordering::Equal => {}
+        }
+        let target_window = window(target.user_key, self.shared_len);
         while low < high {
             let mid = low + (high - low) / 2;
-            if self.key(mid).cmp_internal(target) == Ordering::Less {
+            let ord = match self.windows[mid].cmp(&target_window) {
+                Ordering::Equal => self.key(mid).cmp_internal(target),
+                decided => decided,
+            };
+            if ord == Ordering::Less {
                 low = mid + 1;
             } else {
                 high = mid;
@@ -117,6 +178,129 @@ impl Index {
 
     /// Bytes held in memory, roughly.
     pub(crate) fn memory_size_bytes(&self) -> usize {
-        self.user_keys.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
+        self.user_keys.capacity()
+            + self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.windows.capacity() * std::mem::size_of::<u64>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An index over blocks whose last user keys are `keys` (sorted), each
+    /// at sequence number 5.
+    fn index(keys: &[&[u8]]) -> Index {
+        let mut index = Index::default();
+        for (i, key) in keys.iter().enumerate() {
+            let handle = BlockHandle {
+                offset: i as u64 * 100,
+                size_bytes: 95,
+            };
+            index.push(InternalKeyRef::seek_key(key, SeqNo(5)), handle);
+        }
+        index.build_windows();
+        index
+    }
+
+    /// `find` by a plain scan: the first block whose last key is `>= target`.
+    fn scan(index: &Index, target: &InternalKeyRef<'_>) -> usize {
+        (0..index.len())
+            .find(|&i| index.key(i).cmp_internal(target) != Ordering::Less)
+            .unwrap_or(index.len())
+    }
+
+    #[test]
+    fn find_agrees_with_a_scan_for_keys_around_and_beyond_the_shared_prefix() {
+        let sets: [&[&[u8]]; 5] = [
+            &[b"user:0001", b"user:0005", b"user:0009"],
+            &[b"k", b"k\0", b"k\0\0", b"k\x01"],
+            &[
+                b"prefix-aaaaaaaa-1",
+                b"prefix-aaaaaaaa-2",
+                b"prefix-aaaaaaab",
+            ],
+            &[b"", b"a", b"b"],
+            &[b"same"],
+        ];
+        let targets: [&[u8]; 17] = [
+            b"",
+            b"k",
+            b"k\0",
+            b"k\0\0\0",
+            b"k\x01",
+            b"k\xff",
+            b"j\xff",
+            b"l",
+            b"user:",
+            b"user:0005",
+            b"user:0006",
+            b"user:9",
+            b"usea",
+            b"prefix-aaaaaaaa-",
+            b"prefix-aaaaaaaa-2x",
+            b"prefix-aaaaaaab\0",
+            b"same",
+        ];
+        for keys in sets {
+            let index = index(keys);
+            for target in targets {
+                for seqno in [9, 5, 1] {
+                    let t = InternalKeyRef::seek_key(target, SeqNo(seqno));
+                    assert_eq!(
+                        index.find(&t),
+                        scan(&index, &t),
+                        "{keys:?} {target:?}@{seqno}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            Index::default().find(&InternalKeyRef::seek_key(b"x", SeqNo(1))),
+            0
+        );
+    }
+
+    /// A xorshift generator: `below(n)` is in `0..n`.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+
+        /// Up to `max_len` bytes of an alphabet rich in edge cases.
+        fn key(&mut self, max_len: u64) -> Vec<u8> {
+            let alphabet = [0u8, 1, b'a', 0xff];
+            let len = self.below(max_len + 1);
+            (0..len).map(|_| alphabet[self.below(4) as usize]).collect()
+        }
+    }
+
+    #[test]
+    fn find_agrees_with_a_scan_on_random_short_keys() {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        for _ in 0..500 {
+            let prefix = rng.key(10);
+            let mut keys: Vec<Vec<u8>> = (0..1 + rng.below(12))
+                .map(|_| [prefix.clone(), rng.key(12)].concat())
+                .collect();
+            keys.sort();
+            keys.dedup();
+            let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            let index = index(&refs);
+            for _ in 0..40 {
+                let target = if rng.below(2) == 0 {
+                    [prefix.clone(), rng.key(12)].concat()
+                } else {
+                    rng.key(22)
+                };
+                let t = InternalKeyRef::seek_key(&target, SeqNo(rng.below(10)));
+                assert_eq!(index.find(&t), scan(&index, &t), "{keys:?} {target:?}");
+            }
+        }
     }
 }
