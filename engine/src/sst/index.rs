@@ -186,6 +186,8 @@ impl Index {
 
 #[cfg(test)]
 mod tests {
+    use varve_changelog::testing::Rng;
+
     use super::*;
 
     /// An index over blocks whose last user keys are `keys` (sorted), each
@@ -261,32 +263,20 @@ mod tests {
         );
     }
 
-    /// A xorshift generator: `below(n)` is in `0..n`.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-
-        /// Up to `max_len` bytes of an alphabet rich in edge cases.
-        fn key(&mut self, max_len: u64) -> Vec<u8> {
-            let alphabet = [0u8, 1, b'a', 0xff];
-            let len = self.below(max_len + 1);
-            (0..len).map(|_| alphabet[self.below(4) as usize]).collect()
-        }
+    /// Up to `max_len` bytes of an alphabet rich in edge cases.
+    fn random_key(rng: &mut Rng, max_len: u64) -> Vec<u8> {
+        let alphabet = [0u8, 1, b'a', 0xff];
+        let len = rng.below(max_len + 1);
+        (0..len).map(|_| alphabet[rng.below(4) as usize]).collect()
     }
 
     #[test]
     fn find_agrees_with_a_scan_on_random_short_keys() {
-        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
         for _ in 0..500 {
-            let prefix = rng.key(10);
+            let prefix = random_key(&mut rng, 10);
             let mut keys: Vec<Vec<u8>> = (0..1 + rng.below(12))
-                .map(|_| [prefix.clone(), rng.key(12)].concat())
+                .map(|_| [prefix.clone(), random_key(&mut rng, 12)].concat())
                 .collect();
             keys.sort();
             keys.dedup();
@@ -294,9 +284,9 @@ mod tests {
             let index = index(&refs);
             for _ in 0..40 {
                 let target = if rng.below(2) == 0 {
-                    [prefix.clone(), rng.key(12)].concat()
+                    [prefix.clone(), random_key(&mut rng, 12)].concat()
                 } else {
-                    rng.key(22)
+                    random_key(&mut rng, 22)
                 };
                 let t = InternalKeyRef::seek_key(&target, SeqNo(rng.below(10)));
                 assert_eq!(index.find(&t), scan(&index, &t), "{keys:?} {target:?}");
