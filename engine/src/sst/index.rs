@@ -15,7 +15,7 @@
 
 use std::cmp::Ordering;
 
-use super::block::Block;
+use super::block::{Block, common_prefix_len};
 use super::format::BlockHandle;
 use crate::error::Result;
 use crate::key::{InternalKeyRef, SeqNo, ValueKind};
@@ -107,12 +107,9 @@ impl Index {
     /// key's.
     fn build_windows(&mut self) {
         let n = self.entries.len();
-        self.shared_len = match (self.entries.first(), self.entries.last()) {
-            (Some(_), Some(_)) => {
-                let (first, last) = (self.key(0).user_key, self.key(n - 1).user_key);
-                first.iter().zip(last).take_while(|(a, b)| a == b).count()
-            }
-            _ => 0,
+        self.shared_len = match n.checked_sub(1) {
+            Some(last) => common_prefix_len(self.key(0).user_key, self.key(last).user_key),
+            None => 0,
         };
         self.windows = (0..n)
             .map(|i| window(self.key(i).user_key, self.shared_len))
