@@ -102,7 +102,7 @@ pub(crate) fn check_key(key: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn check_value(value: &[u8]) -> Result<()> {
+pub(crate) fn check_value(value: &[u8]) -> Result<()> {
     if value.len() > MAX_VALUE_SIZE_BYTES {
         return Err(Error::ValueTooLarge {
             size_bytes: value.len(),

@@ -31,6 +31,7 @@ mod metrics_export;
 mod open;
 mod options;
 mod partitioned;
+mod prefetch;
 mod read_only;
 mod read_path;
 mod replicate;

@@ -120,15 +120,7 @@ impl KeyFilter {
 /// Hints the processor to load `word`'s cache line.
 #[inline]
 fn prefetch_line(word: &AtomicU64) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: a prefetch is a hint that reads no memory the program
-        // sees and cannot fault; SSE is part of every x86-64 processor.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(word.as_ptr().cast::<i8>().cast_const()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = word;
+    crate::prefetch::prefetch_read(word.as_ptr().cast::<u8>().cast_const());
 }
 
 /// The stage the `n`th key inserted (from 0) goes into.

@@ -13,11 +13,11 @@ use std::thread::{Scope, ScopedJoinHandle};
 
 use varve_changelog::StoredRecord;
 
-use super::run::SortedRun;
+use super::run::{BlockPool, SortedRun};
 use crate::error::{Error, Result};
 use crate::key::SeqNo;
 use crate::state::DbInner;
-use crate::version::{Level, VersionEdit};
+use crate::version::{FileNumber, Level, TableMeta, VersionEdit};
 
 /// Loads records into a store being restored: the calling thread gathers
 /// runs, a writer thread sorts and writes each full one while the next is
@@ -27,6 +27,8 @@ use crate::version::{Level, VersionEdit};
 pub(crate) struct BulkLoader<'scope> {
     run: SortedRun,
     run_size_bytes: usize,
+    /// Arena blocks of written runs, for the next.
+    pool: BlockPool,
     /// The next offset to apply: every source record below it is in the
     /// run, on its way to the writer, or in tables.
     position: u64,
@@ -65,6 +67,7 @@ impl<'scope> BulkLoader<'scope> {
         position: u64,
     ) -> Result<Self> {
         let (jobs, queue) = sync_channel(0);
+        let pool = BlockPool::new(run_size_bytes);
         let flushed = Arc::new(AtomicU64::new(position));
         let installed = flushed.clone();
         let writer = std::thread::Builder::new()
@@ -72,7 +75,8 @@ impl<'scope> BulkLoader<'scope> {
             .spawn_scoped(scope, move || write_runs(inner, &queue, &installed))
             .map_err(|e| Error::io("spawn restore writer thread", &inner.path, e))?;
         Ok(BulkLoader {
-            run: SortedRun::new(run_size_bytes),
+            run: SortedRun::new(run_size_bytes, &pool),
+            pool,
             run_size_bytes,
             position,
             flushed,
@@ -118,11 +122,11 @@ impl<'scope> BulkLoader<'scope> {
                     SeqNo::MAX.0
                 )));
             }
+            self.run.push(&stored)?;
             self.position = stored.offset + 1;
             applied.records += 1;
             let value_len = stored.record.value.as_ref().map_or(0, |v| v.len());
             applied.bytes += (stored.record.key.len() + value_len) as u64;
-            self.run.push(stored);
             // A run in key order is handed over at an eighth of the size,
             // so the writer builds its table while the next is gathered:
             // its table overlaps no other when the keys keep increasing.
@@ -132,7 +136,7 @@ impl<'scope> BulkLoader<'scope> {
             } else {
                 size >= self.run_size_bytes
             };
-            if due || self.run.is_full() {
+            if due {
                 self.hand_over(self.position)?;
             }
         }
@@ -165,7 +169,10 @@ impl<'scope> BulkLoader<'scope> {
     /// waits while the writer is busy with the run before.
     fn hand_over(&mut self, flushed_offset: u64) -> Result<()> {
         let job = Job {
-            run: std::mem::replace(&mut self.run, SortedRun::new(self.run_size_bytes)),
+            run: std::mem::replace(
+                &mut self.run,
+                SortedRun::new(self.run_size_bytes, &self.pool),
+            ),
             flushed_offset,
         };
         let sent = self
@@ -218,30 +225,58 @@ fn flush_to(inner: &DbInner, run: &mut SortedRun, flushed_offset: u64) -> Result
         last_seqno: Some(SeqNo(flushed_offset).max(version.last_seqno())),
         ..VersionEdit::default()
     };
-    let mut number = None;
+    let mut numbers = Vec::new();
     if !run.is_empty() {
-        let n = inner.new_output_number();
-        number = Some(n);
-        match run.write_table(inner, n, inner.opts.value_format()) {
-            Ok(meta) => edit.added.push((Level(0), meta)),
+        let count = run.table_count(inner.opts.compaction.target_table_size_bytes);
+        numbers = (0..count).map(|_| inner.new_output_number()).collect();
+        match write_run(inner, run, &numbers) {
+            Ok(tables) => edit.added.extend(tables.into_iter().map(|t| (Level(0), t))),
             Err(e) => {
-                inner.release_outputs(&[n]);
-                inner.remove_tables(&[n]);
+                inner.release_outputs(&numbers);
+                inner.remove_tables(&numbers);
                 return Err(e);
             }
         }
     }
     let result = inner.versions.lock().log_and_apply(edit);
-    if let Some(n) = number {
-        inner.release_outputs(&[n]);
-        if result.is_err() {
-            inner.remove_tables(&[n]);
-        }
+    inner.release_outputs(&numbers);
+    if result.is_err() {
+        inner.remove_tables(&numbers);
     }
     result?;
     inner.install_current_version(None);
     tracing::debug!(flushed_offset, "restore: run written");
     move_changelog(inner, flushed_offset)
+}
+
+/// Writes `run` to tables numbered from `numbers` (as many as its
+/// records fill, one per number at most), syncs them and the store's
+/// directory, and removes the files of the numbers left unused; returns
+/// the tables written.
+fn write_run(
+    inner: &DbInner,
+    run: &mut SortedRun,
+    numbers: &[FileNumber],
+) -> Result<Vec<TableMeta>> {
+    let builders = numbers
+        .iter()
+        .map(|&n| inner.create_table(n))
+        .collect::<Result<Vec<_>>>()?;
+    let infos = run.write_tables(builders, inner.opts.value_format())?;
+    let mut tables = Vec::with_capacity(infos.len());
+    let mut unused = Vec::new();
+    for (&number, info) in numbers.iter().zip(infos) {
+        match info {
+            Some(info) => tables.push(TableMeta::from_info(number, &info)),
+            None => unused.push(number),
+        }
+    }
+    inner.remove_tables(&unused);
+    inner
+        .fs
+        .sync_dir(&inner.path)
+        .map_err(|e| Error::sync(&inner.path, e))?;
+    Ok(tables)
 }
 
 /// Restarts the (empty) changelog at `offset`, where the next write or

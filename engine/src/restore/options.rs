@@ -122,9 +122,9 @@ impl RestoreOptions {
     }
 
     /// Size of a restore's run (default 256 MiB): records are gathered
-    /// until their key and value bytes plus 128 bytes each (their entry,
-    /// sort order and framing) reach it, then sorted and written as a
-    /// level-0 table on a second thread while the next run is gathered.
+    /// until their key and value bytes plus 48 bytes each (their header
+    /// and place in the sort order) reach it, then sorted and written as
+    /// level-0 tables on a second thread while the next run is gathered.
     /// The [memory budget](Self::memory_budget_bytes) caps it further.
     /// At least 64 KiB is used.
     ///
