@@ -76,6 +76,21 @@ pub trait File: Send + Sync + Debug {
     /// data is unknown; callers must not retry as if nothing happened.
     fn sync_data(&self) -> io::Result<()>;
 
+    /// Asks the operating system to start writing `len_bytes` at `offset`
+    /// to the device without waiting for it (Linux's `sync_file_range`
+    /// with `SYNC_FILE_RANGE_WRITE`), so that a later
+    /// [`sync_data`](File::sync_data) has less left to wait for. A hint
+    /// only: it makes nothing durable, and a file system may ignore it
+    /// (the default does).
+    ///
+    /// # Errors
+    /// The underlying I/O error; callers may ignore it, as the sync that
+    /// follows reports any failure to write.
+    fn start_writeback(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        let _ = (offset, len_bytes);
+        Ok(())
+    }
+
     /// The file's current length in bytes.
     ///
     /// # Errors

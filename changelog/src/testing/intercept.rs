@@ -198,6 +198,11 @@ impl File for InterceptFile {
     fn sync_data(&self) -> io::Result<()> {
         self.pass(OpKind::SyncData, |f| f.sync_data())
     }
+    /// A hint, not an operation a hook sees: it changes nothing a crash
+    /// could keep or lose.
+    fn start_writeback(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        self.inner.start_writeback(offset, len_bytes)
+    }
     fn len(&self) -> io::Result<u64> {
         self.pass(OpKind::Len, |f| f.len())
     }
