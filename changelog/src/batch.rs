@@ -13,9 +13,11 @@
 //!           header_count:varint (hkey_len:varint hkey hval_len:varint hval)*
 //! ```
 
+use std::ops::Range;
+
 use bytes::Bytes;
 
-use crate::record::{Header, Record};
+use crate::record::{Header, Record, RecordRef};
 use crate::varint;
 
 /// Size of the fixed batch header in bytes.
@@ -520,19 +522,23 @@ impl RecordIter {
         Ok(v)
     }
 
-    fn slice(&mut self) -> Result<Bytes, DecodeError> {
+    /// The range of the next length-prefixed field.
+    fn field(&mut self) -> Result<Range<usize>, DecodeError> {
         let len = self.varint()?;
         let end = usize::try_from(len)
             .ok()
             .and_then(|l| self.pos.checked_add(l))
             .filter(|&end| end <= self.bytes.len())
             .ok_or_else(|| DecodeError::Invalid(format!("field length {len} past batch end")))?;
-        let out = self.bytes.slice(self.pos..end);
+        let range = self.pos..end;
         self.pos = end;
-        Ok(out)
+        Ok(range)
     }
 
-    fn decode_one(&mut self) -> Result<(u64, Record), DecodeError> {
+    /// Decodes and checks the next record, leaving its key, value and
+    /// header values as ranges of the batch's bytes; header names are
+    /// checked to be UTF-8 and kept only if `keep_headers`.
+    fn decode_raw(&mut self, keep_headers: bool) -> Result<RawRecord, DecodeError> {
         let attributes = *self
             .bytes
             .get(self.pos)
@@ -555,31 +561,99 @@ impl RecordIter {
         let (ts_delta, n) = varint::get_i64(&self.bytes[self.pos..])
             .ok_or_else(|| DecodeError::Invalid("bad timestamp varint".into()))?;
         self.pos += n;
-        let key = self.slice()?;
+        let key = self.field()?;
         let value = if attributes & RECORD_ATTR_TOMBSTONE == 0 {
-            Some(self.slice()?)
+            Some(self.field()?)
         } else {
             None
         };
         let header_count = self.varint()?;
         let mut headers = Vec::new();
         for _ in 0..header_count {
-            let hkey = self.slice()?;
-            let key = String::from_utf8(hkey.to_vec())
+            let name = self.field()?;
+            let name = std::str::from_utf8(&self.bytes[name])
                 .map_err(|_| DecodeError::Invalid("header name is not UTF-8".into()))?;
-            headers.push(Header {
-                key,
-                value: self.slice()?,
-            });
+            let name = if keep_headers {
+                name.to_owned()
+            } else {
+                String::new()
+            };
+            let value = self.field()?;
+            if keep_headers {
+                headers.push((name, value));
+            }
         }
-        let record = Record {
+        Ok(RawRecord {
+            offset: self.header.base_offset + delta,
+            timestamp_ms: self.header.first_timestamp_ms.wrapping_add(ts_delta),
             key,
             value,
-            timestamp_ms: self.header.first_timestamp_ms.wrapping_add(ts_delta),
             headers,
-        };
-        Ok((self.header.base_offset + delta, record))
+        })
     }
+
+    fn decode_one(&mut self) -> Result<(u64, Record), DecodeError> {
+        let raw = self.decode_raw(true)?;
+        let record = Record {
+            key: self.bytes.slice(raw.key),
+            value: raw.value.map(|v| self.bytes.slice(v)),
+            timestamp_ms: raw.timestamp_ms,
+            headers: raw
+                .headers
+                .into_iter()
+                .map(|(key, value)| Header {
+                    key,
+                    value: self.bytes.slice(value),
+                })
+                .collect(),
+        };
+        Ok((raw.offset, record))
+    }
+
+    /// Hands each record left, from offset `from` up, to `visit` borrowed
+    /// from the batch's bytes (headers are checked but not passed), until
+    /// `visit` returns `false`; returns whether every record was visited.
+    ///
+    /// # Errors
+    /// [`DecodeError`] at the first record that does not decode, or bytes
+    /// left after the last.
+    pub(crate) fn visit(
+        mut self,
+        from: u64,
+        visit: &mut dyn FnMut(RecordRef<'_>) -> bool,
+    ) -> Result<bool, DecodeError> {
+        while self.remaining > 0 {
+            self.remaining -= 1;
+            let raw = self.decode_raw(false)?;
+            if raw.offset < from {
+                continue;
+            }
+            let record = RecordRef {
+                offset: raw.offset,
+                key: &self.bytes[raw.key],
+                value: raw.value.map(|v| &self.bytes[v]),
+                timestamp_ms: raw.timestamp_ms,
+            };
+            if !visit(record) {
+                return Ok(false);
+            }
+        }
+        if self.pos != self.bytes.len() {
+            return Err(DecodeError::Invalid(
+                "bytes left after the last record".into(),
+            ));
+        }
+        Ok(true)
+    }
+}
+
+/// A decoded record whose bytes are ranges of its batch.
+struct RawRecord {
+    offset: u64,
+    timestamp_ms: i64,
+    key: Range<usize>,
+    value: Option<Range<usize>>,
+    headers: Vec<(String, Range<usize>)>,
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub use error::{Error, Result};
 pub use log::{AppendInfo, Log};
 pub use options::{LogOptions, RecoveryMode, SyncPolicy};
 pub use reader::{FetchResult, LogReader};
-pub use record::{Header, Record, StoredRecord, now_ms};
+pub use record::{Header, Record, RecordRef, StoredRecord, now_ms};
 pub use recovery::RecoveryReport;
 pub use retention::RetentionReport;
 pub use source::{LogSource, RecordSource, SourceBounds};

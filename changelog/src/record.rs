@@ -85,6 +85,41 @@ pub struct StoredRecord {
     pub record: Record,
 }
 
+/// A record borrowed from a source's buffers, as
+/// [`RecordSource::poll_each`](crate::RecordSource::poll_each) hands it
+/// over: its offset, key, value and timestamp, without headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// The record's offset in the log.
+    pub offset: u64,
+    /// The key (may be empty).
+    pub key: &'a [u8],
+    /// The value, or `None` for a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// The record's timestamp in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+impl StoredRecord {
+    /// The record borrowed, without its headers.
+    ///
+    /// # Examples
+    /// ```
+    /// use varve_changelog::{Record, StoredRecord};
+    /// let stored = StoredRecord { offset: 7, record: Record::put("k", "v") };
+    /// let r = stored.as_ref();
+    /// assert_eq!((r.offset, r.key, r.value), (7, &b"k"[..], Some(&b"v"[..])));
+    /// ```
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            offset: self.offset,
+            key: &self.record.key,
+            value: self.record.value.as_deref(),
+            timestamp_ms: self.record.timestamp_ms,
+        }
+    }
+}
+
 /// The current wall-clock time in milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

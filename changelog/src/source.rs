@@ -4,10 +4,11 @@
 
 use std::ops::Deref;
 
+use crate::Error;
 use crate::error::Result;
 use crate::log::Log;
 use crate::reader::decode_records;
-use crate::record::StoredRecord;
+use crate::record::{RecordRef, StoredRecord};
 
 /// The offsets a source holds right now, as a Kafka partition's log start
 /// offset and high watermark.
@@ -50,6 +51,51 @@ pub trait RecordSource {
     /// # Errors
     /// Read failures: damaged data, I/O, network.
     fn poll(&mut self, max_bytes: usize) -> Result<Vec<StoredRecord>, Self::Error>;
+
+    /// Like [`poll`](RecordSource::poll), but hands each record to
+    /// `visit`, borrowed from the source's buffers, instead of returning
+    /// owned records (a source over local segments then builds no
+    /// vector and counts no references; headers are not passed). Returns
+    /// how many records were handed to `visit` (0 when the source holds
+    /// nothing more right now). When `visit` returns `false` the rest of the
+    /// poll's records are not visited, and where the next poll starts is
+    /// unspecified until a [`seek`](RecordSource::seek). The default
+    /// calls `poll`.
+    ///
+    /// # Errors
+    /// As [`poll`](RecordSource::poll).
+    ///
+    /// # Examples
+    /// ```
+    /// use varve_changelog::{Log, LogOptions, LogSource, Record, RecordSource};
+    /// # fn main() -> varve_changelog::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let log = Log::open(dir.path(), LogOptions::default())?;
+    /// log.append(&[Record::put("a", "1"), Record::tombstone("b")])?;
+    /// let mut keys = Vec::new();
+    /// let held = LogSource::new(&log).poll_each(1 << 20, &mut |r| {
+    ///     keys.push((r.offset, r.key.to_vec(), r.value.is_some()));
+    ///     true
+    /// })?;
+    /// assert_eq!(held, 2);
+    /// assert_eq!(keys, [(0, b"a".to_vec(), true), (1, b"b".to_vec(), false)]);
+    /// # Ok(()) }
+    /// ```
+    fn poll_each(
+        &mut self,
+        max_bytes: usize,
+        visit: &mut dyn FnMut(RecordRef<'_>) -> bool,
+    ) -> Result<usize, Self::Error> {
+        let records = self.poll(max_bytes)?;
+        let mut handed = 0;
+        for stored in &records {
+            handed += 1;
+            if !visit(stored.as_ref()) {
+                break;
+            }
+        }
+        Ok(handed)
+    }
 }
 
 /// A [`RecordSource`] over a local [`Log`] (for example a store's
@@ -130,6 +176,41 @@ impl<L: Deref<Target = Log>> RecordSource for LogSource<L> {
         }
         Ok(out)
     }
+
+    /// Reads and visits the same batches as [`poll`](Self::poll), each
+    /// record decoded in place in the segment's read buffer.
+    fn poll_each(
+        &mut self,
+        max_bytes: usize,
+        visit: &mut dyn FnMut(RecordRef<'_>) -> bool,
+    ) -> Result<usize> {
+        let (_, end) = self.log.check_range(self.position)?;
+        let Some((segment, position)) = self.log.inner.locate(self.position)? else {
+            return Ok(0);
+        };
+        let (batches, _) = segment.read_batches(position, max_bytes)?;
+        let mut held = 0usize;
+        for (at, batch) in batches {
+            // Only batches published by the time of the range check.
+            if batch.header().next_offset() > end {
+                break;
+            }
+            let from = self.position;
+            let mut counted = |r: RecordRef<'_>| {
+                held += 1;
+                visit(r)
+            };
+            let whole = batch
+                .records()
+                .visit(from, &mut counted)
+                .map_err(|e| Error::corruption(&segment.path, at, format!("{e:?}")))?;
+            self.position = self.position.max(batch.header().next_offset());
+            if !whole {
+                break;
+            }
+        }
+        Ok(held)
+    }
 }
 
 #[cfg(test)]
@@ -166,5 +247,122 @@ mod tests {
         assert!(source.poll(1 << 20).unwrap().is_empty());
         assert_eq!(source.position(), 10);
         assert!(source.seek(11).is_err());
+    }
+
+    /// Everything `poll_each` hands over, poll by poll, as owned records
+    /// (headers left out, as it passes none).
+    fn each_poll(source: &mut LogSource<&Log>, max_bytes: usize) -> Vec<Vec<StoredRecord>> {
+        let mut polls = Vec::new();
+        loop {
+            let mut got = Vec::new();
+            let held = source
+                .poll_each(max_bytes, &mut |r| {
+                    got.push(StoredRecord {
+                        offset: r.offset,
+                        record: Record {
+                            key: r.key.to_vec().into(),
+                            value: r.value.map(|v| v.to_vec().into()),
+                            timestamp_ms: r.timestamp_ms,
+                            headers: Vec::new(),
+                        },
+                    });
+                    true
+                })
+                .unwrap();
+            assert_eq!(held, got.len());
+            if held == 0 {
+                return polls;
+            }
+            polls.push(got);
+        }
+    }
+
+    #[test]
+    fn poll_each_visits_what_poll_returns_poll_by_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let mut rng = crate::testing::Rng::new(3);
+        for batch in 0..40u64 {
+            let records: Vec<Record> = (0..1 + rng.below(30))
+                .map(|i| {
+                    let key_len = rng.size(40);
+                    let key = rng.bytes(key_len);
+                    let record = if rng.chance(20) {
+                        Record::tombstone(key)
+                    } else {
+                        let value_len = rng.size(3000);
+                        Record::put(key, rng.bytes(value_len))
+                    };
+                    let record = record.with_timestamp_ms((batch * 100 + i) as i64 - 50);
+                    if rng.chance(10) {
+                        record.with_header("h", "v")
+                    } else {
+                        record
+                    }
+                })
+                .collect();
+            log.append(&records).unwrap();
+        }
+        for (from, max_bytes) in [(0, 1 << 20), (7, 4096), (123, 1), (300, 50_000)] {
+            let mut owned = LogSource::new(&log);
+            let mut visited = LogSource::new(&log);
+            if from < log.next_offset() {
+                owned.seek(from).unwrap();
+                visited.seek(from).unwrap();
+            }
+            let mut want = Vec::new();
+            loop {
+                let mut poll = owned.poll(max_bytes).unwrap();
+                if poll.is_empty() {
+                    break;
+                }
+                for r in &mut poll {
+                    r.record.headers.clear();
+                }
+                want.push(poll);
+            }
+            assert_eq!(
+                each_poll(&mut visited, max_bytes),
+                want,
+                "from {from}, polls of {max_bytes}"
+            );
+            assert_eq!(visited.position(), owned.position());
+        }
+    }
+
+    #[test]
+    fn poll_each_stops_when_told_and_reports_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        log.append(&[
+            Record::put("a", "1"),
+            Record::put("b", "2"),
+            Record::put("c", "3"),
+        ])
+        .unwrap();
+        let mut seen = 0;
+        let held = LogSource::new(&log)
+            .poll_each(1 << 20, &mut |_| {
+                seen += 1;
+                seen < 2
+            })
+            .unwrap();
+        assert_eq!((held, seen), (2, 2));
+        // Flip a byte of the first record's value under the open log: the
+        // batch's CRC no longer matches when the poll reads it.
+        let segment = dir
+            .path()
+            .join(crate::filename::segment_file_name(0, ".log"));
+        let bytes = std::fs::read(&segment).unwrap();
+        let at = bytes.iter().position(|&b| b == b'1').unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &[b'1' ^ 0x40], at as u64).unwrap();
+        let err = LogSource::new(&log)
+            .poll_each(1 << 20, &mut |_| true)
+            .unwrap_err();
+        assert!(matches!(err, Error::Corruption { .. }), "{err}");
     }
 }

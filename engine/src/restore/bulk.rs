@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::{Scope, ScopedJoinHandle};
 
-use varve_changelog::StoredRecord;
+use varve_changelog::RecordRef;
 
 use super::run::{BlockPool, SortedRun};
 use crate::error::{Error, Result};
@@ -47,7 +47,8 @@ struct Job {
     flushed_offset: u64,
 }
 
-/// What one [`BulkLoader::apply`] did.
+/// What [`BulkLoader::apply`] applied.
+#[derive(Default)]
 pub(crate) struct Applied {
     pub(crate) records: u64,
     pub(crate) bytes: u64,
@@ -96,51 +97,51 @@ impl<'scope> BulkLoader<'scope> {
         self.flushed.load(Ordering::Acquire)
     }
 
-    /// Applies the records below `end` (records at or past it arrived after
-    /// the restore took its end, and are left out); hands the run to the
-    /// writer whenever it is full.
+    /// Applies `record` if it is below `end` and counts it in `applied`;
+    /// returns `false` (and applies nothing) for a record at or past
+    /// `end`, which arrived after the restore took its end. Hands the run
+    /// to the writer whenever it is full.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] if the source delivers offsets that do not
-    /// increase or exceed the largest sequence number; the writer's table
-    /// and manifest errors.
-    pub(crate) fn apply(&mut self, records: Vec<StoredRecord>, end: u64) -> Result<Applied> {
-        let mut applied = Applied {
-            records: 0,
-            bytes: 0,
-        };
-        for stored in records {
-            if stored.offset >= end {
-                self.position = end;
-                break;
-            }
-            if stored.offset < self.position || stored.offset >= SeqNo::MAX.0 {
-                return Err(Error::InvalidArgument(format!(
-                    "the source delivered offset {} where offsets from {} up (and below {}) were expected",
-                    stored.offset,
-                    self.position,
-                    SeqNo::MAX.0
-                )));
-            }
-            self.run.push(&stored)?;
-            self.position = stored.offset + 1;
-            applied.records += 1;
-            let value_len = stored.record.value.as_ref().map_or(0, |v| v.len());
-            applied.bytes += (stored.record.key.len() + value_len) as u64;
-            // A run in key order is handed over at an eighth of the size,
-            // so the writer builds its table while the next is gathered:
-            // its table overlaps no other when the keys keep increasing.
-            let size = self.run.size_bytes();
-            let due = if self.run.is_ascending() {
-                size >= self.run_size_bytes / 8
-            } else {
-                size >= self.run_size_bytes
-            };
-            if due {
-                self.hand_over(self.position)?;
-            }
+    /// increase or exceed the largest sequence number; a key or value
+    /// larger than a write may hold; the writer's table and manifest
+    /// errors.
+    pub(crate) fn apply(
+        &mut self,
+        record: RecordRef<'_>,
+        end: u64,
+        applied: &mut Applied,
+    ) -> Result<bool> {
+        if record.offset >= end {
+            self.position = end;
+            return Ok(false);
         }
-        Ok(applied)
+        if record.offset < self.position || record.offset >= SeqNo::MAX.0 {
+            return Err(Error::InvalidArgument(format!(
+                "the source delivered offset {} where offsets from {} up (and below {}) were expected",
+                record.offset,
+                self.position,
+                SeqNo::MAX.0
+            )));
+        }
+        self.run.push(record)?;
+        self.position = record.offset + 1;
+        applied.records += 1;
+        applied.bytes += (record.key.len() + record.value.map_or(0, <[u8]>::len)) as u64;
+        // A run in key order is handed over at an eighth of the size,
+        // so the writer builds its table while the next is gathered:
+        // its table overlaps no other when the keys keep increasing.
+        let size = self.run.size_bytes();
+        let due = if self.run.is_ascending() {
+            size >= self.run_size_bytes / 8
+        } else {
+            size >= self.run_size_bytes
+        };
+        if due {
+            self.hand_over(self.position)?;
+        }
+        Ok(true)
     }
 
     /// Writes what is loaded to a table installed with the flushed offset

@@ -188,7 +188,7 @@ fn load<S: RecordSource>(
     }
     let (records, bytes) = std::thread::scope(|scope| {
         let mut loader = BulkLoader::new(inner, scope, opts.run_size_bytes(), start)?;
-        let (mut records, mut bytes) = (0u64, 0u64);
+        let mut applied = bulk::Applied::default();
         while loader.position() < end {
             if opts
                 .cancel
@@ -198,13 +198,27 @@ fn load<S: RecordSource>(
                 loader.stop()?;
                 return Err(Error::Cancelled);
             }
-            let batch = source.poll(opts.poll_size_bytes).map_err(source_error)?;
-            if batch.is_empty() {
+            let mut failed = None;
+            let polled = source
+                .poll_each(opts.poll_size_bytes, &mut |record| match loader.apply(
+                    record,
+                    end,
+                    &mut applied,
+                ) {
+                    Ok(more) => more,
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                })
+                .map_err(source_error)?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if polled == 0 {
                 break;
             }
-            let applied = loader.apply(batch, end)?;
-            records += applied.records;
-            bytes += applied.bytes;
+            let (records, bytes) = (applied.records, applied.bytes);
             // The end is reported once its last run is installed, below.
             if let Some(l) = listener
                 && loader.position() < end
@@ -218,7 +232,7 @@ fn load<S: RecordSource>(
             }
         }
         loader.finish(end)?;
-        Ok((records, bytes))
+        Ok((applied.records, applied.bytes))
     })?;
     if let Some(l) = listener {
         let at = Offsets {

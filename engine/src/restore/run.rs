@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use varve_changelog::StoredRecord;
+use varve_changelog::RecordRef;
 
 use crate::error::{Error, Result};
 use crate::key::{InternalKeyRef, SeqNo, ValueKind};
@@ -134,10 +134,9 @@ impl SortedRun {
     /// [`Error::KeyTooLarge`] or [`Error::ValueTooLarge`] for a record the
     /// store would not take from a write; an I/O error if the arena cannot
     /// map another block.
-    pub(super) fn push(&mut self, stored: &StoredRecord) -> Result<()> {
-        let record = &stored.record;
-        let key = &record.key[..];
-        let value = record.value.as_deref();
+    pub(super) fn push(&mut self, record: RecordRef<'_>) -> Result<()> {
+        let key = record.key;
+        let value = record.value;
         crate::batch::check_key(key)?;
         if let Some(v) = value {
             crate::batch::check_value(v)?;
@@ -164,7 +163,7 @@ impl SortedRun {
         let written = &mut self.blocks[block];
         let out = &mut written.map[pos..pos + len];
         let (header, body) = out.split_at_mut(HEADER_BYTES);
-        header[..8].copy_from_slice(&(stored.offset + 1).to_le_bytes());
+        header[..8].copy_from_slice(&(record.offset + 1).to_le_bytes());
         header[8..16].copy_from_slice(&record.timestamp_ms.to_le_bytes());
         // Both lengths fit: the limits checked above are far below 4 GiB.
         header[16..20].copy_from_slice(&(key.len() as u32).to_le_bytes());
@@ -580,6 +579,7 @@ fn key_prefix(key: &[u8]) -> (u64, u64) {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use varve_changelog::StoredRecord;
 
     fn record(key: &[u8], offset: u64) -> StoredRecord {
         StoredRecord {
@@ -596,7 +596,7 @@ mod tests {
     fn run_of(keys: &[&[u8]], run_size_bytes: usize) -> SortedRun {
         let mut run = SortedRun::new(run_size_bytes, &BlockPool::new(run_size_bytes));
         for (offset, key) in (0..).zip(keys) {
-            run.push(&record(key, offset)).unwrap();
+            run.push(record(key, offset).as_ref()).unwrap();
         }
         run
     }
@@ -652,7 +652,7 @@ mod tests {
         assert_eq!(seqnos, [1, 2, 3, 4]);
         // A repeated key (an overwrite) is not ascending: the sort then
         // puts its newest version first.
-        run.push(&record(b"ba", 4)).unwrap();
+        run.push(record(b"ba", 4).as_ref()).unwrap();
         assert!(!run.is_ascending());
         let seqnos: Vec<u64> = sorted(&mut run).iter().map(|r| r.1).collect();
         assert_eq!(seqnos, [1, 2, 3, 5, 4]);
@@ -673,7 +673,7 @@ mod tests {
             let mut stored = record(format!("k{i:05}").as_bytes(), i as u64);
             stored.record.value = value.as_deref().map(Bytes::copy_from_slice);
             stored.record.timestamp_ms = -(i as i64);
-            run.push(&stored).unwrap();
+            run.push(stored.as_ref()).unwrap();
         }
         assert!(run.blocks.len() > 2, "{} blocks", run.blocks.len());
         assert!(run.is_ascending());
@@ -696,11 +696,11 @@ mod tests {
     fn oversized_keys_and_values_are_refused_with_their_typed_errors() {
         let mut run = SortedRun::new(0, &BlockPool::new(0));
         let key = vec![1u8; crate::MAX_KEY_SIZE_BYTES + 1];
-        let err = run.push(&record(&key, 0)).unwrap_err();
+        let err = run.push(record(&key, 0).as_ref()).unwrap_err();
         assert!(matches!(err, Error::KeyTooLarge { .. }), "{err}");
         let mut stored = record(b"k", 1);
         stored.record.value = Some(Bytes::from(vec![0u8; crate::MAX_VALUE_SIZE_BYTES + 1]));
-        let err = run.push(&stored).unwrap_err();
+        let err = run.push(stored.as_ref()).unwrap_err();
         assert!(matches!(err, Error::ValueTooLarge { .. }), "{err}");
         assert!(run.is_empty());
     }
@@ -792,14 +792,14 @@ mod tests {
         for i in 0..500u64 {
             let mut stored = record(&i.to_be_bytes(), i);
             stored.record.value = Some(Bytes::copy_from_slice(&value));
-            run.push(&stored).unwrap();
+            run.push(stored.as_ref()).unwrap();
         }
         let blocks = run.blocks.len();
         assert!(blocks >= 2, "{blocks} blocks");
         drop(run);
         assert_eq!(pool.blocks.lock().len(), blocks);
         let mut next = SortedRun::new(1 << 20, &pool);
-        next.push(&record(b"x", 0)).unwrap();
+        next.push(record(b"x", 0).as_ref()).unwrap();
         assert_eq!(pool.blocks.lock().len(), blocks - 1);
         assert_eq!(next.record(next.slots[0].at).key, b"x");
     }
