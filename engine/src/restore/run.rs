@@ -50,7 +50,11 @@ const PAGE_BYTES: usize = 4096;
 /// How many records ahead of the one being written the table writer asks
 /// the processor to load: enough to cover a memory access's latency with
 /// the work on the records in between.
-const PREFETCH_AHEAD: usize = 8;
+const PREFETCH_AHEAD: usize = 16;
+
+/// How much of a record the table writer prefetches: the header, key and
+/// value of a typical record of a state store (a few cache lines).
+const PREFETCH_BYTES: usize = 192;
 
 /// The most tables one run is cut into.
 const MAX_PARTS: usize = 64;
@@ -231,9 +235,10 @@ impl SortedRun {
         if let Some(block) = self.blocks.get((at >> 32) as usize)
             && let Some(start) = block.map.get(at as u32 as usize..)
         {
-            prefetch_read(start.as_ptr());
-            if let Some(next) = start.get(64..) {
-                prefetch_read(next.as_ptr());
+            for line in (0..PREFETCH_BYTES).step_by(64) {
+                if let Some(rest) = start.get(line..) {
+                    prefetch_read(rest.as_ptr());
+                }
             }
         }
     }
