@@ -191,6 +191,23 @@ fn keys_in_order_are_written_in_runs_of_an_eighth_of_the_size() {
     assert_eq!(contents(&db), model_of(&records));
 }
 
+/// Restores `records` with tables of `table_bytes` and runs of
+/// `run_bytes`; returns the store's file system and the opened store.
+fn restored_in_tables(records: &[Record], table_bytes: u64, run_bytes: usize) -> (MemFs, Db) {
+    let log = source_of(records);
+    let fs = MemFs::new();
+    let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    let store = Options::default()
+        .compaction(varve_db::CompactionOptions::default().target_table_size_bytes(table_bytes))
+        .fs(dynfs.clone());
+    let opts = RestoreOptions::default()
+        .store_options(store)
+        .memtable_size_bytes(run_bytes);
+    varve_db::restore("/r", &mut LogSource::new(&log), opts).unwrap();
+    let db = Db::open("/r", Options::default().create_if_missing(false).fs(dynfs)).unwrap();
+    (fs, db)
+}
+
 #[test]
 fn a_run_larger_than_a_table_is_written_as_disjoint_tables_on_two_threads() {
     // 4,000 records of 136 arena bytes each (header, key, value): about
@@ -198,32 +215,14 @@ fn a_run_larger_than_a_table_is_written_as_disjoint_tables_on_two_threads() {
     // make the run unsorted, so the cut happens after the sort; the
     // tables overlap nothing and go to the last level as they are.
     let records = descending(4000);
-    let log = source_of(&records);
-    let fs = MemFs::new();
-    let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let store = Options::default()
-        .compaction(varve_db::CompactionOptions::default().target_table_size_bytes(64 << 10))
-        .fs(dynfs.clone());
-    let opts = RestoreOptions::default().store_options(store);
-    varve_db::restore("/r", &mut LogSource::new(&log), opts).unwrap();
+    let (fs, db) = restored_in_tables(&records, 64 << 10, 256 << 20);
     let tables = table_count(&fs, "/r");
     assert!((8..=9).contains(&tables), "{tables} tables");
-    let db = Db::open("/r", Options::default().create_if_missing(false).fs(dynfs)).unwrap();
     assert_eq!(contents(&db), model_of(&records));
     // Random writes with overwrites and deletes, cut the same way: every
     // version of a key stays in one table, and the store equals the model.
     let records = writes(20_000, 3000, true, 9);
-    let log = source_of(&records);
-    let fs = MemFs::new();
-    let dynfs: Arc<dyn FileSystem> = Arc::new(fs.clone());
-    let store = Options::default()
-        .compaction(varve_db::CompactionOptions::default().target_table_size_bytes(16 << 10))
-        .fs(dynfs.clone());
-    let opts = RestoreOptions::default()
-        .store_options(store)
-        .memtable_size_bytes(1 << 20);
-    varve_db::restore("/r", &mut LogSource::new(&log), opts).unwrap();
-    let db = Db::open("/r", Options::default().create_if_missing(false).fs(dynfs)).unwrap();
+    let (_, db) = restored_in_tables(&records, 16 << 10, 1 << 20);
     assert_eq!(contents(&db), model_of(&records));
     assert_eq!(db.latest_seqno(), 20_000);
 }
