@@ -402,17 +402,26 @@ fn seq_record(i: u64) -> Record {
 
 #[test]
 fn a_crash_anywhere_in_a_restore_is_refused_on_open_and_resumes() {
-    crash_anywhere_and_resume(record);
+    crash_anywhere_and_resume(record, Options::default());
+}
+
+#[test]
+fn a_crash_anywhere_in_a_restore_whose_runs_are_cut_into_stretches_resumes() {
+    // Tables of 4 KiB: every run of 64 KiB is cut at the first run's keys,
+    // written on two threads, and the stretches merge on two threads.
+    let store = Options::default()
+        .compaction(varve_db::CompactionOptions::default().target_table_size_bytes(4 << 10));
+    crash_anywhere_and_resume(record, store);
 }
 
 #[test]
 fn a_crash_anywhere_in_a_restore_of_keys_in_order_is_refused_on_open_and_resumes() {
-    crash_anywhere_and_resume(seq_record);
+    crash_anywhere_and_resume(seq_record, Options::default());
 }
 
-fn crash_anywhere_and_resume(make: fn(u64) -> Record) {
+fn crash_anywhere_and_resume(make: fn(u64) -> Record, store: Options) {
     let (log, model) = memfs_source_of(2500, make);
-    let opts = |fs: &MemFs| small().store_options(Options::default().fs(Arc::new(fs.clone())));
+    let opts = |fs: &MemFs| small().store_options(store.clone().fs(Arc::new(fs.clone())));
     let calls = {
         let fs = MemFs::new();
         varve_db::restore("/r", &mut LogSource::new(&log), opts(&fs)).unwrap();

@@ -222,7 +222,13 @@ fn a_run_larger_than_a_table_is_written_as_disjoint_tables_on_two_threads() {
     // Random writes with overwrites and deletes, cut the same way: every
     // version of a key stays in one table, and the store equals the model.
     let records = writes(20_000, 3000, true, 9);
+    // Runs of 1 MiB are cut at the first one's keys, and each stretch's
+    // tables merge into the last level on their own.
     let (_, db) = restored_in_tables(&records, 16 << 10, 1 << 20);
     assert_eq!(contents(&db), model_of(&records));
     assert_eq!(db.latest_seqno(), 20_000);
+    let levels = db.stats().unwrap().levels;
+    let (last, above) = levels.split_last().unwrap();
+    assert!(last.tables > 1, "{levels:?}");
+    assert!(above.iter().all(|l| l.tables == 0), "{levels:?}");
 }

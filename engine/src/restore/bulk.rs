@@ -37,7 +37,7 @@ pub(crate) struct BulkLoader<'scope> {
     /// there.
     flushed: Arc<AtomicU64>,
     jobs: Option<SyncSender<Job>>,
-    writer: Option<ScopedJoinHandle<'scope, Result<()>>>,
+    writer: Option<ScopedJoinHandle<'scope, Result<Vec<Vec<u8>>>>>,
 }
 
 /// A run for the writer, and the flushed offset its table is installed
@@ -152,15 +152,16 @@ impl<'scope> BulkLoader<'scope> {
     /// Table, manifest and changelog errors.
     pub(crate) fn stop(mut self) -> Result<()> {
         self.hand_over(self.position)?;
-        self.join()
+        self.join().map(drop)
     }
 
     /// Like [`stop`](Self::stop), declaring everything below `end`
-    /// applied (the source holds no more records below it).
+    /// applied (the source holds no more records below it); returns the
+    /// keys every unsorted run was cut at (none if no run was).
     ///
     /// # Errors
     /// As [`stop`](Self::stop).
-    pub(crate) fn finish(mut self, end: u64) -> Result<()> {
+    pub(crate) fn finish(mut self, end: u64) -> Result<Vec<Vec<u8>>> {
         self.position = self.position.max(end);
         self.hand_over(self.position)?;
         self.join()
@@ -190,15 +191,16 @@ impl<'scope> BulkLoader<'scope> {
         ))
     }
 
-    /// Closes the writer's queue and waits for it to write what it holds.
-    fn join(&mut self) -> Result<()> {
+    /// Closes the writer's queue and waits for it to write what it holds;
+    /// returns the keys its unsorted runs were cut at.
+    fn join(&mut self) -> Result<Vec<Vec<u8>>> {
         self.jobs = None;
         match self.writer.take() {
             Some(writer) => match writer.join() {
                 Ok(result) => result,
                 Err(panic) => std::panic::resume_unwind(panic),
             },
-            None => Ok(()),
+            None => Ok(Vec::new()),
         }
     }
 }
@@ -206,17 +208,28 @@ impl<'scope> BulkLoader<'scope> {
 /// The writer thread: writes each run it is sent to a table, in order,
 /// until the queue closes or a write fails; publishes each installed
 /// run's flushed offset in `installed`.
-fn write_runs(inner: &DbInner, queue: &Receiver<Job>, installed: &AtomicU64) -> Result<()> {
+fn write_runs(
+    inner: &DbInner,
+    queue: &Receiver<Job>,
+    installed: &AtomicU64,
+) -> Result<Vec<Vec<u8>>> {
+    // The keys every unsorted run is cut at, from the first such run.
+    let mut cuts = Vec::new();
     while let Ok(mut job) = queue.recv() {
-        flush_to(inner, &mut job.run, job.flushed_offset)?;
+        flush_to(inner, &mut job.run, job.flushed_offset, &mut cuts)?;
         installed.store(job.flushed_offset, Ordering::Release);
     }
-    Ok(())
+    Ok(cuts)
 }
 
 /// Writes `run` (if it holds anything) to a level-0 table and installs it
 /// with `flushed_offset`; then moves the empty changelog to start there.
-fn flush_to(inner: &DbInner, run: &mut SortedRun, flushed_offset: u64) -> Result<()> {
+fn flush_to(
+    inner: &DbInner,
+    run: &mut SortedRun,
+    flushed_offset: u64,
+    cuts: &mut Vec<Vec<u8>>,
+) -> Result<()> {
     let version = inner.versions.lock().current();
     if run.is_empty() && version.flushed_offset() == flushed_offset {
         return move_changelog(inner, flushed_offset);
@@ -228,9 +241,9 @@ fn flush_to(inner: &DbInner, run: &mut SortedRun, flushed_offset: u64) -> Result
     };
     let mut numbers = Vec::new();
     if !run.is_empty() {
-        let count = run.table_count(inner.opts.compaction.target_table_size_bytes);
+        let count = run.table_count(inner.opts.compaction.target_table_size_bytes, cuts);
         numbers = (0..count).map(|_| inner.new_output_number()).collect();
-        match write_run(inner, run, &numbers) {
+        match write_run(inner, run, &numbers, cuts) {
             Ok(tables) => edit.added.extend(tables.into_iter().map(|t| (Level(0), t))),
             Err(e) => {
                 inner.release_outputs(&numbers);
@@ -258,12 +271,13 @@ fn write_run(
     inner: &DbInner,
     run: &mut SortedRun,
     numbers: &[FileNumber],
+    cuts: &mut Vec<Vec<u8>>,
 ) -> Result<Vec<TableMeta>> {
     let builders = numbers
         .iter()
         .map(|&n| inner.create_table(n))
         .collect::<Result<Vec<_>>>()?;
-    let infos = run.write_tables(builders, inner.opts.value_format())?;
+    let infos = run.write_tables(builders, inner.opts.value_format(), cuts)?;
     let mut tables = Vec::with_capacity(infos.len());
     let mut unused = Vec::new();
     for (&number, info) in numbers.iter().zip(infos) {

@@ -120,15 +120,18 @@ pub fn restore<S: RecordSource>(
     };
     let inner = open_store(dir, opts.load_options(), true)?;
     let (start, end) = start_and_end(&inner, source, bounds)?;
-    let mut report = load(&inner, source, &opts, start, end, started)?;
+    let (mut report, cuts) = load(&inner, source, &opts, start, end, started)?;
     report.resumed = resumed;
     // Everything below `end` is applied: compaction may drop what no read
     // at `end` sees, tombstones at the bottom included.
     inner.visible_seqno.store(end, Ordering::Release);
-    // Tables that overlap nothing go to the last level as they are; the
-    // compaction then merges only the rest. A TTL store's compaction also
+    // The tables of each stretch between the keys unsorted runs were cut
+    // at merge into the last level on their own, two stretches at a time;
+    // tables that overlap nothing go there as they are; the compaction
+    // then merges only the rest. A TTL store's compaction also
     // drops what expired from the last level, so it rewrites everything.
     if inner.opts.ttl.is_none() {
+        placement::merge_stretches(&inner, &cuts)?;
         placement::place_disjoint_tables(&inner)?;
     }
     inner.compact_range(None)?;
@@ -181,12 +184,12 @@ fn load<S: RecordSource>(
     start: u64,
     end: u64,
     started: Instant,
-) -> Result<RestoreReport> {
+) -> Result<(RestoreReport, Vec<Vec<u8>>)> {
     let listener = opts.listener.as_deref();
     if let Some(l) = listener {
         l.on_start(start, end);
     }
-    let (records, bytes) = std::thread::scope(|scope| {
+    let (records, bytes, cuts) = std::thread::scope(|scope| {
         let mut loader = BulkLoader::new(inner, scope, opts.run_size_bytes(), start)?;
         let mut applied = bulk::Applied::default();
         while loader.position() < end {
@@ -231,8 +234,8 @@ fn load<S: RecordSource>(
                 l.on_progress(&progress_at(records, bytes, at, started));
             }
         }
-        loader.finish(end)?;
-        Ok((applied.records, applied.bytes))
+        let cuts = loader.finish(end)?;
+        Ok((applied.records, applied.bytes, cuts))
     })?;
     if let Some(l) = listener {
         let at = Offsets {
@@ -242,14 +245,15 @@ fn load<S: RecordSource>(
         };
         l.on_progress(&progress_at(records, bytes, at, started));
     }
-    Ok(RestoreReport {
+    let report = RestoreReport {
         start_offset: start,
         end_offset: end,
         records,
         bytes,
         elapsed: started.elapsed(),
         resumed: false,
-    })
+    };
+    Ok((report, cuts))
 }
 
 /// Where a load is: its next offset to apply, its flushed offset, its end.

@@ -9,6 +9,8 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
+use crate::compaction::picker::task_into;
+use crate::compaction::{Reason, Task};
 use crate::error::Result;
 use crate::state::DbInner;
 use crate::version::{Level, NUM_LEVELS, TableMeta, VersionEdit};
@@ -53,6 +55,73 @@ pub(super) fn place_disjoint_tables(inner: &DbInner) -> Result<usize> {
     inner.install_current_version(None);
     tracing::info!(tables = moved, "restore: tables placed in the last level");
     Ok(moved)
+}
+
+/// Merges, for each stretch between the keys `cuts` (those every
+/// unsorted run was cut at), its level-0 tables into the last level, two
+/// stretches at a time on two threads; returns how many stretches were
+/// merged. Each stretch's tables overlap no other stretch's, so moving
+/// one stretch below the level-0 tables of the others keeps every newer
+/// version above every older one. Does nothing unless every table is in
+/// level 0 and within one stretch (a restore from a checkpoint, or one
+/// resumed with other cuts, is left to the full compaction). A stretch of
+/// one table without tombstones is left for
+/// [`place_disjoint_tables`]. Call it only once every record is in
+/// tables, with the store's visible sequence number at the end, and not
+/// on a TTL store.
+///
+/// # Errors
+/// Table and manifest errors of a merge (the version then holds the
+/// stretches merged before it).
+pub(super) fn merge_stretches(inner: &DbInner, cuts: &[Vec<u8>]) -> Result<usize> {
+    if cuts.is_empty() {
+        return Ok(0);
+    }
+    let version = inner.versions.lock().current();
+    if Level::all().any(|level| level != Level(0) && !version.tables(level).is_empty()) {
+        return Ok(0);
+    }
+    let stretch_of = |key: &[u8]| cuts.partition_point(|cut| cut.as_slice() <= key);
+    let mut groups: Vec<Vec<Arc<TableMeta>>> = vec![Vec::new(); cuts.len() + 1];
+    for table in version.tables(Level(0)) {
+        let stretch = stretch_of(table.smallest_user_key());
+        if stretch != stretch_of(table.largest_user_key()) {
+            return Ok(0);
+        }
+        groups[stretch].push(table.clone());
+    }
+    let tasks: Vec<Task> = groups
+        .into_iter()
+        .filter(|g| g.len() > 1 || g.iter().any(|t| t.tombstone_count > 0))
+        .map(|g| task_into(&version, Level(0), LAST_LEVEL, g, Reason::Manual))
+        .collect();
+    drop(version);
+    let merged = tasks.len();
+    let (first, second): (Vec<_>, Vec<_>) = tasks.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let run_all = |share: Vec<(usize, &Task)>| -> Result<()> {
+        share
+            .into_iter()
+            .try_for_each(|(_, task)| inner.run_task(task))
+    };
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("varve-restore-merge".into())
+            .spawn_scoped(scope, || run_all(second))
+            .map_err(|e| crate::error::Error::io("spawn", "a restore merge thread", e))?;
+        let first = run_all(first);
+        let second = match helper.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        first.and(second)
+    })?;
+    if merged > 0 {
+        tracing::info!(
+            stretches = merged,
+            "restore: stretches merged into the last level"
+        );
+    }
+    Ok(merged)
 }
 
 /// The indexes of the tables (sorted by smallest user key) whose key range

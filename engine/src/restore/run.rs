@@ -265,8 +265,13 @@ impl SortedRun {
     /// How many tables the run is written as, for tables of about
     /// `target_bytes` (at least one). A run to be sorted of 8 MiB or more
     /// is cut into an even number, so that the two threads that sort and
-    /// write its parts get as many each.
-    pub(super) fn table_count(&self, target_bytes: u64) -> usize {
+    /// write its parts get as many each; once `cuts` holds keys (an
+    /// earlier run's, see [`write_tables`](Self::write_tables)), a run to
+    /// be sorted is cut at them.
+    pub(super) fn table_count(&self, target_bytes: u64, cuts: &[Vec<u8>]) -> usize {
+        if !self.ascending && !cuts.is_empty() {
+            return cuts.len() + 1;
+        }
         let count = (self.used_bytes as u64)
             .div_ceil(target_bytes.max(1))
             .max(1);
@@ -291,13 +296,17 @@ impl SortedRun {
         self.key_order(a, b).then_with(|| b.at.cmp(&a.at))
     }
 
-    /// Cuts `slots` into at most `parts` stretches of about equal count
-    /// that cover it in order, with every version of a key in one
-    /// stretch and every key of a stretch below every key of the next
-    /// once each is sorted: for a run pushed in key order, by count; else
-    /// by keys sampled from the run (each slot is moved, in place, to the
-    /// stretch its key falls in). Returns the stretches' ends.
-    fn partition(&self, slots: &mut [Slot], parts: usize) -> Vec<usize> {
+    /// Cuts `slots` into at most `parts` stretches that cover it in
+    /// order, with every version of a key in one stretch and every key of
+    /// a stretch below every key of the next once each is sorted. A run
+    /// pushed in key order is cut by count. Any other is cut at the keys in
+    /// `cuts`, which, if empty, first get up to `parts - 1` keys sampled
+    /// from this run (quantiles, so stretches of about equal count); each
+    /// slot is moved, in place, to the stretch its key falls in. Every
+    /// unsorted run of a restore is thus cut at the same keys, and each
+    /// stretch's tables overlap no other stretch's. Returns the
+    /// stretches' ends.
+    fn partition(&self, slots: &mut [Slot], parts: usize, cuts: &mut Vec<Vec<u8>>) -> Vec<usize> {
         let len = slots.len();
         if self.ascending {
             // Keys increase: any cut is between two keys.
@@ -306,20 +315,33 @@ impl SortedRun {
             ends.retain(|&e| e > 0);
             return ends;
         }
-        let splitters = self.splitters(slots, parts);
-        if splitters.is_empty() {
+        if cuts.is_empty() {
+            *cuts = self
+                .splitters(slots, parts)
+                .iter()
+                .map(|s| self.record(s.at).key.to_vec())
+                .collect();
+        }
+        if cuts.is_empty() {
             return vec![len];
         }
-        // The stretch of each slot: how many splitters sort below its key
-        // (a key equal to a splitter goes with the keys above it).
+        let prefixes: Vec<(u64, u64)> = cuts.iter().map(|c| key_prefix(c)).collect();
+        // The stretch of each slot: how many cuts sort at or below its key
+        // (a key equal to a cut goes with the keys above it).
         let bucket_of = |slot: &Slot| {
-            splitters
+            prefixes
                 .iter()
-                .take_while(|s| self.key_order(s, slot).is_le())
+                .zip(cuts.iter())
+                .take_while(|(prefix, cut)| {
+                    (**prefix)
+                        .cmp(&(slot.high, slot.low))
+                        .then_with(|| cut.as_slice().cmp(self.record(slot.at).key))
+                        .is_le()
+                })
                 .count() as u8
         };
         let mut buckets: Vec<u8> = slots.iter().map(bucket_of).collect();
-        let mut ends = vec![0usize; splitters.len() + 1];
+        let mut ends = vec![0usize; cuts.len() + 1];
         for &b in &buckets {
             ends[b as usize] += 1;
         }
@@ -371,7 +393,8 @@ impl SortedRun {
     /// Sorts the run and writes the newest version of each key to the
     /// tables `builders` make, values stored in `format`: the records are
     /// cut into one stretch per builder (each holding all versions of
-    /// its keys, see [`partition`](Self::partition)), and the stretches
+    /// its keys, at the keys in `cuts`, which the first unsorted run
+    /// fills; see [`partition`](Self::partition)), and the stretches
     /// are sorted and written at the same time on up to two threads. Each
     /// table is synced; the caller syncs the directory. A builder left
     /// with no records is dropped unused (`None` in its place). The run
@@ -383,11 +406,12 @@ impl SortedRun {
         &mut self,
         builders: Vec<TableBuilder>,
         format: ValueFormat,
+        cuts: &mut Vec<Vec<u8>>,
     ) -> Result<Vec<Option<TableInfo>>> {
         let empty = SortedRun::with_blocks_of(self.block_bytes, self.pool.clone());
         let mut run = std::mem::replace(self, empty);
         let mut slots = std::mem::take(&mut run.slots);
-        let ends = run.partition(&mut slots, builders.len().min(MAX_PARTS));
+        let ends = run.partition(&mut slots, builders.len().min(MAX_PARTS), cuts);
         let run = &run;
         let unused = builders.len() - ends.len();
         let mut builders = builders.into_iter();
@@ -753,7 +777,7 @@ mod tests {
             let mut run = run_of(&refs, 0);
             assert!(!run.is_ascending());
             let mut slots = std::mem::take(&mut run.slots);
-            let ends = run.partition(&mut slots, parts);
+            let ends = run.partition(&mut slots, parts, &mut Vec::new());
             assert!(ends.len() <= parts, "{} stretches for {parts}", ends.len());
             check_stretches(&run, &slots, &ends);
             let mut seqnos: Vec<u64> = slots.iter().map(|s| run.record(s.at).seqno.0).collect();
@@ -770,7 +794,9 @@ mod tests {
         let refs: Vec<&[u8]> = distinct.iter().map(Vec::as_slice).collect();
         let mut run = run_of(&refs, 0);
         let mut slots = std::mem::take(&mut run.slots);
-        let ends = run.partition(&mut slots, 4);
+        let mut cuts = Vec::new();
+        let ends = run.partition(&mut slots, 4, &mut cuts);
+        assert_eq!(cuts.len(), 3);
         assert_eq!(ends.len(), 4);
         check_stretches(&run, &slots, &ends);
         let mut from = 0;
@@ -785,8 +811,8 @@ mod tests {
         // A run pushed in key order is cut by count.
         let mut run = run_of(&[b"a", b"b", b"c", b"d"], 0);
         let mut slots = std::mem::take(&mut run.slots);
-        assert_eq!(run.partition(&mut slots, 2), [2, 4]);
-        assert_eq!(run.partition(&mut slots, 8), [1, 2, 3, 4]);
+        assert_eq!(run.partition(&mut slots, 2, &mut Vec::new()), [2, 4]);
+        assert_eq!(run.partition(&mut slots, 8, &mut Vec::new()), [1, 2, 3, 4]);
     }
 
     #[test]
