@@ -5,10 +5,12 @@
 use std::ops::Deref;
 
 use crate::Error;
+use crate::batch::Batch;
 use crate::error::Result;
 use crate::log::Log;
 use crate::reader::decode_records;
 use crate::record::{RecordRef, StoredRecord};
+use crate::segment::Segment;
 
 /// The offsets a source holds right now, as a Kafka partition's log start
 /// offset and high watermark.
@@ -137,6 +139,35 @@ impl<L: Deref<Target = Log>> LogSource<L> {
     pub fn position(&self) -> u64 {
         self.position
     }
+
+    /// One poll's reading, shared by [`poll`](RecordSource::poll) and
+    /// [`poll_each`](RecordSource::poll_each): one read of about
+    /// `max_bytes` of whole batches from the position, each batch that was
+    /// published by the time of the range check handed to `take` with the
+    /// segment, its position in it and the offset to start from; the
+    /// position then moves past it. Stops early when `take` returns false.
+    fn take_batches(
+        &mut self,
+        max_bytes: usize,
+        mut take: impl FnMut(&Segment, u64, &Batch, u64) -> Result<bool>,
+    ) -> Result<()> {
+        let (_, end) = self.log.check_range(self.position)?;
+        let Some((segment, position)) = self.log.inner.locate(self.position)? else {
+            return Ok(());
+        };
+        let (batches, _) = segment.read_batches(position, max_bytes)?;
+        for (at, batch) in batches {
+            if batch.header().next_offset() > end {
+                break;
+            }
+            let more = take(&segment, at, &batch, self.position)?;
+            self.position = self.position.max(batch.header().next_offset());
+            if !more {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<L: Deref<Target = Log>> RecordSource for LogSource<L> {
@@ -160,20 +191,11 @@ impl<L: Deref<Target = Log>> RecordSource for LogSource<L> {
     /// to rebuild, no batch read again by the next poll), and every record
     /// of them at or past the position.
     fn poll(&mut self, max_bytes: usize) -> Result<Vec<StoredRecord>> {
-        let (_, end) = self.log.check_range(self.position)?;
         let mut out = Vec::new();
-        let Some((segment, position)) = self.log.inner.locate(self.position)? else {
-            return Ok(out);
-        };
-        let (batches, _) = segment.read_batches(position, max_bytes)?;
-        for (at, batch) in batches {
-            // Only batches published by the time of the range check.
-            if batch.header().next_offset() > end {
-                break;
-            }
-            out.extend(decode_records(&segment, at, &batch, self.position)?);
-            self.position = self.position.max(batch.header().next_offset());
-        }
+        self.take_batches(max_bytes, |segment, at, batch, from| {
+            out.extend(decode_records(segment, at, batch, from)?);
+            Ok(true)
+        })?;
         Ok(out)
     }
 
@@ -184,31 +206,17 @@ impl<L: Deref<Target = Log>> RecordSource for LogSource<L> {
         max_bytes: usize,
         visit: &mut dyn FnMut(RecordRef<'_>) -> bool,
     ) -> Result<usize> {
-        let (_, end) = self.log.check_range(self.position)?;
-        let Some((segment, position)) = self.log.inner.locate(self.position)? else {
-            return Ok(0);
-        };
-        let (batches, _) = segment.read_batches(position, max_bytes)?;
         let mut held = 0usize;
-        for (at, batch) in batches {
-            // Only batches published by the time of the range check.
-            if batch.header().next_offset() > end {
-                break;
-            }
-            let from = self.position;
+        self.take_batches(max_bytes, |segment, at, batch, from| {
             let mut counted = |r: RecordRef<'_>| {
                 held += 1;
                 visit(r)
             };
-            let whole = batch
+            batch
                 .records()
                 .visit(from, &mut counted)
-                .map_err(|e| Error::corruption(&segment.path, at, format!("{e:?}")))?;
-            self.position = self.position.max(batch.header().next_offset());
-            if !whole {
-                break;
-            }
-        }
+                .map_err(|e| Error::corruption(&segment.path, at, format!("{e:?}")))
+        })?;
         Ok(held)
     }
 }
