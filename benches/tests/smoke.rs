@@ -84,6 +84,19 @@ fn check_line(line: &Value) {
         Some(write_amp) => assert!(write_amp >= 1.0, "{line}"),
         None => assert!(!WRITERS.contains(&workload), "{line}"),
     }
+    // The writer beside the readers is a rate over the readers' seconds:
+    // its entries, as the note counts them, over `secs`.
+    if workload == "readwhilewriting" {
+        let rate = number(line, "writer_ops_per_sec").unwrap();
+        let written = line["user_bytes_written"].as_f64().unwrap() / 116.0;
+        let expected = written / number(line, "secs").unwrap();
+        assert!(
+            rate > 0.0 && (rate - expected).abs() <= expected * 1e-6,
+            "{line}"
+        );
+    } else {
+        assert!(line["writer_ops_per_sec"].is_null(), "{line}");
+    }
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! `value_size`, `secs`, `ops_per_sec`, `mb_per_sec`, `p50_us`, `p99_us`,
 //! `p999_us`, `user_bytes_written`, `bytes_written`,
 //! `bytes_written_source`, `storage_bytes_written`, `write_amp`, `disk_bytes`, `live_bytes`,
-//! `space_amp`, `peak_rss_bytes`, `peak_rss_scope`, `note`, `skipped`;
+//! `space_amp`, `peak_rss_bytes`, `peak_rss_scope`, `writer_ops_per_sec`
+//! (`readwhilewriting`'s writer), `note`, `skipped`;
 //! `null` where a figure does not apply.
 
 use serde_json::{Value, json};
@@ -36,6 +37,7 @@ pub fn to_line(r: &WorkloadResult) -> String {
         "space_amp": r.space_amp,
         "peak_rss_bytes": r.peak_rss_bytes,
         "peak_rss_scope": r.peak_rss_scope,
+        "writer_ops_per_sec": r.writer_ops_per_sec,
         "note": r.note,
         "skipped": r.skipped,
     })
@@ -99,6 +101,7 @@ mod tests {
             space_amp: Some(3.5),
             peak_rss_bytes: Some(1 << 20),
             peak_rss_scope: "workload",
+            writer_ops_per_sec: None,
             note: None,
             skipped: None,
         };

@@ -178,6 +178,9 @@ pub struct WorkloadResult {
     pub peak_rss_bytes: Option<u64>,
     /// `workload` or `process`.
     pub peak_rss_scope: &'static str,
+    /// `readwhilewriting` only: the writer's puts per second while the
+    /// readers ran (its entries over the same seconds as `ops_per_sec`).
+    pub writer_ops_per_sec: Option<f64>,
     /// Extra facts, such as the store's shape after `compact`.
     pub note: Option<String>,
     /// Why the workload did not run, when it did not.
@@ -288,6 +291,7 @@ fn measure(
         space_amp: ratio(Some(disk_bytes), live_bytes),
         peak_rss_bytes: metrics::peak_rss_bytes(),
         peak_rss_scope,
+        writer_ops_per_sec: (outcome.writer_ops > 0).then(|| outcome.writer_ops as f64 / secs),
         note: threads::with_engine_threads(outcome.note, config.partitions),
         skipped: outcome.skipped,
     })
@@ -303,6 +307,9 @@ pub(crate) struct Outcome {
     /// User bytes read or written.
     pub(crate) bytes: u64,
     pub(crate) user_bytes_written: u64,
+    /// Puts of a writer running beside the measured operations
+    /// (`readwhilewriting`); 0 when there is none.
+    pub(crate) writer_ops: u64,
     pub(crate) latency: Latency,
     pub(crate) note: Option<String>,
     pub(crate) skipped: Option<String>,

@@ -281,7 +281,9 @@ fn read_all(ctx: &Context<'_>, reverse: bool) -> EngineResult<Outcome> {
 
 /// `--threads` readers do `num` random reads between them while one
 /// writer overwrites random keys as fast as it can; figures are the
-/// readers'.
+/// readers', and the writer's puts per second over the same time go in
+/// `writer_ops_per_sec` (its total alone would favour the engine whose
+/// readers are slowest).
 fn read_while_writing(ctx: &Context<'_>, name: &str) -> EngineResult<Outcome> {
     let stop = AtomicBool::new(false);
     let (config, engine, values, live) = (ctx.config, ctx.engine, &ctx.values, &ctx.live);
@@ -315,10 +317,12 @@ fn read_while_writing(ctx: &Context<'_>, name: &str) -> EngineResult<Outcome> {
     });
     let mut outcome = reads?;
     outcome.user_bytes_written = written?;
+    outcome.writer_ops = outcome.user_bytes_written / entry_bytes;
     outcome.note = Some(format!(
-        "{}; the writer wrote {} entries meanwhile",
+        "{}; the writer wrote {} entries meanwhile, {:.0} per second",
         outcome.note.take().unwrap_or_default(),
-        outcome.user_bytes_written / entry_bytes
+        outcome.writer_ops,
+        outcome.writer_ops as f64 / outcome.secs.max(1e-9)
     ));
     Ok(outcome)
 }
