@@ -173,7 +173,7 @@ impl BlockOrigin {
 }
 
 /// The decoded header of one entry.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryHeader {
     /// Bytes shared with the previous key.
     pub shared: usize,
@@ -200,6 +200,25 @@ impl EntryHeader {
 /// Decodes the header of the entry at `offset`, which must end by `limit`
 /// (the start of the restart array); `None` if it is malformed or overruns.
 pub fn decode_entry(data: &[u8], offset: usize, limit: usize) -> Option<EntryHeader> {
+    let entry = data.get(offset..limit)?;
+    // Most entries have three one-byte lengths (a short key suffix and a
+    // value under 128 bytes): read them at once, as LevelDB does.
+    if let [shared, unshared, value_len, ..] = *entry
+        && (shared | unshared | value_len) < 0x80
+    {
+        let (shared, unshared, value_len) = (
+            usize::from(shared),
+            usize::from(unshared),
+            usize::from(value_len),
+        );
+        let rest = entry.len() - 3;
+        return (rest >= unshared && rest - unshared >= value_len).then_some(EntryHeader {
+            shared,
+            unshared,
+            value_len,
+            delta_offset: offset + 3,
+        });
+    }
     let mut at = offset;
     let mut next = || -> Option<usize> {
         let (value, n) = get_varint32(data.get(at..limit)?)?;
@@ -527,6 +546,46 @@ mod tests {
         let second = decode_entry(&compressed, first.end(), compressed.len()).unwrap();
         assert_eq!(second.shared, 7);
         assert_eq!(second.unshared, entries[1].0.len() - 7);
+    }
+
+    /// Entry headers decoded one varint at a time, as before the
+    /// one-byte fast path.
+    fn decode_entry_varint_by_varint(
+        data: &[u8],
+        offset: usize,
+        limit: usize,
+    ) -> Option<EntryHeader> {
+        let mut at = offset;
+        let mut next = || -> Option<usize> {
+            let (value, n) = get_varint32(data.get(at..limit)?)?;
+            at += n;
+            Some(value as usize)
+        };
+        let (shared, unshared, value_len) = (next()?, next()?, next()?);
+        (limit - at >= unshared && limit - at - unshared >= value_len).then_some(EntryHeader {
+            shared,
+            unshared,
+            value_len,
+            delta_offset: at,
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_one_byte_fast_path_decodes_as_the_varints_do(
+            // Bytes biased to small lengths and continuation bits alike.
+            data in proptest::collection::vec(
+                proptest::prop_oneof![0u8..8, 120u8..136, proptest::num::u8::ANY],
+                0..24,
+            ),
+            offset in 0usize..26,
+            limit in 0usize..26,
+        ) {
+            proptest::prop_assert_eq!(
+                decode_entry(&data, offset, limit),
+                decode_entry_varint_by_varint(&data, offset, limit)
+            );
+        }
     }
 
     #[test]
