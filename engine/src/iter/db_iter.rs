@@ -214,8 +214,10 @@ pub struct Iter {
     front: Cursor,
     back: Option<Cursor>,
     make_back: Option<Box<dyn FnOnce() -> Cursor + Send>>,
-    front_last: Option<Bytes>,
-    back_last: Option<Bytes>,
+    /// The last key each end returned, kept in a reused buffer (a clone
+    /// of the returned `Bytes` would allocate its shared header).
+    front_last: Option<Vec<u8>>,
+    back_last: Option<Vec<u8>>,
     _holding: Option<Box<dyn std::any::Any + Send>>,
     metrics: Option<Arc<StoreMetrics>>,
     /// Entries and value bytes returned so far, added to `metrics` once,
@@ -300,11 +302,11 @@ impl Iterator for Iter {
     fn next(&mut self) -> Option<Self::Item> {
         let item = self.front.next_entry(&self.lower, &self.upper)?;
         if let Ok((k, _)) = &item {
-            if self.back_last.as_ref().is_some_and(|b| k >= b) {
+            if self.back_last.as_ref().is_some_and(|b| k[..] >= b[..]) {
                 self.front.done = true;
                 return None;
             }
-            self.front_last = Some(k.clone());
+            remember(&mut self.front_last, k);
         }
         Some(self.counted(item))
     }
@@ -321,6 +323,17 @@ impl Iter {
     }
 }
 
+/// Copies `key` into `slot`, reusing its buffer.
+fn remember(slot: &mut Option<Vec<u8>>, key: &[u8]) {
+    match slot {
+        Some(buf) => {
+            buf.clear();
+            buf.extend_from_slice(key);
+        }
+        None => *slot = Some(key.to_vec()),
+    }
+}
+
 impl DoubleEndedIterator for Iter {
     fn next_back(&mut self) -> Option<Self::Item> {
         if self.back.is_none() {
@@ -330,11 +343,11 @@ impl DoubleEndedIterator for Iter {
         let back = self.back.as_mut()?;
         let item = back.next_entry(&self.lower, &self.upper)?;
         if let Ok((k, _)) = &item {
-            if self.front_last.as_ref().is_some_and(|f| k <= f) {
+            if self.front_last.as_ref().is_some_and(|f| k[..] <= f[..]) {
                 back.done = true;
                 return None;
             }
-            self.back_last = Some(k.clone());
+            remember(&mut self.back_last, k);
         }
         Some(self.counted(item))
     }
