@@ -219,6 +219,12 @@ pub fn decode_entry(data: &[u8], offset: usize, limit: usize) -> Option<EntryHea
             delta_offset: offset + 3,
         });
     }
+    decode_entry_varint_by_varint(data, offset, limit)
+}
+
+/// [`decode_entry`] without the one-byte fast path: each length read as
+/// a varint.
+fn decode_entry_varint_by_varint(data: &[u8], offset: usize, limit: usize) -> Option<EntryHeader> {
     let mut at = offset;
     let mut next = || -> Option<usize> {
         let (value, n) = get_varint32(data.get(at..limit)?)?;
@@ -546,28 +552,6 @@ mod tests {
         let second = decode_entry(&compressed, first.end(), compressed.len()).unwrap();
         assert_eq!(second.shared, 7);
         assert_eq!(second.unshared, entries[1].0.len() - 7);
-    }
-
-    /// Entry headers decoded one varint at a time, as before the
-    /// one-byte fast path.
-    fn decode_entry_varint_by_varint(
-        data: &[u8],
-        offset: usize,
-        limit: usize,
-    ) -> Option<EntryHeader> {
-        let mut at = offset;
-        let mut next = || -> Option<usize> {
-            let (value, n) = get_varint32(data.get(at..limit)?)?;
-            at += n;
-            Some(value as usize)
-        };
-        let (shared, unshared, value_len) = (next()?, next()?, next()?);
-        (limit - at >= unshared && limit - at - unshared >= value_len).then_some(EntryHeader {
-            shared,
-            unshared,
-            value_len,
-            delta_offset: at,
-        })
     }
 
     proptest::proptest! {
