@@ -126,6 +126,17 @@ fn every_workload_runs_and_reports_sane_json() {
         .collect();
     assert_eq!(names, WORKLOADS);
     lines.iter().for_each(check_line);
+    // The sync floor wrote and synced every record, then removed its file.
+    let floor = lines.iter().find(|l| l["workload"] == "syncfloor").unwrap();
+    assert_eq!(floor["num"], 1000, "{floor}");
+    assert!(floor["note"].as_str().unwrap().contains("fdatasync"), "{floor}");
+    let mut left = Vec::new();
+    varve_bench::engines::for_each_file(&dir, &mut |path, _| {
+        if path.to_string_lossy().ends_with("sync-floor") {
+            left.push(path.to_owned());
+        }
+    });
+    assert!(left.is_empty(), "{left:?}");
 
     let results = scratch.path().join("results.jsonl");
     std::fs::write(&results, &stdout).unwrap();

@@ -19,8 +19,9 @@ struct Args {
     command: Option<Command>,
     /// Comma-separated workloads, run in order on one store: fillseq,
     /// fillrandom, overwrite, readrandom, readmissing, readseq, readreverse,
-    /// seekrandom, readwhilewriting, deleterandom, compact, fillsync, flush,
-    /// log_append, log_read, restore, kafka_restore, bulkload (or `all`).
+    /// seekrandom, readwhilewriting, deleterandom, compact, fillsync, syncfloor,
+    /// flush, log_append, log_read, restore, kafka_restore, bulkload (or
+    /// `all`).
     #[arg(long, default_value = "fillseq,readrandom")]
     workload: String,
     /// Operations per workload, and the size of the key space.

@@ -11,6 +11,7 @@ pub mod json;
 pub mod kafka_restore;
 pub mod metrics;
 pub mod report;
+mod sync_floor;
 pub mod table;
 pub mod threads;
 mod workloads;
@@ -38,6 +39,7 @@ pub const WORKLOADS: &[&str] = &[
     "deleterandom",
     "compact",
     "fillsync",
+    "syncfloor",
     "flush",
     "log_append",
     "log_read",

@@ -74,6 +74,7 @@ pub(crate) fn run(ctx: &mut Context<'_>, name: &str) -> EngineResult<Outcome> {
         "fillseq" => fill(ctx, name, false, sync),
         "fillrandom" | "overwrite" => fill(ctx, name, true, sync),
         "fillsync" => fill(ctx, name, false, true),
+        "syncfloor" => super::sync_floor::run(ctx),
         "readrandom" => read_random(ctx, name),
         "readmissing" => read_missing(ctx, name),
         "seekrandom" => seek_random(ctx, name),
