@@ -129,7 +129,10 @@ fn every_workload_runs_and_reports_sane_json() {
     // The sync floor wrote and synced every record, then removed its file.
     let floor = lines.iter().find(|l| l["workload"] == "syncfloor").unwrap();
     assert_eq!(floor["num"], 1000, "{floor}");
-    assert!(floor["note"].as_str().unwrap().contains("fdatasync"), "{floor}");
+    assert!(
+        floor["note"].as_str().unwrap().contains("fdatasync"),
+        "{floor}"
+    );
     let mut left = Vec::new();
     varve_bench::engines::for_each_file(&dir, &mut |path, _| {
         if path.to_string_lossy().ends_with("sync-floor") {
