@@ -88,7 +88,8 @@ fn check_line(line: &Value) {
     // its entries, as the note counts them, over `secs`.
     if workload == "readwhilewriting" {
         let rate = number(line, "writer_ops_per_sec").unwrap();
-        let written = line["user_bytes_written"].as_f64().unwrap() / 116.0;
+        let entry = number(line, "key_size").unwrap() + number(line, "value_size").unwrap();
+        let written = line["user_bytes_written"].as_f64().unwrap() / entry;
         let expected = written / number(line, "secs").unwrap();
         assert!(
             rate > 0.0 && (rate - expected).abs() <= expected * 1e-6,
