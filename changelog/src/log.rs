@@ -363,6 +363,8 @@ impl Log {
             return Ok(());
         }
         let st = self.inner.append.lock();
+        // A closed log's segments end where their data does.
+        st.active.trim_preallocation()?;
         st.active.sync()?;
         let next = st.next_offset;
         drop(st);
@@ -444,6 +446,7 @@ impl Inner {
             header,
             self.opts.index_interval_bytes,
             self.opts.effective_preallocate_bytes(),
+            self.opts.preallocate_with_zeros,
         )?;
         st.next_offset = header.next_offset();
         self.next_offset.store(st.next_offset, Ordering::Release);

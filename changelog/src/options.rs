@@ -50,10 +50,17 @@ pub struct LogOptions {
     pub max_batch_size_bytes: usize,
     /// When appends become durable. Default [`SyncPolicy::Manual`].
     pub sync_policy: SyncPolicy,
-    /// Zero-fill the active segment ahead of the data in chunks of this
-    /// many bytes, so that a synced append need not grow the file. `None`
-    /// (the default) means 1 MiB under [`SyncPolicy::Always`], else off.
+    /// Grow the active segment ahead of the data in chunks of this many
+    /// bytes (reserving the space with `fallocate` where the file system
+    /// can, else writing zeros), so that a synced append need not grow the
+    /// file. `None` (the default) means 1 MiB under
+    /// [`SyncPolicy::Always`], else off.
     pub preallocate_bytes: Option<u64>,
+    /// Where the file system cannot reserve space without writing it,
+    /// preallocate by writing zeros (`true`, the default) or not at all
+    /// (`false`: each synced append then also commits a new file length,
+    /// but no byte is written twice).
+    pub preallocate_with_zeros: bool,
     /// Damage handling on open. Default [`RecoveryMode::Strict`].
     pub recovery: RecoveryMode,
     /// Retention by total size: delete the oldest segments while the log is
@@ -80,6 +87,7 @@ crate::option_setters!(LogOptions {
     max_batch_size_bytes: usize,
     sync_policy: SyncPolicy,
     preallocate_bytes: Option<u64>,
+    preallocate_with_zeros: bool,
     recovery: RecoveryMode,
     retention_bytes: Option<u64>,
     retention_ms: Option<u64>,
@@ -97,6 +105,7 @@ impl Default for LogOptions {
             max_batch_size_bytes: 16 << 20,
             sync_policy: SyncPolicy::Manual,
             preallocate_bytes: None,
+            preallocate_with_zeros: true,
             recovery: RecoveryMode::Strict,
             retention_bytes: None,
             retention_ms: None,

@@ -382,15 +382,22 @@ impl Segment {
     }
 
     /// Writes an encoded batch at the end of the segment and publishes it.
-    /// With `preallocate_bytes > 0`, zeros are written ahead of the data in
-    /// chunks of that size so that a later `fdatasync` need not change the
-    /// file's allocation.
+    /// With `preallocate_bytes > 0`, the file is grown ahead of the data in
+    /// chunks of that size so that a later `fdatasync` need not also commit
+    /// a new length: by reserving the space ([`File::allocate`]) where the
+    /// file system can, else (with `zeros_if_unreserved`) by writing zeros.
+    /// A reservation that fails
+    /// (for want of space, say) is skipped: the batch is still written,
+    /// and fails only if its own bytes do not fit.
+    ///
+    /// [`File::allocate`]: crate::fs::File::allocate
     pub(crate) fn append(
         &self,
         bytes: &[u8],
         header: &BatchHeader,
         index_interval_bytes: u64,
         preallocate_bytes: u64,
+        zeros_if_unreserved: bool,
     ) -> Result<()> {
         let (pos, prealloc) = {
             let st = self.state.read();
@@ -399,11 +406,7 @@ impl Segment {
         let end = pos + bytes.len() as u64;
         let mut new_prealloc = prealloc;
         if preallocate_bytes > 0 && end > prealloc {
-            new_prealloc = end.div_ceil(preallocate_bytes) * preallocate_bytes;
-            let zeros = vec![0u8; (new_prealloc - end) as usize];
-            self.file
-                .write_all_at(&zeros, end)
-                .map_err(|e| Error::io("preallocate segment", &self.path, e))?;
+            new_prealloc = self.preallocate(pos, end, preallocate_bytes, zeros_if_unreserved)?;
         }
         self.file
             .write_all_at(bytes, pos)
@@ -414,11 +417,50 @@ impl Segment {
         Ok(())
     }
 
+    /// Grows the file ahead of a batch written at `pos..end`, to the next
+    /// multiple of `chunk_bytes`; returns how far it is now known to read
+    /// as preallocated (`end` when the reservation failed, or the file
+    /// system cannot reserve and `zeros` is off).
+    fn preallocate(&self, pos: u64, end: u64, chunk_bytes: u64, zeros: bool) -> Result<u64> {
+        let target = end.div_ceil(chunk_bytes).saturating_mul(chunk_bytes);
+        match self.file.allocate(pos, target - pos) {
+            Ok(true) => return Ok(target),
+            Ok(false) if zeros => {}
+            Ok(false) => return Ok(end),
+            Err(e) => {
+                tracing::debug!(segment = %self.path.display(), error = %e, "preallocation skipped");
+                return Ok(end);
+            }
+        }
+        let zeros = vec![0u8; (target - end) as usize];
+        self.file
+            .write_all_at(&zeros, end)
+            .map_err(|e| Error::io("preallocate segment", &self.path, e))?;
+        Ok(target)
+    }
+
     /// `fdatasync` of the data file.
     pub(crate) fn sync(&self) -> Result<()> {
         self.file
             .sync_data()
             .map_err(|e| Error::io("sync segment", &self.path, e))
+    }
+
+    /// Cuts the file back to its data if it was grown ahead of it (for a
+    /// clean close; the caller syncs).
+    pub(crate) fn trim_preallocation(&self) -> Result<()> {
+        let size = self.size_bytes();
+        let len = self
+            .file
+            .len()
+            .map_err(|e| Error::io("stat segment", &self.path, e))?;
+        if len > size {
+            self.file
+                .set_len(size)
+                .map_err(|e| Error::io("trim segment", &self.path, e))?;
+        }
+        self.state.write().preallocated_bytes = size;
+        Ok(())
     }
 
     /// Seals a segment that stops being active: trims preallocation, syncs,

@@ -405,6 +405,18 @@ impl File for MemFile {
         inode.set_len(len);
         Ok(())
     }
+
+    /// Reserves nothing: an in-memory file has no blocks to reserve, and
+    /// growing it here would copy the reservation at every sync of the
+    /// crash model. The log then preallocates with zeros or not at all
+    /// (`LogOptions::preallocate_with_zeros`).
+    fn allocate(&self, offset: u64, len_bytes: u64) -> io::Result<bool> {
+        let _ = (offset, len_bytes);
+        let mut state = self.fs.state.lock();
+        state.handle_inode(self, CallKind::Plain)?;
+        self.check_writable()?;
+        Ok(false)
+    }
 }
 
 impl Drop for MemFile {

@@ -103,6 +103,22 @@ pub trait File: Send + Sync + Debug {
     /// The underlying I/O error.
     fn set_len(&self, len_bytes: u64) -> io::Result<()>;
 
+    /// Reserves space for `len_bytes` at `offset` without writing it
+    /// (Linux's `fallocate` in its default mode): the range reads as
+    /// zeros, the file's length grows to cover it, and a later write into
+    /// it changes neither the length nor, mostly, the allocation, so the
+    /// `fdatasync` after it has only data to make durable. Returns
+    /// `false`, having changed nothing, where the file system cannot
+    /// reserve space without writing it (the default).
+    ///
+    /// # Errors
+    /// The underlying I/O error, such as `ENOSPC`; part of the range may
+    /// then be reserved (and the length grown over it).
+    fn allocate(&self, offset: u64, len_bytes: u64) -> io::Result<bool> {
+        let _ = (offset, len_bytes);
+        Ok(false)
+    }
+
     /// Reads exactly `buf.len()` bytes at `offset`.
     ///
     /// # Errors

@@ -53,6 +53,32 @@ impl File for StdFile {
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
         self.0.set_len(len_bytes)
     }
+
+    #[cfg(target_os = "linux")]
+    fn allocate(&self, offset: u64, len_bytes: u64) -> io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len_bytes)) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "allocation past the largest file offset",
+            ));
+        };
+        if len == 0 {
+            return Ok(true);
+        }
+        // SAFETY: `fallocate` reads and writes no memory of ours, and the
+        // descriptor stays open for the call: `self.0` owns it.
+        let rc = unsafe { libc::fallocate(self.0.as_raw_fd(), 0, offset, len) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            // The file system cannot reserve without writing.
+            Some(libc::EOPNOTSUPP | libc::ENOSYS) => Ok(false),
+            _ => Err(err),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -204,5 +230,33 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), data);
         // Offsets no file can have are ignored, not an error.
         file.start_writeback(u64::MAX, 1).unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn allocation_grows_the_file_with_zeros_and_writes_keep_its_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = StdFs.open_file(&path, OpenMode::CreateNew).unwrap();
+        file.write_all_at(b"head", 0).unwrap();
+        assert!(
+            file.allocate(2, 1 << 20).unwrap(),
+            "ext4, xfs and tmpfs reserve"
+        );
+        assert_eq!(file.len().unwrap(), 2 + (1 << 20));
+        file.write_all_at(b"body", 4096).unwrap();
+        assert_eq!(
+            file.len().unwrap(),
+            2 + (1 << 20),
+            "a write inside keeps the length"
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..4], b"head");
+        assert_eq!(&bytes[4096..4100], b"body");
+        assert!(bytes[4..4096].iter().chain(&bytes[4100..]).all(|&b| b == 0));
+        // Inside the file already, nothing changes; past any offset, an error.
+        assert!(file.allocate(0, 16).unwrap());
+        assert_eq!(file.len().unwrap(), 2 + (1 << 20));
+        assert!(file.allocate(u64::MAX, 1).is_err());
     }
 }

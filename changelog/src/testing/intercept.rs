@@ -24,6 +24,8 @@ pub enum OpKind {
     Len,
     /// [`File::set_len`] of an open file.
     SetLen,
+    /// [`File::allocate`] of an open file.
+    Allocate,
     /// [`FileSystem::create_dir_all`].
     CreateDirAll,
     /// [`FileSystem::list_dir`].
@@ -208,6 +210,9 @@ impl File for InterceptFile {
     }
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
         self.pass(OpKind::SetLen, |f| f.set_len(len_bytes))
+    }
+    fn allocate(&self, offset: u64, len_bytes: u64) -> io::Result<bool> {
+        self.pass(OpKind::Allocate, |f| f.allocate(offset, len_bytes))
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.pass(OpKind::Read, |f| f.read_exact_at(buf, offset))
