@@ -31,7 +31,9 @@ pub(crate) struct SegmentState {
     pub(crate) max_timestamp_ms: Option<i64>,
     pub(crate) index: SegmentIndex,
     bytes_since_index: u64,
-    /// Bytes of the file made real (zero-filled) ahead of `size_bytes`.
+    /// Where the file was last grown to ahead of `size_bytes` (reserved
+    /// or zero-filled), or asked to be: appends below it ask for no
+    /// preallocation.
     pub(crate) preallocated_bytes: u64,
 }
 
@@ -386,9 +388,8 @@ impl Segment {
     /// chunks of that size so that a later `fdatasync` need not also commit
     /// a new length: by reserving the space ([`File::allocate`]) where the
     /// file system can, else (with `zeros_if_unreserved`) by writing zeros.
-    /// A reservation that fails
-    /// (for want of space, say) is skipped: the batch is still written,
-    /// and fails only if its own bytes do not fit.
+    /// A reservation that fails (for want of space, say) is skipped: the
+    /// batch is still written, and fails only if its own bytes do not fit.
     ///
     /// [`File::allocate`]: crate::fs::File::allocate
     pub(crate) fn append(
@@ -418,18 +419,18 @@ impl Segment {
     }
 
     /// Grows the file ahead of a batch written at `pos..end`, to the next
-    /// multiple of `chunk_bytes`; returns how far it is now known to read
-    /// as preallocated (`end` when the reservation failed, or the file
-    /// system cannot reserve and `zeros` is off).
+    /// multiple `t` of `chunk_bytes`, and returns `t`: appends below it ask
+    /// no more, whether the file grew or the reservation was refused (so
+    /// a file system that cannot reserve, or is full, is asked once a
+    /// chunk, not once an append).
     fn preallocate(&self, pos: u64, end: u64, chunk_bytes: u64, zeros: bool) -> Result<u64> {
         let target = end.div_ceil(chunk_bytes).saturating_mul(chunk_bytes);
         match self.file.allocate(pos, target - pos) {
-            Ok(true) => return Ok(target),
             Ok(false) if zeros => {}
-            Ok(false) => return Ok(end),
+            Ok(_) => return Ok(target),
             Err(e) => {
                 tracing::debug!(segment = %self.path.display(), error = %e, "preallocation skipped");
-                return Ok(end);
+                return Ok(target);
             }
         }
         let zeros = vec![0u8; (target - end) as usize];
@@ -446,15 +447,15 @@ impl Segment {
             .map_err(|e| Error::io("sync segment", &self.path, e))
     }
 
-    /// Cuts the file back to its data if it was grown ahead of it (for a
-    /// clean close; the caller syncs).
+    /// Cuts the file back to the end of its data, dropping what was grown
+    /// ahead of it (for a seal or a clean close; the caller syncs).
     pub(crate) fn trim_preallocation(&self) -> Result<()> {
         let size = self.size_bytes();
         let len = self
             .file
             .len()
             .map_err(|e| Error::io("stat segment", &self.path, e))?;
-        if len > size {
+        if len != size {
             self.file
                 .set_len(size)
                 .map_err(|e| Error::io("trim segment", &self.path, e))?;
@@ -466,16 +467,7 @@ impl Segment {
     /// Seals a segment that stops being active: trims preallocation, syncs,
     /// writes the indexes.
     pub(crate) fn seal(&self, fs: &dyn FileSystem) -> Result<()> {
-        let size = self.size_bytes();
-        let len = self
-            .file
-            .len()
-            .map_err(|e| Error::io("stat segment", &self.path, e))?;
-        if len != size {
-            self.file
-                .set_len(size)
-                .map_err(|e| Error::io("trim segment", &self.path, e))?;
-        }
+        self.trim_preallocation()?;
         self.sync()?;
         self.write_index_files(fs)
     }

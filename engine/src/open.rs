@@ -248,9 +248,8 @@ const CHANGELOG_PREALLOCATE_BYTES: u64 = 1 << 20;
 pub(crate) fn log_options(opts: &Options) -> LogOptions {
     // The active segment is grown a mebibyte at a time ahead of the data
     // (space reserved, not written, where the file system can; elsewhere
-    // not at all), so that
-    // the `fdatasync` of a synced write has only data to make durable,
-    // not also a new file length.
+    // not at all), so that the `fdatasync` of a synced write has only data
+    // to make durable, not also a new file length.
     let mut log = LogOptions::default()
         .segment_size_bytes(opts.changelog_segment_size_bytes)
         .sync_policy(
