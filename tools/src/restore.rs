@@ -76,8 +76,14 @@ pub fn run(
     varve_db::check_outside_store(&StdFs, source_dir, new_store)?;
     // Opening a live store's changelog could cut the batch its writer is
     // appending as if it were a torn tail: hold the store's lock (and the
-    // checkpoint's, whose tables are linked) while reading.
-    let _source_lock = LockState::take(source_dir)?;
+    // checkpoint's, whose tables are linked) while reading. A changelog
+    // of no store is guarded by its own lock, which `Log::open` takes
+    // (taking it here too would refuse the open as a second holder).
+    let _source_lock = if source_dir == log_dir {
+        None
+    } else {
+        Some(LockState::take(source_dir)?)
+    };
     let _checkpoint_lock = args.checkpoint.map(LockState::take).transpose()?;
     let log = Log::open(&log_dir, LogOptions::default().preallocate_bytes(None))?;
     // The marker records the source, so a resume from another changelog

@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::{arg, json_lines, ok, refused};
+use varve_changelog::{Log, LogOptions, Record};
 use varve_db::{ChangelogRetention, Db, Options};
 
 fn source_options() -> Options {
@@ -142,4 +143,63 @@ fn refused_targets_and_unfinished_restores() {
     // A store marked as an unfinished restore does not open.
     std::fs::write(src.join(varve_db::restore::MARKER_FILE), b"").unwrap();
     refused(&["put", arg(&src), "k", "v"], "unfinished restore");
+}
+
+/// A changelog directory of no store (written with the changelog crate
+/// alone, so holding its own `LOCK` file) restores key by key, and one
+/// held open by a writer is refused without creating the target.
+#[test]
+fn restore_from_a_changelog_of_no_store() {
+    let (_serial, tmp) = (common::serial(), tempfile::tempdir().unwrap());
+    let log_dir = tmp.path().join("orders-log");
+    let log = Log::open(&log_dir, LogOptions::default().segment_size_bytes(64 << 10)).unwrap();
+    let mut model = std::collections::BTreeMap::new();
+    for batch in 0..40u64 {
+        let records: Vec<Record> = (0..50u64)
+            .map(|i| {
+                let n = batch * 50 + i;
+                let key = format!("order-{:04}", (n * 7919) % 700);
+                let value =
+                    (n % 9 != 4).then(|| format!("state-{n}-{}", "x".repeat((n % 300) as usize)));
+                match &value {
+                    Some(v) => model.insert(key.clone(), v.clone()),
+                    None => model.remove(&key),
+                };
+                Record {
+                    key: key.into_bytes().into(),
+                    value: value.map(|v| v.into_bytes().into()),
+                    timestamp_ms: n as i64,
+                    headers: Vec::new(),
+                }
+            })
+            .collect();
+        log.append(&records).unwrap();
+    }
+    assert!(
+        log.segment_base_offsets().len() > 3,
+        "the log rolls segments"
+    );
+
+    let held = tmp.path().join("while-held");
+    refused(&["restore", arg(&log_dir), arg(&held)], "already open");
+    assert!(!held.exists(), "a refused restore creates nothing");
+    log.close().unwrap();
+
+    let restored = tmp.path().join("restored");
+    let text = ok(&["restore", arg(&log_dir), arg(&restored)]);
+    assert!(text.starts_with("restored 2000 records"), "{text}");
+    ok(&["verify", arg(&restored)]);
+    let db = Db::open(&restored, Options::default()).unwrap();
+    let got: std::collections::BTreeMap<String, String> = db
+        .iter()
+        .map(|kv| {
+            let (key, value) = kv.unwrap();
+            (
+                String::from_utf8(key.to_vec()).unwrap(),
+                String::from_utf8(value.to_vec()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, model);
+    assert_eq!(db.changelog().next_offset(), 2000);
 }
