@@ -172,22 +172,22 @@ fn a_budget_too_small_for_two_runs_still_restores_with_the_smallest_runs() {
 }
 
 #[test]
-fn keys_in_order_are_written_in_runs_of_an_eighth_of_the_size() {
+fn keys_in_order_stream_into_tables_of_the_run_size() {
     let records: Vec<Record> = (0..4000)
         .map(|i| Record::put(format!("key-{i:08}"), "v".repeat(100)))
         .collect();
     let log = source_of(&records);
     let fs = MemFs::new();
-    // Runs of 1 MiB: the whole load fits one, but keys in order are handed
-    // over at 128 KiB (640 KB counted in all), so the writer works while
-    // the next is gathered.
+    // Runs of 128 KiB: keys in order are handed over at 16 KiB and added
+    // to one open table until it holds 128 KiB, so the 4,000 records
+    // (about 460 KB of table) make four tables, each a checkpoint.
     let db = restored(
         &fs,
         &log,
-        RestoreOptions::default().memtable_size_bytes(1 << 20),
+        RestoreOptions::default().memtable_size_bytes(128 << 10),
     );
     let tables = table_count(&fs, "/r");
-    assert!((5..=8).contains(&tables), "{tables} tables");
+    assert!((3..=5).contains(&tables), "{tables} tables");
     assert_eq!(contents(&db), model_of(&records));
 }
 

@@ -16,6 +16,7 @@ use varve_changelog::RecordRef;
 use super::run::{BlockPool, SortedRun};
 use crate::error::{Error, Result};
 use crate::key::SeqNo;
+use crate::sst::TableBuilder;
 use crate::state::DbInner;
 use crate::version::{FileNumber, Level, TableMeta, VersionEdit};
 
@@ -73,7 +74,9 @@ impl<'scope> BulkLoader<'scope> {
         let installed = flushed.clone();
         let writer = std::thread::Builder::new()
             .name("varve-restore-writer".into())
-            .spawn_scoped(scope, move || write_runs(inner, &queue, &installed))
+            .spawn_scoped(scope, move || {
+                write_runs(inner, &queue, &installed, run_size_bytes)
+            })
             .map_err(|e| Error::io("spawn restore writer thread", &inner.path, e))?;
         Ok(BulkLoader {
             run: SortedRun::new(run_size_bytes, &pool),
@@ -129,12 +132,12 @@ impl<'scope> BulkLoader<'scope> {
         self.position = record.offset + 1;
         applied.records += 1;
         applied.bytes += (record.key.len() + record.value.map_or(0, <[u8]>::len)) as u64;
-        // A run in key order is handed over at an eighth of the size,
-        // so the writer builds its table while the next is gathered:
-        // its table overlaps no other when the keys keep increasing.
+        // A run in key order is handed over small, so the writer adds
+        // it to its open table while the next is gathered, and the same
+        // few blocks of memory carry every such run.
         let size = self.run.size_bytes();
         let due = if self.run.is_ascending() {
-            size >= self.run_size_bytes / 8
+            size >= stream_run_bytes(self.run_size_bytes)
         } else {
             size >= self.run_size_bytes
         };
@@ -205,21 +208,176 @@ impl<'scope> BulkLoader<'scope> {
     }
 }
 
-/// The writer thread: writes each run it is sent to a table, in order,
-/// until the queue closes or a write fails; publishes each installed
-/// run's flushed offset in `installed`.
+/// The most a run in key order holds before it is handed over.
+const STREAM_RUN_BYTES: usize = 1 << 20;
+
+/// The size at which a run in key order is handed over: an eighth of the
+/// run size, at most [`STREAM_RUN_BYTES`].
+fn stream_run_bytes(run_size_bytes: usize) -> usize {
+    (run_size_bytes / 8).clamp(1, STREAM_RUN_BYTES)
+}
+
+/// The table the writer keeps open while runs arrive in key order, each
+/// starting above the last key of the one before.
+struct OpenTable {
+    number: FileNumber,
+    builder: TableBuilder,
+    /// The last key added.
+    last_key: Vec<u8>,
+    /// The flushed offset of the last run added: every record below it
+    /// not in an installed table is in this one.
+    flushed_offset: u64,
+}
+
+/// The writer thread: writes each run it is sent to tables, in order,
+/// until the queue closes or a write fails; publishes the flushed offset
+/// of each installed table in `installed`.
+///
+/// A run in key order whose keys start above the open table's goes into
+/// that table, which is installed once it holds `target_table_size_bytes`
+/// or the run size, whichever is smaller (each install is a restore
+/// checkpoint), or when a run arrives that it cannot take. Any other run
+/// is sorted and written to tables of its own.
 fn write_runs(
     inner: &DbInner,
     queue: &Receiver<Job>,
     installed: &AtomicU64,
+    run_size_bytes: usize,
 ) -> Result<Vec<Vec<u8>>> {
     // The keys every unsorted run is cut at, from the first such run.
     let mut cuts = Vec::new();
+    let mut open: Option<OpenTable> = None;
+    let table_bytes = inner
+        .opts
+        .compaction
+        .target_table_size_bytes
+        .min(run_size_bytes as u64)
+        .max(1);
     while let Ok(mut job) = queue.recv() {
-        flush_to(inner, &mut job.run, job.flushed_offset, &mut cuts)?;
-        installed.store(job.flushed_offset, Ordering::Release);
+        let continues = match (job.run.key_bounds(), &open) {
+            (Some(_), _) if !job.run.is_ascending() => None,
+            (Some((first, last)), Some(table)) => {
+                (first > table.last_key.as_slice()).then(|| last.to_vec())
+            }
+            (Some((_, last)), None) => Some(last.to_vec()),
+            (None, _) => None,
+        };
+        let Some(last_key) = continues else {
+            if let Some(table) = open.take() {
+                install_open(inner, table, installed)?;
+            }
+            if job.run.is_ascending()
+                && let Some((_, last)) = job.run.key_bounds()
+            {
+                // Keys in order that do not continue the table: a new one.
+                let last_key = last.to_vec();
+                open = Some(add_to_open(inner, None, &job, last_key)?);
+            } else {
+                flush_to(inner, &mut job.run, job.flushed_offset, &mut cuts)?;
+                installed.store(job.flushed_offset, Ordering::Release);
+            }
+            continue;
+        };
+        let table = add_to_open(inner, open.take(), &job, last_key)?;
+        if table.builder.estimated_size_bytes() >= table_bytes {
+            install_open(inner, table, installed)?;
+        } else {
+            open = Some(table);
+        }
+    }
+    if let Some(table) = open.take() {
+        install_open(inner, table, installed)?;
     }
     Ok(cuts)
+}
+
+/// Adds the records of `job` (a run in key order above every key of
+/// `open`, or of no table yet) to `open`, or to a new table.
+fn add_to_open(
+    inner: &DbInner,
+    open: Option<OpenTable>,
+    job: &Job,
+    last_key: Vec<u8>,
+) -> Result<OpenTable> {
+    let mut table = match open {
+        Some(table) => table,
+        None => {
+            let number = inner.new_output_number();
+            match inner.create_table(number) {
+                Ok(builder) => OpenTable {
+                    number,
+                    builder,
+                    last_key: Vec::new(),
+                    flushed_offset: job.flushed_offset,
+                },
+                Err(e) => {
+                    inner.release_outputs(&[number]);
+                    return Err(e);
+                }
+            }
+        }
+    };
+    if let Err(e) = job
+        .run
+        .add_in_order(&mut table.builder, inner.opts.value_format())
+    {
+        drop(table.builder);
+        inner.release_outputs(&[table.number]);
+        inner.remove_tables(&[table.number]);
+        return Err(e);
+    }
+    table.last_key = last_key;
+    table.flushed_offset = job.flushed_offset;
+    Ok(table)
+}
+
+/// Finishes (and syncs) the open table, syncs the directory, installs the
+/// table in level 0 with its flushed offset, moves the empty changelog
+/// there, and publishes that offset in `installed`.
+fn install_open(inner: &DbInner, table: OpenTable, installed: &AtomicU64) -> Result<()> {
+    let OpenTable {
+        number,
+        builder,
+        flushed_offset,
+        ..
+    } = table;
+    let finished = builder.finish().and_then(|info| {
+        inner
+            .fs
+            .sync_dir(&inner.path)
+            .map_err(|e| Error::sync(&inner.path, e))?;
+        Ok(info)
+    });
+    let info = match finished {
+        Ok(info) => info,
+        Err(e) => {
+            inner.release_outputs(&[number]);
+            inner.remove_tables(&[number]);
+            return Err(e);
+        }
+    };
+    let version = inner.versions.lock().current();
+    let mut edit = VersionEdit {
+        flushed_offset: Some(flushed_offset),
+        last_seqno: Some(SeqNo(flushed_offset).max(version.last_seqno())),
+        ..VersionEdit::default()
+    };
+    edit.added
+        .push((Level(0), TableMeta::from_info(number, &info)));
+    let result = inner.versions.lock().log_and_apply(edit);
+    inner.release_outputs(&[number]);
+    if result.is_err() {
+        inner.remove_tables(&[number]);
+    }
+    result?;
+    inner.install_current_version(None);
+    tracing::debug!(
+        flushed_offset,
+        "restore: table of runs in key order written"
+    );
+    move_changelog(inner, flushed_offset)?;
+    installed.store(flushed_offset, Ordering::Release);
+    Ok(())
 }
 
 /// Writes `run` (if it holds anything) to a level-0 table and installs it

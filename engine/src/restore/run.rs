@@ -14,8 +14,7 @@
 //! its key, then its value, so that reading a record back touches one
 //! stretch of memory. The sort moves 24-byte [`Slot`]s, not records, and
 //! most of its comparisons are of two integers. Blocks are anonymous
-//! mappings advised for transparent huge pages, which saves the page
-//! faults of hundreds of megabytes of small pages.
+//! mappings of small pages, recycled from run to run.
 
 use std::cmp::Ordering;
 use std::io;
@@ -198,12 +197,12 @@ impl SortedRun {
             return Ok((self.blocks.len() - 1, 0));
         }
         let size = len.max(self.block_bytes).next_multiple_of(PAGE_BYTES);
+        // Small pages: a restore touches each page of a block first as it
+        // copies records in, and on virtual machines the kernel hands out
+        // fresh huge pages far slower than small ones (a 1M-record run in
+        // random order spent up to half its time zeroing them, and its
+        // time varied twofold between processes).
         let map = memmap2::MmapOptions::new().len(size).map_anon()?;
-        // The advice is a hint: without it the block is still good memory.
-        #[cfg(target_os = "linux")]
-        if size >= 2 << 20 {
-            let _ = map.advise(memmap2::Advice::HugePage);
-        }
         self.blocks.push(Block { map, used: 0 });
         Ok((self.blocks.len() - 1, 0))
     }
@@ -472,6 +471,41 @@ impl SortedRun {
         slots: &[Slot],
         format: ValueFormat,
     ) -> Result<TableInfo> {
+        self.add_newest(&mut builder, slots, format)?;
+        builder.finish()
+    }
+
+    /// Adds the records of a run pushed in key order to `builder`, whose
+    /// keys so far are all below them: the table the writer keeps open
+    /// across such runs. The run keeps its records.
+    ///
+    /// # Errors
+    /// Table write errors.
+    pub(super) fn add_in_order(
+        &self,
+        builder: &mut TableBuilder,
+        format: ValueFormat,
+    ) -> Result<()> {
+        debug_assert!(self.ascending, "only a run in key order is added as it is");
+        self.add_newest(builder, &self.slots, format)
+    }
+
+    /// The first key pushed and the last (for a run in key order, its
+    /// smallest and largest).
+    pub(super) fn key_bounds(&self) -> Option<(&[u8], &[u8])> {
+        let first = self.slots.first()?;
+        let last = self.slots.last()?;
+        Some((self.record(first.at).key, self.record(last.at).key))
+    }
+
+    /// Adds the newest version of each key of `slots` (sorted) to
+    /// `builder`.
+    fn add_newest(
+        &self,
+        builder: &mut TableBuilder,
+        slots: &[Slot],
+        format: ValueFormat,
+    ) -> Result<()> {
         let mut stored = Vec::new();
         let mut previous: Option<&[u8]> = None;
         for (i, slot) in slots.iter().enumerate() {
@@ -502,7 +536,7 @@ impl SortedRun {
                 None => builder.add(key, &[])?,
             }
         }
-        builder.finish()
+        Ok(())
     }
 }
 
