@@ -97,10 +97,18 @@ fn value_len(rng: &mut Rng) -> usize {
     n as usize
 }
 
+/// The key of write `i` of a source written in key order: each key above
+/// the one before.
+fn key_in_order(i: u64) -> Vec<u8> {
+    format!("order:{i:06}-{}", "x".repeat((i % 13) as usize)).into_bytes()
+}
+
 /// Writes the source store: 5,000 writes, 8 % of them deletes, some in
 /// batches of up to 30, six values of 1 to 3 MiB and two within 4 KiB of
-/// the value limit, at random places.
-fn write_source(dir: &Path, rng: &mut Rng) -> Source {
+/// the value limit, at random places. Keys are drawn at random from 3,000,
+/// or with `in_order` each above the one before (a restore then streams
+/// its runs into open tables instead of sorting them).
+fn write_source(dir: &Path, rng: &mut Rng, in_order: bool) -> Source {
     const WRITES: u64 = 5000;
     let opts = Options::default()
         .memtable_size_bytes(8 << 20)
@@ -122,7 +130,11 @@ fn write_source(dir: &Path, rng: &mut Rng) -> Source {
     let mut batch = WriteBatch::new();
     let (mut in_batch, mut batch_bytes) = (0, 0);
     for i in 0..WRITES {
-        let k = key(rng.below(3000));
+        let k = if in_order {
+            key_in_order(i)
+        } else {
+            key(rng.below(3000))
+        };
         let value = if rng.chance(8) {
             None
         } else {
@@ -374,12 +386,21 @@ fn checkpoints_covered(start: u64, offset: u64, installed: &[u64]) -> Option<f64
 
 #[test]
 fn killed_restores_resume_to_the_exact_state_redoing_little() {
+    killed_restores_resume(false);
+}
+
+#[test]
+fn killed_restores_of_keys_in_order_resume_to_the_exact_state_redoing_little() {
+    killed_restores_resume(true);
+}
+
+fn killed_restores_resume(in_order: bool) {
     let kills = std::env::var("VARVE_RESTORE_KILLS").map_or(40, |v| v.parse().unwrap());
     let seed = std::env::var("VARVE_KILL_SEED").map_or(19, |v| v.parse().unwrap());
     let mut rng = Rng::new(seed);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    let source = write_source(&src, &mut rng);
+    let source = write_source(&src, &mut rng, in_order);
     let end = source.record_bytes.len() as u64;
     let segments = std::fs::read_dir(src.join(varve_db::CHANGELOG_DIR))
         .unwrap()
