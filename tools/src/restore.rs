@@ -4,7 +4,7 @@
 //! Kafka topic (feature `kafka`).
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -70,7 +70,10 @@ pub fn run(
     new_store: &Path,
     args: &RestoreArgs<'_>,
 ) -> Result<()> {
-    let log_dir = changelog_dir(changelog)?;
+    // Only a directory that is a changelog (it has `log.meta`), or a
+    // store holding one: opening any other would write a new changelog
+    // into it and restore nothing.
+    let log_dir = crate::segments::changelog_dir(changelog)?;
     let source_dir = owning_store(&log_dir);
     // Links resolved: the new store must not land inside the source.
     varve_db::check_outside_store(&StdFs, source_dir, new_store)?;
@@ -242,20 +245,6 @@ pub fn run_kafka(
          (install it with `cargo install varve-tools --features kafka`)",
         from.source_name()
     )))
-}
-
-/// The changelog directory named by `path`: `path/changelog` if `path` is
-/// a store, else `path` itself.
-fn changelog_dir(path: &Path) -> Result<PathBuf> {
-    if !path.is_dir() {
-        return Err(ToolError::Missing(path.to_owned()));
-    }
-    let inner = path.join(varve_db::CHANGELOG_DIR);
-    Ok(if inner.is_dir() {
-        inner
-    } else {
-        path.to_owned()
-    })
 }
 
 /// The store whose changelog `log_dir` is (its parent, when that holds a

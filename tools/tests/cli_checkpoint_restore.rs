@@ -203,3 +203,47 @@ fn restore_from_a_changelog_of_no_store() {
     assert_eq!(got, model);
     assert_eq!(db.changelog().next_offset(), 2000);
 }
+
+/// A source that is no changelog (an empty directory, one of other
+/// files, a file) is refused, and nothing is written to it or made in
+/// the target: opening it as a log would have created a changelog inside
+/// it and restored an empty store.
+#[test]
+fn restore_refuses_a_source_that_is_not_a_changelog_and_writes_nothing() {
+    let (_serial, tmp) = (common::serial(), tempfile::tempdir().unwrap());
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "not a changelog").unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    for source in [&empty, &other, &file] {
+        let before = listing(source);
+        let target = tmp.path().join("target");
+        refused(
+            &["restore", arg(source), arg(&target)],
+            "neither a store nor a changelog directory",
+        );
+        assert_eq!(
+            listing(source),
+            before,
+            "{} was written to",
+            source.display()
+        );
+        assert!(!target.exists(), "a refused restore made its target");
+    }
+}
+
+/// The names in `path` (none for a file).
+fn listing(path: &Path) -> Vec<String> {
+    if !path.is_dir() {
+        return Vec::new();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
