@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
 use std::thread::{Scope, ScopedJoinHandle};
+use std::time::Duration;
 
 use varve_changelog::RecordRef;
 
@@ -72,10 +73,14 @@ impl<'scope> BulkLoader<'scope> {
         let pool = BlockPool::new(run_size_bytes);
         let flushed = Arc::new(AtomicU64::new(position));
         let installed = flushed.clone();
+        let ahead = pool.clone();
         let writer = std::thread::Builder::new()
             .name("varve-restore-writer".into())
             .spawn_scoped(scope, move || {
-                write_runs(inner, &queue, &installed, run_size_bytes)
+                let Some(first) = prefault_until_first_job(&ahead, &queue) else {
+                    return Ok(Vec::new());
+                };
+                write_runs(inner, first, &queue, &installed, run_size_bytes)
             })
             .map_err(|e| Error::io("spawn restore writer thread", &inner.path, e))?;
         Ok(BulkLoader {
@@ -240,6 +245,7 @@ struct OpenTable {
 /// is sorted and written to tables of its own.
 fn write_runs(
     inner: &DbInner,
+    first: Job,
     queue: &Receiver<Job>,
     installed: &AtomicU64,
     run_size_bytes: usize,
@@ -253,7 +259,7 @@ fn write_runs(
         .target_table_size_bytes
         .min(run_size_bytes as u64)
         .max(1);
-    while let Ok(mut job) = queue.recv() {
+    for mut job in std::iter::once(first).chain(queue.iter()) {
         let continues = match (job.run.key_bounds(), &open) {
             (Some(_), _) if !job.run.is_ascending() => None,
             (Some((first, last)), Some(table)) => {
@@ -289,6 +295,37 @@ fn write_runs(
         install_open(inner, table, installed)?;
     }
     Ok(cuts)
+}
+
+/// How many blocks the writer thread keeps ready in the pool before the
+/// first run arrives.
+const PREFAULT_AHEAD_BLOCKS: usize = 2;
+
+/// Until the first run arrives, keeps [`PREFAULT_AHEAD_BLOCKS`] blocks of
+/// touched memory in `pool` for the run being gathered (its first blocks
+/// would otherwise be faulted in, page by page, as records are copied
+/// into them); returns that run, or `None` if the queue closed first.
+fn prefault_until_first_job(pool: &BlockPool, queue: &Receiver<Job>) -> Option<Job> {
+    loop {
+        if pool.wants(PREFAULT_AHEAD_BLOCKS) {
+            match queue.try_recv() {
+                Ok(job) => return Some(job),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {
+                    if pool.prefault().is_err() {
+                        // Out of mappings: the runs map what they need.
+                        return queue.recv().ok();
+                    }
+                }
+            }
+        } else {
+            match queue.recv_timeout(Duration::from_millis(1)) {
+                Ok(job) => return Some(job),
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
 }
 
 /// Adds the records of `job` (a run in key order above every key of

@@ -578,24 +578,57 @@ fn stretches<'a>(
 /// Arena blocks of runs already written, kept for the runs after them:
 /// a restore then maps (and the kernel zeroes) about two runs' memory
 /// once, instead of every run's again, and unmaps nothing in between.
+///
+/// Before the first run is written the pool is also kept a few blocks
+/// ahead of the run being gathered by the otherwise idle writer thread
+/// ([`prefault`](Self::prefault)), so that the kernel's page faults and
+/// zeroing of fresh memory happen there rather than where records are
+/// copied in.
 #[derive(Clone)]
 pub(super) struct BlockPool {
     blocks: Arc<Mutex<Vec<Block>>>,
     /// The most blocks the pool keeps: about one run's.
     max_blocks: usize,
+    /// The size of a run's usual block.
+    block_bytes: usize,
 }
 
 impl BlockPool {
     /// A pool for runs of about `run_size_bytes`.
     pub(super) fn new(run_size_bytes: usize) -> Self {
+        let block_bytes = block_bytes_for(run_size_bytes);
         BlockPool {
             blocks: Arc::default(),
-            max_blocks: run_size_bytes / block_bytes_for(run_size_bytes) + 1,
+            max_blocks: run_size_bytes / block_bytes + 1,
+            block_bytes,
         }
     }
 
     fn take(&self) -> Option<Block> {
         self.blocks.lock().pop()
+    }
+
+    /// Whether the pool holds fewer than `ahead` blocks (and fewer than a
+    /// run's): a block [`prefault`](Self::prefault) adds is then taken by
+    /// the run being gathered soon.
+    pub(super) fn wants(&self, ahead: usize) -> bool {
+        let held = self.blocks.lock().len();
+        held < ahead.min(self.max_blocks)
+    }
+
+    /// Maps a block of the usual size, touches every page of it, and adds
+    /// it to the pool.
+    ///
+    /// # Errors
+    /// The mapping's error (the caller may go on without: a run maps the
+    /// blocks it needs itself).
+    pub(super) fn prefault(&self) -> io::Result<()> {
+        let mut map = memmap2::MmapOptions::new()
+            .len(self.block_bytes)
+            .map_anon()?;
+        map.fill(0);
+        self.blocks.lock().push(Block { map, used: 0 });
+        Ok(())
     }
 }
 
@@ -867,5 +900,31 @@ mod tests {
         next.push(record(b"x", 0).as_ref()).unwrap();
         assert_eq!(pool.blocks.lock().len(), blocks - 1);
         assert_eq!(next.record(next.slots[0].at).key, b"x");
+    }
+
+    #[test]
+    fn blocks_touched_ahead_wait_in_the_pool_until_a_run_takes_them() {
+        let pool = BlockPool::new(1 << 20);
+        assert!(pool.wants(2));
+        pool.prefault().unwrap();
+        pool.prefault().unwrap();
+        assert!(!pool.wants(2), "two blocks ahead are enough");
+        assert!(pool.wants(3));
+        let lens: Vec<usize> = pool.blocks.lock().iter().map(|b| b.map.len()).collect();
+        assert_eq!(lens, [block_bytes_for(1 << 20); 2]);
+        let mut run = SortedRun::new(1 << 20, &pool);
+        run.push(record(b"k", 0).as_ref()).unwrap();
+        assert_eq!(
+            pool.blocks.lock().len(),
+            1,
+            "the run took a prefaulted block"
+        );
+        assert_eq!(run.record(run.slots[0].at).key, b"k");
+        // A pool never wants more than a run's blocks.
+        let small = BlockPool::new(0);
+        for _ in 0..small.max_blocks {
+            small.prefault().unwrap();
+        }
+        assert!(!small.wants(usize::MAX));
     }
 }
