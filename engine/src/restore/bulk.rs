@@ -260,35 +260,26 @@ fn write_runs(
         .min(run_size_bytes as u64)
         .max(1);
     for mut job in std::iter::once(first).chain(queue.iter()) {
-        let continues = match (job.run.key_bounds(), &open) {
-            (Some(_), _) if !job.run.is_ascending() => None,
-            (Some((first, last)), Some(table)) => {
-                (first > table.last_key.as_slice()).then(|| last.to_vec())
-            }
-            (Some((_, last)), None) => Some(last.to_vec()),
-            (None, _) => None,
-        };
-        let Some(last_key) = continues else {
-            if let Some(table) = open.take() {
-                install_open(inner, table, installed)?;
-            }
-            if job.run.is_ascending()
-                && let Some((_, last)) = job.run.key_bounds()
-            {
-                // Keys in order that do not continue the table: a new one.
-                let last_key = last.to_vec();
-                open = Some(add_to_open(inner, None, &job, last_key)?);
-            } else {
-                flush_to(inner, &mut job.run, job.flushed_offset, &mut cuts)?;
-                installed.store(job.flushed_offset, Ordering::Release);
-            }
-            continue;
-        };
-        let table = add_to_open(inner, open.take(), &job, last_key)?;
-        if table.builder.estimated_size_bytes() >= table_bytes {
+        let in_order = job.run.is_ascending() && !job.run.is_empty();
+        let continues = in_order
+            && open.as_ref().is_none_or(|table| {
+                job.run
+                    .key_bounds()
+                    .is_some_and(|(first, _)| first > table.last_key.as_slice())
+            });
+        if !continues && let Some(table) = open.take() {
             install_open(inner, table, installed)?;
+        }
+        if in_order {
+            let table = add_to_open(inner, open.take(), &job)?;
+            if table.builder.estimated_size_bytes() >= table_bytes {
+                install_open(inner, table, installed)?;
+            } else {
+                open = Some(table);
+            }
         } else {
-            open = Some(table);
+            flush_to(inner, &mut job.run, job.flushed_offset, &mut cuts)?;
+            installed.store(job.flushed_offset, Ordering::Release);
         }
     }
     if let Some(table) = open.take() {
@@ -329,13 +320,8 @@ fn prefault_until_first_job(pool: &BlockPool, queue: &Receiver<Job>) -> Option<J
 }
 
 /// Adds the records of `job` (a run in key order above every key of
-/// `open`, or of no table yet) to `open`, or to a new table.
-fn add_to_open(
-    inner: &DbInner,
-    open: Option<OpenTable>,
-    job: &Job,
-    last_key: Vec<u8>,
-) -> Result<OpenTable> {
+/// `open`) to `open`, or to a new table.
+fn add_to_open(inner: &DbInner, open: Option<OpenTable>, job: &Job) -> Result<OpenTable> {
     let mut table = match open {
         Some(table) => table,
         None => {
@@ -363,7 +349,9 @@ fn add_to_open(
         inner.remove_tables(&[table.number]);
         return Err(e);
     }
-    table.last_key = last_key;
+    if let Some((_, last)) = job.run.key_bounds() {
+        table.last_key = last.to_vec();
+    }
     table.flushed_offset = job.flushed_offset;
     Ok(table)
 }
