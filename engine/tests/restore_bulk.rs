@@ -237,10 +237,10 @@ fn a_run_larger_than_a_table_is_written_as_disjoint_tables_on_two_threads() {
 /// overwrite, or a delete): inside a run handed over in key order, which
 /// it then makes unsorted, or as the first key of the next run, which
 /// then starts at the open table's last key instead of above it. With
-/// values of 2.5-4 KB and runs of 16 KiB (handed over in key order at
-/// 2 KiB) every record is a run of its own, so every repeat starts a run
-/// at the open table's last key; with small values repeats land inside
-/// runs. Every table and the final state stay exact, and the store ends
+/// values of 8-12 KB and runs of 64 KiB (the smallest; handed over in key
+/// order at 8 KiB) every record is a run of its own, so every repeat
+/// starts a run at the open table's last key; with small values repeats
+/// land inside runs. Every table and the final state stay exact, and the store ends
 /// compacted.
 #[test]
 fn keys_in_order_with_repeats_at_and_between_run_boundaries() {
@@ -254,7 +254,7 @@ fn keys_in_order_with_repeats_at_and_between_run_boundaries() {
         } else {
             rng.below(150) as usize
         };
-        let large_len = 2500 + rng.below(1500) as usize;
+        let large_len = (8 << 10) + rng.below(4 << 10) as usize;
         small.push(Record::put(key.clone(), "s".repeat(small_len)));
         large.push(Record::put(key.clone(), "l".repeat(large_len)));
         for records in [&mut small, &mut large] {
@@ -266,8 +266,8 @@ fn keys_in_order_with_repeats_at_and_between_run_boundaries() {
         }
     }
     for (records, run_sizes) in [
-        (&large, &[16 << 10][..]),
-        (&small, &[16 << 10, 1 << 20][..]),
+        (&large, &[64 << 10][..]),
+        (&small, &[64 << 10, 1 << 20][..]),
     ] {
         let log = source_of(records);
         for &run_bytes in run_sizes {
@@ -331,7 +331,7 @@ fn changelogs_mixing_phases_of_key_order_restore_exactly() {
         }
         let model = model_of(&records);
         let log = source_of(&records);
-        let run_size = [16 << 10, 64 << 10, 1 << 20, 256 << 20][(seed % 4) as usize];
+        let run_size = [64 << 10, 128 << 10, 1 << 20, 256 << 20][(seed % 4) as usize];
         let fs = MemFs::new();
         let db = restored(
             &fs,

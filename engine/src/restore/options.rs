@@ -125,6 +125,9 @@ impl RestoreOptions {
     /// until their key and value bytes plus 48 bytes each (their header
     /// and place in the sort order) reach it, then sorted and written as
     /// level-0 tables on a second thread while the next run is gathered.
+    /// Records whose keys keep increasing are handed over at an eighth of
+    /// it (at most 1 MiB) and added to one open table, installed once it
+    /// holds the run size or the table size, whichever is smaller.
     /// The [memory budget](Self::memory_budget_bytes) caps it further.
     /// At least 64 KiB is used.
     ///
