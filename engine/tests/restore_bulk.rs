@@ -80,6 +80,17 @@ fn restored(fs: &MemFs, log: &Log, opts: RestoreOptions) -> Db {
     Db::open("/r", Options::default().create_if_missing(false).fs(dynfs)).unwrap()
 }
 
+/// Restores `log` in runs of `run_bytes`, polling `poll_bytes` at a time;
+/// returns the store's file system and the opened store.
+fn restored_in_runs(log: &Log, run_bytes: usize, poll_bytes: usize) -> (MemFs, Db) {
+    let fs = MemFs::new();
+    let opts = RestoreOptions::default()
+        .memtable_size_bytes(run_bytes)
+        .poll_size_bytes(poll_bytes);
+    let db = restored(&fs, log, opts);
+    (fs, db)
+}
+
 fn contents(db: &Db) -> State {
     db.iter().map(|kv| kv.unwrap()).collect()
 }
@@ -99,14 +110,7 @@ fn a_restore_equals_the_model_key_by_key_for_both_key_orders() {
             let records = writes(8000, 3000, random, seed);
             let model = model_of(&records);
             let log = source_of(&records);
-            let fs = MemFs::new();
-            let db = restored(
-                &fs,
-                &log,
-                RestoreOptions::default()
-                    .memtable_size_bytes(run_size)
-                    .poll_size_bytes(4 << 10),
-            );
+            let (_fs, db) = restored_in_runs(&log, run_size, 4 << 10);
             assert_eq!(
                 contents(&db),
                 model,
@@ -332,14 +336,7 @@ fn changelogs_mixing_phases_of_key_order_restore_exactly() {
         let model = model_of(&records);
         let log = source_of(&records);
         let run_size = [64 << 10, 128 << 10, 1 << 20, 256 << 20][(seed % 4) as usize];
-        let fs = MemFs::new();
-        let db = restored(
-            &fs,
-            &log,
-            RestoreOptions::default()
-                .memtable_size_bytes(run_size)
-                .poll_size_bytes(8 << 10),
-        );
+        let (fs, db) = restored_in_runs(&log, run_size, 8 << 10);
         let what = format!("seed {seed}, runs of {run_size}");
         assert_eq!(contents(&db), model, "{what}");
         assert_eq!(db.latest_seqno(), records.len() as u64, "{what}");
