@@ -381,26 +381,16 @@ fn install_open(inner: &DbInner, table: OpenTable, installed: &AtomicU64) -> Res
             return Err(e);
         }
     };
-    let version = inner.versions.lock().current();
-    let mut edit = VersionEdit {
-        flushed_offset: Some(flushed_offset),
-        last_seqno: Some(SeqNo(flushed_offset).max(version.last_seqno())),
-        ..VersionEdit::default()
-    };
-    edit.added
-        .push((Level(0), TableMeta::from_info(number, &info)));
-    let result = inner.versions.lock().log_and_apply(edit);
-    inner.release_outputs(&[number]);
-    if result.is_err() {
-        inner.remove_tables(&[number]);
-    }
-    result?;
-    inner.install_current_version(None);
     tracing::debug!(
         flushed_offset,
         "restore: table of runs in key order written"
     );
-    move_changelog(inner, flushed_offset)?;
+    install(
+        inner,
+        &[number],
+        vec![TableMeta::from_info(number, &info)],
+        flushed_offset,
+    )?;
     installed.store(flushed_offset, Ordering::Release);
     Ok(())
 }
@@ -413,36 +403,52 @@ fn flush_to(
     flushed_offset: u64,
     cuts: &mut Vec<Vec<u8>>,
 ) -> Result<()> {
-    let version = inner.versions.lock().current();
-    if run.is_empty() && version.flushed_offset() == flushed_offset {
-        return move_changelog(inner, flushed_offset);
+    if run.is_empty() {
+        if inner.versions.lock().current().flushed_offset() == flushed_offset {
+            return move_changelog(inner, flushed_offset);
+        }
+        return install(inner, &[], Vec::new(), flushed_offset);
     }
+    let count = run.table_count(inner.opts.compaction.target_table_size_bytes, cuts);
+    let numbers: Vec<FileNumber> = (0..count).map(|_| inner.new_output_number()).collect();
+    let tables = match write_run(inner, run, &numbers, cuts) {
+        Ok(tables) => tables,
+        Err(e) => {
+            inner.release_outputs(&numbers);
+            inner.remove_tables(&numbers);
+            return Err(e);
+        }
+    };
+    tracing::debug!(flushed_offset, "restore: run written");
+    install(inner, &numbers, tables, flushed_offset)
+}
+
+/// Installs `tables` (written, synced, with the directory synced) in
+/// level 0 with one manifest edit whose flushed offset is
+/// `flushed_offset`, releases the output `numbers` they were written
+/// under (removing their files if the edit fails), and moves the empty
+/// changelog to start there.
+fn install(
+    inner: &DbInner,
+    numbers: &[FileNumber],
+    tables: Vec<TableMeta>,
+    flushed_offset: u64,
+) -> Result<()> {
+    let version = inner.versions.lock().current();
     let mut edit = VersionEdit {
         flushed_offset: Some(flushed_offset),
         last_seqno: Some(SeqNo(flushed_offset).max(version.last_seqno())),
         ..VersionEdit::default()
     };
-    let mut numbers = Vec::new();
-    if !run.is_empty() {
-        let count = run.table_count(inner.opts.compaction.target_table_size_bytes, cuts);
-        numbers = (0..count).map(|_| inner.new_output_number()).collect();
-        match write_run(inner, run, &numbers, cuts) {
-            Ok(tables) => edit.added.extend(tables.into_iter().map(|t| (Level(0), t))),
-            Err(e) => {
-                inner.release_outputs(&numbers);
-                inner.remove_tables(&numbers);
-                return Err(e);
-            }
-        }
-    }
+    edit.added
+        .extend(tables.into_iter().map(|table| (Level(0), table)));
     let result = inner.versions.lock().log_and_apply(edit);
-    inner.release_outputs(&numbers);
+    inner.release_outputs(numbers);
     if result.is_err() {
-        inner.remove_tables(&numbers);
+        inner.remove_tables(numbers);
     }
     result?;
     inner.install_current_version(None);
-    tracing::debug!(flushed_offset, "restore: run written");
     move_changelog(inner, flushed_offset)
 }
 
